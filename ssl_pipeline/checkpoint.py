@@ -1,0 +1,49 @@
+"""Atomic Accelerate checkpoints: `checkpoints/step_NNNNNNN/` appears only once it is complete.
+
+Every process writes its part (Accelerate saves per-process RNG states) into a temporary directory; the main
+process then adds `trainer_state.json` and renames it into place, so a crash during a save leaves the previous
+checkpoint as the latest loadable one. Only the newest `keep` checkpoints are kept.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from .atomic import write_json
+
+STATE_FILE = "trainer_state.json"
+PREFIX = "step_"
+
+
+def complete(ckpt_dir: Path) -> list[Path]:
+    if not ckpt_dir.is_dir():
+        return []
+    found = [p for p in ckpt_dir.iterdir() if p.name.startswith(PREFIX) and (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest(ckpt_dir: Path) -> Optional[Path]:
+    done = complete(ckpt_dir)
+    return done[-1] if done else None
+
+
+def save(accelerator, ckpt_dir: Path, state: dict, keep: int) -> Path:
+    final = ckpt_dir / f"{PREFIX}{state['step']:07d}"
+    tmp = ckpt_dir / f".tmp-{final.name}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json(tmp / STATE_FILE, state)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in complete(ckpt_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final

@@ -1,0 +1,49 @@
+"""Command-line entry points shared by `python -m pretrain` / `accelerate launch pretrain` (and finetune)."""
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+
+from .errors import exit_on_user_error
+
+
+def _quiet() -> None:
+    """Keep the console for progress bars and real problems: silence known-benign library chatter."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")
+    warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _parse(prog: str, argv):
+    parser = argparse.ArgumentParser(prog=prog, description=f"ssl_pipeline {prog}: see README 'Configuration'")
+    parser.add_argument("--config", help="YAML config file")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. pretrain.epochs=5")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def pretrain_main(argv=None) -> None:
+    _quiet()
+    from .config import load_config
+
+    args = _parse("pretrain", argv)
+    cfg = load_config(args.config, args.overrides)
+    from .pretrain import run_pretrain
+
+    run_pretrain(cfg)
+
+
+@exit_on_user_error
+def finetune_main(argv=None) -> None:
+    _quiet()
+    from .config import load_config
+
+    args = _parse("finetune", argv)
+    cfg = load_config(args.config, args.overrides)
+    from .finetune.runner import run_finetune
+
+    run_finetune(cfg)

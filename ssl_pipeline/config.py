@@ -1,0 +1,324 @@
+"""The one typed configuration schema for both stages (`pretrain` and `finetune`).
+
+A run is described by a YAML file plus `key=value` overrides (dotted keys, YAML-typed values):
+
+    accelerate launch pretrain --config configs/vision/simclr_digits.yaml pretrain.epochs=5 seed=1
+
+Every key is declared below with its type and default; the README's "Configuration" section is generated
+from these docstrings' neighbours (the field comments). Unknown keys and badly typed values raise
+`UserError` naming the key, with the closest valid key suggested.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from .errors import UserError
+
+
+@dataclass
+class AugmentConfig:
+    """SimCLR view augmentations, applied on the training device to whole batches."""
+
+    crop_scale_min: float = 0.08  # RandomResizedCrop lower area bound (0.2 suits 28-32 px images)
+    flip_p: float = 0.5  # horizontal flip probability
+    jitter_p: float = 0.8  # probability of colour jitter
+    jitter_strength: float = 1.0  # SimCLR's s: brightness/contrast/saturation 0.8*s, hue 0.2*s
+    grayscale_p: float = 0.2  # probability of converting to grayscale (RGB only)
+    blur_p: float = 0.0  # Gaussian blur probability (SimCLR uses 0.5 at 224 px; off for small images)
+
+
+@dataclass
+class DataConfig:
+    source: str = "embedded"  # embedded | torchvision | hf | folder | synthetic (vision); embedded | text | jsonl | csv | parquet | hf | synthetic (text)
+    name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
+    root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
+    files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet)
+    download: bool = False  # let torchvision / HF download when online
+    image_size: int = 32  # images are resized to image_size x image_size
+    channels: int = 3  # 1 (grayscale) or 3 (RGB); images are converted to this
+    num_samples: int = 1024  # synthetic sources: number of samples
+    num_classes: int = 10  # synthetic sources: number of classes
+    image_column: str = "image"  # hf: column holding images
+    text_column: str = "text"  # text sources: column holding the text
+    label_column: str = "label"  # labeled sources: column holding the label
+    max_length: int = 128  # text: tokens per packed block
+    streaming: bool = False  # hf text: stream the corpus, each process reading its own shard
+    test_fraction: float = 0.2  # held-out split carved (stratified, seeded) when a source has no test split
+    split_seed: int = 0  # seed of that carve; fixed so pretraining and finetuning agree on it
+    skip_corrupt: bool = False  # folder: skip unreadable images (counted and reported) instead of failing
+    num_workers: int = 0  # DataLoader workers for sources decoded per sample (folder, hf)
+    cache_dir: Optional[str] = None  # text: where tokenized datasets are cached (default OUTPUT_DIR/cache)
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"  # vision: any timm model name
+    small_stem: bool = False  # vision: 3x3 stride-1 stem, no max-pool (SSL practice for <= 64 px images)
+    projection_hidden_dim: int = 2048  # SimCLR projection head hidden width
+    projection_dim: int = 128  # SimCLR projection output width
+    size: Optional[str] = None  # text: preset (tiny | mini | small | medium | base) filling the sizes below
+    vocab_size: int = 8192  # text: tokenizer vocabulary trained on the corpus
+    tokenizer: Optional[str] = None  # text: path to an existing tokenizer instead of training one
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    dropout: float = 0.1
+
+
+@dataclass
+class PretrainConfig:
+    batch_size: int = 256  # per process
+    epochs: int = 10
+    max_steps: Optional[int] = None  # optimizer steps; wins over epochs when set
+    learning_rate: float = 0.3  # base lr, scaled by global batch size (see lr_scaling)
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"  # lr = base * (global_batch / 256) [or sqrt]
+    optimizer: Literal["lars", "adamw", "sgd"] = "lars"
+    weight_decay: float = 1e-6
+    warmup_fraction: float = 0.05  # fraction of steps spent in linear warm-up before the cosine decay
+    gradient_accumulation_steps: int = 1
+    temperature: float = 0.5  # NT-Xent temperature
+    mask_probability: float = 0.15  # MLM: fraction of tokens selected for prediction (80/10/10 rule)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
+    log_every: int = 10  # steps between metrics.jsonl rows
+    eval_every: int = 200  # MLM: steps between held-out perplexity evaluations
+    checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 2  # how many recent checkpoints to keep
+    drop_last: bool = True
+
+
+@dataclass
+class FinetuneConfig:
+    encoder: Optional[str] = None  # exported encoder directory (default OUTPUT_DIR/encoder)
+    label_fractions: Optional[list[float]] = None  # fractions of the train split's labels, e.g. [0.01, 0.1, 1.0]
+    labels_per_class: Optional[list[int]] = None  # alternative to label_fractions
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[str] = field(default_factory=lambda: ["linear_probe", "finetune", "knn", "supervised", "classic"])
+    head: Literal["linear", "mlp"] = "linear"
+    epochs: int = 30  # epochs over the labeled subset (probe / finetune / supervised)
+    min_steps: int = 100  # lower bound on optimizer steps, so tiny subsets still train
+    batch_size: int = 128
+    learning_rate: float = 1e-3  # head lr (AdamW)
+    encoder_lr_scale: float = 0.1  # finetune: encoder lr = learning_rate * this
+    weight_decay: float = 1e-4
+    knn_k: int = 20
+    augment: bool = True  # finetune / supervised: weak augmentation of labeled images
+    probe_batch_size: int = 512  # batch size for embedding extraction
+
+
+@dataclass
+class Config:
+    task: Literal["simclr", "mlm"] = "simclr"
+    output_dir: str = "runs/default"
+    seed: int = 0
+    resume: Literal["auto", "never"] = "auto"
+    overwrite: bool = False  # with resume=never: replace an existing run in output_dir
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+
+
+def _all_keys(cls, prefix: str = "") -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        t = hints[f.name]
+        if dataclasses.is_dataclass(t):
+            keys.extend(_all_keys(t, f"{prefix}{f.name}."))
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _unknown_key(key: str) -> UserError:
+    close = difflib.get_close_matches(key, _all_keys(Config), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return UserError(f"unknown config key '{key}'{hint}")
+
+
+def _type_name(t) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, t) -> Any:
+    """Check `value` against the annotation `t`; ints are accepted for floats."""
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner[0])
+    if origin is Literal:
+        if value not in args:
+            raise UserError(f"config key '{key}' must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return [_coerce(key, v, args[0]) for v in value]
+    if t is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UserError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UserError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if t is bool:
+        if not isinstance(value, bool):
+            raise UserError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if t is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise UserError(f"config key '{key}' must be a string, got {value!r}")
+        return str(value)
+    raise UserError(f"config key '{key}' has unsupported type {_type_name(t)}")
+
+
+def _build(cls, values: dict, prefix: str = ""):
+    if not isinstance(values, dict):
+        raise UserError(f"config key '{prefix.rstrip('.')}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise _unknown_key(f"{prefix}{key}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in values:
+            continue
+        t, v, key = hints[f.name], values[f.name], f"{prefix}{f.name}"
+        kwargs[f.name] = _build(t, v, f"{key}.") if dataclasses.is_dataclass(t) else _coerce(key, v, t)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise _unknown_key(dotted)
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"override '{item}' must look like key=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config, apply `key=value` overrides and validate everything against the schema."""
+    tree: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError(f"config file not found: {p}")
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise UserError(f"config file {p} is not valid YAML{where}") from None
+        if not isinstance(tree, dict):
+            raise UserError(f"config file {p} must hold a mapping of keys")
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(tree, key, value)
+    cfg = _build(Config, tree)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    positive = {
+        "pretrain.batch_size": cfg.pretrain.batch_size,
+        "pretrain.epochs": cfg.pretrain.epochs,
+        "pretrain.learning_rate": cfg.pretrain.learning_rate,
+        "pretrain.gradient_accumulation_steps": cfg.pretrain.gradient_accumulation_steps,
+        "pretrain.temperature": cfg.pretrain.temperature,
+        "pretrain.log_every": cfg.pretrain.log_every,
+        "pretrain.checkpoint_every": cfg.pretrain.checkpoint_every,
+        "pretrain.keep_checkpoints": cfg.pretrain.keep_checkpoints,
+        "data.image_size": cfg.data.image_size,
+        "data.num_samples": cfg.data.num_samples,
+        "data.max_length": cfg.data.max_length,
+        "finetune.epochs": cfg.finetune.epochs,
+        "finetune.batch_size": cfg.finetune.batch_size,
+        "finetune.learning_rate": cfg.finetune.learning_rate,
+        "finetune.knn_k": cfg.finetune.knn_k,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise UserError(f"config key '{key}' must be positive, got {value}")
+    if cfg.pretrain.max_steps is not None and cfg.pretrain.max_steps <= 0:
+        raise UserError(f"config key 'pretrain.max_steps' must be positive, got {cfg.pretrain.max_steps}")
+    if cfg.data.channels not in (1, 3):
+        raise UserError(f"config key 'data.channels' must be 1 or 3, got {cfg.data.channels}")
+    if not 0.0 < cfg.pretrain.mask_probability < 1.0:
+        raise UserError(f"config key 'pretrain.mask_probability' must be in (0, 1), got {cfg.pretrain.mask_probability}")
+    if not 0.0 < cfg.data.test_fraction < 1.0:
+        raise UserError(f"config key 'data.test_fraction' must be in (0, 1), got {cfg.data.test_fraction}")
+    if not 0.0 < cfg.pretrain.augment.crop_scale_min <= 1.0:
+        raise UserError(f"config key 'pretrain.augment.crop_scale_min' must be in (0, 1], got {cfg.pretrain.augment.crop_scale_min}")
+    for frac in cfg.finetune.label_fractions or []:
+        if not 0.0 < frac <= 1.0:
+            raise UserError(f"config key 'finetune.label_fractions' has {frac}: fractions must be in (0, 1]")
+    for n in cfg.finetune.labels_per_class or []:
+        if n < 1:
+            raise UserError(f"config key 'finetune.labels_per_class' has {n}: need at least one label per class")
+    if cfg.finetune.label_fractions and cfg.finetune.labels_per_class:
+        raise UserError("set only one of 'finetune.label_fractions' and 'finetune.labels_per_class'")
+    known_methods = {"linear_probe", "finetune", "knn", "supervised", "classic"}
+    for m in cfg.finetune.methods:
+        if m not in known_methods:
+            close = difflib.get_close_matches(m, sorted(known_methods), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UserError(f"config key 'finetune.methods' has unknown method '{m}'{hint}")
+    if not cfg.finetune.seeds:
+        raise UserError("config key 'finetune.seeds' must list at least one seed")
+
+
+def describe_schema() -> str:
+    """Markdown table of every key with its type and default (used to keep the README in sync)."""
+    rows = ["| key | type | default |", "| --- | --- | --- |"]
+
+    def walk(cls, obj, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            t, v = hints[f.name], getattr(obj, f.name)
+            if dataclasses.is_dataclass(t):
+                walk(t, v, f"{prefix}{f.name}.")
+            else:
+                rows.append(f"| `{prefix}{f.name}` | {_type_name(t)} | `{v!r}` |")
+
+    walk(Config, Config(), "")
+    return "\n".join(rows)

@@ -1,0 +1,215 @@
+"""The one training engine shared by every pretext task and by fine-tuning.
+
+A task supplies: `model`, `dataloader(batch_size, generator)`, `loss(model, batch, accelerator) ->
+(loss, extra_metrics)`, `batch_items(batch) -> {"samples": n, ["tokens": n]}`, `evaluate(model, accelerator)`
+and `export(model, path)`. The engine owns everything else, in the Accelerate idiom: device placement,
+DDP, mixed precision, gradient accumulation, LARS/AdamW with warm-up + cosine, progress bar, metrics.jsonl
+and TensorBoard, atomic checkpoints with exact resume (model, optimizer, scheduler, RNG, data position),
+NaN detection and the final export.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import checkpoint as ckpt
+from .errors import UserError
+
+
+@dataclass
+class TrainPlan:
+    batch_size: int  # per process
+    epochs: int
+    max_steps: Optional[int]
+    learning_rate: float  # already scaled for the global batch
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    warmup_fraction: float = 0.05
+    log_every: int = 10
+    eval_every: Optional[int] = None
+    checkpoint_every: Optional[int] = None  # None: no checkpoints (short fine-tune runs)
+    keep_checkpoints: int = 2
+    description: str = "train"
+    show_progress: bool = True
+
+
+def scaled_lr(base_lr: float, global_batch: int, rule: str) -> float:
+    """SimCLR's rule: lr = base * global_batch / 256 (linear) or base * sqrt(global_batch) / 16 (sqrt)."""
+    if rule == "linear":
+        return base_lr * global_batch / 256
+    if rule == "sqrt":
+        return base_lr * math.sqrt(global_batch / 256)
+    return base_lr
+
+
+def param_groups(model: nn.Module, weight_decay: float, lr_scales: Optional[dict] = None) -> list[dict]:
+    """Weights get weight decay; biases and norm parameters (1-d) get none and, for LARS, no adaptation.
+
+    `lr_scales` maps a parameter-name prefix to an lr multiplier (e.g. a smaller lr for a fine-tuned encoder).
+    """
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        scale = 1.0
+        for prefix, s in (lr_scales or {}).items():
+            if name.startswith(prefix):
+                scale = s
+        decay = weight_decay if p.ndim > 1 else 0.0
+        groups.setdefault((decay, scale), []).append(p)
+    return [{"params": ps, "weight_decay": d, "lr_scale": s} for (d, s), ps in groups.items()]
+
+
+def build_optimizer(groups: list[dict], plan: TrainPlan) -> torch.optim.Optimizer:
+    for g in groups:
+        g["lr"] = plan.learning_rate * g["lr_scale"]
+    if plan.optimizer == "lars":
+        from lightly.utils.lars import LARS
+
+        return LARS(groups, lr=plan.learning_rate, momentum=0.9)
+    if plan.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=plan.learning_rate, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=plan.learning_rate)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float):
+    warmup = int(total_steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+class MetricsLog:
+    """metrics.jsonl (one JSON row per logged step, appended) plus the Accelerate trackers (TensorBoard)."""
+
+    def __init__(self, path: Optional[Path], accelerator):
+        self.path, self.accelerator = path, accelerator
+
+    def write(self, row: dict, step: int) -> None:
+        if self.path is not None and self.accelerator.is_main_process:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+        if self.path is not None:
+            self.accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
+
+
+def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Path] = None,
+          resume: bool = False, groups: Optional[list[dict]] = None) -> dict:
+    """Runs the loop to `plan`'s end; returns the last logged metrics. Exports when `output_dir` is set."""
+    from tqdm.auto import tqdm
+
+    generator = torch.Generator().manual_seed(seed)
+    loader = task.dataloader(plan.batch_size, generator)
+    model = task.model
+    optimizer = build_optimizer(groups or param_groups(model, plan.weight_decay), plan)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    batches_per_epoch = len(loader)
+    if batches_per_epoch == 0:
+        raise UserError("the training set gives no full batch: lower the batch size or set drop_last=false")
+    steps_per_epoch = math.ceil(batches_per_epoch / accelerator.gradient_accumulation_steps)
+    total_steps = plan.max_steps or plan.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                                                  warmup_cosine(total_steps, plan.warmup_fraction))
+    accelerator.register_for_checkpointing(scheduler)
+
+    state = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
+    ckpt_dir = output_dir / "checkpoints" if output_dir is not None and plan.checkpoint_every else None
+    if resume and ckpt_dir is not None:
+        last = ckpt.latest(ckpt_dir)
+        if last is not None:
+            accelerator.load_state(str(last))
+            state = json.loads((last / ckpt.STATE_FILE).read_text())
+            accelerator.print(f"resumed from {last} (step {state['step']} of {total_steps})")
+    metrics = MetricsLog(output_dir / "metrics.jsonl" if output_dir is not None else None, accelerator)
+
+    bar = tqdm(total=total_steps, initial=state["step"], desc=plan.description, dynamic_ncols=True,
+               disable=not (plan.show_progress and accelerator.is_local_main_process))
+    model.train()
+    step, epoch, skip, last_row = state["step"], state["epoch"], state["batch_in_epoch"], {}
+    window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "extra": {}, "t0": time.perf_counter()}
+    while step < total_steps:
+        loader.set_epoch(epoch)  # the sampler's order is a function of (seed, epoch): resumable exactly
+        epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
+        batch_index, skip = skip, 0
+        for batch in epoch_loader:
+            batch_index += 1
+            with accelerator.accumulate(model):
+                loss, extra = task.loss(model, batch, accelerator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    optimizer.step()
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            items = task.batch_items(batch)
+            window["samples"] += items["samples"]
+            window["tokens"] += items.get("tokens", 0)
+            loss_value = loss.detach().float().item()
+            if not math.isfinite(loss_value):
+                raise UserError(f"loss is {loss_value} at step {step + 1}: training diverged "
+                                f"(lower the learning rate); the last good checkpoint is kept")
+            window["loss"] += loss_value
+            window["n"] += 1
+            for k, v in extra.items():
+                window["extra"][k] = window["extra"].get(k, 0.0) + float(v)
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            if step % plan.log_every == 0 or step == total_steps:
+                last_row = _log_row(window, step, epoch + batch_index / batches_per_epoch, scheduler, accelerator)
+                bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}")
+                metrics.write(last_row, step)
+            if plan.eval_every and (step % plan.eval_every == 0 or step == total_steps):
+                model.eval()
+                ev = task.evaluate(model, accelerator)
+                model.train()
+                if ev:
+                    last_row.update(ev)
+                    metrics.write({"step": step, "epoch": epoch, **ev}, step)
+            if ckpt_dir is not None and (step % plan.checkpoint_every == 0 or step == total_steps):
+                done_epoch = batch_index >= batches_per_epoch
+                ckpt.save(accelerator, ckpt_dir, {"step": step, "epoch": epoch + int(done_epoch),
+                                                  "batch_in_epoch": 0 if done_epoch else batch_index},
+                          plan.keep_checkpoints)
+            if step >= total_steps:
+                break
+        epoch += 1
+    bar.close()
+    if output_dir is not None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            task.export(accelerator.unwrap_model(model), output_dir / "encoder")
+        accelerator.wait_for_everyone()
+    task.model = accelerator.unwrap_model(model)
+    return last_row
+
+
+def _log_row(window, step, epoch: float, scheduler, accelerator) -> dict:
+    """Averages the window's losses over all processes and turns counts into global throughput."""
+    dt = max(time.perf_counter() - window["t0"], 1e-9)
+    device = accelerator.device
+    vals = torch.tensor([window["loss"], window["n"], window["samples"], window["tokens"],
+                         *window["extra"].values()], dtype=torch.float64, device=device)
+    vals = accelerator.reduce(vals, reduction="sum") if accelerator.num_processes > 1 else vals
+    vals = vals.tolist()
+    n = max(vals[1], 1)
+    row = {"step": step, "epoch": round(epoch, 4),
+           "loss": vals[0] / n, "lr": scheduler.get_last_lr()[0], "samples_per_sec": vals[2] / dt}
+    if vals[3]:
+        row["tokens_per_sec"] = vals[3] / dt
+    for k, v in zip(window["extra"].keys(), vals[4:]):
+        row[k] = v / n
+    window.update(loss=0.0, n=0, samples=0, tokens=0, extra={k: 0.0 for k in window["extra"]}, t0=time.perf_counter())
+    return row

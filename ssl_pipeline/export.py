@@ -1,0 +1,66 @@
+"""Exported encoders: `OUTPUT_DIR/encoder/` holds weights plus `ssl_encoder.json`, which says how to rebuild them.
+
+Vision: `model.safetensors` is the timm backbone's state dict (loads into `timm.create_model(name,
+num_classes=0, in_chans=C)`; with `small_stem` apply `ssl_pipeline.models.vision.apply_small_stem` first).
+Text: a `transformers` directory (`save_pretrained` of the MLM model and its tokenizer).
+`load_encoder(path)` rebuilds either as a module that returns one embedding per input.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .atomic import atomic_dir
+from .errors import UserError
+
+SPEC_FILE = "ssl_encoder.json"
+
+
+def save_vision_encoder(backbone, path, cfg) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    spec = {
+        "modality": "vision",
+        "format": "timm",
+        "timm_name": cfg.model.backbone,
+        "timm_kwargs": {"num_classes": 0, "in_chans": cfg.data.channels},
+        "small_stem": cfg.model.small_stem,
+        "image_size": cfg.data.image_size,
+        "channels": cfg.data.channels,
+        "input": "float images in [0, 1] (or uint8), shape (B, C, H, W); normalised inside as (x - 0.5) / 0.5",
+        "embedding_dim": int(backbone.num_features),
+        "pretext": cfg.task,
+    }
+    with atomic_dir(path) as tmp:
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+
+
+def read_spec(path) -> dict:
+    p = Path(path)
+    if not p.is_dir():
+        raise UserError(f"encoder path does not exist: {p}")
+    spec_file = p / SPEC_FILE
+    if not spec_file.is_file():
+        raise UserError(f"{p} is not an exported encoder (no {SPEC_FILE}); run pretrain first")
+    return json.loads(spec_file.read_text())
+
+
+def load_encoder(path, expect_modality: str | None = None):
+    """Rebuilds an exported encoder as an eval-mode `torch.nn.Module` returning embeddings (B, D)."""
+    spec = read_spec(path)
+    if expect_modality and spec["modality"] != expect_modality:
+        raise UserError(f"encoder {path} is a {spec['modality']} encoder, but this config needs a "
+                        f"{expect_modality} encoder")
+    if spec["modality"] == "vision":
+        from safetensors.torch import load_file
+
+        from .models.vision import VisionEncoder, create_backbone
+
+        backbone = create_backbone(spec["timm_name"], spec["channels"], spec["small_stem"])
+        backbone.load_state_dict(load_file(str(Path(path) / "model.safetensors")))
+        return VisionEncoder(backbone, spec).eval()
+    from .models.text import TextEncoder
+
+    return TextEncoder.from_pretrained(path, spec).eval()

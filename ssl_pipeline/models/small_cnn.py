@@ -1,0 +1,46 @@
+"""`ssl_cnn6`: a 6-conv-layer CNN for small (28-32 px) images, registered with timm.
+
+Registering it with timm keeps the "any timm backbone" contract: `timm.create_model("ssl_cnn6")` works in
+any process that imported ssl_pipeline, and CPU recipes get a backbone that trains many epochs per hour.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from timm.models import register_model
+
+
+def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SmallCNN(nn.Module):
+    """Three stages of two 3x3 convs (widths w, 2w, 4w), stride 2 between stages, global average pool."""
+
+    def __init__(self, in_chans: int = 3, num_classes: int = 0, width: int = 64, **_):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _block(in_chans, w, 1), _block(w, w, 1),
+            _block(w, 2 * w, 2), _block(2 * w, 2 * w, 1),
+            _block(2 * w, 4 * w, 2), _block(4 * w, 4 * w, 1),
+        )
+        self.num_features = 4 * w
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.forward_features(x)).flatten(1))
+
+
+@register_model
+def ssl_cnn6(pretrained: bool = False, **kwargs) -> SmallCNN:
+    return SmallCNN(width=64, **kwargs)
+
+
+@register_model
+def ssl_cnn6_wide(pretrained: bool = False, **kwargs) -> SmallCNN:
+    return SmallCNN(width=96, **kwargs)

@@ -1,0 +1,64 @@
+"""Vision encoders: any timm backbone (optionally with a small-image stem) wrapped to map images to embeddings."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..augment import normalize, to_unit_float
+from ..errors import UserError
+from . import small_cnn  # noqa: F401  (registers the `ssl_cnn*` models with timm)
+
+
+def apply_small_stem(model: nn.Module, in_chans: int) -> nn.Module:
+    """3x3 stride-1 first conv and no max-pool, as SimCLR/MoCo do on 32 px images (ResNet-style models)."""
+    conv = getattr(model, "conv1", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(model, "maxpool"):
+        raise UserError(f"model.small_stem=true needs a ResNet-style backbone (conv1 + maxpool); "
+                        f"{type(model).__name__} has none")
+    model.conv1 = nn.Conv2d(in_chans, conv.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
+    return model
+
+
+def create_backbone(name: str, in_chans: int, small_stem: bool = False) -> nn.Module:
+    """timm model by name, headless (num_classes=0), random init: pretraining starts from scratch."""
+    import timm
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('.')[0][:6]}*")[:3]
+        hint = f" (e.g. {', '.join(close)})" if close else ""
+        raise UserError(f"model.backbone '{name}' is not a timm model{hint}")
+    model = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_chans)
+    if small_stem:
+        apply_small_stem(model, in_chans)
+    return model
+
+
+def check_image_size(backbone: nn.Module, channels: int, image_size: int) -> int:
+    """Runs one dummy batch: fails clearly when the image is too small, returns the embedding width."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            out = backbone(torch.zeros(2, channels, image_size, image_size))
+    except RuntimeError as err:
+        raise UserError(f"data.image_size={image_size} is too small for model.backbone: "
+                        f"{str(err).splitlines()[0]}") from None
+    finally:
+        backbone.train(was_training)
+    if out.ndim != 2:
+        raise UserError(f"model.backbone returns shape {tuple(out.shape)}, expected (batch, features)")
+    return out.shape[1]
+
+
+class VisionEncoder(nn.Module):
+    """Float images (B, C, H, W) in [0, 1] (or uint8) -> embeddings (B, D); normalisation included."""
+
+    def __init__(self, backbone: nn.Module, spec: dict):
+        super().__init__()
+        self.backbone = backbone
+        self.spec = spec
+        self.embedding_dim = spec["embedding_dim"]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(normalize(to_unit_float(images)))

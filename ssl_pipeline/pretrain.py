@@ -1,0 +1,69 @@
+"""The pretext stage: config -> task -> shared engine -> exported encoder."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import Config
+from .engine import TrainPlan, scaled_lr, train
+from .errors import UserError
+from .run_dir import prepare_pretrain_dir
+
+
+def make_accelerator(cfg: Config, gradient_accumulation_steps: int = 1, log_dir: Path | None = None):
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    kwargs = {}
+    if log_dir is not None:
+        kwargs = {"log_with": "tensorboard",
+                  "project_config": ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir / "tensorboard"))}
+    return Accelerator(gradient_accumulation_steps=gradient_accumulation_steps,
+                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+                       **kwargs)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        elif isinstance(v, (int, float, str, bool)):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def run_pretrain(cfg: Config) -> dict:
+    from accelerate.utils import set_seed
+
+    from .atomic import write_json
+    from .tasks import build_task
+
+    output_dir = Path(cfg.output_dir)
+    accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir)
+    resume = prepare_pretrain_dir(output_dir, cfg.resume, cfg.overwrite, accelerator.is_main_process)
+    set_seed(cfg.seed)
+    task = build_task(cfg, accelerator)  # validates data and model before anything is written
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json(output_dir / "config.json", cfg.to_dict())
+    accelerator.init_trackers("pretrain", config=_flat(cfg.to_dict()))
+    global_batch = cfg.pretrain.batch_size * accelerator.num_processes * cfg.pretrain.gradient_accumulation_steps
+    p = cfg.pretrain
+    plan = TrainPlan(batch_size=p.batch_size, epochs=p.epochs, max_steps=p.max_steps,
+                     learning_rate=scaled_lr(p.learning_rate, global_batch, p.lr_scaling), optimizer=p.optimizer,
+                     weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
+                     eval_every=p.eval_every if cfg.task == "mlm" else None, checkpoint_every=p.checkpoint_every,
+                     keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
+    if p.compile:
+        import torch
+
+        task.model = torch.compile(task.model)
+    accelerator.print(f"pretraining {cfg.task} on {len(task.data)} {task.modality} samples, "
+                      f"{accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}, "
+                      f"mixed precision {accelerator.mixed_precision}")
+    row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume)
+    accelerator.end_training()
+    accelerator.print(f"encoder exported to {output_dir / 'encoder'}")
+    return row
