@@ -114,12 +114,21 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
     loader = task.dataloader(plan.batch_size, generator)
     model = task.model
     optimizer = build_optimizer(groups or param_groups(model, plan.weight_decay), plan)
-    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    batches_per_epoch = len(loader)
-    if batches_per_epoch == 0:
-        raise UserError("the training set gives no full batch: lower the batch size or set drop_last=false")
-    steps_per_epoch = math.ceil(batches_per_epoch / accelerator.gradient_accumulation_steps)
-    total_steps = plan.max_steps or plan.epochs * steps_per_epoch
+    presharded = getattr(loader, "presharded", False)  # streaming: each process already reads its own shard
+    if presharded:
+        model, optimizer = accelerator.prepare(model, optimizer)
+        batches_per_epoch = None
+        if not plan.max_steps:
+            raise UserError("a streaming corpus needs pretrain.max_steps")
+        steps_per_epoch = None
+        total_steps = plan.max_steps
+    else:
+        model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+        batches_per_epoch = len(loader)
+        if batches_per_epoch == 0:
+            raise UserError("the training set gives no full batch: lower the batch size or set drop_last=false")
+        steps_per_epoch = math.ceil(batches_per_epoch / accelerator.gradient_accumulation_steps)
+        total_steps = plan.max_steps or plan.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
                                                   warmup_cosine(total_steps, plan.warmup_fraction))
     accelerator.register_for_checkpointing(scheduler)
@@ -140,11 +149,14 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
     step, epoch, skip, last_row = state["step"], state["epoch"], state["batch_in_epoch"], {}
     window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "extra": {}, "t0": time.perf_counter()}
     while step < total_steps:
-        loader.set_epoch(epoch)  # the sampler's order is a function of (seed, epoch): resumable exactly
+        if not presharded:
+            loader.set_epoch(epoch)  # the sampler's order is a function of (seed, epoch): resumable exactly
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
         batch_index, skip = skip, 0
         for batch in epoch_loader:
             batch_index += 1
+            if presharded:
+                batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             with accelerator.accumulate(model):
                 loss, extra = task.loss(model, batch, accelerator)
                 accelerator.backward(loss)
@@ -168,7 +180,7 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
             step += 1
             bar.update(1)
             if step % plan.log_every == 0 or step == total_steps:
-                last_row = _log_row(window, step, epoch + batch_index / batches_per_epoch, scheduler, accelerator)
+                last_row = _log_row(window, step, epoch + batch_index / (batches_per_epoch or batch_index), scheduler, accelerator)
                 bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}")
                 metrics.write(last_row, step)
             if plan.eval_every and (step % plan.eval_every == 0 or step == total_steps):
@@ -179,7 +191,7 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
                     last_row.update(ev)
                     metrics.write({"step": step, "epoch": epoch, **ev}, step)
             if ckpt_dir is not None and (step % plan.checkpoint_every == 0 or step == total_steps):
-                done_epoch = batch_index >= batches_per_epoch
+                done_epoch = batches_per_epoch is not None and batch_index >= batches_per_epoch
                 ckpt.save(accelerator, ckpt_dir, {"step": step, "epoch": epoch + int(done_epoch),
                                                   "batch_in_epoch": 0 if done_epoch else batch_index},
                           plan.keep_checkpoints)

@@ -64,3 +64,21 @@ def load_encoder(path, expect_modality: str | None = None):
     from .models.text import TextEncoder
 
     return TextEncoder.from_pretrained(path, spec).eval()
+
+
+def save_text_encoder(mlm_model, tokenizer, path, cfg) -> None:
+    """`save_pretrained` of the MLM model and tokenizer: loads with AutoModel / AutoModelForMaskedLM / AutoTokenizer."""
+    spec = {
+        "modality": "text",
+        "format": "transformers",
+        "max_length": cfg.data.max_length,
+        "pooling": "mean over attention_mask",
+        "input": "input_ids and attention_mask from the saved tokenizer",
+        "embedding_dim": int(mlm_model.config.hidden_size),
+        "pretext": cfg.task,
+    }
+    with atomic_dir(path) as tmp:
+        mlm_model.save_pretrained(str(tmp))
+        if hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(str(tmp))
+        (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")

@@ -60,7 +60,9 @@ def run_pretrain(cfg: Config) -> dict:
         import torch
 
         task.model = torch.compile(task.model)
-    accelerator.print(f"pretraining {cfg.task} on {len(task.data)} {task.modality} samples, "
+    unit = "packed token blocks" if task.modality == "text" else "images"
+    size = len(task.data) if hasattr(task.data, "__len__") else "a stream of"
+    accelerator.print(f"pretraining {cfg.task} on {size} {unit}, "
                       f"{accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}, "
                       f"mixed precision {accelerator.mixed_precision}")
     row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume)

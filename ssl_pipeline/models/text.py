@@ -1,0 +1,85 @@
+"""Text encoders: a BERT-style `transformers` model built from config (SDPA attention), trained from scratch."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import UserError
+
+# Google's BERT miniatures naming (Turc et al., 2019): hidden, layers, heads, intermediate
+SIZE_PRESETS = {
+    "tiny": (128, 2, 2, 512),
+    "mini": (256, 4, 4, 1024),
+    "small": (512, 4, 8, 2048),
+    "medium": (512, 8, 8, 2048),
+    "base": (768, 12, 12, 3072),
+}
+
+
+def bert_config(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int):
+    from transformers import BertConfig
+
+    hidden, layers, heads, inter = cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size
+    if cfg.size is not None:
+        if cfg.size not in SIZE_PRESETS:
+            raise UserError(f"model.size '{cfg.size}' is not one of {list(SIZE_PRESETS)}")
+        hidden, layers, heads, inter = SIZE_PRESETS[cfg.size]
+    if hidden % heads:
+        raise UserError(f"model.hidden_size={hidden} must be divisible by model.num_heads={heads}")
+    return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                      intermediate_size=inter, max_position_embeddings=max(512, max_length),
+                      hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout, pad_token_id=pad_id)
+
+
+class MaskedLM(nn.Module):
+    """BertForMaskedLM whose prediction head runs only at the selected (masked) positions.
+
+    One forward through this module (not through its submodules) keeps DDP's gradient hooks in charge.
+    """
+
+    def __init__(self, mlm):
+        super().__init__()
+        self.mlm = mlm
+
+    def forward(self, input_ids, attention_mask, selected):
+        hidden = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.mlm.cls(hidden[selected])
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
+class TextEncoder(nn.Module):
+    """Tokenized batch (input_ids, attention_mask) -> one embedding per text (mean over real tokens)."""
+
+    def __init__(self, model, tokenizer, spec: dict):
+        super().__init__()
+        self.model, self.tokenizer, self.spec = model, tokenizer, spec
+        self.embedding_dim = model.config.hidden_size
+        self.max_length = spec.get("max_length", 128)
+
+    @classmethod
+    def from_pretrained(cls, path, spec: dict) -> "TextEncoder":
+        from transformers import AutoModel, AutoTokenizer
+
+        return cls(AutoModel.from_pretrained(str(path), attn_implementation="sdpa"),
+                   AutoTokenizer.from_pretrained(str(path)), spec)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return mean_pool(hidden, attention_mask)
+
+    def tokenize(self, texts: list[str]) -> dict:
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    @torch.no_grad()
+    def encode(self, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+        device = next(self.parameters()).device
+        out = []
+        for i in range(0, len(texts), batch_size):
+            batch = {k: v.to(device) for k, v in self.tokenize(texts[i:i + batch_size]).items()}
+            out.append(self(batch["input_ids"], batch["attention_mask"]).float().cpu())
+        return torch.cat(out) if out else torch.empty(0, self.embedding_dim)

@@ -1,0 +1,133 @@
+"""Masked-token pretraining of a BERT-style encoder from scratch, with its tokenizer trained on the corpus."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from ..config import Config
+from ..data.images import collate_batch
+from ..data.text import (PackedBlocks, StreamingBlocks, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
+                         train_tokenizer)
+from ..errors import UserError
+from ..masking import mask_tokens, special_table
+from ..models.text import MaskedLM, bert_config
+
+EVAL_BLOCKS = 256  # held-out blocks for perplexity (a fixed slice of the training split, never trained on)
+
+
+class SyntheticTokenizer:
+    """Stands in for a tokenizer with `data.source=synthetic` (random ids, benchmarks only)."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+        self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id = range(5)
+        self.all_special_ids = [0, 1, 2, 3, 4]
+
+    def __len__(self):
+        return self.vocab_size
+
+
+class MLMTask:
+    modality = "text"
+
+    def __init__(self, cfg: Config, accelerator):
+        from transformers import BertForMaskedLM
+
+        self.cfg, self.accelerator = cfg, accelerator
+        d, L = cfg.data, cfg.data.max_length
+        self.streaming = d.streaming
+        cache = d.cache_dir or str(Path(cfg.output_dir) / "cache")
+        if d.source == "synthetic":
+            self.tokenizer = SyntheticTokenizer(cfg.model.vocab_size)
+            g = torch.Generator().manual_seed(d.split_seed)
+            ids = torch.randint(5, cfg.model.vocab_size, (d.num_samples, L), generator=g)
+            blocks = ids.tolist()
+        elif d.streaming:
+            if cfg.pretrain.max_steps is None:
+                raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
+            if not cfg.model.tokenizer:
+                raise UserError("data.streaming=true needs model.tokenizer (a tokenizer cannot be trained on an "
+                                "unbounded stream; train one with a non-streaming run first)")
+            self.tokenizer = load_tokenizer(cfg.model.tokenizer)
+            blocks = None
+        else:
+            texts = load_texts(d, "pretrain").texts
+            if cfg.model.tokenizer:
+                self.tokenizer = load_tokenizer(cfg.model.tokenizer)
+            else:
+                with accelerator.main_process_first():  # same corpus + seed -> same tokenizer on every rank
+                    self.tokenizer = train_tokenizer(texts, cfg.model.vocab_size)
+            with accelerator.main_process_first():
+                blocks = tokenize_and_pack(texts, self.tokenizer, L, cache)
+        self.vocab_size = len(self.tokenizer)
+        if blocks is not None:
+            n_eval = min(EVAL_BLOCKS, len(blocks) // 20)
+            self.eval_data = PackedBlocks(blocks[:n_eval], L, self.tokenizer.pad_token_id) if n_eval else None
+            self.data = PackedBlocks(blocks[n_eval:], L, self.tokenizer.pad_token_id)
+            if len(self.data) == 0:
+                raise UserError("the corpus is too small to form one training block")
+        else:
+            self.eval_data = None
+            stream = stream_texts(d, accelerator.process_index, accelerator.num_processes)
+            self.data = StreamingBlocks(stream, self.tokenizer, d.text_column, L)
+        config = bert_config(cfg.model, self.vocab_size, L, self.tokenizer.pad_token_id)
+        config._attn_implementation = "sdpa"
+        self.model = MaskedLM(BertForMaskedLM(config))
+        self.special = special_table(self.tokenizer, self.vocab_size)
+        self.mask_id = self.tokenizer.mask_token_id
+
+    def dataloader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
+        if self.streaming:
+            loader = DataLoader(self.data, batch_size=batch_size, num_workers=0)
+            loader.presharded = True  # each process already reads its own shard: Accelerate must not re-shard
+            return loader
+        if self.cfg.pretrain.drop_last and batch_size > len(self.data):
+            raise UserError(f"pretrain.batch_size={batch_size} is larger than the {len(self.data)} packed blocks "
+                            "(with pretrain.drop_last=true no batch would be formed)")
+        return DataLoader(self.data, batch_size=batch_size, shuffle=True, drop_last=self.cfg.pretrain.drop_last,
+                          collate_fn=collate_batch, generator=generator)
+
+    def _forward(self, model, batch, accelerator, generator=None):
+        ids, att = batch["input_ids"], batch["attention_mask"]
+        if self.special.device != ids.device:
+            self.special = self.special.to(ids.device)
+        masked, selected, labels = mask_tokens(ids, self.special, self.mask_id, self.vocab_size,
+                                               self.cfg.pretrain.mask_probability, generator)
+        with accelerator.autocast():
+            logits = model(masked, att, selected)
+        loss = F.cross_entropy(logits.float(), labels)
+        return loss, logits, labels
+
+    def loss(self, model, batch: dict, accelerator):
+        loss, logits, labels = self._forward(model, batch, accelerator)
+        acc = (logits.argmax(-1) == labels).float().mean() if labels.numel() else torch.zeros(())
+        return loss, {"masked_accuracy": acc.item()}
+
+    @staticmethod
+    def batch_items(batch: dict) -> dict:
+        return {"samples": batch["input_ids"].shape[0], "tokens": int(batch["attention_mask"].sum())}
+
+    @torch.no_grad()
+    def evaluate(self, model, accelerator) -> dict:
+        """Held-out perplexity with a fixed masking seed, so values are comparable across steps."""
+        if self.eval_data is None:
+            return {}
+        g = torch.Generator(device=accelerator.device).manual_seed(1234)
+        total, count = 0.0, 0
+        for start in range(0, len(self.eval_data), 64):
+            batch = self.eval_data.__getitems__(list(range(start, min(start + 64, len(self.eval_data)))))
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            loss, _, labels = self._forward(model, batch, accelerator, g)
+            total += loss.item() * labels.numel()
+            count += labels.numel()
+        mean = total / max(count, 1)
+        return {"eval_loss": mean, "eval_perplexity": math.exp(min(mean, 50.0))}
+
+    def export(self, model, path) -> None:
+        from ..export import save_text_encoder
+
+        save_text_encoder(model.mlm, self.tokenizer, path, self.cfg)
