@@ -175,6 +175,11 @@ def _coerce(key: str, value: Any, t) -> Any:
             value = [value]
         return [_coerce(key, v, args[0]) for v in value]
     if t is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"config key '{key}' must be a number, got {value!r}")
         return float(value)

@@ -18,7 +18,10 @@ def make_accelerator(cfg: Config, gradient_accumulation_steps: int = 1, log_dir:
     if log_dir is not None:
         kwargs = {"log_with": "tensorboard",
                   "project_config": ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir / "tensorboard"))}
-    return Accelerator(gradient_accumulation_steps=gradient_accumulation_steps,
+    import torch
+
+    # Without a GPU, Accelerate only sets up gloo multi-process training when told it runs on the CPU.
+    return Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=gradient_accumulation_steps,
                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                        **kwargs)
 

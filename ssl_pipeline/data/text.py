@@ -46,7 +46,7 @@ class TextSplit:
 def stdlib_docstrings() -> tuple[list[str], list[str]]:
     """Docstrings (>= 5 words) of modules, classes and functions in the stdlib packages above."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    texts, labels = [], []
+    texts, labels, seen = [], [], set()
     for package in EMBEDDED_PACKAGES:
         for path in sorted((root / package).rglob("*.py")):
             if any(part in ("test", "tests", "idle_test") for part in path.parts):
@@ -58,8 +58,10 @@ def stdlib_docstrings() -> tuple[list[str], list[str]]:
             for node in ast.walk(tree):
                 if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
                     doc = ast.get_docstring(node)
-                    if doc and len(doc.split()) >= 5:
-                        texts.append(" ".join(doc.split()))
+                    text = " ".join(doc.split()) if doc else ""
+                    if len(text.split()) >= 5 and text not in seen:  # duplicates would leak across the split
+                        seen.add(text)
+                        texts.append(text)
                         labels.append(package)
     return texts, labels
 

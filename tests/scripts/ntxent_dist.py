@@ -1,0 +1,26 @@
+"""Run under 2 processes: NT-Xent with gathered negatives on each process's half of a global batch.
+
+Writes the loss and the gradient of the full global batch (each rank contributes its half) to argv[1].
+"""
+import sys
+
+import torch
+from accelerate import Accelerator
+from lightly.loss import NTXentLoss
+
+acc = Accelerator(cpu=not torch.cuda.is_available())
+g = torch.Generator().manual_seed(0)
+z0_all, z1_all = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)
+half = 16 // acc.num_processes
+sl = slice(acc.process_index * half, (acc.process_index + 1) * half)
+z0 = z0_all[sl].clone().requires_grad_(True)
+z1 = z1_all[sl].clone().requires_grad_(True)
+loss = NTXentLoss(temperature=0.5, gather_distributed=True)(z0, z1)
+# DDP averages gradients across processes; the per-process loss is the mean over its own positives,
+# so summing the per-rank gradients / world size gives the gradient of the global mean loss.
+loss.backward()
+grads = torch.cat([z0.grad, z1.grad], dim=1)
+all_grads = acc.gather(grads)  # (16, 16) in rank order
+all_loss = acc.gather(loss.detach()[None])
+if acc.is_main_process:
+    torch.save({"loss": all_loss.mean(), "grad": all_grads}, sys.argv[1])

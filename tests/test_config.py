@@ -1,0 +1,60 @@
+"""Config schema: overrides, typing, one-line errors naming the key (exit code 2, no traceback)."""
+import pytest
+
+from conftest import run_stage
+from ssl_pipeline.config import describe_schema, load_config
+from ssl_pipeline.errors import UserError
+
+
+def test_yaml_and_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("task: simclr\npretrain:\n  epochs: 3\n")
+    cfg = load_config(f, ["pretrain.epochs=7", "pretrain.learning_rate=1e-3", "finetune.label_fractions=[0.1,1.0]",
+                          "data.root=/x"])
+    assert cfg.pretrain.epochs == 7
+    assert cfg.pretrain.learning_rate == pytest.approx(1e-3)
+    assert cfg.finetune.label_fractions == [0.1, 1.0]
+    assert cfg.data.root == "/x"
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("pretrain.epoch=3", "unknown config key 'pretrain.epoch' (did you mean 'pretrain.epochs'?)"),
+    ("pretrain.epochs=many", "config key 'pretrain.epochs' must be an integer"),
+    ("task=byol", "config key 'task' must be one of"),
+    ("data.channels=2", "config key 'data.channels' must be 1 or 3"),
+    ("finetune.label_fractions=[0.0]", "fractions must be in (0, 1]"),
+    ("finetune.methods=[linear_prob]", "did you mean 'linear_probe'"),
+    ("pretrain.batch_size=0", "'pretrain.batch_size' must be positive"),
+    ("nonsense", "must look like key=value"),
+])
+def test_bad_values_name_the_key(override, needle):
+    with pytest.raises(UserError) as err:
+        load_config(None, [override])
+    assert needle in str(err.value)
+
+
+def test_cli_error_is_one_line_exit_2(tmp_path):
+    proc = run_stage("pretrain", ["--config", "configs/vision/simclr_digits.yaml", "pretrain.epochz=1",
+                                  f"output_dir={tmp_path / 'out'}"], check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown config key 'pretrain.epochz' (did you mean 'pretrain.epochs'?)"
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_config_file(tmp_path):
+    proc = run_stage("pretrain", ["--config", str(tmp_path / "nope.yaml")], check=False)
+    assert proc.returncode == 2
+    assert "config file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_schema_table_lists_every_section():
+    table = describe_schema()
+    for key in ("`task`", "`data.source`", "`model.backbone`", "`pretrain.max_steps`", "`finetune.label_fractions`"):
+        assert key in table
+
+
+def test_shipped_configs_parse(ROOT_DIR):
+    for f in sorted((ROOT_DIR / "configs").rglob("*.yaml")):
+        if "accelerate" in f.parts:
+            continue
+        load_config(f)

@@ -1,0 +1,109 @@
+"""MLM: masking statistics, packing, streaming shards, and a 2-process run whose export reloads with Auto*."""
+import json
+
+import pytest
+import torch
+
+from conftest import read_metrics, run_stage
+from ssl_pipeline import load_encoder
+from ssl_pipeline.config import DataConfig
+from ssl_pipeline.data.text import load_texts, pack_ids, stream_texts
+from ssl_pipeline.masking import mask_tokens
+
+
+def test_masking_statistics():
+    g = torch.Generator().manual_seed(0)
+    vocab, mask_id = 1000, 4
+    special = torch.zeros(vocab, dtype=torch.bool)
+    special[:5] = True
+    ids = torch.randint(5, vocab, (512, 128), generator=g)
+    ids[:, 0], ids[:, -1], ids[::7, 60:] = 2, 3, 0  # [CLS], [SEP], padding
+    masked, selected, labels = mask_tokens(ids, special, mask_id, vocab, 0.15, g)
+    eligible = ~special[ids]
+    rate = selected.sum() / eligible.sum()
+    assert abs(rate.item() - 0.15) < 0.005
+    assert not selected[special[ids]].any()  # specials are never selected
+    assert torch.equal(masked[special[ids]], ids[special[ids]])  # ... nor changed
+    sel_in, sel_orig = masked[selected], ids[selected]
+    frac_mask = (sel_in == mask_id).float().mean().item()
+    frac_same = (sel_in == sel_orig).float().mean().item()
+    assert abs(frac_mask - 0.8) < 0.01
+    assert abs(frac_same - (0.1 + 0.1 / vocab)) < 0.01  # 10 % kept (+ random draws that hit the original)
+    assert torch.equal(labels, sel_orig)
+    assert torch.equal(masked[~selected], ids[~selected])
+
+
+def test_packing_keeps_every_token_once():
+    g = torch.Generator().manual_seed(1)
+    docs = [torch.randint(10, 500, (int(n),), generator=g).tolist() for n in torch.randint(1, 40, (200,), generator=g)]
+    blocks = pack_ids(docs, 32, sep_id=3)
+    stream = [t for b in blocks for t in b]
+    expected = [t for d in docs for t in d + [3]]
+    assert stream == expected
+    assert all(len(b) == 32 for b in blocks[:-1]) and 1 <= len(blocks[-1]) <= 32
+
+
+def test_embedded_corpus_is_real_and_labelled():
+    cfg = DataConfig(source="embedded")
+    train, test = load_texts(cfg, "train"), load_texts(cfg, "test")
+    assert train.num_classes == 10 and len(train) > 1500 and len(test) > 400
+    assert not set(train.texts) & set(test.texts)
+
+
+def test_streaming_shards_are_disjoint(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"document number {i}"}) + "\n" for i in range(100)))
+    cfg = DataConfig(source="jsonl", files=[str(corpus)], streaming=True)
+    seen = [[row["text"] for row in stream_texts(cfg, rank, 2)] for rank in range(2)]
+    assert seen[0] and seen[1]
+    assert not set(seen[0]) & set(seen[1])
+    assert len(seen[0]) + len(seen[1]) == 100
+
+
+@pytest.fixture(scope="module")
+def mlm_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mlm") / "run"
+    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.epochs=6",
+                           "pretrain.batch_size=32", "pretrain.log_every=5", "pretrain.eval_every=40",
+                           "model.vocab_size=2000", "pretrain.learning_rate=0.002"], nproc=2)
+    return out
+
+
+def test_two_process_mlm_learns(mlm_run):
+    rows = [r for r in read_metrics(mlm_run) if "loss" in r]
+    for key in ("loss", "masked_accuracy", "samples_per_sec", "tokens_per_sec", "lr"):
+        assert key in rows[-1]
+    assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
+    evals = [r for r in read_metrics(mlm_run) if "eval_perplexity" in r]
+    assert evals and evals[-1]["eval_perplexity"] < evals[0]["eval_perplexity"] or len(evals) == 1
+
+
+def test_export_reloads_with_auto_classes(mlm_run):
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    path = str(mlm_run / "encoder")
+    tok = AutoTokenizer.from_pretrained(path)
+    batch = tok(["Return the event loop.", "Parse an email message from a string."], padding=True, return_tensors="pt")
+    mlm = AutoModelForMaskedLM.from_pretrained(path).eval()
+    base = AutoModel.from_pretrained(path).eval()
+    enc = load_encoder(path)
+    with torch.no_grad():
+        logits = mlm(**batch).logits
+        hidden = base(**batch).last_hidden_state
+        emb = enc(batch["input_ids"], batch["attention_mask"])
+        emb2 = load_encoder(path)(batch["input_ids"], batch["attention_mask"])
+    assert logits.shape[-1] == len(tok)
+    assert torch.equal(emb, emb2)
+    assert emb.shape == (2, hidden.shape[-1])
+    assert torch.allclose(mlm.bert(**batch).last_hidden_state, hidden, atol=1e-5)
+
+
+def test_streaming_pretraining_run(mlm_run, tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"the event loop runs task {i} and returns"}) + "\n" for i in range(400)))
+    out = tmp_path / "stream"
+    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "data.source=jsonl",
+                           f"data.files=[{corpus}]", "data.streaming=true", f"model.tokenizer={mlm_run / 'encoder'}",
+                           "pretrain.max_steps=6", "pretrain.batch_size=8", "pretrain.log_every=2"])
+    assert read_metrics(out)[-1]["step"] == 6
+    assert (out / "encoder" / "config.json").is_file()
