@@ -32,14 +32,21 @@ def simclr_augment(cfg: AugmentConfig, image_size: int, channels: int) -> nn.Mod
     if cfg.blur_p > 0:
         k = max(3, (image_size // 10) | 1)  # ~10 % of the image side, odd, as in SimCLR
         ops.append(K.RandomGaussianBlur((k, k), (0.1, 2.0), p=cfg.blur_p))
-    return nn.Sequential(*ops)
+    return ClampedAugment(*ops)
+
+
+class ClampedAugment(nn.Sequential):
+    """Runs the ops in order and clamps to [0, 1] (interpolation and blur can overshoot by rounding)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).clamp_(0.0, 1.0)
 
 
 def weak_augment(image_size: int) -> nn.Module:
     """Crop + flip used for supervised training and fine-tuning on labeled images."""
     import kornia.augmentation as K
 
-    return nn.Sequential(
+    return ClampedAugment(
         K.RandomResizedCrop((image_size, image_size), scale=(0.6, 1.0)),
         K.RandomHorizontalFlip(),
     )

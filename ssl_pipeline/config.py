@@ -107,6 +107,7 @@ class FinetuneConfig:
     head: Literal["linear", "mlp"] = "linear"
     epochs: int = 30  # epochs over the labeled subset (probe / finetune / supervised)
     min_steps: int = 100  # lower bound on optimizer steps, so tiny subsets still train
+    max_steps: Optional[int] = None  # upper bound on optimizer steps per grid cell (CPU budgets)
     batch_size: int = 128
     learning_rate: float = 1e-3  # head lr (AdamW)
     encoder_lr_scale: float = 0.1  # finetune: encoder lr = learning_rate * this

@@ -65,7 +65,8 @@ class TextEncoder(nn.Module):
     def from_pretrained(cls, path, spec: dict) -> "TextEncoder":
         from transformers import AutoModel, AutoTokenizer
 
-        return cls(AutoModel.from_pretrained(str(path), attn_implementation="sdpa"),
+        # the MLM checkpoint has no pooler; embeddings are mean-pooled hidden states
+        return cls(AutoModel.from_pretrained(str(path), attn_implementation="sdpa", add_pooling_layer=False),
                    AutoTokenizer.from_pretrained(str(path)), spec)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,1 @@
+"""The fine-tune stage: heads on a pretrained encoder vs supervised baselines, over label fractions."""

@@ -1,0 +1,164 @@
+"""Labeled data per modality, in the one shape the fine-tune methods need.
+
+Each adapter gives: train/test labels, a torch Dataset over any subset of a split (batches are dicts of the
+encoder's inputs + "labels"), the encoder (pretrained, or the same architecture from random weights),
+a device-side training transform, and raw inputs for the classic scikit-learn baseline.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..augment import to_unit_float, weak_augment
+from ..config import Config
+from ..errors import UserError
+
+
+class SubsetView(Dataset):
+    """A subset of a batch-fetching dataset (`__getitems__`)."""
+
+    def __init__(self, base: Dataset, idx: np.ndarray):
+        self.base, self.idx = base, np.asarray(idx)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitems__(self, positions):
+        return self.base.__getitems__(self.idx[np.asarray(positions)].tolist())
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])
+
+
+class VisionLabeled:
+    modality = "vision"
+    input_keys = ("images",)
+
+    def __init__(self, cfg: Config, spec: dict):
+        from ..data.images import TensorImages, load_images
+
+        data = cfg.data
+        data.image_size, data.channels = spec["image_size"], spec["channels"]  # what the encoder was trained on
+        self.spec, self.cfg = spec, cfg
+        self.train, self.test = load_images(data, "train"), load_images(data, "test")
+        for name, split in (("train", self.train), ("test", self.test)):
+            if split.labels is None:
+                raise UserError(f"data.source={data.source} has no labels in its {name} split")
+        self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
+        self.class_names = [str(i) for i in range(self.num_classes)]
+        self.train_labels = self.train.labels.numpy()
+        self.test_labels = self.test.labels.numpy()
+        self._decoded = {}
+        for name, split in (("train", self.train), ("test", self.test)):
+            if not isinstance(split.dataset, TensorImages):  # folder / hf: decode once, reuse across the grid
+                imgs = torch.stack([split.dataset[i]["images"] for i in range(len(split.dataset))])
+                split.dataset = TensorImages(imgs, split.labels)
+        self.augment = weak_augment(spec["image_size"])
+
+    def dataset(self, split: str, idx) -> Dataset:
+        base = (self.train if split == "train" else self.test).dataset
+        return SubsetView(base, idx)
+
+    def encoder(self, pretrained: bool, path) -> nn.Module:
+        from ..export import load_encoder
+        from ..models.vision import VisionEncoder, create_backbone
+
+        if pretrained:
+            return load_encoder(path, expect_modality="vision").train()
+        backbone = create_backbone(self.spec["timm_name"], self.spec["channels"], self.spec["small_stem"])
+        return VisionEncoder(backbone, self.spec)
+
+    def train_transform(self, batch: dict) -> dict:
+        """Weak augmentation (crop + flip) on the device, same for fine-tuning and the supervised baseline."""
+        if not self.cfg.finetune.augment:
+            return batch
+        with torch.no_grad():
+            return {**batch, "images": self.augment(to_unit_float(batch["images"]))}
+
+    def classic_inputs(self, split: str, idx) -> np.ndarray:
+        images = (self.train if split == "train" else self.test).dataset.images[torch.as_tensor(idx)]
+        return images.flatten(1).float().numpy() / 255.0
+
+    def classic_model(self):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=500, C=0.1))
+
+
+class TokenizedTexts(Dataset):
+    def __init__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor):
+        self.input_ids, self.attention_mask, self.labels = input_ids, attention_mask, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, idx):
+        index = torch.as_tensor(idx, dtype=torch.long)
+        mask = self.attention_mask[index]
+        width = max(int(mask.sum(1).max()), 1)  # trim the batch to its longest text: no padding compute
+        return {"input_ids": self.input_ids[index, :width], "attention_mask": mask[:, :width],
+                "labels": self.labels[index]}
+
+
+class TextLabeled:
+    modality = "text"
+    input_keys = ("input_ids", "attention_mask")
+
+    def __init__(self, cfg: Config, spec: dict, encoder_path):
+        from transformers import AutoTokenizer
+
+        from ..data.text import load_texts
+
+        self.cfg, self.spec = cfg, spec
+        self.train, self.test = load_texts(cfg.data, "train"), load_texts(cfg.data, "test")
+        self.num_classes = self.train.num_classes
+        self.class_names = self.train.class_names
+        self.train_labels, self.test_labels = self.train.labels, self.test.labels
+        self.tokenizer = AutoTokenizer.from_pretrained(str(encoder_path))
+        self.max_length = spec.get("max_length", 128)
+        self._sets = {name: self._tokenize(split) for name, split in (("train", self.train), ("test", self.test))}
+
+    def _tokenize(self, split) -> TokenizedTexts:
+        enc = self.tokenizer(split.texts, padding="max_length", truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return TokenizedTexts(enc["input_ids"], enc["attention_mask"], torch.as_tensor(split.labels))
+
+    def dataset(self, split: str, idx) -> Dataset:
+        return SubsetView(self._sets[split], idx)
+
+    def encoder(self, pretrained: bool, path) -> nn.Module:
+        from transformers import AutoConfig, AutoModel
+
+        from ..export import load_encoder
+        from ..models.text import TextEncoder
+
+        if pretrained:
+            return load_encoder(path, expect_modality="text").train()
+        config = AutoConfig.from_pretrained(str(path))
+        model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="sdpa")
+        return TextEncoder(model, self.tokenizer, self.spec)
+
+    def train_transform(self, batch: dict) -> dict:
+        return batch
+
+    def classic_inputs(self, split: str, idx) -> list[str]:
+        texts = (self.train if split == "train" else self.test).texts
+        return [texts[i] for i in idx]
+
+    def classic_model(self):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                             LogisticRegression(max_iter=1000, C=10.0))
+
+
+def labeled_data(cfg: Config, spec: dict, encoder_path):
+    if spec["modality"] == "vision":
+        return VisionLabeled(cfg, spec)
+    return TextLabeled(cfg, spec, encoder_path)

@@ -1,0 +1,148 @@
+"""The fine-tune stage: run the (method × label fraction × seed) grid and write the label-efficiency report.
+
+Every finished cell is appended to `label_efficiency.json` atomically, so an interrupted grid resumes where
+it stopped. All requests are validated (encoder, modality, labels, subset sizes) before any training.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import Config
+from ..errors import UserError
+from ..export import read_spec
+from . import methods as M
+from .labeled import labeled_data
+from .report import write_report
+from .subsets import balanced_subset, per_class_counts
+
+MODALITY_OF_TASK = {"simclr": "vision", "mlm": "text"}
+
+
+def _fingerprint(cfg: Config, encoder: Path) -> str:
+    """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows."""
+    h = hashlib.sha1()
+    for f in sorted(encoder.iterdir()):
+        if f.suffix in (".safetensors", ".json") and f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
+                                                                           "labels_per_class", "encoder")}
+    h.update(json.dumps({"data": cfg.to_dict()["data"], "finetune": ft}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def _requests(cfg: Config) -> list[tuple[str, float | int]]:
+    ft = cfg.finetune
+    if ft.labels_per_class:
+        return [("labels_per_class", n) for n in ft.labels_per_class]
+    return [("label_fraction", f) for f in (ft.label_fractions or [0.01, 0.1, 1.0])]
+
+
+def _load_rows(path: Path, header: dict, overwrite: bool) -> list[dict]:
+    if not path.is_file() or overwrite:
+        return []
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path} is not valid JSON; move it away or set overwrite=true") from None
+    if doc.get("fingerprint") != header["fingerprint"]:
+        raise UserError(f"{path} holds results for a different encoder or fine-tune recipe; use another output_dir "
+                        "or overwrite=true to replace them")
+    return doc.get("rows", [])
+
+
+def run_finetune(cfg: Config) -> dict:
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    from ..pretrain import make_accelerator
+
+    output_dir = Path(cfg.output_dir)
+    encoder_path = Path(cfg.finetune.encoder or output_dir / "encoder")
+    spec = read_spec(encoder_path)
+    want = MODALITY_OF_TASK[cfg.task]
+    if spec["modality"] != want:
+        raise UserError(f"encoder {encoder_path} is a {spec['modality']} encoder but task={cfg.task} needs a {want} "
+                        "encoder (set task to match, or point finetune.encoder at the right export)")
+    accelerator = make_accelerator(cfg)
+    data = labeled_data(cfg, spec, encoder_path)
+    n_train = len(data.train_labels)
+
+    # validate every request before any training: impossible subsets fail fast
+    cells = []
+    for kind, value in _requests(cfg):
+        kwargs = {"fraction": value} if kind == "label_fraction" else {"per_class": value}
+        n_labels = int(per_class_counts(data.train_labels, data.num_classes, names=data.class_names, **kwargs).sum())
+        frac = value if kind == "label_fraction" else n_labels / n_train
+        for seed in cfg.finetune.seeds:
+            for method in cfg.finetune.methods:
+                cells.append({"method": method, "label_fraction": frac, "n_labels": n_labels, "seed": seed,
+                              "kwargs": kwargs})
+
+    header = {"task": cfg.task, "encoder": str(encoder_path), "data": cfg.data.name or cfg.data.source,
+              "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
+              "num_classes": data.num_classes}
+    results_path = output_dir / "label_efficiency.json"
+    rows = _load_rows(results_path, header, cfg.overwrite)
+    done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}
+    todo = [c for c in cells if (c["method"], c["label_fraction"], c["seed"]) not in done]
+    accelerator.print(f"finetune: {len(cells)} grid cells ({len(cells) - len(todo)} already done), "
+                      f"{n_train} labeled train / {len(data.test_labels)} test examples, {data.num_classes} classes")
+
+    features = None
+    if any(c["method"] in ("linear_probe", "knn") for c in todo):
+        from ..export import load_encoder
+
+        enc = load_encoder(encoder_path, expect_modality=want)
+        all_train = np.arange(n_train)
+        features = (M.embed(enc, data.dataset("train", all_train), data.input_keys, accelerator, cfg.finetune.probe_batch_size),
+                    M.embed(enc, data.dataset("test", np.arange(len(data.test_labels))), data.input_keys, accelerator,
+                            cfg.finetune.probe_batch_size))
+        del enc
+
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="finetune grid", dynamic_ncols=True,
+               disable=not accelerator.is_local_main_process)
+    for cell in todo:
+        bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
+        idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
+        set_seed(cell["seed"])
+        preds = run_cell(cell["method"], idx, data, features, cfg, accelerator, encoder_path, cell["seed"])
+        acc = float((np.asarray(preds) == data.test_labels).mean())
+        row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
+        row["accuracy"] = acc
+        rows.append(row)
+        if accelerator.is_main_process:
+            write_report(output_dir, header, rows)
+        bar.update(1)
+    bar.close()
+    doc = write_report(output_dir, header, rows) if accelerator.is_main_process else {}
+    accelerator.end_training()
+    accelerator.print(f"label-efficiency report: {output_dir / 'label_efficiency.md'} (+ .json, .csv, .png)")
+    return doc
+
+
+def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int):
+    ft = cfg.finetune
+    labels = data.train_labels[idx]
+    test_idx = np.arange(len(data.test_labels))
+    if method == "classic":
+        model = data.classic_model()
+        model.fit(data.classic_inputs("train", idx), labels)
+        return model.predict(data.classic_inputs("test", test_idx))
+    if method == "knn":
+        return M.knn(features[0][idx], labels, features[1], ft.knn_k)
+    if method == "linear_probe":
+        preds, _ = M.linear_probe(features[0][idx], labels, features[1], data.num_classes, ft, accelerator, seed)
+        return preds
+    pretrained = method == "finetune"
+    encoder = data.encoder(pretrained=pretrained, path=encoder_path)
+    model = M.Classifier(encoder, M.make_head(ft.head, encoder.embedding_dim, data.num_classes), data.input_keys)
+    trained = M.train_classifier(model, data.dataset("train", idx), ft, accelerator, seed,
+                                 transform=data.train_transform,
+                                 encoder_lr_scale=ft.encoder_lr_scale if pretrained else 1.0)
+    return M.predict(trained, data.dataset("test", test_idx), accelerator, ft.probe_batch_size)

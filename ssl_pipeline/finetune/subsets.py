@@ -1,0 +1,49 @@
+"""Class-balanced, seeded labeled subsets.
+
+For a seed, each class's training examples are shuffled once; a request takes the first k_c of every class
+(k_c = round(fraction * n_c), or `labels_per_class`). So, for one seed, smaller subsets are nested in larger
+ones (curves are not confounded by resampling), while different seeds draw independently.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import UserError
+
+
+def per_class_counts(labels: np.ndarray, num_classes: int, fraction: float | None = None,
+                     per_class: int | None = None, names: list[str] | None = None) -> np.ndarray:
+    counts = np.bincount(labels, minlength=num_classes)
+    if per_class is not None:
+        k = np.full(num_classes, per_class)
+        short = np.flatnonzero(k > counts)
+        if len(short):
+            c = short[0]
+            raise UserError(f"finetune.labels_per_class={per_class} but class {_name(c, names)} has only "
+                            f"{counts[c]} training examples")
+        return k
+    k = np.rint(counts * fraction).astype(int)
+    k = np.minimum(np.maximum(k, 0), counts)
+    empty = np.flatnonzero(k < 1)
+    if len(empty):
+        c = empty[0]
+        raise UserError(f"label fraction {fraction} leaves class {_name(c, names)} ({counts[c]} training examples) "
+                        f"with no labels: use a fraction >= {0.5 / max(counts[c], 1):.4f} or finetune.labels_per_class")
+    return k
+
+
+def _name(c: int, names) -> str:
+    return f"'{names[c]}'" if names and c < len(names) else str(c)
+
+
+def balanced_subset(labels: np.ndarray, num_classes: int, seed: int, fraction: float | None = None,
+                    per_class: int | None = None, names: list[str] | None = None) -> np.ndarray:
+    """Sorted indices into `labels` of a class-balanced subset (stratified: every class gets its share)."""
+    labels = np.asarray(labels)
+    k = per_class_counts(labels, num_classes, fraction, per_class, names)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in range(num_classes):
+        members = np.flatnonzero(labels == c)
+        chosen.append(rng.permutation(members)[:k[c]])
+    return np.sort(np.concatenate(chosen))

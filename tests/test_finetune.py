@@ -1,0 +1,99 @@
+"""Fine-tune stage end to end (vision on digits, text on the embedded corpus) and the methods' guarantees."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_stage
+from ssl_pipeline.config import load_config
+from ssl_pipeline.export import read_spec
+from ssl_pipeline.finetune import methods as M
+from ssl_pipeline.finetune.labeled import labeled_data
+from ssl_pipeline.finetune.report import label_multiplier, summarize
+from ssl_pipeline.pretrain import make_accelerator
+
+FT_FAST = ["finetune.label_fractions=[0.05,1.0]", "finetune.seeds=[0,1]", "finetune.min_steps=4",
+           "finetune.max_steps=8", "finetune.epochs=1"]
+
+
+def _check_outputs(out, task, n_methods):
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    assert doc["task"] == task and doc["metric"] == "accuracy" and doc["encoder"]
+    assert len(doc["rows"]) == n_methods * 2 * 2
+    for r in doc["rows"]:
+        assert set(r) >= {"method", "label_fraction", "n_labels", "seed", "accuracy"}
+        assert 0.0 <= r["accuracy"] <= 1.0
+    assert doc["summary"] and all("mean" in s and "std" in s for s in doc["summary"])
+    with open(out / "label_efficiency.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == len(doc["rows"])
+    with Image.open(out / "label_efficiency.png") as img:
+        img.verify()
+        assert img.format == "PNG"
+    md = (out / "label_efficiency.md").read_text()
+    assert "| method |" in md and "supervised" in md
+    return doc
+
+
+@pytest.fixture(scope="module")
+def vision_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ftv") / "run"
+    run_stage("pretrain", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=6",
+                           "pretrain.batch_size=64", "model.projection_hidden_dim=64"])
+    return out
+
+
+def test_vision_pretrain_then_finetune_two_processes(vision_run):
+    run_stage("finetune", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST], nproc=2)
+    doc = _check_outputs(vision_run, "simclr", 5)
+    # a re-run finds every cell done and trains nothing
+    before = (vision_run / "label_efficiency.json").read_text()
+    proc = run_stage("finetune", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST])
+    assert "(20 already done)" in proc.stdout
+    assert json.loads((vision_run / "label_efficiency.json").read_text())["rows"] == json.loads(before)["rows"]
+    assert doc["n_test"] == 360
+
+
+def test_text_pretrain_then_finetune(tmp_path):
+    out = tmp_path / "t"
+    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=5",
+                           "model.vocab_size=1000"])
+    run_stage("finetune", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", *FT_FAST])
+    _check_outputs(out, "mlm", 5)
+
+
+def test_supervised_is_random_init_and_probe_keeps_encoder(vision_run):
+    cfg = load_config("configs/vision/simclr_digits.yaml", [f"output_dir={vision_run}", "finetune.min_steps=3",
+                                                            "finetune.max_steps=3"])
+    enc_path = vision_run / "encoder"
+    data = labeled_data(cfg, read_spec(enc_path), enc_path)
+    pre = data.encoder(pretrained=True, path=enc_path)
+    scratch = data.encoder(pretrained=False, path=enc_path)
+    p_pre = dict(pre.named_parameters())
+    differs = [not torch.equal(p, p_pre[n]) for n, p in scratch.named_parameters()]
+    assert all(differs[:3]) and sum(differs) > 0.9 * len(differs)
+
+    acc = make_accelerator(cfg)
+    feats = M.embed(pre, data.dataset("train", np.arange(len(data.train_labels))), data.input_keys, acc, 256)
+    before = {n: p.clone() for n, p in pre.state_dict().items()}
+    preds, trained = M.linear_probe(feats[:100], data.train_labels[:100], feats[:20], 10, cfg.finetune, acc, 0)
+    after = pre.state_dict()
+    assert all(torch.equal(before[n], after[n]) for n in before)  # encoder untouched (and its BN stats too)
+    assert not any(p.requires_grad for p in trained.encoder.parameters())
+    assert preds.shape == (20,)
+
+
+def test_label_multiplier_interpolates_on_log_scale():
+    rows = []
+    for n, sup, ssl in ((10, 0.5, 0.7), (100, 0.7, 0.8), (1000, 0.9, 0.95)):
+        for seed in (0, 1):
+            rows.append({"method": "supervised", "label_fraction": n / 1000, "n_labels": n, "seed": seed, "accuracy": sup})
+            rows.append({"method": "linear_probe", "label_fraction": n / 1000, "n_labels": n, "seed": seed, "accuracy": ssl})
+    lm = label_multiplier(summarize(rows))
+    assert lm["multiplier"] == pytest.approx(10.0)  # supervised reaches 0.7 exactly at 100 labels
+    rows = [r for r in rows if not (r["method"] == "linear_probe" and r["n_labels"] == 10)]
+    rows += [{"method": "knn", "label_fraction": 0.01, "n_labels": 10, "seed": s, "accuracy": 0.99} for s in (0, 1)]
+    lm = label_multiplier(summarize(rows))
+    assert lm["multiplier"] is None and lm["text"] == "> 100.0×"

@@ -1,0 +1,48 @@
+"""Labeled subsets: class-balanced, seeded, nested within a seed, independent across seeds, never test."""
+import numpy as np
+import pytest
+
+from ssl_pipeline.config import DataConfig
+from ssl_pipeline.data.images import load_images
+from ssl_pipeline.errors import UserError
+from ssl_pipeline.finetune.subsets import balanced_subset
+
+LABELS = np.repeat(np.arange(5), [100, 80, 120, 100, 60])
+
+
+def test_balanced_and_seeded():
+    idx = balanced_subset(LABELS, 5, seed=0, fraction=0.1)
+    counts = np.bincount(LABELS[idx], minlength=5)
+    assert counts.tolist() == [10, 8, 12, 10, 6]  # each class gets its share
+    assert np.array_equal(idx, balanced_subset(LABELS, 5, seed=0, fraction=0.1))
+    assert len(set(idx)) == len(idx)
+
+
+def test_nested_within_seed_independent_across_seeds():
+    small, large = balanced_subset(LABELS, 5, 0, fraction=0.05), balanced_subset(LABELS, 5, 0, fraction=0.5)
+    assert set(small) <= set(large)
+    other = balanced_subset(LABELS, 5, 1, fraction=0.05)
+    assert set(small) != set(other)
+    overlap = len(set(small) & set(other)) / len(small)
+    assert overlap < 0.5  # independent draws overlap about as much as chance (5 %)
+
+
+def test_labels_per_class():
+    idx = balanced_subset(LABELS, 5, 3, per_class=7)
+    assert np.bincount(LABELS[idx]).tolist() == [7] * 5
+    with pytest.raises(UserError, match="class 4 has only 60"):
+        balanced_subset(LABELS, 5, 3, per_class=61)
+
+
+def test_fraction_leaving_a_class_empty_is_an_error():
+    with pytest.raises(UserError, match="leaves class 4 .* with no labels"):
+        balanced_subset(LABELS, 5, 0, fraction=0.008)
+
+
+def test_subsets_come_from_train_only():
+    cfg = DataConfig(source="embedded", image_size=8, channels=1)
+    train, test = load_images(cfg, "train"), load_images(cfg, "test")
+    idx = balanced_subset(train.labels.numpy(), 10, 0, fraction=1.0)
+    chosen = {tuple(train.dataset.images[i].flatten().tolist()) for i in idx}
+    leaked = sum(tuple(x.flatten().tolist()) in chosen for x in test.dataset.images)
+    assert leaked < 5  # only the few exact duplicate images that digits itself contains
