@@ -88,6 +88,7 @@ class PretrainConfig:
     temperature: float = 0.5  # NT-Xent temperature
     mask_probability: float = 0.15  # MLM: fraction of tokens selected for prediction (80/10/10 rule)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = None  # None: what `accelerate launch` says
     channels_last: bool = True
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
     log_every: int = 10  # steps between metrics.jsonl rows

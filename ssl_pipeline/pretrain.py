@@ -11,13 +11,16 @@ from .run_dir import prepare_pretrain_dir
 
 
 def make_accelerator(cfg: Config, gradient_accumulation_steps: int = 1, log_dir: Path | None = None):
+    """One Accelerator per stage; `pretrain.mixed_precision` (when set) wins over `accelerate launch` flags."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
     kwargs = {}
+    if cfg.pretrain.mixed_precision is not None:
+        kwargs["mixed_precision"] = cfg.pretrain.mixed_precision
     if log_dir is not None:
-        kwargs = {"log_with": "tensorboard",
-                  "project_config": ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir / "tensorboard"))}
+        kwargs |= {"log_with": "tensorboard",
+                   "project_config": ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir / "tensorboard"))}
     import torch
 
     # Without a GPU, Accelerate only sets up gloo multi-process training when told it runs on the CPU.

@@ -1,0 +1,134 @@
+"""Tokens/s of the project's MLM step vs Hugging Face's recipe, side by side in one process.
+
+Project: packed blocks (no padding), masking on the device, prediction head + loss at masked positions only,
+via the real MLMTask and engine pieces. Peer: `BertForMaskedLM` + `DataCollatorForLanguageModeling` +
+`Trainer` (full-vocabulary logits at every position). Same model size, sequence length, batch, precision.
+
+usage: python benchmarks/text_throughput.py [--hidden 256 --layers 4 --vocab 8192 --length 128 --batch 32 --steps 12]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+
+
+def config(args):
+    from ssl_pipeline.config import Config
+
+    cfg = Config(task="mlm")
+    cfg.data.source, cfg.data.max_length, cfg.data.num_samples = "synthetic", args.length, args.batch * 8
+    cfg.model.vocab_size, cfg.model.hidden_size, cfg.model.num_layers = args.vocab, args.hidden, args.layers
+    cfg.model.num_heads, cfg.model.intermediate_size, cfg.model.dropout = args.hidden // 64, args.hidden * 4, 0.1
+    return cfg
+
+
+def project(args, bf16: bool) -> float:
+    from ssl_pipeline.engine import TrainPlan, build_optimizer, param_groups
+    from ssl_pipeline.tasks.mlm import MLMTask
+
+    class Acc:
+        num_processes, process_index, device = 1, 0, torch.device("cpu")
+
+        @staticmethod
+        def autocast():
+            return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+        @staticmethod
+        def main_process_first():
+            return contextlib.nullcontext()
+
+    task = MLMTask(config(args), Acc())
+    model = task.model.train()
+    opt = build_optimizer(param_groups(model, 0.01), TrainPlan(batch_size=args.batch, epochs=1, max_steps=1,
+                                                               learning_rate=1e-4, optimizer="adamw"))
+
+    def step(i):
+        batch = task.data.__getitems__(list(range((i * args.batch) % len(task.data), (i * args.batch) % len(task.data) + args.batch)))
+        loss, _ = task.loss(model, batch, Acc())
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for i in range(args.warmup):
+        step(i)
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        step(i)
+    return args.steps * args.batch * args.length / (time.perf_counter() - t0)
+
+
+def hf_trainer(args, bf16: bool, tmp: str) -> float:
+    import transformers
+    from datasets import Dataset
+    from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainerCallback,
+                              TrainingArguments)
+
+    from ssl_pipeline.tasks.mlm import SyntheticTokenizer
+
+    transformers.logging.set_verbosity_error()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, args.vocab, (args.batch * (args.steps + args.warmup), args.length), generator=g)
+    ds = Dataset.from_dict({"input_ids": ids.tolist()})
+
+    class Tok(SyntheticTokenizer):  # what the collator needs from a tokenizer, for random ids
+        mask_token = "[MASK]"
+        pad_token = "[PAD]"
+
+        def convert_tokens_to_ids(self, t):
+            return self.mask_token_id
+
+        def get_special_tokens_mask(self, ids, already_has_special_tokens=True):
+            return [1 if i < 5 else 0 for i in ids]
+
+        def pad(self, features, return_tensors="pt", **kw):
+            return {"input_ids": torch.tensor([f["input_ids"] for f in features])}
+
+        def __len__(self):
+            return self.vocab_size
+
+    c = config(args).model
+    model = BertForMaskedLM(BertConfig(vocab_size=args.vocab, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
+                                       num_attention_heads=c.num_heads, intermediate_size=c.intermediate_size,
+                                       attn_implementation="sdpa"))
+    times = []
+
+    class Timer(TrainerCallback):
+        def on_step_end(self, a, state, control, **kw):
+            times.append(time.perf_counter())
+
+    targs = TrainingArguments(output_dir=tmp, per_device_train_batch_size=args.batch, max_steps=args.steps + args.warmup,
+                              learning_rate=1e-4, bf16=bf16, use_cpu=True, report_to=[], logging_strategy="no",
+                              save_strategy="no", dataloader_num_workers=0, disable_tqdm=True)
+    collator = DataCollatorForLanguageModeling(Tok(args.vocab), mlm_probability=0.15)
+    Trainer(model=model, args=targs, train_dataset=ds, data_collator=collator, callbacks=[Timer()]).train()
+    dt = times[-1] - times[args.warmup - 1]
+    return args.steps * args.batch * args.length / dt
+
+
+def main() -> None:
+    import tempfile
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--length", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--warmup", type=int, default=3)
+    args = ap.parse_args()
+    print(f"hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, length {args.length}, batch {args.batch}, "
+          f"{torch.get_num_threads()} threads, {args.steps} timed steps")
+    print(f"{'precision':<10} {'project tok/s':>14} {'Trainer tok/s':>14} {'ratio':>7}")
+    for bf16 in (False, True):
+        ours = project(args, bf16)
+        with tempfile.TemporaryDirectory() as tmp:
+            peer = hf_trainer(args, bf16, tmp)
+        print(f"{'bf16' if bf16 else 'fp32':<10} {ours:>14.0f} {peer:>14.0f} {ours / peer:>6.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
