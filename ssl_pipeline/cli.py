@@ -12,6 +12,7 @@ def _quiet() -> None:
     """Keep the console for progress bars and real problems: silence known-benign library chatter."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # our own bars show training progress
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")

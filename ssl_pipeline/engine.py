@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,8 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
             window["samples"] += items["samples"]
             window["tokens"] += items.get("tokens", 0)
             loss_value = loss.detach().float().item()
+            if _injected_fault(accelerator, step + 1):
+                loss_value = float("nan")
             if not math.isfinite(loss_value):
                 raise UserError(f"loss is {loss_value} at step {step + 1}: training diverged "
                                 f"(lower the learning rate); the last good checkpoint is kept")
@@ -206,6 +209,20 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
         accelerator.wait_for_everyone()
     task.model = accelerator.unwrap_model(model)
     return last_row
+
+
+def _injected_fault(accelerator, step: int) -> bool:
+    """Test hook: SSL_PIPELINE_FAULT="RANK:STEP" makes one process raise at a step; "RANK:STEP:nan" makes its
+    loss NaN there. Lets the tests prove that failures end every process and that divergence is caught."""
+    spec = os.environ.get("SSL_PIPELINE_FAULT")
+    if not spec:
+        return False
+    rank, at, *kind = spec.split(":")
+    if int(rank) != accelerator.process_index or int(at) != step:
+        return False
+    if kind == ["nan"]:
+        return True
+    raise RuntimeError(f"injected fault on rank {rank} at step {step}")
 
 
 def _log_row(window, step, epoch: float, scheduler, accelerator) -> dict:

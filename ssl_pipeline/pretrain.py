@@ -40,6 +40,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 def run_pretrain(cfg: Config) -> dict:
+    import torch
     from accelerate.utils import set_seed
 
     from .atomic import write_json
@@ -50,6 +51,7 @@ def run_pretrain(cfg: Config) -> dict:
     resume = prepare_pretrain_dir(output_dir, cfg.resume, cfg.overwrite, accelerator.is_main_process)
     set_seed(cfg.seed)
     task = build_task(cfg, accelerator)  # validates data and model before anything is written
+    task.dataloader(cfg.pretrain.batch_size, torch.Generator())  # ... and the batch size against the data
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -63,8 +65,6 @@ def run_pretrain(cfg: Config) -> dict:
                      eval_every=p.eval_every if cfg.task == "mlm" else None, checkpoint_every=p.checkpoint_every,
                      keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
     if p.compile:
-        import torch
-
         task.model = torch.compile(task.model)
     unit = "packed token blocks" if task.modality == "text" else "images"
     size = len(task.data) if hasattr(task.data, "__len__") else "a stream of"

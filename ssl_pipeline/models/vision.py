@@ -41,9 +41,9 @@ def check_image_size(backbone: nn.Module, channels: int, image_size: int) -> int
     try:
         with torch.no_grad():
             out = backbone(torch.zeros(2, channels, image_size, image_size))
-    except RuntimeError as err:
+    except Exception as err:  # timm raises RuntimeError or AssertionError depending on the model
         raise UserError(f"data.image_size={image_size} is too small for model.backbone: "
-                        f"{str(err).splitlines()[0]}") from None
+                        f"{(str(err).splitlines() or [type(err).__name__])[0]}") from None
     finally:
         backbone.train(was_training)
     if out.ndim != 2:

@@ -1,0 +1,142 @@
+"""Bad input matrix: each case is a one-line error naming the problem, exit code 2, no traceback, and
+nothing written or overwritten. Most run the CLI mains in-process (fast); a few go through a real process."""
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from conftest import run_stage
+from ssl_pipeline.cli import finetune_main, pretrain_main
+
+VISION = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=2", "pretrain.batch_size=16",
+          "model.projection_hidden_dim=32"]
+TEXT = ["--config", "configs/text/mlm_embedded.yaml", "pretrain.max_steps=2", "pretrain.batch_size=8",
+        "model.vocab_size=500"]
+
+
+def _fails(main, args, capsys, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert needle in err[0], err[0]
+    return err[0]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "imgs"
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20, 20), (i * 40, 10, 200 if c == "cat" else 0)).save(root / c / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def vision_encoder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("enc") / "run"
+    run_stage("pretrain", VISION + [f"output_dir={out}"])
+    return out / "encoder"
+
+
+def test_wrong_type(tmp_path, capsys):
+    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "pretrain.batch_size=big"], capsys,
+           "config key 'pretrain.batch_size' must be an integer")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_data_path(tmp_path, capsys):
+    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={tmp_path / 'nope'}"],
+           capsys, "data.root does not exist")
+    _fails(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=text", f"data.files=[{tmp_path / 'x.txt'}]"],
+           capsys, "does not exist or matches no file")
+    assert not (tmp_path / "o").exists()
+
+
+def test_empty_dataset(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={tmp_path / 'empty'}"],
+           capsys, "no images found")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n   \n\n")
+    _fails(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=text", f"data.files=[{blank}]"],
+           capsys, "holds no non-empty text")
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_image_refused_or_skipped(folder, tmp_path, capsys):
+    (folder / "dog" / "broken.png").write_bytes(b"not an image at all")
+    args = VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={folder}", "data.image_size=16",
+                     "pretrain.batch_size=4"]
+    _fails(pretrain_main, args, capsys, f"not a readable image: {folder / 'dog' / 'broken.png'}")
+    assert not (tmp_path / "o").exists()
+    pretrain_main(args + ["data.skip_corrupt=true", "data.channels=3"])
+    assert "skipped 1 unreadable image(s)" in capsys.readouterr().out
+    assert (tmp_path / "o" / "encoder").is_dir()
+
+
+def test_missing_text_or_label_column(tmp_path, capsys):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"body": f"text {i}", "topic": i % 2}) + "\n" for i in range(50)))
+    _fails(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=jsonl", f"data.files=[{corpus}]"],
+           capsys, "data.text_column 'text' is not a column")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_label_column_in_finetune(tmp_path, capsys):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"the text number {i} is here"}) + "\n" for i in range(200)))
+    out = tmp_path / "o"
+    pretrain_main(TEXT + [f"output_dir={out}", "data.source=jsonl", f"data.files=[{corpus}]", "model.vocab_size=100"])
+    capsys.readouterr()
+    _fails(finetune_main, TEXT + [f"output_dir={out}", "data.source=jsonl", f"data.files=[{corpus}]"], capsys,
+           "data.label_column 'label' is not in the corpus")
+    assert not (out / "label_efficiency.json").exists()
+
+
+def test_encoder_missing_or_other_modality(vision_encoder, tmp_path, capsys):
+    _fails(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={tmp_path / 'none'}"], capsys,
+           "encoder path does not exist")
+    _fails(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}"], capsys,
+           "is a vision encoder but task=mlm needs a text encoder")
+    assert not (tmp_path / "o").exists()
+
+
+def test_label_fraction_leaving_class_empty(vision_encoder, tmp_path, capsys):
+    _fails(finetune_main, VISION + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}",
+                                    "finetune.label_fractions=[0.001]"], capsys, "with no labels")
+    assert not (tmp_path / "o").exists()
+
+
+def test_batch_larger_than_dataset(tmp_path, capsys):
+    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "pretrain.batch_size=5000"], capsys,
+           "pretrain.batch_size=5000 is larger than the 1437 training images")
+    assert not (tmp_path / "o").exists()
+
+
+def test_image_too_small_for_backbone(tmp_path, capsys):
+    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "model.backbone=vit_tiny_patch16_224",
+                                    "data.image_size=16"], capsys, "data.image_size=16 is too small for model.backbone")
+    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "model.backbone=resnet_nope"], capsys,
+           "is not a timm model")
+    assert not (tmp_path / "o").exists()
+
+
+def test_finished_results_are_not_overwritten_by_a_bad_run(vision_encoder, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "label_efficiency.json").write_text(json.dumps({"fingerprint": "other", "rows": []}))
+    _fails(finetune_main, VISION + [f"output_dir={out}", f"finetune.encoder={vision_encoder}",
+                                    "finetune.label_fractions=[1.0]", "finetune.seeds=[0]", "finetune.methods=[knn]"],
+           capsys, "holds results for a different encoder")
+    assert json.loads((out / "label_efficiency.json").read_text())["fingerprint"] == "other"
+
+
+def test_real_process_has_no_traceback(tmp_path):
+    proc = run_stage("finetune", TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={tmp_path}"], check=False)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")

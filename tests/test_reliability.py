@@ -1,0 +1,120 @@
+"""Crash safety: kill -9 then resume=auto gives the uninterrupted result; atomic checkpoints; NaN stops;
+no silent overwrite; a failure in one of two processes ends both."""
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT, cli_env, launch_args, read_metrics, run_stage
+from ssl_pipeline import checkpoint as ckpt
+
+BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=12", "pretrain.batch_size=64",
+        "pretrain.checkpoint_every=3", "pretrain.log_every=3", "model.projection_hidden_dim=64", "pretrain.keep_checkpoints=2"]
+
+
+def _weights(out: Path) -> dict:
+    return load_file(str(out / "encoder" / "model.safetensors"))
+
+
+def _kill_after_checkpoint(args, out: Path, step: int, env=None) -> None:
+    """Starts a run and SIGKILLs it as soon as the checkpoint of `step` is complete (mid-run, mid-epoch)."""
+    proc = subprocess.Popen(launch_args(1) + ["pretrain"] + args, cwd=ROOT, env=env or cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    target = out / "checkpoints" / f"step_{step:07d}" / ckpt.STATE_FILE
+    while not target.exists():
+        assert proc.poll() is None, "run ended before the kill"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "encoder").exists()
+
+
+def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
+    full, crashed = tmp_path / "full", tmp_path / "crashed"
+    run_stage("pretrain", BASE + [f"output_dir={full}"])
+    _kill_after_checkpoint(BASE + [f"output_dir={crashed}"], crashed, 6)
+    run_stage("pretrain", BASE + [f"output_dir={crashed}", "resume=auto"])
+    a, b = _weights(full), _weights(crashed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    last_full, last_resumed = read_metrics(full)[-1], read_metrics(crashed)[-1]
+    assert last_full["step"] == last_resumed["step"] == 12
+    assert last_resumed["loss"] == pytest.approx(last_full["loss"], abs=1e-6)
+    # only the newest K=2 complete checkpoints are kept
+    assert [p.name for p in ckpt.complete(crashed / "checkpoints")] == ["step_0000009", "step_0000012"]
+
+
+def test_partial_checkpoint_is_ignored(tmp_path):
+    out = tmp_path / "run"
+    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
+    # a save killed half-way leaves a temporary dir (and maybe a final-named dir without its state file)
+    (out / "checkpoints" / ".tmp-step_0000006").mkdir()
+    (out / "checkpoints" / "step_0000009").mkdir()
+    assert ckpt.latest(out / "checkpoints").name == "step_0000003"
+    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=6", "resume=auto"])
+    assert read_metrics(out)[-1]["step"] == 6
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    env = cli_env() | {"SSL_PIPELINE_FAULT": "0:5:nan"}
+    proc = subprocess.run(launch_args(1) + ["pretrain"] + BASE + [f"output_dir={out}"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "loss is nan at step 5" in proc.stderr and "Traceback" not in proc.stderr
+    assert ckpt.latest(out / "checkpoints").name == "step_0000003"
+    assert not (out / "encoder").exists()
+
+
+def test_existing_run_is_never_silently_overwritten(tmp_path):
+    out = tmp_path / "run"
+    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
+    before = (out / "metrics.jsonl").read_text()
+    proc = run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never"], check=False)
+    assert proc.returncode == 2
+    assert "resume=auto" in proc.stderr and "overwrite=true" in proc.stderr
+    assert (out / "metrics.jsonl").read_text() == before
+    run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "pretrain.max_steps=3"])
+    assert read_metrics(out)[0]["step"] == 3 and len(read_metrics(out)) == 1
+
+
+def test_failure_in_one_process_ends_both(tmp_path):
+    out = tmp_path / "run"
+    env = cli_env() | {"SSL_PIPELINE_FAULT": "1:4"}
+    t0 = time.time()
+    proc = subprocess.run(launch_args(2) + ["pretrain"] + BASE + [f"output_dir={out}", "pretrain.batch_size=32"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode != 0
+    assert "injected fault on rank 1 at step 4" in proc.stderr
+    assert time.time() - t0 < 120  # no hang waiting on the dead rank
+
+
+def test_finetune_killed_mid_grid_resumes_without_duplicates(tmp_path):
+    out = tmp_path / "run"
+    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
+    ft = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "finetune.label_fractions=[0.1,1.0]",
+          "finetune.seeds=[0,1]", "finetune.methods=[supervised,knn]", "finetune.min_steps=15", "finetune.max_steps=15"]
+    proc = subprocess.Popen(launch_args(1) + ["finetune"] + ft, cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = out / "label_efficiency.json"
+    deadline = time.time() + 300
+    while not (results.exists() and len(json.loads(results.read_text())["rows"]) >= 2):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(json.loads(results.read_text())["rows"])
+    assert done_before < 8
+    run_stage("finetune", ft)
+    rows = json.loads(results.read_text())["rows"]
+    keys = [(r["method"], r["label_fraction"], r["seed"]) for r in rows]
+    assert len(rows) == 8 and len(set(keys)) == 8
