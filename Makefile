@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup test test-slow demo bench clean
+.PHONY: setup test test-slow demo bench docs clean
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml changes; torch/torchvision come from the registry (CPU or CUDA build).
@@ -24,6 +24,11 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/vision_throughput.py
 	$(PY) benchmarks/text_throughput.py
+	$(PY) benchmarks/streaming_memory.py
+	$(PY) benchmarks/folder_index.py
+
+docs: setup
+	$(PY) -m ssl_pipeline.docs
 
 clean:
 	rm -rf runs/demo

@@ -67,35 +67,35 @@ class ModelConfig:
     size: Optional[str] = None  # text: preset (tiny | mini | small | medium | base) filling the sizes below
     vocab_size: int = 8192  # text: tokenizer vocabulary trained on the corpus
     tokenizer: Optional[str] = None  # text: path to an existing tokenizer instead of training one
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
-    intermediate_size: int = 1024
-    dropout: float = 0.1
+    hidden_size: int = 256  # text: transformer width
+    num_layers: int = 4  # text: transformer layers
+    num_heads: int = 4  # text: attention heads
+    intermediate_size: int = 1024  # text: feed-forward width
+    dropout: float = 0.1  # text: hidden and attention dropout
 
 
 @dataclass
 class PretrainConfig:
     batch_size: int = 256  # per process
-    epochs: int = 10
+    epochs: int = 10  # passes over the unlabeled training split
     max_steps: Optional[int] = None  # optimizer steps; wins over epochs when set
     learning_rate: float = 0.3  # base lr, scaled by global batch size (see lr_scaling)
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"  # lr = base * (global_batch / 256) [or sqrt]
-    optimizer: Literal["lars", "adamw", "sgd"] = "lars"
-    weight_decay: float = 1e-6
+    optimizer: Literal["lars", "adamw", "sgd"] = "lars"  # LARS (lightly) for large-batch SimCLR, AdamW for MLM / small CPU runs
+    weight_decay: float = 1e-6  # applied to weights only (not biases / norm parameters)
     warmup_fraction: float = 0.05  # fraction of steps spent in linear warm-up before the cosine decay
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (global batch = batch_size x processes x this)
     temperature: float = 0.5  # NT-Xent temperature
     mask_probability: float = 0.15  # MLM: fraction of tokens selected for prediction (80/10/10 rule)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = None  # None: what `accelerate launch` says
-    channels_last: bool = True
+    channels_last: bool = True  # vision: NHWC memory format (faster convolutions on CPU and GPU)
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
     log_every: int = 10  # steps between metrics.jsonl rows
     eval_every: int = 200  # MLM: steps between held-out perplexity evaluations
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
-    drop_last: bool = True
+    drop_last: bool = True  # drop the ragged last batch of each epoch (NT-Xent wants full batches)
 
 
 @dataclass
@@ -103,27 +103,27 @@ class FinetuneConfig:
     encoder: Optional[str] = None  # exported encoder directory (default OUTPUT_DIR/encoder)
     label_fractions: Optional[list[float]] = None  # fractions of the train split's labels, e.g. [0.01, 0.1, 1.0]
     labels_per_class: Optional[list[int]] = None  # alternative to label_fractions
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    methods: list[str] = field(default_factory=lambda: ["linear_probe", "finetune", "knn", "supervised", "classic"])
-    head: Literal["linear", "mlp"] = "linear"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one subset draw + training run per seed
+    methods: list[str] = field(default_factory=lambda: ["linear_probe", "finetune", "knn", "supervised", "classic"])  # rows of the report
+    head: Literal["linear", "mlp"] = "linear"  # prediction head on the encoder
     epochs: int = 30  # epochs over the labeled subset (probe / finetune / supervised)
     min_steps: int = 100  # lower bound on optimizer steps, so tiny subsets still train
     max_steps: Optional[int] = None  # upper bound on optimizer steps per grid cell (CPU budgets)
-    batch_size: int = 128
+    batch_size: int = 128  # per process, capped at the labeled subset's size
     learning_rate: float = 1e-3  # head lr (AdamW)
     encoder_lr_scale: float = 0.1  # finetune: encoder lr = learning_rate * this
-    weight_decay: float = 1e-4
-    knn_k: int = 20
+    weight_decay: float = 1e-4  # AdamW weight decay for heads and fine-tuned encoders
+    knn_k: int = 20  # neighbours for the kNN method (cosine distance, distance-weighted vote)
     augment: bool = True  # finetune / supervised: weak augmentation of labeled images
     probe_batch_size: int = 512  # batch size for embedding extraction
 
 
 @dataclass
 class Config:
-    task: Literal["simclr", "mlm"] = "simclr"
-    output_dir: str = "runs/default"
-    seed: int = 0
-    resume: Literal["auto", "never"] = "auto"
+    task: Literal["simclr", "mlm"] = "simclr"  # pretext task: SimCLR (vision) or masked-token (text)
+    output_dir: str = "runs/default"  # run directory: checkpoints, metrics, encoder/, label_efficiency.*
+    seed: int = 0  # seeds model init, data order and augmentation (CPU runs are reproducible)
+    resume: Literal["auto", "never"] = "auto"  # auto: continue from the last checkpoint in output_dir
     overwrite: bool = False  # with resume=never: replace an existing run in output_dir
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -314,18 +314,48 @@ def validate(cfg: Config) -> None:
         raise UserError("config key 'finetune.seeds' must list at least one seed")
 
 
+def _field_comments(cls) -> dict[str, str]:
+    """The `# comment` after each field in the class source: the schema's documentation lives next to it."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): .*?#\s*(.*)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _type_label(t) -> str:
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin is Literal:
+        return " \\| ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return f"{_type_label(inner[0])} or null"
+    if origin is list:
+        return f"list[{_type_label(args[0])}]"
+    return _type_name(t)
+
+
 def describe_schema() -> str:
-    """Markdown table of every key with its type and default (used to keep the README in sync)."""
-    rows = ["| key | type | default |", "| --- | --- | --- |"]
+    """Markdown table of every key with its type, default and meaning (the README embeds it verbatim)."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
 
     def walk(cls, obj, prefix):
-        hints = typing.get_type_hints(cls)
+        hints, notes = typing.get_type_hints(cls), _field_comments(cls)
         for f in dataclasses.fields(cls):
             t, v = hints[f.name], getattr(obj, f.name)
             if dataclasses.is_dataclass(t):
                 walk(t, v, f"{prefix}{f.name}.")
             else:
-                rows.append(f"| `{prefix}{f.name}` | {_type_name(t)} | `{v!r}` |")
+                note = notes.get(f.name, "").replace("|", "\\|")
+                rows.append(f"| `{prefix}{f.name}` | {_type_label(t)} | `{v!r}` | {note} |")
 
     walk(Config, Config(), "")
     return "\n".join(rows)
+
+
+if __name__ == "__main__":  # `python -m ssl_pipeline.config` prints the table the README embeds
+    print(describe_schema())
