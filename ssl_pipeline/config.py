@@ -116,6 +116,8 @@ class FinetuneConfig:
     knn_k: int = 20  # neighbours for the kNN method (cosine distance, distance-weighted vote)
     augment: bool = True  # finetune / supervised: weak augmentation of labeled images
     probe_batch_size: int = 512  # batch size for embedding extraction
+    evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
+    validation_fraction: float = 0.1  # size of that carve
 
 
 @dataclass
@@ -310,6 +312,8 @@ def validate(cfg: Config) -> None:
             close = difflib.get_close_matches(m, sorted(known_methods), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"config key 'finetune.methods' has unknown method '{m}'{hint}")
+    if not 0.0 < cfg.finetune.validation_fraction < 1.0:
+        raise UserError(f"config key 'finetune.validation_fraction' must be in (0, 1), got {cfg.finetune.validation_fraction}")
     if not cfg.finetune.seeds:
         raise UserError("config key 'finetune.seeds' must list at least one seed")
 

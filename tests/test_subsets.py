@@ -1,5 +1,6 @@
 """Labeled subsets: class-balanced, seeded, nested within a seed, independent across seeds, never test."""
 import numpy as np
+import torch
 import pytest
 
 from ssl_pipeline.config import DataConfig
@@ -46,3 +47,19 @@ def test_subsets_come_from_train_only():
     chosen = {tuple(train.dataset.images[i].flatten().tolist()) for i in idx}
     leaked = sum(tuple(x.flatten().tolist()) in chosen for x in test.dataset.images)
     assert leaked < 5  # only the few exact duplicate images that digits itself contains
+
+
+def test_validation_view_is_carved_from_train_and_never_touches_test():
+    from ssl_pipeline.config import load_config
+    from ssl_pipeline.finetune.labeled import ValidationView, labeled_data
+
+    cfg = load_config(None, ["data.image_size=8", "data.channels=1", "finetune.evaluate_on=validation"])
+    spec = {"modality": "vision", "image_size": 8, "channels": 1, "timm_name": "ssl_cnn6", "small_stem": False, "embedding_dim": 256}
+    view = labeled_data(cfg, spec, None)
+    assert isinstance(view, ValidationView)
+    assert not set(view.fit_idx) & set(view.val_idx)
+    assert len(view.fit_idx) + len(view.val_idx) == 1437  # the whole train split, nothing from test
+    assert abs(len(view.val_idx) - 144) <= 1
+    assert np.bincount(view.test_labels, minlength=10).min() >= 13  # stratified
+    batch = view.dataset("test", [0, 1])
+    assert torch.equal(batch.__getitems__([0, 1])["images"], view.data.train.dataset.images[view.val_idx[:2]])

@@ -158,7 +158,38 @@ class TextLabeled:
                              LogisticRegression(max_iter=1000, C=10.0))
 
 
+class ValidationView:
+    """Scores on a stratified, seeded carve of the train split instead of the test split.
+
+    Recipes (lr, head, epochs, augmentation ...) are tuned with `finetune.evaluate_on=validation`; the test
+    split is then used once, for the reported numbers. Labeled subsets come from the rest of the train split.
+    """
+
+    def __init__(self, data, fraction: float, seed: int):
+        from sklearn.model_selection import train_test_split
+
+        self.data = data
+        all_idx = np.arange(len(data.train_labels))
+        self.fit_idx, self.val_idx = (np.sort(a) for a in train_test_split(
+            all_idx, test_size=fraction, random_state=seed + 1, stratify=data.train_labels))
+        self.train_labels = data.train_labels[self.fit_idx]
+        self.test_labels = data.train_labels[self.val_idx]
+        for name in ("modality", "input_keys", "num_classes", "class_names", "encoder", "train_transform",
+                     "classic_model"):
+            setattr(self, name, getattr(data, name))
+
+    def _map(self, split: str, idx):
+        return self.fit_idx[np.asarray(idx)] if split == "train" else self.val_idx[np.asarray(idx)]
+
+    def dataset(self, split: str, idx):
+        return self.data.dataset("train", self._map(split, idx))
+
+    def classic_inputs(self, split: str, idx):
+        return self.data.classic_inputs("train", self._map(split, idx))
+
+
 def labeled_data(cfg: Config, spec: dict, encoder_path):
-    if spec["modality"] == "vision":
-        return VisionLabeled(cfg, spec)
-    return TextLabeled(cfg, spec, encoder_path)
+    data = VisionLabeled(cfg, spec) if spec["modality"] == "vision" else TextLabeled(cfg, spec, encoder_path)
+    if cfg.finetune.evaluate_on == "validation":
+        return ValidationView(data, cfg.finetune.validation_fraction, cfg.data.split_seed)
+    return data

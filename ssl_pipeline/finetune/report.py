@@ -106,7 +106,7 @@ def markdown(doc: dict) -> str:
     cell = {(s["method"], s["label_fraction"]): s for s in summary}
     n_of = {f: next(s["n_labels"] for s in summary if s["label_fraction"] == f) for f in fracs}
     lines = [f"### Label efficiency — {doc.get('task', '')} ({doc.get('data', '')})", "",
-             f"Test accuracy (%), mean ± std over {max(s['seeds'] for s in summary)} seeds; encoder `{doc.get('encoder', '')}`.", "",
+             f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} accuracy (%), mean ± std over {max(s['seeds'] for s in summary)} seeds; encoder `{doc.get('encoder', '')}`.", "",
              "| method | " + " | ".join(f"{_pct(f)} ({n_of[f]} labels)" for f in fracs) + " |",
              "| --- | " + " | ".join("---" for _ in fracs) + " |"]
     for m in methods:

@@ -85,9 +85,11 @@ def run_finetune(cfg: Config) -> dict:
                               "kwargs": kwargs})
 
     header = {"task": cfg.task, "encoder": str(encoder_path), "data": cfg.data.name or cfg.data.source,
+              "evaluated_on": cfg.finetune.evaluate_on,
               "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "num_classes": data.num_classes}
-    results_path = output_dir / "label_efficiency.json"
+    report_dir = output_dir if cfg.finetune.evaluate_on == "test" else output_dir / "validation"
+    results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg.overwrite)
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}
     todo = [c for c in cells if (c["method"], c["label_fraction"], c["seed"]) not in done]
@@ -117,12 +119,12 @@ def run_finetune(cfg: Config) -> dict:
         row["accuracy"] = acc
         rows.append(row)
         if accelerator.is_main_process:
-            write_report(output_dir, header, rows)
+            write_report(report_dir, header, rows)
         bar.update(1)
     bar.close()
-    doc = write_report(output_dir, header, rows) if accelerator.is_main_process else {}
+    doc = write_report(report_dir, header, rows) if accelerator.is_main_process else {}
     accelerator.end_training()
-    accelerator.print(f"label-efficiency report: {output_dir / 'label_efficiency.md'} (+ .json, .csv, .png)")
+    accelerator.print(f"label-efficiency report: {report_dir / 'label_efficiency.md'} (+ .json, .csv, .png)")
     return doc
 
 
