@@ -41,6 +41,7 @@ class DataConfig:
     name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
     root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
     files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet)
+    extra_pretrain_files: Optional[list[str]] = None  # text: more unlabeled JSON-lines/text files, used by pretraining only
     download: bool = False  # let torchvision / HF download when online
     image_size: int = 32  # images are resized to image_size x image_size
     channels: int = 3  # 1 (grayscale) or 3 (RGB); images are converted to this

@@ -98,6 +98,13 @@ class MetricsLog:
     def __init__(self, path: Optional[Path], accelerator):
         self.path, self.accelerator = path, accelerator
 
+    def truncate_after(self, step: int) -> None:
+        if self.path.is_file():
+            from .atomic import write_text
+
+            keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            write_text(self.path, "".join(f"{line}\n" for line in keep))
+
     def write(self, row: dict, step: int) -> None:
         if self.path is not None and self.accelerator.is_main_process:
             with open(self.path, "a", encoding="utf-8") as fh:
@@ -143,6 +150,8 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
             state = json.loads((last / ckpt.STATE_FILE).read_text())
             accelerator.print(f"resumed from {last} (step {state['step']} of {total_steps})")
     metrics = MetricsLog(output_dir / "metrics.jsonl" if output_dir is not None else None, accelerator)
+    if resume and metrics.path is not None and accelerator.is_main_process:
+        metrics.truncate_after(state["step"])  # rows logged after the checkpoint are re-logged by this run
 
     bar = tqdm(total=total_steps, initial=state["step"], desc=plan.description, dynamic_ncols=True,
                disable=not (plan.show_progress and accelerator.is_local_main_process))

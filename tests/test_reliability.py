@@ -49,6 +49,8 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     last_full, last_resumed = read_metrics(full)[-1], read_metrics(crashed)[-1]
     assert last_full["step"] == last_resumed["step"] == 12
     assert last_resumed["loss"] == pytest.approx(last_full["loss"], abs=1e-6)
+    # the resumed run's metrics.jsonl reads like the uninterrupted one: each logged step once, in order
+    assert [r["step"] for r in read_metrics(crashed)] == [r["step"] for r in read_metrics(full)]
     # only the newest K=2 complete checkpoints are kept
     assert [p.name for p in ckpt.complete(crashed / "checkpoints")] == ["step_0000009", "step_0000012"]
 

@@ -107,3 +107,14 @@ def test_streaming_pretraining_run(mlm_run, tmp_path):
                            "pretrain.max_steps=6", "pretrain.batch_size=8", "pretrain.log_every=2"])
     assert read_metrics(out)[-1]["step"] == 6
     assert (out / "encoder" / "config.json").is_file()
+
+
+def test_extra_pretrain_files_feed_pretraining_only(tmp_path):
+    from ssl_pipeline.data.text import extra_pretrain_texts
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text("".join(json.dumps({"text": t}) + "\n" for t in ["long unlabeled text one", "", "another text"]))
+    cfg = DataConfig(source="embedded", extra_pretrain_files=[str(extra)])
+    assert extra_pretrain_texts(cfg) == ["long unlabeled text one", "another text"]
+    assert "another text" not in load_texts(cfg, "train").texts  # labeled splits are untouched
+    assert extra_pretrain_texts(DataConfig(source="embedded")) == []

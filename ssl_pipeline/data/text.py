@@ -124,6 +124,22 @@ def load_texts(cfg: DataConfig, split: str) -> TextSplit:
     return _finish(texts, raw_labels, cfg, split)
 
 
+def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
+    """`data.extra_pretrain_files`: unlabeled text added to pretraining only (its column is data.text_column)."""
+    if not cfg.extra_pretrain_files:
+        return []
+    import dataclasses
+
+    extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None)
+    suffix = Path(extra.files[0]).suffix.lower()
+    extra.source = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix, "text")
+    table = _load_table(extra)
+    column = "text" if extra.source == "text" else cfg.text_column
+    if column not in table.column_names:
+        raise UserError(f"data.text_column '{column}' is not a column of data.extra_pretrain_files ({table.column_names})")
+    return [t for t in table[column] if isinstance(t, str) and t.strip()]
+
+
 def _finish(texts, raw_labels, cfg: DataConfig, split: str) -> TextSplit:
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:

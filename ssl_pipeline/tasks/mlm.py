@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..config import Config
 from ..data.images import collate_batch
-from ..data.text import (PackedBlocks, StreamingBlocks, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
+from ..data.text import (PackedBlocks, StreamingBlocks, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
 from ..errors import UserError
 from ..masking import mask_tokens, special_table
@@ -55,7 +55,7 @@ class MLMTask:
             self.tokenizer = load_tokenizer(cfg.model.tokenizer)
             blocks = None
         else:
-            texts = load_texts(d, "pretrain").texts
+            texts = load_texts(d, "pretrain").texts + extra_pretrain_texts(d)
             if cfg.model.tokenizer:
                 self.tokenizer = load_tokenizer(cfg.model.tokenizer)
             else:
