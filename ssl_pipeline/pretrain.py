@@ -7,7 +7,7 @@ from pathlib import Path
 from .config import Config
 from .engine import TrainPlan, scaled_lr, train
 from .errors import UserError
-from .run_dir import prepare_pretrain_dir
+from .run_dir import check_pretrain_dir, clear_pretrain_dir
 
 
 def make_accelerator(cfg: Config, gradient_accumulation_steps: int = 1, log_dir: Path | None = None):
@@ -48,12 +48,14 @@ def run_pretrain(cfg: Config) -> dict:
 
     output_dir = Path(cfg.output_dir)
     accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir)
-    resume = prepare_pretrain_dir(output_dir, cfg.resume, cfg.overwrite, accelerator.is_main_process)
+    resume = check_pretrain_dir(output_dir, cfg.resume, cfg.overwrite)
     set_seed(cfg.seed)
     task = build_task(cfg, accelerator)  # validates data and model before anything is written
     task.dataloader(cfg.pretrain.batch_size, torch.Generator())  # ... and the batch size against the data
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if cfg.overwrite and not resume:
+            clear_pretrain_dir(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "config.json", cfg.to_dict())
     accelerator.init_trackers("pretrain", config=_flat(cfg.to_dict()))

@@ -9,9 +9,13 @@ from .errors import UserError
 PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder")
 
 
-def prepare_pretrain_dir(output_dir: Path, resume: str, overwrite: bool, is_main: bool) -> bool:
-    """Returns True when an earlier run should be resumed. Raises before anything is written otherwise."""
-    existing = [m for m in PRETRAIN_MARKERS if (output_dir / m).exists()]
+def existing_run(output_dir: Path) -> list[str]:
+    return [m for m in PRETRAIN_MARKERS if (output_dir / m).exists()]
+
+
+def check_pretrain_dir(output_dir: Path, resume: str, overwrite: bool) -> bool:
+    """True when an earlier run should be resumed; refuses a run that would silently replace another."""
+    existing = existing_run(output_dir)
     if not existing:
         return False
     if resume == "auto":
@@ -19,8 +23,11 @@ def prepare_pretrain_dir(output_dir: Path, resume: str, overwrite: bool, is_main
     if not overwrite:
         raise UserError(f"output_dir {output_dir} already holds a run ({', '.join(existing)}); "
                         "resume it with resume=auto, or replace it with resume=never overwrite=true")
-    if is_main:
-        for m in existing:
-            target = output_dir / m
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
     return False
+
+
+def clear_pretrain_dir(output_dir: Path) -> None:
+    """overwrite=true: remove the earlier run, only once the new one has been validated."""
+    for m in existing_run(output_dir):
+        target = output_dir / m
+        shutil.rmtree(target) if target.is_dir() else target.unlink()

@@ -85,6 +85,10 @@ def test_existing_run_is_never_silently_overwritten(tmp_path):
     assert proc.returncode == 2
     assert "resume=auto" in proc.stderr and "overwrite=true" in proc.stderr
     assert (out / "metrics.jsonl").read_text() == before
+    # overwrite=true with a broken config removes nothing: validation comes first
+    proc = run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "data.source=folder",
+                                         f"data.root={tmp_path / 'missing'}"], check=False)
+    assert proc.returncode == 2 and (out / "metrics.jsonl").read_text() == before
     run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "pretrain.max_steps=3"])
     assert read_metrics(out)[0]["step"] == 3 and len(read_metrics(out)) == 1
 
