@@ -14,6 +14,9 @@ def _quiet() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")  # our own bars show training progress
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # transformers' load reports (the MLM head is "unexpected" when loading the bare encoder) and long-input
+    # notices (texts are packed, never fed whole) are expected here, not problems
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
     warnings.filterwarnings("ignore", category=FutureWarning)

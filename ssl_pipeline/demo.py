@@ -45,4 +45,8 @@ def main(base: str = "runs/demo") -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="runs/demo", help="where the demo writes its runs and README.md")
+    main(ap.parse_args().out)

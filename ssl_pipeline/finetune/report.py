@@ -82,7 +82,7 @@ def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
-    _plot(output_dir / "label_efficiency.png", summary, header.get("task", ""))
+    _plot(output_dir / "label_efficiency.png", summary, f"{header.get('task', '')} on {header.get('data', '')}")
     return doc
 
 
