@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,13 +33,23 @@ def write_corpus(path: Path, mb: int) -> int:
     return n
 
 
-def peak_rss_mb(cmd: list[str]) -> tuple[float, float]:
+def peak_rss_mb(cmd: list[str]) -> tuple[float, float, float]:
+    """Runs `cmd`, sampling its resident memory every 0.2 s: (peak MB, MB at mid-run, seconds)."""
+    import psutil
+
     t0 = time.time()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=dict(os.environ, OMP_NUM_THREADS="2"))
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(peak, before) / 1024, time.time() - t0
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, OMP_NUM_THREADS="2"))
+    ps, samples = psutil.Process(proc.pid), []
+    while proc.poll() is None:
+        try:
+            samples.append(ps.memory_info().rss / 2 ** 20)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.2)
+    if proc.returncode:
+        raise SystemExit(f"run failed: {' '.join(cmd)}")
+    return max(samples), samples[len(samples) // 2], time.time() - t0
 
 
 def main() -> None:
@@ -59,18 +68,18 @@ def main() -> None:
         tok_dir = tmp / "tok"
         sample = [json.loads(line)["text"] for line, _ in zip(open(write_and_path(tmp, args.sizes_mb[0])), range(5000))]
         train_tokenizer(sample, 2000).save_pretrained(str(tok_dir))
-        print(f"{'corpus':>8} {'texts':>9} {'mode':>10} {'steps':>6} {'peak RSS MB':>12} {'seconds':>8}")
+        print(f"{'corpus':>8} {'texts':>9} {'mode':>10} {'steps':>6} {'peak RSS MB':>12} {'mid-run MB':>11} {'seconds':>8}")
         for mb in args.sizes_mb:
             corpus = tmp / f"c{mb}.jsonl"
             n = write_corpus(corpus, mb) if not corpus.exists() else sum(1 for _ in open(corpus))
             steps = max(1, int(mb * 1_000_000 / 6 / (256 * 128) * 0.9))  # ~6 bytes per token, 90 % of the corpus
-            rss, sec = peak_rss_mb(common + [f"output_dir={tmp / f'o{mb}'}", f"data.files=[{corpus}]", "data.streaming=true",
+            rss, mid, sec = peak_rss_mb(common + [f"output_dir={tmp / f'o{mb}'}", f"data.files=[{corpus}]", "data.streaming=true",
                                              f"model.tokenizer={tok_dir}", f"pretrain.max_steps={steps}"])
-            print(f"{mb:>6}MB {n:>9} {'streaming':>10} {steps:>6} {rss:>12.0f} {sec:>8.0f}", flush=True)
+            print(f"{mb:>6}MB {n:>9} {'streaming':>10} {steps:>6} {rss:>12.0f} {mid:>11.0f} {sec:>8.0f}", flush=True)
         mb = args.sizes_mb[0]
-        rss, sec = peak_rss_mb(common + [f"output_dir={tmp / 'mem'}", f"data.files=[{tmp / f'c{mb}.jsonl'}]",
+        rss, mid, sec = peak_rss_mb(common + [f"output_dir={tmp / 'mem'}", f"data.files=[{tmp / f'c{mb}.jsonl'}]",
                                          f"model.tokenizer={tok_dir}", "pretrain.max_steps=20"])
-        print(f"{mb:>6}MB {'':>9} {'in-memory':>10} {20:>6} {rss:>12.0f} {sec:>8.0f}")
+        print(f"{mb:>6}MB {'':>9} {'in-memory':>10} {20:>6} {rss:>12.0f} {mid:>11.0f} {sec:>8.0f}")
 
 
 def write_and_path(tmp: Path, mb: int) -> Path:
