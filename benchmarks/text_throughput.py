@@ -46,7 +46,8 @@ def project(args, bf16: bool) -> float:
                                                                learning_rate=1e-4, optimizer="adamw"))
 
     def step(i):
-        batch = task.data.__getitems__(list(range((i * args.batch) % len(task.data), (i * args.batch) % len(task.data) + args.batch)))
+        n = len(task.data)
+        batch = task.data.__getitems__([(i * args.batch + j) % n for j in range(args.batch)])
         loss, _ = task.loss(model, batch, Acc())
         loss.backward()
         opt.step()
