@@ -57,10 +57,9 @@ def collate_batch(items):
 class DecodedImages(Dataset):
     """Decodes one image per item (file path or PIL/array from an HF dataset) to uint8 (C, S, S)."""
 
-    def __init__(self, items, labels, image_size: int, channels: int, read=None):
+    def __init__(self, items, labels, image_size: int, channels: int):
         self.items, self.labels = items, labels
         self.image_size, self.channels = image_size, channels
-        self.read = read
 
     def __len__(self) -> int:
         return len(self.items)
@@ -68,8 +67,7 @@ class DecodedImages(Dataset):
     def __getitem__(self, i):
         item = self.items[i]
         try:
-            img = self.read(item) if self.read else item
-            tensor = pil_to_tensor(img, self.image_size, self.channels)
+            tensor = pil_to_tensor(item, self.image_size, self.channels)
         except UserError:
             raise
         except Exception as err:  # PIL raises many types for corrupt files

@@ -50,7 +50,6 @@ class VisionLabeled:
         self.class_names = [str(i) for i in range(self.num_classes)]
         self.train_labels = self.train.labels.numpy()
         self.test_labels = self.test.labels.numpy()
-        self._decoded = {}
         for name, split in (("train", self.train), ("test", self.test)):
             if not isinstance(split.dataset, TensorImages):  # folder / hf: decode once, reuse across the grid
                 imgs = torch.stack([split.dataset[i]["images"] for i in range(len(split.dataset))])

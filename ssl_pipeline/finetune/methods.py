@@ -16,9 +16,6 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.images import collate_batch
 from ..engine import TrainPlan, param_groups, train
 
-SSL_METHODS = ("linear_probe", "finetune", "knn")
-
-
 def make_head(kind: str, dim: int, num_classes: int) -> nn.Module:
     if kind == "mlp":
         return nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True), nn.Linear(dim, num_classes))
