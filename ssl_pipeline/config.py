@@ -65,6 +65,7 @@ class ModelConfig:
     small_stem: bool = False  # vision: 3x3 stride-1 stem, no max-pool (SSL practice for <= 64 px images)
     projection_hidden_dim: int = 2048  # SimCLR projection head hidden width
     projection_dim: int = 128  # SimCLR projection output width
+    architecture: Literal["bert", "prelayernorm"] = "bert"  # text: post-LN BERT, or the pre-LN variant (RoBERTa-PreLayerNorm) that trains faster from scratch
     size: Optional[str] = None  # text: preset (tiny | mini | small | medium | base) filling the sizes below
     vocab_size: int = 8192  # text: tokenizer vocabulary trained on the corpus
     tokenizer: Optional[str] = None  # text: path to an existing tokenizer instead of training one
@@ -107,6 +108,8 @@ class FinetuneConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one subset draw + training run per seed
     methods: list[str] = field(default_factory=lambda: ["linear_probe", "finetune", "knn", "supervised", "classic"])  # rows of the report
     head: Literal["linear", "mlp"] = "linear"  # prediction head on the encoder
+    head_init: Literal["probe", "random"] = "probe"  # finetune: start the linear head from the converged linear probe (LP-FT) or from random weights
+    probe_c: float = 0.1  # linear probe: inverse L2 strength of the logistic regression on standardised embeddings
     epochs: int = 30  # epochs over the labeled subset (probe / finetune / supervised)
     min_steps: int = 100  # lower bound on optimizer steps, so tiny subsets still train
     max_steps: Optional[int] = None  # upper bound on optimizer steps per grid cell (CPU budgets)
@@ -285,6 +288,7 @@ def validate(cfg: Config) -> None:
         "finetune.batch_size": cfg.finetune.batch_size,
         "finetune.learning_rate": cfg.finetune.learning_rate,
         "finetune.knn_k": cfg.finetune.knn_k,
+        "finetune.probe_c": cfg.finetune.probe_c,
     }
     for key, value in positive.items():
         if value <= 0:

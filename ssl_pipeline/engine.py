@@ -77,7 +77,9 @@ def build_optimizer(groups: list[dict], plan: TrainPlan) -> torch.optim.Optimize
         return LARS(groups, lr=plan.learning_rate, momentum=0.9)
     if plan.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=plan.learning_rate, momentum=0.9, nesterov=True)
-    return torch.optim.AdamW(groups, lr=plan.learning_rate)
+    # fused AdamW: one kernel per step over all parameters (CPU and CUDA); fewer passes over memory than foreach
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=plan.learning_rate, fused=fused or None)
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float):

@@ -78,11 +78,26 @@ def test_supervised_is_random_init_and_probe_keeps_encoder(vision_run):
     acc = make_accelerator(cfg)
     feats = M.embed(pre, data.dataset("train", np.arange(len(data.train_labels))), data.input_keys, acc, 256)
     before = {n: p.clone() for n, p in pre.state_dict().items()}
-    preds, trained = M.linear_probe(feats[:100], data.train_labels[:100], feats[:20], 10, cfg.finetune, acc, 0)
+    preds = M.mlp_probe(feats[:100], data.train_labels[:100], feats[:20], 10, cfg.finetune, acc, 0)
     after = pre.state_dict()
     assert all(torch.equal(before[n], after[n]) for n in before)  # encoder untouched (and its BN stats too)
-    assert not any(p.requires_grad for p in trained.encoder.parameters())
     assert preds.shape == (20,)
+
+
+def test_linear_probe_head_reproduces_the_probe_on_raw_embeddings():
+    """LP-FT starts from the probe: the folded nn.Linear must give the probe's own predictions."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(4, 16, generator=g) * 3
+    labels = np.repeat(np.arange(4), 50)
+    feats = centers[labels] + torch.randn(200, 16, generator=g) * 2 + 5.0  # off-centre, so the folding matters
+    keep = labels != 3  # class 3 absent from the labeled subset
+    probe = M.LinearProbe(feats[keep], labels[keep], num_classes=5, c=0.1)
+    head = probe.as_head()
+    with torch.no_grad():
+        head_preds = head(feats).argmax(-1).numpy()
+    np.testing.assert_array_equal(head_preds, probe.predict(feats))
+    assert not set(head_preds) & {3, 4}  # absent classes are never predicted
+    assert (probe.predict(feats[keep]) == labels[keep]).mean() > 0.8
 
 
 def test_label_multiplier_interpolates_on_log_scale():

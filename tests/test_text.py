@@ -118,3 +118,36 @@ def test_extra_pretrain_files_feed_pretraining_only(tmp_path):
     assert extra_pretrain_texts(cfg) == ["long unlabeled text one", "another text"]
     assert "another text" not in load_texts(cfg, "train").texts  # labeled splits are untouched
     assert extra_pretrain_texts(DataConfig(source="embedded")) == []
+
+
+@pytest.mark.parametrize("architecture", ["bert", "prelayernorm"])
+def test_masked_lm_head_only_at_selected_positions_matches_auto_export(tmp_path, architecture):
+    """Both architectures: the masked-only head equals the full model's logits there, the no-padding fast
+    path equals the explicit all-ones mask, and save_pretrained reloads with AutoModelForMaskedLM."""
+    from transformers import AutoModelForMaskedLM
+
+    from ssl_pipeline.config import ModelConfig
+    from ssl_pipeline.models.text import masked_lm
+
+    cfg = ModelConfig(architecture=architecture, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                      dropout=0.0)
+    model = masked_lm(cfg, vocab_size=100, max_length=16, pad_id=0).eval()
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 100, (3, 16), generator=g)
+    full = torch.ones_like(ids)
+    padded = full.clone()
+    padded[2, 10:] = 0
+    ids[2, 10:] = 0
+    selected = torch.rand(3, 16, generator=g) < 0.3
+    selected[2, 10:] = False
+    with torch.no_grad():
+        fast = model(ids[:2], full[:2], selected[:2])
+        explicit = getattr(model.mlm, model.head_name)(
+            model.mlm.base_model(input_ids=ids[:2], attention_mask=full[:2]).last_hidden_state[selected[:2]])
+        masked_out = model(ids, padded, selected)
+        model.mlm.save_pretrained(tmp_path)
+        reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+        ref = reloaded(input_ids=ids, attention_mask=padded).logits[selected]
+    assert type(reloaded).__name__ == type(model.mlm).__name__
+    assert torch.allclose(fast, explicit, atol=1e-5)
+    assert torch.allclose(masked_out, ref, atol=1e-4)

@@ -97,7 +97,8 @@ def run_finetune(cfg: Config) -> dict:
                       f"{n_train} labeled train / {len(data.test_labels)} test examples, {data.num_classes} classes")
 
     features = None
-    if any(c["method"] in ("linear_probe", "knn") for c in todo):
+    probe_init = cfg.finetune.head == "linear" and cfg.finetune.head_init == "probe"
+    if any(c["method"] in ("linear_probe", "knn") or (c["method"] == "finetune" and probe_init) for c in todo):
         from ..export import load_encoder
 
         enc = load_encoder(encoder_path, expect_modality=want)
@@ -107,13 +108,14 @@ def run_finetune(cfg: Config) -> dict:
                             cfg.finetune.probe_batch_size))
         del enc
 
+    probes = {}  # one converged probe per labeled subset, shared by linear_probe and the LP-FT head
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="finetune grid", dynamic_ncols=True,
                disable=not accelerator.is_local_main_process)
     for cell in todo:
         bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
         idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
         set_seed(cell["seed"])
-        preds = run_cell(cell["method"], idx, data, features, cfg, accelerator, encoder_path, cell["seed"])
+        preds = run_cell(cell["method"], idx, data, features, cfg, accelerator, encoder_path, cell["seed"], probes)
         acc = float((np.asarray(preds) == data.test_labels).mean())
         row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
         row["accuracy"] = acc
@@ -128,10 +130,20 @@ def run_finetune(cfg: Config) -> dict:
     return doc
 
 
-def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int):
+def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,
+             probes: dict | None = None):
     ft = cfg.finetune
     labels = data.train_labels[idx]
     test_idx = np.arange(len(data.test_labels))
+    probes = {} if probes is None else probes
+
+    def probe() -> M.LinearProbe:
+        key = (len(idx), seed, hashlib.sha1(np.ascontiguousarray(idx)).hexdigest())
+        if key not in probes:
+            probes.clear()  # subsets change cell by cell in grid order: keep only the latest
+            probes[key] = M.LinearProbe(features[0][idx], labels, data.num_classes, ft.probe_c)
+        return probes[key]
+
     if method == "classic":
         model = data.classic_model()
         model.fit(data.classic_inputs("train", idx), labels)
@@ -139,11 +151,16 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
     if method == "knn":
         return M.knn(features[0][idx], labels, features[1], ft.knn_k)
     if method == "linear_probe":
-        preds, _ = M.linear_probe(features[0][idx], labels, features[1], data.num_classes, ft, accelerator, seed)
-        return preds
+        if ft.head == "mlp":
+            return M.mlp_probe(features[0][idx], labels, features[1], data.num_classes, ft, accelerator, seed)
+        return probe().predict(features[1])
     pretrained = method == "finetune"
     encoder = data.encoder(pretrained=pretrained, path=encoder_path)
-    model = M.Classifier(encoder, M.make_head(ft.head, encoder.embedding_dim, data.num_classes), data.input_keys)
+    if pretrained and ft.head == "linear" and ft.head_init == "probe":
+        head = probe().as_head()
+    else:
+        head = M.make_head(ft.head, encoder.embedding_dim, data.num_classes)
+    model = M.Classifier(encoder, head, data.input_keys)
     trained = M.train_classifier(model, data.dataset("train", idx), ft, accelerator, seed,
                                  transform=data.train_transform,
                                  encoder_lr_scale=ft.encoder_lr_scale if pretrained else 1.0)

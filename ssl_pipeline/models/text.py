@@ -17,8 +17,18 @@ SIZE_PRESETS = {
 }
 
 
-def bert_config(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int):
-    from transformers import BertConfig
+# model.architecture -> (transformers config class, masked-LM class); both load with the Auto* classes
+ARCHITECTURES = {
+    # original BERT: LayerNorm after each residual block (post-LN)
+    "bert": ("BertConfig", "BertForMaskedLM"),
+    # the same encoder with LayerNorm before each block (pre-LN, Xiong et al., 2020): trains from scratch
+    # stably at higher learning rates, which is what a short CPU budget needs
+    "prelayernorm": ("RobertaPreLayerNormConfig", "RobertaPreLayerNormForMaskedLM"),
+}
+
+
+def encoder_config(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int):
+    import transformers
 
     hidden, layers, heads, inter = cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size
     if cfg.size is not None:
@@ -27,24 +37,38 @@ def bert_config(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int)
         hidden, layers, heads, inter = SIZE_PRESETS[cfg.size]
     if hidden % heads:
         raise UserError(f"model.hidden_size={hidden} must be divisible by model.num_heads={heads}")
-    return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                      intermediate_size=inter, max_position_embeddings=max(512, max_length),
-                      hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout, pad_token_id=pad_id)
+    config_cls = getattr(transformers, ARCHITECTURES[cfg.architecture][0])
+    # RoBERTa-style models number positions from pad_id + 1, hence the extra room
+    return config_cls(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                      intermediate_size=inter, max_position_embeddings=max(512, max_length) + pad_id + 2,
+                      hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout, pad_token_id=pad_id,
+                      attn_implementation="sdpa")
+
+
+def masked_lm(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int) -> "MaskedLM":
+    import transformers
+
+    config = encoder_config(cfg, vocab_size, max_length, pad_id)
+    return MaskedLM(getattr(transformers, ARCHITECTURES[cfg.architecture][1])(config))
 
 
 class MaskedLM(nn.Module):
-    """BertForMaskedLM whose prediction head runs only at the selected (masked) positions.
+    """A transformers masked-LM model whose prediction head runs only at the selected (masked) positions.
 
     One forward through this module (not through its submodules) keeps DDP's gradient hooks in charge.
+    Padding-free batches (packed blocks) skip the attention mask, so SDPA can take its unmasked fast path.
     """
 
     def __init__(self, mlm):
         super().__init__()
         self.mlm = mlm
+        self.head_name = "cls" if hasattr(mlm, "cls") else "lm_head"  # BERT's vs RoBERTa's head attribute
 
     def forward(self, input_ids, attention_mask, selected):
-        hidden = self.mlm.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.mlm.cls(hidden[selected])
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        hidden = self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return getattr(self.mlm, self.head_name)(hidden[selected])
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from ..data.text import (PackedBlocks, StreamingBlocks, extra_pretrain_texts, lo
                          train_tokenizer)
 from ..errors import UserError
 from ..masking import mask_tokens, special_table
-from ..models.text import MaskedLM, bert_config
+from ..models.text import masked_lm
 
 EVAL_BLOCKS = 256  # held-out blocks for perplexity (a fixed slice of the training split, never trained on)
 
@@ -35,8 +35,6 @@ class MLMTask:
     modality = "text"
 
     def __init__(self, cfg: Config, accelerator):
-        from transformers import BertForMaskedLM
-
         self.cfg, self.accelerator = cfg, accelerator
         d, L = cfg.data, cfg.data.max_length
         self.streaming = d.streaming
@@ -74,9 +72,7 @@ class MLMTask:
             self.eval_data = None
             stream = stream_texts(d, accelerator.process_index, accelerator.num_processes)
             self.data = StreamingBlocks(stream, self.tokenizer, d.text_column, L)
-        config = bert_config(cfg.model, self.vocab_size, L, self.tokenizer.pad_token_id)
-        config._attn_implementation = "sdpa"
-        self.model = MaskedLM(BertForMaskedLM(config))
+        self.model = masked_lm(cfg.model, self.vocab_size, L, self.tokenizer.pad_token_id)
         self.special = special_table(self.tokenizer, self.vocab_size)
         self.mask_id = self.tokenizer.mask_token_id
 
