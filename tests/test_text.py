@@ -8,7 +8,7 @@ from conftest import read_metrics, run_stage
 from ssl_pipeline import load_encoder
 from ssl_pipeline.config import DataConfig
 from ssl_pipeline.data.text import load_texts, pack_ids, stream_texts
-from ssl_pipeline.masking import mask_tokens
+from ssl_pipeline.masking import IGNORE, bucketed_positions, mask_tokens
 
 
 def test_masking_statistics():
@@ -141,13 +141,29 @@ def test_masked_lm_head_only_at_selected_positions_matches_auto_export(tmp_path,
     selected = torch.rand(3, 16, generator=g) < 0.3
     selected[2, 10:] = False
     with torch.no_grad():
-        fast = model(ids[:2], full[:2], selected[:2])
+        pos2 = selected[:2].flatten().nonzero().squeeze(1)
+        fast = model(ids[:2], full[:2], pos2)
         explicit = getattr(model.mlm, model.head_name)(
             model.mlm.base_model(input_ids=ids[:2], attention_mask=full[:2]).last_hidden_state[selected[:2]])
-        masked_out = model(ids, padded, selected)
+        masked_out = model(ids, padded, selected.flatten().nonzero().squeeze(1))
         model.mlm.save_pretrained(tmp_path)
         reloaded = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
         ref = reloaded(input_ids=ids, attention_mask=padded).logits[selected]
     assert type(reloaded).__name__ == type(model.mlm).__name__
     assert torch.allclose(fast, explicit, atol=1e-5)
     assert torch.allclose(masked_out, ref, atol=1e-4)
+
+
+def test_bucketed_positions_pad_to_few_sizes_and_ignore_the_padding():
+    g = torch.Generator().manual_seed(0)
+    sizes = set()
+    for _ in range(200):
+        selected = torch.rand(64, 128, generator=g) < 0.15
+        labels = torch.randint(5, 100, (int(selected.sum()),), generator=g)
+        pos, lab = bucketed_positions(selected, labels)
+        n = labels.numel()
+        assert pos.numel() == lab.numel() >= n and pos.numel() <= n * 1.125 + 64
+        assert torch.equal(pos[:n], selected.flatten().nonzero().squeeze(1)) and torch.equal(lab[:n], labels)
+        assert (lab[n:] == IGNORE).all()
+        sizes.add(pos.numel())
+    assert len(sizes) <= 3  # ~1,230 +- 35 selected tokens fall in a couple of 128-wide buckets

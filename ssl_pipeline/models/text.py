@@ -53,7 +53,7 @@ def masked_lm(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int) -
 
 
 class MaskedLM(nn.Module):
-    """A transformers masked-LM model whose prediction head runs only at the selected (masked) positions.
+    """A transformers masked-LM model whose prediction head runs only at the given (masked) positions.
 
     One forward through this module (not through its submodules) keeps DDP's gradient hooks in charge.
     Padding-free batches (packed blocks) skip the attention mask, so SDPA can take its unmasked fast path.
@@ -64,11 +64,12 @@ class MaskedLM(nn.Module):
         self.mlm = mlm
         self.head_name = "cls" if hasattr(mlm, "cls") else "lm_head"  # BERT's vs RoBERTa's head attribute
 
-    def forward(self, input_ids, attention_mask, selected):
+    def forward(self, input_ids, attention_mask, positions):
+        """-> head logits at `positions` (flat indices into the (batch x length) tokens)."""
         if attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None
         hidden = self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return getattr(self.mlm, self.head_name)(hidden[selected])
+        return getattr(self.mlm, self.head_name)(hidden.flatten(0, 1)[positions])
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

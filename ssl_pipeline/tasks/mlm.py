@@ -13,7 +13,7 @@ from ..data.images import collate_batch
 from ..data.text import (PackedBlocks, StreamingBlocks, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
 from ..errors import UserError
-from ..masking import mask_tokens, special_table
+from ..masking import IGNORE, bucketed_positions, mask_tokens, special_table
 from ..models.text import masked_lm
 
 EVAL_BLOCKS = 256  # held-out blocks for perplexity (a fixed slice of the training split, never trained on)
@@ -93,14 +93,16 @@ class MLMTask:
             self.special = self.special.to(ids.device)
         masked, selected, labels = mask_tokens(ids, self.special, self.mask_id, self.vocab_size,
                                                self.cfg.pretrain.mask_probability, generator)
+        positions, labels = bucketed_positions(selected, labels)
         with accelerator.autocast():
-            logits = model(masked, att, selected)
-        loss = F.cross_entropy(logits.float(), labels)
+            logits = model(masked, att, positions)
+        loss = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE)
         return loss, logits, labels
 
     def loss(self, model, batch: dict, accelerator):
         loss, logits, labels = self._forward(model, batch, accelerator)
-        acc = (logits.argmax(-1) == labels).float().mean() if labels.numel() else torch.zeros(())
+        real = labels != IGNORE
+        acc = (logits.argmax(-1) == labels)[real].float().mean() if real.any() else torch.zeros(())
         return loss, {"masked_accuracy": acc.item()}
 
     @staticmethod
@@ -118,8 +120,9 @@ class MLMTask:
             batch = self.eval_data.__getitems__(list(range(start, min(start + 64, len(self.eval_data)))))
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
             loss, _, labels = self._forward(model, batch, accelerator, g)
-            total += loss.item() * labels.numel()
-            count += labels.numel()
+            n = int((labels != IGNORE).sum())
+            total += loss.item() * n
+            count += n
         mean = total / max(count, 1)
         return {"eval_loss": mean, "eval_perplexity": math.exp(min(mean, 50.0))}
 
