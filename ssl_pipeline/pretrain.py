@@ -1,12 +1,10 @@
 """The pretext stage: config -> task -> shared engine -> exported encoder."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .config import Config
 from .engine import TrainPlan, scaled_lr, train
-from .errors import UserError
 from .run_dir import check_pretrain_dir, clear_pretrain_dir
 
 

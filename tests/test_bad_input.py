@@ -1,7 +1,6 @@
 """Bad input matrix: each case is a one-line error naming the problem, exit code 2, no traceback, and
 nothing written or overwritten. Most run the CLI mains in-process (fast); a few go through a real process."""
 import json
-import shutil
 
 import pytest
 from PIL import Image

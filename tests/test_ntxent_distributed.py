@@ -1,6 +1,5 @@
 """NT-Xent across 2 processes equals the single-process loss and gradients on the same global batch."""
 import subprocess
-import sys
 
 import torch
 from lightly.loss import NTXentLoss

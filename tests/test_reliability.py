@@ -1,7 +1,6 @@
 """Crash safety: kill -9 then resume=auto gives the uninterrupted result; atomic checkpoints; NaN stops;
 no silent overwrite; a failure in one of two processes ends both."""
 import json
-import os
 import signal
 import subprocess
 import time

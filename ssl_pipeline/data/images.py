@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import UserError
+from .files import expand_files, file_format
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -271,7 +272,8 @@ def load_hf(cfg: DataConfig, split: str) -> ImageSplit:
     need_carve = True
     try:
         if cfg.files:
-            ds = datasets.load_dataset(_file_format(cfg.files), data_files=_expand(cfg.files), split="train")
+            files = expand_files(cfg.files)
+            ds = datasets.load_dataset(file_format(files[0], default="parquet"), data_files=files, split="train")
         else:
             if not cfg.name:
                 raise UserError("data.name (a hub dataset) or data.files must be set for data.source=hf")
@@ -304,21 +306,6 @@ class _LazyColumn:
 
     def __getitem__(self, i):
         return self.ds[int(i)][self.col]
-
-
-def _expand(patterns: list[str]) -> list[str]:
-    files = []
-    for p in patterns:
-        hits = sorted(glob.glob(os.path.expanduser(p), recursive=True))
-        if not hits:
-            raise UserError(f"data.files: no file matches {p}")
-        files.extend(hits)
-    return files
-
-
-def _file_format(patterns: list[str]) -> str:
-    ext = Path(patterns[0]).suffix.lower().lstrip(".")
-    return {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet", "txt": "text"}.get(ext, "parquet")
 
 
 LOADERS = {

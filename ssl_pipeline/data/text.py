@@ -22,6 +22,7 @@ import torch
 
 from ..config import DataConfig
 from ..errors import UserError
+from .files import expand_files, file_format
 from .images import carve
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
@@ -76,28 +77,18 @@ def _encode_labels(raw) -> tuple[np.ndarray, list[str]]:
     return np.asarray([index[str(v)] for v in raw], dtype=np.int64), names
 
 
-def _expand(cfg: DataConfig) -> list[str]:
+def _corpus_files(cfg: DataConfig) -> list[str]:
     patterns = list(cfg.files or ([] if cfg.root is None else [cfg.root]))
     if not patterns:
         raise UserError(f"data.files or data.root must name the corpus for data.source={cfg.source}")
-    files = []
-    for p in patterns:
-        p = os.path.expanduser(p)
-        if os.path.isdir(p):
-            hits = sorted(f for f in glob.glob(os.path.join(p, "**", "*"), recursive=True) if os.path.isfile(f))
-        else:
-            hits = sorted(glob.glob(p, recursive=True))
-        if not hits:
-            raise UserError(f"data path does not exist or matches no file: {p}")
-        files.extend(hits)
-    return files
+    return expand_files(patterns)
 
 
 def _load_table(cfg: DataConfig):
     import datasets
 
     fmt = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}[cfg.source]
-    files = _expand(cfg)
+    files = _corpus_files(cfg)
     try:
         return datasets.load_dataset(fmt, data_files=files, split="train")
     except Exception as err:  # malformed files surface as many exception types
@@ -194,9 +185,8 @@ def stream_texts(cfg: DataConfig, rank: int, world_size: int):
         if cfg.name:
             ds = datasets.load_dataset(cfg.name, split="train", streaming=True)
         else:
-            fmt = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet"}.get(
-                Path(_expand(cfg)[0]).suffix.lstrip("."), "text")
-            ds = datasets.load_dataset(fmt, data_files=_expand(cfg), split="train", streaming=True)
+            files = _corpus_files(cfg)
+            ds = datasets.load_dataset(file_format(files[0]), data_files=files, split="train", streaming=True)
     except UserError:
         raise
     except Exception as err:

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..config import Config
 from ..errors import UserError
