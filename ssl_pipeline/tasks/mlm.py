@@ -31,6 +31,24 @@ class SyntheticTokenizer:
         return self.vocab_size
 
 
+def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator):
+    """The main process trains the tokenizer and saves it under the cache; the other processes (and resumed
+    runs) load that copy instead of training their own."""
+    import hashlib
+
+    from ..atomic import atomic_dir
+
+    key = hashlib.sha1("\x00".join(texts).encode() + str(vocab_size).encode()).hexdigest()[:16]
+    path = Path(cache) / f"tokenizer-{key}"
+    with accelerator.main_process_first():
+        if not (path / "tokenizer.json").is_file():
+            tokenizer = train_tokenizer(texts, vocab_size)
+            with atomic_dir(path) as tmp:
+                tokenizer.save_pretrained(str(tmp))
+            return tokenizer
+    return load_tokenizer(str(path))
+
+
 class MLMTask:
     modality = "text"
 
@@ -57,8 +75,7 @@ class MLMTask:
             if cfg.model.tokenizer:
                 self.tokenizer = load_tokenizer(cfg.model.tokenizer)
             else:
-                with accelerator.main_process_first():  # same corpus + seed -> same tokenizer on every rank
-                    self.tokenizer = train_tokenizer(texts, cfg.model.vocab_size)
+                self.tokenizer = cached_tokenizer(texts, cfg.model.vocab_size, cache, accelerator)
             with accelerator.main_process_first():
                 blocks = tokenize_and_pack(texts, self.tokenizer, L, cache)
         self.vocab_size = len(self.tokenizer)
