@@ -167,3 +167,23 @@ def test_bucketed_positions_pad_to_few_sizes_and_ignore_the_padding():
         assert (lab[n:] == IGNORE).all()
         sizes.add(pos.numel())
     assert len(sizes) <= 3  # ~1,230 +- 35 selected tokens fall in a couple of 128-wide buckets
+
+
+def test_tokenizer_is_trained_once_and_cached(tmp_path, monkeypatch):
+    import contextlib
+
+    import ssl_pipeline.tasks.mlm as mlm_task
+
+    class OneProcess:
+        @staticmethod
+        def main_process_first():
+            return contextlib.nullcontext()
+
+    texts = [f"Return the value number {i} of the event loop." for i in range(200)]
+    first = mlm_task.cached_tokenizer(texts, 300, str(tmp_path), OneProcess())
+    saved = list(tmp_path.glob("tokenizer-*/tokenizer.json"))
+    assert len(saved) == 1
+    monkeypatch.setattr(mlm_task, "train_tokenizer", lambda *a, **k: pytest.fail("trained again"))
+    second = mlm_task.cached_tokenizer(texts, 300, str(tmp_path), OneProcess())
+    assert second.get_vocab() == first.get_vocab()
+    assert second("event loop")["input_ids"] == first("event loop")["input_ids"]
