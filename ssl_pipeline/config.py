@@ -73,7 +73,8 @@ class ModelConfig:
     num_layers: int = 4  # text: transformer layers
     num_heads: int = 4  # text: attention heads
     intermediate_size: int = 1024  # text: feed-forward width
-    dropout: float = 0.1  # text: hidden and attention dropout
+    dropout: float = 0.1  # text: hidden-state dropout
+    attention_dropout: float = 0.0  # text: attention-probability dropout; 0 lets SDPA run its fused kernel (MosaicBERT's choice), > 0 falls back to the slower math path
 
 
 @dataclass
