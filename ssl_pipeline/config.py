@@ -65,7 +65,7 @@ class ModelConfig:
     small_stem: bool = False  # vision: 3x3 stride-1 stem, no max-pool (SSL practice for <= 64 px images)
     projection_hidden_dim: int = 2048  # SimCLR projection head hidden width
     projection_dim: int = 128  # SimCLR projection output width
-    architecture: Literal["bert", "prelayernorm"] = "bert"  # text: post-LN BERT, or the pre-LN variant (RoBERTa-PreLayerNorm) that trains faster from scratch
+    architecture: Literal["bert", "prelayernorm"] = "bert"  # text: post-LN BERT, or the pre-LN variant (RoBERTa-PreLayerNorm), stable at higher learning rates from scratch
     size: Optional[str] = None  # text: preset (tiny | mini | small | medium | base) filling the sizes below
     vocab_size: int = 8192  # text: tokenizer vocabulary trained on the corpus
     tokenizer: Optional[str] = None  # text: path to an existing tokenizer instead of training one
