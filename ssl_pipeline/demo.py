@@ -32,11 +32,11 @@ def main(base: str = "runs/demo") -> None:
     sections = ["# ssl_pipeline demo results", ""]
     t0 = time.time()
     for name, config, what in DEMOS:
-        out = base_dir / name
+        out = Path(base) / name  # relative to ROOT (the stages run there), so reports show portable paths
         start = time.time()
         run("pretrain", config, out)
         run("finetune", config, out)
-        md = (out / "label_efficiency.md").read_text()
+        md = (ROOT / out / "label_efficiency.md").read_text()
         sections += [f"## {name}: {what}", "", f"Config: `{config}`; {time.time() - start:.0f} s on this machine.", "",
                      f"![{name} label efficiency]({name}/label_efficiency.png)", "", md, ""]
     write_text(base_dir / "README.md", "\n".join(sections))
