@@ -26,7 +26,7 @@ def config(args, attention_dropout: float = 0.0):
     return cfg
 
 
-def project(args, bf16: bool, attention_dropout: float = 0.0) -> float:
+def project(args, bf16: bool, attention_dropout: float = 0.0, compile: bool = False) -> float:
     from ssl_pipeline.engine import TrainPlan, build_optimizer, param_groups
     from ssl_pipeline.tasks.mlm import MLMTask
 
@@ -43,6 +43,8 @@ def project(args, bf16: bool, attention_dropout: float = 0.0) -> float:
 
     task = MLMTask(config(args, attention_dropout), Acc())
     model = task.model.train()
+    if compile:  # what pretrain.compile=true does; dynamic: the masked-position count changes per batch
+        task.model = model = torch.compile(model, dynamic=True)
     opt = build_optimizer(param_groups(model, 0.01), TrainPlan(batch_size=args.batch, epochs=1, max_steps=1,
                                                                learning_rate=1e-4, optimizer="adamw"))
 
@@ -121,6 +123,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="also time the project step under torch.compile")
     args = ap.parse_args()
     print(f"hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, length {args.length}, batch {args.batch}, "
           f"{torch.get_num_threads()} threads, {args.steps} timed steps")
@@ -134,6 +137,9 @@ def main() -> None:
             peer = hf_trainer(args, bf16, tmp)
         print(f"{'bf16' if bf16 else 'fp32':<10} {ours:>14.0f} {ours_same:>16.0f} {peer:>14.0f} {ours / peer:>6.2f}x "
               f"{ours_same / peer:>14.2f}x", flush=True)
+        if args.compile:
+            compiled = project(args, bf16, compile=True)
+            print(f"{'':<10} torch.compile: {compiled:.0f} tokens/s ({compiled / peer:.2f}x)", flush=True)
 
 
 if __name__ == "__main__":
