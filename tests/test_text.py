@@ -180,10 +180,11 @@ def test_tokenizer_is_trained_once_and_cached(tmp_path, monkeypatch):
             return contextlib.nullcontext()
 
     texts = [f"Return the value number {i} of the event loop." for i in range(200)]
-    first = mlm_task.cached_tokenizer(texts, 300, str(tmp_path), OneProcess())
+    digest = mlm_task.corpus_digest(texts)
+    first = mlm_task.cached_tokenizer(texts, 300, str(tmp_path), OneProcess(), digest)
     saved = list(tmp_path.glob("tokenizer-*/tokenizer.json"))
     assert len(saved) == 1
     monkeypatch.setattr(mlm_task, "train_tokenizer", lambda *a, **k: pytest.fail("trained again"))
-    second = mlm_task.cached_tokenizer(texts, 300, str(tmp_path), OneProcess())
+    second = mlm_task.cached_tokenizer(texts, 300, str(tmp_path), OneProcess(), digest)
     assert second.get_vocab() == first.get_vocab()
     assert second("event loop")["input_ids"] == first("event loop")["input_ids"]

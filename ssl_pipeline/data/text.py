@@ -244,8 +244,17 @@ def pack_ids(sequences, block: int, sep_id: int) -> list[list[int]]:
     return [stream[i:i + block] for i in range(0, len(stream), block)]
 
 
-def tokenize_and_pack(texts: list[str], tokenizer, max_length: int, cache_dir: Optional[str]):
-    """-> a `datasets.Dataset` of packed blocks {"input_ids"} (the last one may be shorter)."""
+def corpus_digest(texts: list[str]) -> str:
+    """Identifies a corpus for the caches keyed on it (tokenizer, tokenized blocks); computed once per run."""
+    import hashlib
+
+    return hashlib.sha1("\x00".join(texts).encode()).hexdigest()
+
+
+def tokenize_and_pack(texts: list[str], tokenizer, max_length: int, cache_dir: Optional[str], digest: str):
+    """-> a `datasets.Dataset` of packed blocks {"input_ids"} (the last one may be shorter).
+
+    `digest` is `corpus_digest(texts)`: with the tokenizer it names the cached tokenization."""
     import datasets
 
     ds = datasets.Dataset.from_dict({"text": texts})
@@ -254,7 +263,7 @@ def tokenize_and_pack(texts: list[str], tokenizer, max_length: int, cache_dir: O
         os.makedirs(cache_dir, exist_ok=True)
         import hashlib
 
-        key = hashlib.sha1("\x00".join(texts).encode() + tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+        key = hashlib.sha1(digest.encode() + tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
         kwargs = {"cache_file_name": os.path.join(cache_dir, f"tokenized-{key[:16]}.arrow")}
     tokenized = ds.map(lambda b: {"ids": tokenizer(b["text"], add_special_tokens=False)["input_ids"]},
                        batched=True, remove_columns=["text"], desc="tokenize", **kwargs)

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from ..config import Config
 from ..data.images import collate_batch
-from ..data.text import (PackedBlocks, StreamingBlocks, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
+from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
 from ..errors import UserError
 from ..masking import IGNORE, bucketed_positions, mask_tokens, special_table
@@ -31,15 +31,12 @@ class SyntheticTokenizer:
         return self.vocab_size
 
 
-def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator):
+def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator, digest: str):
     """The main process trains the tokenizer and saves it under the cache; the other processes (and resumed
-    runs) load that copy instead of training their own."""
-    import hashlib
-
+    runs) load that copy instead of training their own. `digest` is `corpus_digest(texts)`."""
     from ..atomic import atomic_dir
 
-    key = hashlib.sha1("\x00".join(texts).encode() + str(vocab_size).encode()).hexdigest()[:16]
-    path = Path(cache) / f"tokenizer-{key}"
+    path = Path(cache) / f"tokenizer-{digest[:16]}-v{vocab_size}"
     with accelerator.main_process_first():
         if not (path / "tokenizer.json").is_file():
             tokenizer = train_tokenizer(texts, vocab_size)
@@ -72,12 +69,13 @@ class MLMTask:
             blocks = None
         else:
             texts = load_texts(d, "pretrain").texts + extra_pretrain_texts(d)
+            digest = corpus_digest(texts)
             if cfg.model.tokenizer:
                 self.tokenizer = load_tokenizer(cfg.model.tokenizer)
             else:
-                self.tokenizer = cached_tokenizer(texts, cfg.model.vocab_size, cache, accelerator)
+                self.tokenizer = cached_tokenizer(texts, cfg.model.vocab_size, cache, accelerator, digest)
             with accelerator.main_process_first():
-                blocks = tokenize_and_pack(texts, self.tokenizer, L, cache)
+                blocks = tokenize_and_pack(texts, self.tokenizer, L, cache, digest)
         self.vocab_size = len(self.tokenizer)
         if blocks is not None:
             n_eval = min(EVAL_BLOCKS, len(blocks) // 20)
