@@ -34,6 +34,11 @@ class Classifier(nn.Module):
         return self.head(self.encoder(**{k: batch[k] for k in self.input_keys}))
 
 
+def feature_stats(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of the labeled embeddings: how every probe standardises its inputs."""
+    return feats.mean(0), feats.std(0, unbiased=False) + 1e-6
+
+
 class Features(nn.Module):
     """Frozen embeddings computed once: the probe's 'encoder' is the identity on them, after standardising."""
 
@@ -153,8 +158,7 @@ class LinearProbe:
     def __init__(self, train_feats: torch.Tensor, train_labels: np.ndarray, num_classes: int, c: float):
         from sklearn.linear_model import LogisticRegression
 
-        self.mean = train_feats.mean(0)
-        self.std = train_feats.std(0, unbiased=False) + 1e-6
+        self.mean, self.std = feature_stats(train_feats)
         x = ((train_feats - self.mean) / self.std).numpy()
         self.clf = LogisticRegression(C=c, max_iter=2000).fit(x, train_labels)
         self.num_classes = num_classes
@@ -186,8 +190,7 @@ class LinearProbe:
 
 def mlp_probe(train_feats, train_labels, test_feats, num_classes, ft, accelerator, seed) -> np.ndarray:
     """head=mlp: a small non-linear probe on frozen embeddings, trained through the shared engine."""
-    mean, std = train_feats.mean(0), train_feats.std(0, unbiased=False) + 1e-6
-    model = Classifier(Features(mean, std), make_head("mlp", train_feats.shape[1], num_classes), ("features",))
+    model = Classifier(Features(*feature_stats(train_feats)), make_head("mlp", train_feats.shape[1], num_classes), ("features",))
     model.encoder.requires_grad_(False)
     trained = train_classifier(model, FeatureSet(train_feats, torch.as_tensor(train_labels)), ft, accelerator, seed)
     dummy = torch.zeros(len(test_feats), dtype=torch.long)
