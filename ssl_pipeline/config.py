@@ -74,7 +74,7 @@ class ModelConfig:
     num_heads: int = 4  # text: attention heads
     intermediate_size: int = 1024  # text: feed-forward width
     dropout: float = 0.1  # text: hidden-state dropout
-    attention_dropout: float = 0.0  # text: attention-probability dropout; 0 lets SDPA run its fused kernel (MosaicBERT's choice), > 0 falls back to the slower math path
+    attention_dropout: float = 0.0  # text: attention-probability dropout; 0 (MosaicBERT's choice) skips the dropout mask and lets SDPA use its fused GPU kernels
 
 
 @dataclass

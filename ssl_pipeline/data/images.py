@@ -10,7 +10,6 @@ are never seen by any stage before scoring.
 """
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -10,7 +10,6 @@ and cut into blocks of exactly `data.max_length` tokens, so no compute is spent 
 from __future__ import annotations
 
 import ast
-import glob
 import os
 import sysconfig
 from dataclasses import dataclass, field

@@ -1,8 +1,11 @@
 """Text encoders: a BERT-style `transformers` model built from config (SDPA attention), trained from scratch."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..config import ModelConfig
 from ..errors import UserError
@@ -31,10 +34,6 @@ def attention_backend(device: torch.device):
     """On CPU, SDPA's math path (batched matmuls + softmax) trains faster than its fused flash kernel, whose
     backward is slow there (profiled: a 4-layer, length-128 bf16 step took 4.7 s of CPU with the math path vs
     5.9 s fused); on GPUs the fused kernels win, so they stay in charge."""
-    from contextlib import nullcontext
-
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
     return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
 
 
