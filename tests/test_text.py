@@ -7,8 +7,9 @@ import torch
 from conftest import read_metrics, run_stage
 from ssl_pipeline import load_encoder
 from ssl_pipeline.config import DataConfig
-from ssl_pipeline.data.text import load_texts, pack_ids, stream_texts
+from ssl_pipeline.data.text import PackedBlocks, load_texts, pack_ids, stream_texts
 from ssl_pipeline.masking import IGNORE, bucketed_positions, mask_tokens
+from ssl_pipeline.tasks.mlm import MLMTask
 
 
 def test_masking_statistics():
@@ -41,6 +42,18 @@ def test_packing_keeps_every_token_once():
     expected = [t for d in docs for t in d + [3]]
     assert stream == expected
     assert all(len(b) == 32 for b in blocks[:-1]) and 1 <= len(blocks[-1]) <= 32
+
+
+def test_packed_batches_carry_a_mask_only_when_padded():
+    """Full blocks need no attention mask (the model then skips it); a batch with the short last block gets one."""
+    blocks = [[7] * 8, [8] * 8, [9] * 3]
+    data = PackedBlocks(blocks, 8, pad_id=0)
+    full = data.__getitems__([0, 1])
+    assert set(full) == {"input_ids"} and full["input_ids"].shape == (2, 8)
+    padded = data.__getitems__([1, 2])
+    assert padded["attention_mask"].tolist() == [[1] * 8, [1] * 3 + [0] * 5]
+    assert padded["input_ids"][1].tolist() == [9, 9, 9] + [0] * 5
+    assert MLMTask.batch_items(full)["tokens"] == 16 and MLMTask.batch_items(padded)["tokens"] == 11
 
 
 def test_embedded_corpus_is_real_and_labelled():
@@ -123,7 +136,7 @@ def test_extra_pretrain_files_feed_pretraining_only(tmp_path):
 @pytest.mark.parametrize("architecture", ["bert", "prelayernorm"])
 def test_masked_lm_head_only_at_selected_positions_matches_auto_export(tmp_path, architecture):
     """Both architectures: the masked-only head equals the full model's logits there, the no-padding fast
-    path equals the explicit all-ones mask, and save_pretrained reloads with AutoModelForMaskedLM."""
+    path (no mask) equals the explicit all-ones mask, and save_pretrained reloads with AutoModelForMaskedLM."""
     from transformers import AutoModelForMaskedLM
 
     from ssl_pipeline.config import ModelConfig
@@ -142,7 +155,7 @@ def test_masked_lm_head_only_at_selected_positions_matches_auto_export(tmp_path,
     selected[2, 10:] = False
     with torch.no_grad():
         pos2 = selected[:2].flatten().nonzero().squeeze(1)
-        fast = model(ids[:2], full[:2], pos2)
+        fast = model(ids[:2], None, pos2)
         explicit = getattr(model.mlm, model.head_name)(
             model.mlm.base_model(input_ids=ids[:2], attention_mask=full[:2]).last_hidden_state[selected[:2]])
         masked_out = model(ids, padded, selected.flatten().nonzero().squeeze(1))

@@ -272,7 +272,11 @@ def tokenize_and_pack(texts: list[str], tokenizer, max_length: int, cache_dir: O
 
 
 class PackedBlocks(torch.utils.data.Dataset):
-    """Packed blocks as one int32 tensor (N, L) plus the last block's length; batches are slices."""
+    """Packed blocks as one int32 tensor (N, L) plus the last block's length; batches are slices.
+
+    A batch carries an `attention_mask` only when one of its blocks is padded (at most the corpus's last block):
+    deciding this here, on the host, spares the model a per-step device sync and lets SDPA take its unmasked path.
+    """
 
     def __init__(self, blocks: list[list[int]], max_length: int, pad_id: int):
         n = len(blocks)
@@ -288,6 +292,8 @@ class PackedBlocks(torch.utils.data.Dataset):
     def __getitems__(self, idx):
         index = torch.as_tensor(idx, dtype=torch.long)
         ids, lengths = self.ids[index], self.lengths[index]
+        if bool((lengths == ids.shape[1]).all()):
+            return {"input_ids": ids.long()}
         mask = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
         return {"input_ids": ids.long(), "attention_mask": mask.long()}
 
@@ -313,4 +319,4 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
             buf.append(sep)
             while len(buf) >= self.max_length:
                 block, buf = buf[:self.max_length], buf[self.max_length:]
-                yield {"input_ids": torch.tensor(block), "attention_mask": torch.ones(self.max_length, dtype=torch.long)}
+                yield {"input_ids": torch.tensor(block)}  # always a full block: no attention mask needed

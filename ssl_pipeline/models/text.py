@@ -66,7 +66,8 @@ class MaskedLM(nn.Module):
     """A transformers masked-LM model whose prediction head runs only at the given (masked) positions.
 
     One forward through this module (not through its submodules) keeps DDP's gradient hooks in charge.
-    Padding-free batches (packed blocks) skip the attention mask, so SDPA can take its unmasked fast path.
+    Padding-free batches (packed blocks) come without an attention mask (the data decides that on the host), so
+    SDPA takes its unmasked fast path without a device sync in the forward.
     """
 
     def __init__(self, mlm):
@@ -75,9 +76,7 @@ class MaskedLM(nn.Module):
         self.head_name = "cls" if hasattr(mlm, "cls") else "lm_head"  # BERT's vs RoBERTa's head attribute
 
     def forward(self, input_ids, attention_mask, positions):
-        """-> head logits at `positions` (flat indices into the (batch x length) tokens)."""
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None
+        """-> head logits at `positions` (flat indices into the (batch x length) tokens); mask None = no padding."""
         with attention_backend(input_ids.device):
             hidden = self.mlm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return getattr(self.mlm, self.head_name)(hidden.flatten(0, 1)[positions])

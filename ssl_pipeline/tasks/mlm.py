@@ -103,7 +103,7 @@ class MLMTask:
                           collate_fn=collate_batch, generator=generator)
 
     def _forward(self, model, batch, accelerator, generator=None):
-        ids, att = batch["input_ids"], batch["attention_mask"]
+        ids, att = batch["input_ids"], batch.get("attention_mask")  # no mask: a batch of full packed blocks
         if self.special.device != ids.device:
             self.special = self.special.to(ids.device)
         masked, selected, labels = mask_tokens(ids, self.special, self.mask_id, self.vocab_size,
@@ -124,7 +124,8 @@ class MLMTask:
 
     @staticmethod
     def batch_items(batch: dict) -> dict:
-        return {"samples": batch["input_ids"].shape[0], "tokens": int(batch["attention_mask"].sum())}
+        ids, att = batch["input_ids"], batch.get("attention_mask")
+        return {"samples": ids.shape[0], "tokens": ids.numel() if att is None else int(att.sum())}
 
     @torch.no_grad()
     def evaluate(self, model, accelerator) -> dict:
