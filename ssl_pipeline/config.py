@@ -116,7 +116,7 @@ class FinetuneConfig:
     max_steps: Optional[int] = None  # upper bound on optimizer steps per grid cell (CPU budgets)
     batch_size: int = 128  # per process, capped at the labeled subset's size
     learning_rate: float = 1e-3  # head lr (AdamW)
-    encoder_lr_scale: float = 0.1  # finetune: encoder lr = learning_rate * this
+    encoder_lr_scale: list[float] = field(default_factory=lambda: [0.1])  # finetune: encoder lr = learning_rate * this; one value, or one per label budget (in label_fractions / labels_per_class order)
     weight_decay: float = 1e-4  # AdamW weight decay for heads and fine-tuned encoders
     knn_k: int = 20  # neighbours for the kNN method (cosine distance, distance-weighted vote)
     augment: bool = True  # finetune / supervised: weak augmentation of labeled images
@@ -312,6 +312,12 @@ def validate(cfg: Config) -> None:
             raise UserError(f"config key 'finetune.labels_per_class' has {n}: need at least one label per class")
     if cfg.finetune.label_fractions and cfg.finetune.labels_per_class:
         raise UserError("set only one of 'finetune.label_fractions' and 'finetune.labels_per_class'")
+    budgets = len(cfg.finetune.labels_per_class or cfg.finetune.label_fractions or [0.01, 0.1, 1.0])
+    if len(cfg.finetune.encoder_lr_scale) not in (1, budgets):
+        raise UserError(f"config key 'finetune.encoder_lr_scale' has {len(cfg.finetune.encoder_lr_scale)} values: give "
+                        f"one, or one per label budget ({budgets})")
+    if any(s < 0 for s in cfg.finetune.encoder_lr_scale):
+        raise UserError("config key 'finetune.encoder_lr_scale' must be >= 0")
     known_methods = {"linear_probe", "finetune", "knn", "supervised", "classic"}
     for m in cfg.finetune.methods:
         if m not in known_methods:

@@ -17,6 +17,16 @@ def test_yaml_and_overrides(tmp_path):
     assert cfg.data.root == "/x"
 
 
+def test_encoder_lr_scale_is_one_value_or_one_per_label_budget():
+    from ssl_pipeline.finetune.runner import _requests
+
+    one = load_config(None, ["finetune.label_fractions=[0.01,0.1,1.0]", "finetune.encoder_lr_scale=0.3"])
+    assert one.finetune.encoder_lr_scale == [0.3]
+    assert [r[2] for r in _requests(one)] == [0.3, 0.3, 0.3]
+    each = load_config(None, ["finetune.labels_per_class=[1,5]", "finetune.encoder_lr_scale=[0.3,1.0]"])
+    assert _requests(each) == [("labels_per_class", 1, 0.3), ("labels_per_class", 5, 1.0)]
+
+
 @pytest.mark.parametrize("override, needle", [
     ("pretrain.epoch=3", "unknown config key 'pretrain.epoch' (did you mean 'pretrain.epochs'?)"),
     ("pretrain.epochs=many", "config key 'pretrain.epochs' must be an integer"),
@@ -26,6 +36,7 @@ def test_yaml_and_overrides(tmp_path):
     ("finetune.methods=[linear_prob]", "did you mean 'linear_probe'"),
     ("pretrain.batch_size=0", "'pretrain.batch_size' must be positive"),
     ("nonsense", "must look like key=value"),
+    ("finetune.encoder_lr_scale=[0.3,1.0]", "'finetune.encoder_lr_scale' has 2 values: give one, or one per label budget (3)"),
 ])
 def test_bad_values_name_the_key(override, needle):
     with pytest.raises(UserError) as err:

@@ -35,11 +35,13 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def _requests(cfg: Config) -> list[tuple[str, float | int]]:
+def _requests(cfg: Config) -> list[tuple[str, float | int, float]]:
+    """(kind, label budget, encoder lr scale) per requested label budget."""
     ft = cfg.finetune
-    if ft.labels_per_class:
-        return [("labels_per_class", n) for n in ft.labels_per_class]
-    return [("label_fraction", f) for f in (ft.label_fractions or [0.01, 0.1, 1.0])]
+    budgets = [("labels_per_class", n) for n in ft.labels_per_class] if ft.labels_per_class else \
+        [("label_fraction", f) for f in (ft.label_fractions or [0.01, 0.1, 1.0])]
+    scales = ft.encoder_lr_scale * len(budgets) if len(ft.encoder_lr_scale) == 1 else ft.encoder_lr_scale
+    return [(kind, value, scale) for (kind, value), scale in zip(budgets, scales)]
 
 
 def _load_rows(path: Path, header: dict, overwrite: bool) -> list[dict]:
@@ -74,14 +76,14 @@ def run_finetune(cfg: Config) -> dict:
 
     # validate every request before any training: impossible subsets fail fast
     cells = []
-    for kind, value in _requests(cfg):
+    for kind, value, lr_scale in _requests(cfg):
         kwargs = {"fraction": value} if kind == "label_fraction" else {"per_class": value}
         n_labels = int(per_class_counts(data.train_labels, data.num_classes, names=data.class_names, **kwargs).sum())
         frac = value if kind == "label_fraction" else n_labels / n_train
         for seed in cfg.finetune.seeds:
             for method in cfg.finetune.methods:
                 cells.append({"method": method, "label_fraction": frac, "n_labels": n_labels, "seed": seed,
-                              "kwargs": kwargs})
+                              "kwargs": kwargs, "encoder_lr_scale": lr_scale})
 
     header = {"task": cfg.task, "encoder": str(encoder_path), "data": cfg.data.name or cfg.data.source,
               "evaluated_on": cfg.finetune.evaluate_on,
@@ -114,7 +116,8 @@ def run_finetune(cfg: Config) -> dict:
         bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
         idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
         set_seed(cell["seed"])
-        preds = run_cell(cell["method"], idx, data, features, cfg, accelerator, encoder_path, cell["seed"], probes)
+        preds = run_cell(cell["method"], idx, data, features, cfg, accelerator, encoder_path, cell["seed"],
+                         cell["encoder_lr_scale"], probes)
         acc = float((np.asarray(preds) == data.test_labels).mean())
         row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
         row["accuracy"] = acc
@@ -130,7 +133,7 @@ def run_finetune(cfg: Config) -> dict:
 
 
 def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,
-             probes: dict | None = None):
+             encoder_lr_scale: float, probes: dict | None = None):
     ft = cfg.finetune
     labels = data.train_labels[idx]
     test_idx = np.arange(len(data.test_labels))
@@ -162,5 +165,5 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
     model = M.Classifier(encoder, head, data.input_keys)
     trained = M.train_classifier(model, data.dataset("train", idx), ft, accelerator, seed,
                                  transform=data.train_transform,
-                                 encoder_lr_scale=ft.encoder_lr_scale if pretrained else 1.0)
+                                 encoder_lr_scale=encoder_lr_scale if pretrained else 1.0)
     return M.predict(trained, data.dataset("test", test_idx), accelerator, ft.probe_batch_size)
