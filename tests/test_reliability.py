@@ -123,3 +123,20 @@ def test_finetune_killed_mid_grid_resumes_without_duplicates(tmp_path):
     rows = json.loads(results.read_text())["rows"]
     keys = [(r["method"], r["label_fraction"], r["seed"]) for r in rows]
     assert len(rows) == 8 and len(set(keys)) == 8
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    """Results and exports are shared artefacts: the temp-file dance must not leave them owner-only (0600/0700)."""
+    import os
+
+    from ssl_pipeline.atomic import atomic_dir, write_json
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "r.json", {"a": 1})
+        with atomic_dir(tmp_path / "enc") as d:
+            (d / "w.txt").write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "enc").stat().st_mode & 0o777 == 0o755
