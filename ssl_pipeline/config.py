@@ -129,7 +129,7 @@ class FinetuneConfig:
 class Config:
     task: Literal["simclr", "mlm"] = "simclr"  # pretext task: SimCLR (vision) or masked-token (text)
     output_dir: str = "runs/default"  # run directory: checkpoints, metrics, encoder/, label_efficiency.*
-    seed: int = 0  # seeds model init, data order and augmentation (CPU runs are reproducible)
+    seed: int = 0  # seeds model init, data order and augmentation (CPU runs are reproducible; text: given the same tokenizer, see README Reliability)
     resume: Literal["auto", "never"] = "auto"  # auto: continue from the last checkpoint in output_dir
     overwrite: bool = False  # with resume=never: replace an existing run in output_dir
     data: DataConfig = field(default_factory=DataConfig)
