@@ -124,6 +124,12 @@ class FinetuneConfig:
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
     validation_fraction: float = 0.1  # size of that carve
 
+    def label_budgets(self) -> list[tuple[str, float | int]]:
+        """The requested label budgets as (kind, value); 1 %, 10 % and 100 % when none are given."""
+        if self.labels_per_class:
+            return [("labels_per_class", n) for n in self.labels_per_class]
+        return [("label_fraction", f) for f in (self.label_fractions or [0.01, 0.1, 1.0])]
+
 
 @dataclass
 class Config:
@@ -312,7 +318,7 @@ def validate(cfg: Config) -> None:
             raise UserError(f"config key 'finetune.labels_per_class' has {n}: need at least one label per class")
     if cfg.finetune.label_fractions and cfg.finetune.labels_per_class:
         raise UserError("set only one of 'finetune.label_fractions' and 'finetune.labels_per_class'")
-    budgets = len(cfg.finetune.labels_per_class or cfg.finetune.label_fractions or [0.01, 0.1, 1.0])
+    budgets = len(cfg.finetune.label_budgets())
     if len(cfg.finetune.encoder_lr_scale) not in (1, budgets):
         raise UserError(f"config key 'finetune.encoder_lr_scale' has {len(cfg.finetune.encoder_lr_scale)} values: give "
                         f"one, or one per label budget ({budgets})")

@@ -38,8 +38,7 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
 def _requests(cfg: Config) -> list[tuple[str, float | int, float]]:
     """(kind, label budget, encoder lr scale) per requested label budget."""
     ft = cfg.finetune
-    budgets = [("labels_per_class", n) for n in ft.labels_per_class] if ft.labels_per_class else \
-        [("label_fraction", f) for f in (ft.label_fractions or [0.01, 0.1, 1.0])]
+    budgets = ft.label_budgets()
     scales = ft.encoder_lr_scale * len(budgets) if len(ft.encoder_lr_scale) == 1 else ft.encoder_lr_scale
     return [(kind, value, scale) for (kind, value), scale in zip(budgets, scales)]
 
