@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import warnings
 
 from .errors import exit_on_user_error
@@ -20,11 +21,23 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch.utils.data")
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    if "datasets" in sys.modules:  # imported before us (e.g. in-process callers): the env var came too late
+        sys.modules["datasets"].disable_progress_bars()
+
+
+DESCRIPTIONS = {
+    "pretrain": "Self-supervised pretraining on unlabeled data; exports OUTPUT_DIR/encoder.",
+    "finetune": "Label-efficiency grid on the pretrained encoder; writes OUTPUT_DIR/label_efficiency.{md,json,csv,png}.",
+    "embed": "Embeddings of every example with an exported encoder, written to out=FILE (.parquet or .npy).",
+}
 
 
 def _parse(prog: str, argv):
-    parser = argparse.ArgumentParser(prog=prog, description=f"ssl_pipeline {prog}: see README 'Configuration'")
-    parser.add_argument("--config", help="YAML config file")
+    from .config import help_text
+
+    parser = argparse.ArgumentParser(prog=prog, description=f"ssl_pipeline {prog}: {DESCRIPTIONS[prog]}",
+                                     epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML config file (a path, or a shipped one such as configs/vision/simclr_digits.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. pretrain.epochs=5")
     return parser.parse_args(argv)
 

@@ -40,7 +40,9 @@ class DataConfig:
     source: str = "embedded"  # embedded | torchvision | hf | folder | synthetic (vision); embedded | text | jsonl | csv | parquet | hf | synthetic (text)
     name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
     root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
-    files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet)
+    files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet): the training pool
+    test_files: Optional[list[str]] = None  # text: your own test file(s) or globs; when set nothing is carved and pretraining never reads them
+    validation_files: Optional[list[str]] = None  # text: your own validation file(s), scored by finetune.evaluate_on=validation (else carved from train)
     extra_pretrain_files: Optional[list[str]] = None  # text: more unlabeled JSON-lines/text files, used by pretraining only
     download: bool = False  # let torchvision / HF download when online
     image_size: int = 32  # images are resized to image_size x image_size
@@ -134,6 +136,7 @@ class FinetuneConfig:
 @dataclass
 class Config:
     task: Literal["simclr", "mlm"] = "simclr"  # pretext task: SimCLR (vision) or masked-token (text)
+    threads: Optional[int] = None  # CPU threads per process; null: the cores given to the job / local processes, unless you set OMP_NUM_THREADS or --num_cpu_threads_per_process
     output_dir: str = "runs/default"  # run directory: checkpoints, metrics, encoder/, label_efficiency.*
     seed: int = 0  # seeds model init, data order and augmentation (CPU runs are reproducible; text: given the same tokenizer, see README Reliability)
     resume: Literal["auto", "never"] = "auto"  # auto: continue from the last checkpoint in output_dir
@@ -182,6 +185,9 @@ def _coerce(key: str, value: Any, t) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(key, value, inner[0])
     if origin is Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads `no`/`off`/`yes`/`on` as booleans: map back to what was typed
+            spelled = [w for w in (("no", "off", "false") if not value else ("yes", "on", "true")) if w in args]
+            value = spelled[0] if spelled else value
         if value not in args:
             raise UserError(f"config key '{key}' must be one of {list(args)}, got {value!r}")
         return value
@@ -255,13 +261,26 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return pairs
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """The config file as given, or else the same relative path in the project checkout, so the README's
+    `--config configs/...` works from any directory once the project is installed (editable, as `make setup`)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    shipped = PROJECT_ROOT / p
+    if not p.is_absolute() and shipped.is_file():
+        return shipped
+    raise UserError(f"config file not found: {p}")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key=value` overrides and validate everything against the schema."""
     tree: dict = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError(f"config file not found: {p}")
+        p = resolve_config_path(path)
         try:
             tree = yaml.safe_load(p.read_text()) or {}
         except yaml.YAMLError as err:
@@ -300,8 +319,11 @@ def validate(cfg: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise UserError(f"config key '{key}' must be positive, got {value}")
+    if cfg.threads is not None and cfg.threads <= 0:
+        raise UserError(f"config key 'threads' must be positive, got {cfg.threads}")
     if cfg.pretrain.max_steps is not None and cfg.pretrain.max_steps <= 0:
         raise UserError(f"config key 'pretrain.max_steps' must be positive, got {cfg.pretrain.max_steps}")
+    _check_task_fits_source(cfg)
     if cfg.data.channels not in (1, 3):
         raise UserError(f"config key 'data.channels' must be 1 or 3, got {cfg.data.channels}")
     if not 0.0 < cfg.pretrain.mask_probability < 1.0:
@@ -336,6 +358,22 @@ def validate(cfg: Config) -> None:
         raise UserError("config key 'finetune.seeds' must list at least one seed")
 
 
+TEXT_ONLY_SOURCES = ("text", "jsonl", "csv", "parquet")
+VISION_ONLY_SOURCES = ("folder", "torchvision")
+TASK_FOR_MODALITY = {"vision": "simclr", "text": "mlm"}
+MODALITY_OF_TASK = {"simclr": "vision", "mlm": "text"}
+
+
+def _check_task_fits_source(cfg: Config) -> None:
+    """A text file with a vision task (or the reverse) is a common first mistake: name the fix."""
+    modality = MODALITY_OF_TASK[cfg.task]
+    src = cfg.data.source
+    other = "text" if src in TEXT_ONLY_SOURCES else "vision" if src in VISION_ONLY_SOURCES else None
+    if other and other != modality:
+        raise UserError(f"data.source={src} gives {other} data but task={cfg.task} is a {modality} method: "
+                        f"set task={TASK_FOR_MODALITY[other]}")
+
+
 def _field_comments(cls) -> dict[str, str]:
     """The `# comment` after each field in the class source: the schema's documentation lives next to it."""
     import inspect
@@ -361,9 +399,16 @@ def _type_label(t) -> str:
     return _type_name(t)
 
 
-def describe_schema() -> str:
-    """Markdown table of every key with its type, default and meaning (the README embeds it verbatim)."""
-    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+MAIN_KEYS = ("task", "output_dir", "seed", "threads", "data.source", "data.name", "data.root", "data.files",
+             "data.test_files", "data.validation_files", "data.text_column", "data.label_column", "data.image_size",
+             "data.channels", "model.backbone", "model.size", "pretrain.epochs", "pretrain.max_steps",
+             "pretrain.batch_size", "pretrain.learning_rate", "pretrain.mixed_precision", "finetune.encoder",
+             "finetune.label_fractions", "finetune.seeds", "finetune.methods", "finetune.evaluate_on")
+
+
+def _schema_rows():
+    """(key, type label, default, meaning) for every key, in schema order."""
+    rows = []
 
     def walk(cls, obj, prefix):
         hints, notes = typing.get_type_hints(cls), _field_comments(cls)
@@ -372,10 +417,44 @@ def describe_schema() -> str:
             if dataclasses.is_dataclass(t):
                 walk(t, v, f"{prefix}{f.name}.")
             else:
-                note = notes.get(f.name, "").replace("|", "\\|")
-                rows.append(f"| `{prefix}{f.name}` | {_type_label(t)} | `{v!r}` | {note} |")
+                rows.append((f"{prefix}{f.name}", _type_label(t), v, notes.get(f.name, "")))
 
     walk(Config, Config(), "")
+    return rows
+
+
+DATA_SOURCES = {
+    "folder": "images under data.root; class = first sub-folder; train/ val|validation/ test/ sub-folders are splits; no sub-folders = unlabeled",
+    "text": "one document per line in data.files (unlabeled)",
+    "jsonl / csv / parquet": "data.text_column (+ data.label_column, ints or strings) in data.files; data.test_files / data.validation_files",
+    "hf": "a Hugging Face dataset name or a local directory of train/test files (data.image_column or data.text_column)",
+    "torchvision": "data.name (FashionMNIST, CIFAR10, STL10, ...) under data.root",
+    "embedded": "offline demo data: scikit-learn digits (vision) or Python stdlib docstrings (text)",
+    "synthetic": "random data for benchmarks",
+}
+
+
+def help_text() -> str:
+    """The `--help` epilog: the main keys and the data sources, generated from the schema like the README table."""
+    import textwrap
+
+    rows = {key: (default, note) for key, _, default, note in _schema_rows()}
+    lines = ["main keys (key=value; every key: README 'Configuration' or `python -m ssl_pipeline.config`):"]
+    for key in MAIN_KEYS:
+        default, note = rows[key]
+        text = f"{key} (default {default!r}): {note}"
+        lines += textwrap.wrap(text, width=110, initial_indent="  ", subsequent_indent="      ")
+    lines += ["", "data sources (data.source=...):"]
+    for name, what in DATA_SOURCES.items():
+        lines += textwrap.wrap(f"{name}: {what}", width=110, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines)
+
+
+def describe_schema() -> str:
+    """Markdown table of every key with its type, default and meaning (the README embeds it verbatim)."""
+    rows = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for key, label, default, note in _schema_rows():
+        rows.append(f"| `{key}` | {label} | `{default!r}` | {note.replace('|', chr(92) + '|')} |")
     return "\n".join(rows)
 
 

@@ -117,8 +117,11 @@ class MetricsLog:
 
 def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Path] = None,
           resume: bool = False, groups: Optional[list[dict]] = None) -> dict:
-    """Runs the loop to `plan`'s end; returns the last logged metrics. Exports when `output_dir` is set."""
-    from tqdm.auto import tqdm
+    """Runs the loop to `plan`'s end; returns the last logged metrics. Exports when `output_dir` is set.
+
+    With checkpoints on, SIGINT/SIGTERM save a checkpoint at the current step and raise `Interrupted`."""
+    from .interrupt import StopFlag
+    from .progress import progress
 
     generator = torch.Generator().manual_seed(seed)
     loader = task.dataloader(plan.batch_size, generator)
@@ -155,8 +158,32 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
     if resume and metrics.path is not None and accelerator.is_main_process:
         metrics.truncate_after(state["step"])  # rows logged after the checkpoint are re-logged by this run
 
-    bar = tqdm(total=total_steps, initial=state["step"], desc=plan.description, dynamic_ncols=True,
-               disable=not (plan.show_progress and accelerator.is_local_main_process))
+    bar = progress(total_steps, state["step"], plan.description,
+                   disable=not (plan.show_progress and accelerator.is_local_main_process))
+    stop = StopFlag(accelerator.num_processes) if ckpt_dir is not None else None
+    with stop if stop is not None else _no_context():
+        last_row = _loop(task, plan, accelerator, model, optimizer, scheduler, loader, presharded, total_steps,
+                         batches_per_epoch, state, metrics, bar, ckpt_dir, stop)
+    bar.close()
+    if output_dir is not None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            task.export(accelerator.unwrap_model(model), output_dir / "encoder")
+        accelerator.wait_for_everyone()
+    task.model = accelerator.unwrap_model(model)
+    return last_row
+
+
+def _no_context():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, presharded, total_steps, batches_per_epoch,
+          state, metrics, bar, ckpt_dir, stop) -> dict:
+    from .interrupt import Interrupted
+
     model.train()
     step, epoch, skip, last_row = state["step"], state["epoch"], state["batch_in_epoch"], {}
     window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "extra": {}, "t0": time.perf_counter()}
@@ -204,22 +231,43 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
                 if ev:
                     last_row.update(ev)
                     metrics.write({"step": step, "epoch": epoch, **ev}, step)
-            if ckpt_dir is not None and (step % plan.checkpoint_every == 0 or step == total_steps):
+            signum = stop.requested() if stop is not None and step < total_steps else 0
+            if ckpt_dir is not None and (step % plan.checkpoint_every == 0 or step == total_steps or signum):
                 done_epoch = batches_per_epoch is not None and batch_index >= batches_per_epoch
                 ckpt.save(accelerator, ckpt_dir, {"step": step, "epoch": epoch + int(done_epoch),
                                                   "batch_in_epoch": 0 if done_epoch else batch_index},
                           plan.keep_checkpoints)
+            if signum:
+                bar.close()
+                raise Interrupted(step, signum)
             if step >= total_steps:
                 break
         epoch += 1
-    bar.close()
-    if output_dir is not None:
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            task.export(accelerator.unwrap_model(model), output_dir / "encoder")
-        accelerator.wait_for_everyone()
-    task.model = accelerator.unwrap_model(model)
     return last_row
+
+
+def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | None = None):
+    """One Accelerator per stage; `pretrain.mixed_precision` (when set) wins over `accelerate launch` flags.
+
+    Also sets the CPU thread count (see threads.py) and says it, since it decides CPU speed."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
+
+    kwargs = {}
+    if cfg.pretrain.mixed_precision is not None:
+        kwargs["mixed_precision"] = cfg.pretrain.mixed_precision
+    if log_dir is not None:
+        kwargs |= {"log_with": "tensorboard",
+                   "project_config": ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir / "tensorboard"))}
+    from .threads import configure_threads
+
+    threads, why = configure_threads(cfg.threads)
+    # Without a GPU, Accelerate only sets up gloo multi-process training when told it runs on the CPU.
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=gradient_accumulation_steps,
+                              dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+                              **kwargs)
+    accelerator.print(f"CPU threads per process: {threads} ({why})")
+    return accelerator
 
 
 def _injected_fault(accelerator, step: int) -> bool:

@@ -6,6 +6,7 @@ into `error: <message>` on stderr and exit code 2, before any output file is wri
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 
@@ -17,15 +18,26 @@ EXIT_USER_ERROR = 2
 
 
 def exit_on_user_error(fn):
-    """Decorator for CLI mains: UserError -> one-line message + exit 2."""
+    """Decorator for CLI mains: UserError -> one-line message + exit 2; Ctrl-C / SIGTERM -> one line (from the
+    first process only) and the shell's exit code, never a traceback."""
+    from .interrupt import Interrupted
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        first = os.environ.get("RANK", "0") == "0"
         try:
             return fn(*args, **kwargs)
         except UserError as err:
             message = str(err).replace("\n", " ")
             print(f"error: {message}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
+        except Interrupted as stop:
+            if first:
+                print(str(stop), file=sys.stderr, flush=True)
+            sys.exit(stop.exit_code)
+        except KeyboardInterrupt:
+            if first:
+                print("interrupted — finished work is kept; run the same command to resume", file=sys.stderr, flush=True)
+            sys.exit(130)
 
     return wrapper

@@ -4,27 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config
-from .engine import TrainPlan, scaled_lr, train
-from .run_dir import check_pretrain_dir, clear_pretrain_dir
-
-
-def make_accelerator(cfg: Config, gradient_accumulation_steps: int = 1, log_dir: Path | None = None):
-    """One Accelerator per stage; `pretrain.mixed_precision` (when set) wins over `accelerate launch` flags."""
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
-
-    kwargs = {}
-    if cfg.pretrain.mixed_precision is not None:
-        kwargs["mixed_precision"] = cfg.pretrain.mixed_precision
-    if log_dir is not None:
-        kwargs |= {"log_with": "tensorboard",
-                   "project_config": ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir / "tensorboard"))}
-    import torch
-
-    # Without a GPU, Accelerate only sets up gloo multi-process training when told it runs on the CPU.
-    return Accelerator(cpu=not torch.cuda.is_available(), gradient_accumulation_steps=gradient_accumulation_steps,
-                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-                       **kwargs)
+from .engine import TrainPlan, make_accelerator, scaled_lr, train
+from .run_dir import check_pretrain_dir, clear_pretrain_dir, mark_complete
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -45,8 +26,13 @@ def run_pretrain(cfg: Config) -> dict:
     from .tasks import build_task
 
     output_dir = Path(cfg.output_dir)
+    state = check_pretrain_dir(output_dir, cfg)  # before anything is loaded or written
+    if state == "complete":
+        print(f"pretraining in {output_dir} is already complete (encoder: {output_dir / 'encoder'}); nothing to do. "
+              "Raise pretrain.max_steps / pretrain.epochs to continue it, or use another output_dir.", flush=True)
+        return {}
+    resume = state == "resume"
     accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir)
-    resume = check_pretrain_dir(output_dir, cfg.resume, cfg.overwrite)
     set_seed(cfg.seed)
     task = build_task(cfg, accelerator)  # validates data and model before anything is written
     task.dataloader(cfg.pretrain.batch_size, torch.Generator())  # ... and the batch size against the data
@@ -72,6 +58,8 @@ def run_pretrain(cfg: Config) -> dict:
                       f"{accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}, "
                       f"mixed precision {accelerator.mixed_precision}")
     row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume)
+    if accelerator.is_main_process:
+        mark_complete(output_dir, row.get("step", 0), cfg)
     accelerator.end_training()
     accelerator.print(f"encoder exported to {output_dir / 'encoder'}")
     return row

@@ -1,29 +1,84 @@
-"""Output-directory policy: never silently overwrite a run; resume it or refuse with a way out."""
+"""Output-directory policy: never silently overwrite or mix runs; resume one, say it is complete, or refuse.
+
+A run directory belongs to one recipe: re-running into it with a different model, data or pretext setting would
+resume its checkpoint under the wrong config (or fail deep inside `load_state`), so that is a one-line error
+naming the keys that differ. Keys that do not change what is trained (how long, how often to log or save, where
+to cache, thread counts, the fine-tune stage) may change: raising `pretrain.max_steps` extends a finished run.
+"""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 from .errors import UserError
 
-PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder")
+PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "pretrain_done.json")
+DONE_FILE = "pretrain_done.json"
+# keys (or key prefixes ending in '.') that may differ between the runs that write one output_dir
+FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
+             "pretrain.log_every", "pretrain.eval_every", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
+             "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.cache_dir", "data.download",
+             "data.validation_files")
 
 
 def existing_run(output_dir: Path) -> list[str]:
     return [m for m in PRETRAIN_MARKERS if (output_dir / m).exists()]
 
 
-def check_pretrain_dir(output_dir: Path, resume: str, overwrite: bool) -> bool:
-    """True when an earlier run should be resumed; refuses a run that would silently replace another."""
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recipe_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """(key, value there, value now) for every key that decides what is trained and differs."""
+    a, b = _flat(old), _flat(new)
+    changes = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == f or (f.endswith(".") and key.startswith(f)) for f in FREE_KEYS):
+            continue
+        if key in a and key in b and a[key] != b[key]:
+            changes.append((key, a[key], b[key]))
+    return changes
+
+
+def check_pretrain_dir(output_dir: Path, cfg) -> str:
+    """'fresh', 'resume' or 'complete' for this output_dir; refuses runs that would replace or mix with another."""
     existing = existing_run(output_dir)
     if not existing:
-        return False
-    if resume == "auto":
-        return True
-    if not overwrite:
-        raise UserError(f"output_dir {output_dir} already holds a run ({', '.join(existing)}); "
-                        "resume it with resume=auto, or replace it with resume=never overwrite=true")
-    return False
+        return "fresh"
+    if cfg.resume == "never":
+        if not cfg.overwrite:
+            raise UserError(f"output_dir {output_dir} already holds a run ({', '.join(existing)}); "
+                            "resume it with resume=auto, or replace it with resume=never overwrite=true")
+        return "fresh"
+    saved = output_dir / "config.json"
+    if saved.is_file():
+        changes = recipe_changes(json.loads(saved.read_text()), cfg.to_dict())
+        if changes:
+            listed = "; ".join(f"{k} ({v_old!r} there, {v_new!r} now)" for k, v_old, v_new in changes[:5])
+            more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
+            raise UserError(f"output_dir {output_dir} holds a run with a different recipe: {listed}{more}; "
+                            "use another output_dir, or replace that run with resume=never overwrite=true")
+    done = output_dir / DONE_FILE
+    if done.is_file() and (output_dir / "encoder").is_dir():
+        state = json.loads(done.read_text())
+        if (state.get("max_steps"), state.get("epochs")) == (cfg.pretrain.max_steps, cfg.pretrain.epochs):
+            return "complete"
+    return "resume"
+
+
+def mark_complete(output_dir: Path, step: int, cfg) -> None:
+    from .atomic import write_json
+
+    write_json(output_dir / DONE_FILE, {"step": step, "max_steps": cfg.pretrain.max_steps,
+                                        "epochs": cfg.pretrain.epochs})
 
 
 def clear_pretrain_dir(output_dir: Path) -> None:

@@ -13,7 +13,7 @@ from ssl_pipeline.export import read_spec
 from ssl_pipeline.finetune import methods as M
 from ssl_pipeline.finetune.labeled import labeled_data
 from ssl_pipeline.finetune.report import label_multiplier, summarize
-from ssl_pipeline.pretrain import make_accelerator
+from ssl_pipeline.engine import make_accelerator
 
 FT_FAST = ["finetune.label_fractions=[0.05,1.0]", "finetune.seeds=[0,1]", "finetune.min_steps=4",
            "finetune.max_steps=8", "finetune.epochs=1"]

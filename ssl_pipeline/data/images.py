@@ -11,7 +11,7 @@ are never seen by any stage before scoring.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import UserError
-from .files import expand_files, file_format
+from .labels import encode_labels
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -101,6 +101,8 @@ class ImageSplit:
     num_classes: int
     image_size: int
     channels: int
+    class_names: list[str] = field(default_factory=list)  # names of class ids 0..K-1 (folder names, ClassLabel names)
+    ids: Optional[list] = None  # per example: file path, or index in the source
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -135,11 +137,14 @@ def carve(labels: np.ndarray, split: str, cfg: DataConfig) -> np.ndarray:
     return np.sort(train_idx if split == "train" else test_idx)
 
 
-def _in_memory(images: torch.Tensor, labels, cfg: DataConfig) -> ImageSplit:
+def _in_memory(images: torch.Tensor, labels, cfg: DataConfig, class_names=None, ids=None) -> ImageSplit:
     images = to_size(images, cfg.image_size, cfg.channels)
     lab = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
     num_classes = int(lab.max()) + 1 if lab is not None and len(lab) else 0
-    return ImageSplit(TensorImages(images, lab), lab, num_classes, cfg.image_size, cfg.channels)
+    names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+    ids = list(range(len(images))) if ids is None else [int(i) if isinstance(i, (int, np.integer)) else i for i in ids]
+    return ImageSplit(TensorImages(images, lab), lab, max(num_classes, len(names) if lab is not None else 0),
+                      cfg.image_size, cfg.channels, names if lab is not None else [], ids)
 
 
 def load_embedded(cfg: DataConfig, split: str) -> ImageSplit:
@@ -149,20 +154,20 @@ def load_embedded(cfg: DataConfig, split: str) -> ImageSplit:
     digits = load_digits()
     x = torch.from_numpy((digits.images * (255.0 / 16.0)).round().astype(np.uint8))[:, None]
     y = digits.target.astype(np.int64)
+    if split == "validation":
+        return None
     idx = carve(y, split, cfg)
-    out = _in_memory(x[idx], y[idx], cfg)
-    out.num_classes = 10
-    return out
+    return _in_memory(x[idx], y[idx], cfg, [str(i) for i in range(10)], idx)
 
 
 def load_synthetic(cfg: DataConfig, split: str) -> ImageSplit:
+    if split == "validation":
+        return None
     g = torch.Generator().manual_seed(cfg.split_seed + (0 if split == "train" else 1))
     n = cfg.num_samples if split == "train" else max(cfg.num_classes, int(cfg.num_samples * cfg.test_fraction))
     x = torch.randint(0, 256, (n, cfg.channels, cfg.image_size, cfg.image_size), dtype=torch.uint8, generator=g)
     y = torch.arange(n) % cfg.num_classes
-    out = _in_memory(x, y, cfg)
-    out.num_classes = cfg.num_classes
-    return out
+    return _in_memory(x, y, cfg, [str(i) for i in range(cfg.num_classes)])
 
 
 def load_torchvision(cfg: DataConfig, split: str) -> ImageSplit:
@@ -172,6 +177,8 @@ def load_torchvision(cfg: DataConfig, split: str) -> ImageSplit:
         raise UserError(f"data.name must be a torchvision dataset class (e.g. FashionMNIST, CIFAR10, STL10), got {cfg.name!r}")
     if not cfg.root:
         raise UserError("data.root must be set for data.source=torchvision")
+    if split == "validation":
+        return None
     cls = getattr(tvd, cfg.name)
     if cfg.name == "STL10":  # pretraining uses the 100k unlabeled images too
         kwargs = {"split": "train+unlabeled" if split == "pretrain" else ("train" if split == "train" else "test")}
@@ -193,45 +200,110 @@ def load_torchvision(cfg: DataConfig, split: str) -> ImageSplit:
     labels = None if labels is None else np.asarray(labels).astype(np.int64)
     if labels is not None and (labels < 0).any():  # STL10's unlabeled images carry -1
         labels = None
-    out = _in_memory(x.to(torch.uint8), labels, cfg)
     classes = getattr(ds, "classes", None)
-    if classes:
-        out.num_classes = len(classes)
-    return out
+    return _in_memory(x.to(torch.uint8), labels, cfg, [str(c) for c in classes] if classes else None)
 
 
 def _list_images(root: Path) -> list[str]:
     files = []
-    for dirpath, _, names in os.walk(root):
+    for dirpath, dirnames, names in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .ipynb_checkpoints, .thumbnails, ...
         for n in names:
-            if n.lower().endswith(IMAGE_EXTENSIONS):
+            if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith("."):
                 files.append(os.path.join(dirpath, n))
     files.sort()
     return files
 
 
-def load_folder(cfg: DataConfig, split: str) -> ImageSplit:
-    """A directory of images, scanned recursively; labels are the first sub-directory's name."""
+# sub-folder name -> split; any of these at the top of data.root makes it a split layout
+SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test",
+              "unlabeled": "unlabeled", "unlabelled": "unlabeled"}
+ACCEPTED_LAYOUTS = ("accepted layouts: class sub-folders only (ROOT/CLASS/img.png); or train/ with class sub-folders "
+                    "plus any of val/ (or validation/), test/ (same classes) and unlabeled/ (any images); or images "
+                    "without class sub-folders (unlabeled, pretraining only)")
+
+
+def folder_layout(root: Path) -> dict[str, Path]:
+    """{split: directory}. Split sub-folders are recognised; names that only look like splits are refused,
+    because read as classes they would silently train a 'train' vs 'test' classifier."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    named = [p for p in subdirs if p.name.lower() in SPLIT_DIRS]
+    if not named:
+        return {"train": root}
+    kinds = [SPLIT_DIRS[p.name.lower()] for p in named]
+    others = [p.name for p in subdirs if p not in named]
+    if "train" in kinds and not others and len(set(kinds)) == len(kinds):
+        return dict(zip(kinds, named))
+    found = ", ".join(f"{p.name}/" for p in subdirs[:8]) + (" ..." if len(subdirs) > 8 else "")
+    raise UserError(f"data.root {root} has sub-folders {found} whose names look like splits, but they do not form "
+                    f"a split layout; {ACCEPTED_LAYOUTS}")
+
+
+def _scan(base: Path) -> tuple[list[str], list[Optional[str]]]:
+    """Image files under `base` and their class (first sub-folder; None for images directly in `base`)."""
+    files = _list_images(base)
+    classes = []
+    for f in files:
+        parts = Path(f).relative_to(base).parts
+        classes.append(parts[0] if len(parts) > 1 else None)
+    return files, classes
+
+
+def _folder_labels(base: Path, classes: list, names: Optional[list[str]], split: str):
+    """Class ids for a labeled split; a clear error when the folder is not labeled."""
+    loose = sum(c is None for c in classes)
+    found = sorted({c for c in classes if c is not None})
+    if names is None and len(found) < 2:
+        raise UserError(f"{base} holds unlabeled images (no class sub-folders{' but ' + found[0] + '/' if found else ''}): "
+                        "fine-tuning needs at least two classes as sub-folders (ROOT/CLASS/img.png); "
+                        "an unlabeled folder can only be pretrained on")
+    if loose:
+        raise UserError(f"{loose} image(s) sit directly in {base} next to class sub-folders: move them into their class "
+                        "folder, or into an unlabeled/ folder beside train/ (pretraining only)")
+    return encode_labels(classes, names, where=f"the {split} folder {base}")
+
+
+def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
+    """A directory of images, scanned recursively; labels are the first sub-folder's name (see folder_layout)."""
     if not cfg.root:
         raise UserError("data.root must be set for data.source=folder")
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise UserError(f"data.root does not exist or is not a directory: {root}")
-    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
-    base = root / ("test" if split == "test" else "train") if has_splits else root
-    files = _list_images(base)
-    if not files:
-        raise UserError(f"no images found under {base} (extensions {', '.join(IMAGE_EXTENSIONS)})")
-    class_of = [Path(f).relative_to(base).parts[0] if len(Path(f).relative_to(base).parts) > 1 else "" for f in files]
-    class_names = sorted(set(class_of))
-    labels = np.array([class_names.index(c) for c in class_of], dtype=np.int64)
-    if not has_splits:
-        idx = carve(labels, "test" if split == "test" else "train", cfg)
-        files, labels = [files[i] for i in idx], labels[idx]
+    layout = folder_layout(root)
+    if split == "validation" and "validation" not in layout:
+        return None
+    train_files, train_classes = _scan(layout["train"])
+    if not train_files:
+        raise UserError(f"no images found under {layout['train']} (extensions {', '.join(IMAGE_EXTENSIONS)})")
+    found = {c for c in train_classes if c is not None}
+    labeled = len(found) >= 2 and None not in train_classes
+    carved = labeled and "test" not in layout  # a labeled pool without its own test split: carve one
+    if split == "pretrain":
+        files = train_files
+        if carved:
+            train_labels, _ = encode_labels(train_classes)
+            files = [train_files[i] for i in carve(train_labels, "train", cfg)]
+        if "unlabeled" in layout:
+            files = files + _list_images(layout["unlabeled"])
+        files, _ = _check_readable(files, np.zeros(len(files), dtype=np.int64), cfg.skip_corrupt)
+        return ImageSplit(DecodedImages(files, None, cfg.image_size, cfg.channels), None, 0, cfg.image_size,
+                          cfg.channels, [], files)
+    train_labels, names = _folder_labels(layout["train"], train_classes, None, "train")
+    if split in ("validation", "test") and split in layout:
+        files, classes = _scan(layout[split])
+        if not files:
+            raise UserError(f"no images found under {layout[split]}")
+        labels, _ = _folder_labels(layout[split], classes, names, split)
+    else:
+        files, labels = train_files, train_labels
+        if carved:
+            idx = carve(train_labels, split, cfg)
+            files, labels = [files[i] for i in idx], train_labels[idx]
     files, labels = _check_readable(files, labels, cfg.skip_corrupt)
-    lab = torch.from_numpy(labels) if len(class_names) > 1 else None
+    lab = torch.from_numpy(labels)
     ds = DecodedImages(files, lab, cfg.image_size, cfg.channels)
-    return ImageSplit(ds, lab, len(class_names) if lab is not None else 0, cfg.image_size, cfg.channels)
+    return ImageSplit(ds, lab, len(names), cfg.image_size, cfg.channels, names, files)
 
 
 def _header_ok(path: str) -> bool:
@@ -264,36 +336,18 @@ def _check_readable(files, labels, skip_corrupt: bool):
     return files, labels
 
 
-def load_hf(cfg: DataConfig, split: str) -> ImageSplit:
-    """A Hugging Face `datasets` hub name, or local files (`data.files`, e.g. parquet), with an image column."""
-    import datasets
+def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
+    """A Hugging Face `datasets` hub name, a local directory of split files, or `data.files`, with an image column."""
+    from .hf import hf_split
 
-    need_carve = True
-    try:
-        if cfg.files:
-            files = expand_files(cfg.files)
-            ds = datasets.load_dataset(file_format(files[0], default="parquet"), data_files=files, split="train")
-        else:
-            if not cfg.name:
-                raise UserError("data.name (a hub dataset) or data.files must be set for data.source=hf")
-            dsd = datasets.load_dataset(cfg.name)
-            need_carve = "test" not in dsd
-            ds = dsd["test"] if split == "test" and not need_carve else dsd["train"]
-    except UserError:
-        raise
-    except Exception as err:
-        raise UserError(f"cannot load HF dataset {cfg.name or cfg.files}: {str(err).splitlines()[0]}") from None
-    if cfg.image_column not in ds.column_names:
-        raise UserError(f"data.image_column '{cfg.image_column}' not in dataset columns {ds.column_names}")
-    labels = np.asarray(ds[cfg.label_column], dtype=np.int64) if cfg.label_column in ds.column_names else None
-    if need_carve:
-        idx = carve(labels if labels is not None else np.zeros(len(ds)), "test" if split == "test" else "train", cfg)
-        ds = ds.select(idx)
-        labels = labels[idx] if labels is not None else None
+    part = hf_split(cfg, split, cfg.image_column, "data.image_column")
+    if part is None:
+        return None
+    ds, labels = part.dataset, part.labels
     lab = None if labels is None else torch.from_numpy(labels)
     images = ds[cfg.image_column] if len(ds) <= 100_000 else _LazyColumn(ds, cfg.image_column)
     dec = DecodedImages(images, lab, cfg.image_size, cfg.channels)
-    return ImageSplit(dec, lab, int(lab.max()) + 1 if lab is not None else 0, cfg.image_size, cfg.channels)
+    return ImageSplit(dec, lab, len(part.class_names), cfg.image_size, cfg.channels, part.class_names, part.ids)
 
 
 class _LazyColumn:
@@ -316,11 +370,15 @@ LOADERS = {
 }
 
 
-def load_images(cfg: DataConfig, split: str) -> ImageSplit:
-    """split: 'pretrain' (unlabeled training images), 'train' (labeled training images) or 'test'."""
+def load_images(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
+    """split: 'pretrain' (unlabeled training images), 'train' (labeled), 'validation' (the source's own; None
+    when it has none) or 'test'."""
     if cfg.source not in LOADERS:
         raise UserError(f"data.source '{cfg.source}' is not an image source; choose one of {sorted(LOADERS)}")
-    out = LOADERS[cfg.source](cfg, "train" if split == "pretrain" and cfg.source != "torchvision" else split)
+    own_pretrain = cfg.source in ("torchvision", "folder", "hf")  # these know their unlabeled/extra images
+    out = LOADERS[cfg.source](cfg, "train" if split == "pretrain" and not own_pretrain else split)
+    if out is None:
+        return None
     if len(out) == 0:
         raise UserError(f"data.source={cfg.source} gave an empty {split} split")
     return out

@@ -23,6 +23,7 @@ from ..config import DataConfig
 from ..errors import UserError
 from .files import expand_files, file_format
 from .images import carve
+from .labels import encode_labels
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
                      "unittest", "urllib", "xml")
@@ -34,6 +35,7 @@ class TextSplit:
     texts: list[str]
     labels: Optional[np.ndarray]  # int64 class ids, None for unlabeled corpora
     class_names: list[str] = field(default_factory=list)
+    ids: Optional[list] = None  # per text: its row in the source (after dropping empty texts)
 
     @property
     def num_classes(self) -> int:
@@ -66,16 +68,6 @@ def stdlib_docstrings() -> tuple[list[str], list[str]]:
     return texts, labels
 
 
-def _encode_labels(raw) -> tuple[np.ndarray, list[str]]:
-    raw = list(raw)
-    if raw and all(isinstance(v, (int, np.integer)) for v in raw):
-        arr = np.asarray(raw, dtype=np.int64)
-        return arr, [str(i) for i in range(int(arr.max()) + 1)]
-    names = sorted({str(v) for v in raw})
-    index = {n: i for i, n in enumerate(names)}
-    return np.asarray([index[str(v)] for v in raw], dtype=np.int64), names
-
-
 def _corpus_files(cfg: DataConfig) -> list[str]:
     patterns = list(cfg.files or ([] if cfg.root is None else [cfg.root]))
     if not patterns:
@@ -83,35 +75,81 @@ def _corpus_files(cfg: DataConfig) -> list[str]:
     return expand_files(patterns)
 
 
-def _load_table(cfg: DataConfig):
+def _load_table(cfg: DataConfig, files: Optional[list[str]] = None):
     import datasets
 
     fmt = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}[cfg.source]
-    files = _corpus_files(cfg)
+    files = files or _corpus_files(cfg)
     try:
         return datasets.load_dataset(fmt, data_files=files, split="train")
     except Exception as err:  # malformed files surface as many exception types
         raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
 
 
-def load_texts(cfg: DataConfig, split: str) -> TextSplit:
-    """split: 'pretrain' (all training texts, labels ignored), 'train' or 'test' (labeled)."""
+def _read(cfg: DataConfig, files: Optional[list[str]], what: str):
+    """-> (texts, raw labels or None, row ids), empty texts dropped."""
+    table = _load_table(cfg, files)
+    column = "text" if cfg.source == "text" else cfg.text_column
+    if column not in table.column_names:
+        raise UserError(f"data.text_column '{column}' is not a column of {what} (columns: {table.column_names})")
+    texts = [t if isinstance(t, str) else "" for t in table[column]]
+    raw = table[cfg.label_column] if cfg.source != "text" and cfg.label_column in table.column_names else None
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if not keep:
+        raise UserError(f"{what} holds no non-empty text")
+    return [texts[i] for i in keep], None if raw is None else [raw[i] for i in keep], keep
+
+
+def _own_split_files(cfg: DataConfig) -> dict[str, list[str]]:
+    """data.test_files / data.validation_files, expanded; they must not overlap the training pool."""
+    own = {}
+    for split, patterns in (("test", cfg.test_files), ("validation", cfg.validation_files)):
+        if patterns:
+            own[split] = expand_files(patterns)
+    if own:
+        pool = set(map(os.path.realpath, _corpus_files(cfg)))
+        for split, files in own.items():
+            shared = [f for f in files if os.path.realpath(f) in pool]
+            if shared:
+                raise UserError(f"data.{split}_files and data.files both hold {shared[0]}: a {split} file must not "
+                                "be in the training pool")
+    return own
+
+
+def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
+    """split: 'pretrain' (all training texts, labels ignored), 'train', 'validation' (the source's own; None when
+    it has none) or 'test'. With no labels nothing is carved: pretraining uses every text."""
     if cfg.source not in TEXT_SOURCES:
         raise UserError(f"data.source '{cfg.source}' is not a text source; choose one of {list(TEXT_SOURCES)}")
     if cfg.source == "synthetic":
         raise UserError("data.source=synthetic gives token ids, not texts")
     if cfg.source == "hf":
         return _load_hf(cfg, split)
+    own = {} if cfg.source == "embedded" else _own_split_files(cfg)
+    if split == "validation" and "validation" not in own:
+        return None
     if cfg.source == "embedded":
         texts, raw_labels = stdlib_docstrings()
+        ids = list(range(len(texts)))
     else:
-        table = _load_table(cfg)
-        column = "text" if cfg.source == "text" else cfg.text_column
-        if column not in table.column_names:
-            raise UserError(f"data.text_column '{column}' is not a column of the corpus (columns: {table.column_names})")
-        texts = [t if isinstance(t, str) else "" for t in table[column]]
-        raw_labels = table[cfg.label_column] if cfg.label_column in table.column_names else None
-    return _finish(texts, raw_labels, cfg, split)
+        texts, raw_labels, ids = _read(cfg, None, f"the {cfg.source} corpus")
+    carved = raw_labels is not None and "test" not in own
+    if split == "pretrain":
+        if carved:  # the test carve is excluded from pretraining
+            idx = carve(encode_labels(raw_labels)[0], "train", cfg)
+            texts, ids = [texts[i] for i in idx], [ids[i] for i in idx]
+        return TextSplit(texts, None, [], ids)
+    if raw_labels is None:
+        raise UserError(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune on")
+    labels, names = encode_labels(raw_labels, where="the training data")
+    if split in own:
+        o_texts, o_raw, o_ids = _read(cfg, own[split], f"data.{split}_files")
+        if o_raw is None:
+            raise UserError(f"data.{split}_files have no '{cfg.label_column}' column: they cannot be scored")
+        o_labels, _ = encode_labels(o_raw, names, where=f"data.{split}_files")
+        return TextSplit(o_texts, o_labels, names, o_ids)
+    idx = carve(labels, split, cfg) if carved else np.arange(len(texts))
+    return TextSplit([texts[i] for i in idx], labels[idx], names, [ids[i] for i in idx])
 
 
 def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
@@ -120,9 +158,9 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
         return []
     import dataclasses
 
-    extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None)
-    suffix = Path(extra.files[0]).suffix.lower()
-    extra.source = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix, "text")
+    suffix = Path(cfg.extra_pretrain_files[0]).suffix.lower()
+    source = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix, "text")
+    extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None, source=source)
     table = _load_table(extra)
     column = "text" if extra.source == "text" else cfg.text_column
     if column not in table.column_names:
@@ -130,49 +168,19 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
     return [t for t in table[column] if isinstance(t, str) and t.strip()]
 
 
-def _finish(texts, raw_labels, cfg: DataConfig, split: str) -> TextSplit:
+def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
+    from .hf import hf_split
+
+    part = hf_split(cfg, split, cfg.text_column, "data.text_column")
+    if part is None:
+        return None
+    if split != "pretrain" and part.labels is None:
+        raise UserError(f"data.label_column '{cfg.label_column}' is not in {cfg.name}: it has no labels to fine-tune on")
+    texts = [t if isinstance(t, str) else "" for t in part.dataset[cfg.text_column]]
     keep = [i for i, t in enumerate(texts) if t.strip()]
-    if not keep:
-        raise UserError(f"the {cfg.source} corpus holds no non-empty text")
-    texts = [texts[i] for i in keep]
-    if raw_labels is None:
-        if split != "pretrain":
-            raise UserError(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune on")
-        labels, names = None, []
-    else:
-        raw_labels = [raw_labels[i] for i in keep]
-        labels, names = _encode_labels(raw_labels)
-    # the test carve is excluded from every split, pretraining included
-    idx = carve(labels if labels is not None else np.zeros(len(texts)), "test" if split == "test" else "train", cfg)
-    return TextSplit([texts[i] for i in idx], None if labels is None else labels[idx], names)
-
-
-def _load_hf(cfg: DataConfig, split: str) -> TextSplit:
-    import datasets
-
-    if not cfg.name:
-        raise UserError("data.name must name a Hugging Face dataset for data.source=hf")
-    try:
-        dsd = datasets.load_dataset(cfg.name)
-    except Exception as err:
-        raise UserError(f"cannot load HF dataset {cfg.name}: {str(err).splitlines()[0]}") from None
-    if "test" in dsd:
-        ds = dsd["test" if split == "test" else "train"]
-        if split == "pretrain" and "unsupervised" in dsd:  # e.g. IMDb's 50k unlabeled reviews
-            ds = datasets.concatenate_datasets([ds, dsd["unsupervised"]])
-        if cfg.text_column not in ds.column_names:
-            raise UserError(f"data.text_column '{cfg.text_column}' is not a column of {cfg.name} ({ds.column_names})")
-        labels = None
-        if cfg.label_column in ds.column_names and split != "pretrain":
-            labels = np.asarray(ds[cfg.label_column], dtype=np.int64)
-        names = ds.features[cfg.label_column].names if labels is not None and hasattr(
-            ds.features[cfg.label_column], "names") else ([str(i) for i in range(int(labels.max()) + 1)] if labels is not None else [])
-        return TextSplit(list(ds[cfg.text_column]), labels, names)
-    ds = dsd["train"]
-    if cfg.text_column not in ds.column_names:
-        raise UserError(f"data.text_column '{cfg.text_column}' is not a column of {cfg.name} ({ds.column_names})")
-    raw = ds[cfg.label_column] if cfg.label_column in ds.column_names else None
-    return _finish(list(ds[cfg.text_column]), raw, cfg, split)
+    labels = None if part.labels is None else part.labels[keep]
+    return TextSplit([texts[i] for i in keep], labels, part.class_names if labels is not None else [],
+                     [part.ids[i] for i in keep])
 
 
 def stream_texts(cfg: DataConfig, rank: int, world_size: int):

@@ -36,22 +36,27 @@ class VisionLabeled:
     modality = "vision"
     input_keys = ("images",)
 
-    def __init__(self, cfg: Config, spec: dict):
+    def __init__(self, cfg: Config, spec: dict, eval_split: str = "test"):
+        import dataclasses
+
         from ..data.images import TensorImages, load_images
 
-        data = cfg.data
-        data.image_size, data.channels = spec["image_size"], spec["channels"]  # what the encoder was trained on
+        # images at the size and channels the encoder was trained on
+        data = dataclasses.replace(cfg.data, image_size=spec["image_size"], channels=spec["channels"])
         self.spec, self.cfg = spec, cfg
-        self.train, self.test = load_images(data, "train"), load_images(data, "test")
-        for name, split in (("train", self.train), ("test", self.test)):
-            if split.labels is None:
-                raise UserError(f"data.source={data.source} has no labels in its {name} split")
+        self.train = load_images(data, "train")
+        self.test = load_images(data, eval_split)  # None: no own validation split (carved from train instead)
+        for name, split in (("train", self.train), (eval_split, self.test)):
+            if split is not None and split.labels is None:
+                raise UserError(f"data.source={data.source} has no labels in its {name} split: fine-tuning needs "
+                                "labeled examples (see README 'Your own data')")
         self.num_classes = max(self.train.num_classes, int(self.train.labels.max()) + 1)
-        self.class_names = [str(i) for i in range(self.num_classes)]
+        names = self.train.class_names
+        self.class_names = names if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
         self.train_labels = self.train.labels.numpy()
-        self.test_labels = self.test.labels.numpy()
+        self.test_labels = None if self.test is None else self.test.labels.numpy()
         for name, split in (("train", self.train), ("test", self.test)):
-            if not isinstance(split.dataset, TensorImages):  # folder / hf: decode once, reuse across the grid
+            if split is not None and not isinstance(split.dataset, TensorImages):  # folder / hf: decode once, reuse across the grid
                 imgs = torch.stack([split.dataset[i]["images"] for i in range(len(split.dataset))])
                 split.dataset = TensorImages(imgs, split.labels)
         self.augment = weak_augment(spec["image_size"])
@@ -107,19 +112,22 @@ class TextLabeled:
     modality = "text"
     input_keys = ("input_ids", "attention_mask")
 
-    def __init__(self, cfg: Config, spec: dict, encoder_path):
+    def __init__(self, cfg: Config, spec: dict, encoder_path, eval_split: str = "test"):
         from transformers import AutoTokenizer
 
         from ..data.text import load_texts
 
         self.cfg, self.spec = cfg, spec
-        self.train, self.test = load_texts(cfg.data, "train"), load_texts(cfg.data, "test")
+        self.train = load_texts(cfg.data, "train")
+        self.test = load_texts(cfg.data, eval_split)  # None: no own validation split (carved from train instead)
         self.num_classes = self.train.num_classes
         self.class_names = self.train.class_names
-        self.train_labels, self.test_labels = self.train.labels, self.test.labels
+        self.train_labels = self.train.labels
+        self.test_labels = None if self.test is None else self.test.labels
         self.tokenizer = AutoTokenizer.from_pretrained(str(encoder_path))
         self.max_length = spec.get("max_length", 128)
-        self._sets = {name: self._tokenize(split) for name, split in (("train", self.train), ("test", self.test))}
+        self._sets = {name: self._tokenize(split) for name, split in (("train", self.train), ("test", self.test))
+                      if split is not None}
 
     def _tokenize(self, split) -> TokenizedTexts:
         enc = self.tokenizer(split.texts, padding="max_length", truncation=True, max_length=self.max_length,
@@ -188,7 +196,13 @@ class ValidationView:
 
 
 def labeled_data(cfg: Config, spec: dict, encoder_path):
-    data = VisionLabeled(cfg, spec) if spec["modality"] == "vision" else TextLabeled(cfg, spec, encoder_path)
-    if cfg.finetune.evaluate_on == "validation":
+    """Train + the split that is scored: test, or for `evaluate_on=validation` the source's own validation split
+    (a val/ folder, data.validation_files, a hub 'validation' split) or else a carve of train."""
+    split = cfg.finetune.evaluate_on
+    if spec["modality"] == "vision":
+        data = VisionLabeled(cfg, spec, split)
+    else:
+        data = TextLabeled(cfg, spec, encoder_path, split)
+    if data.test is None:
         return ValidationView(data, cfg.finetune.validation_fraction, cfg.data.split_seed)
     return data

@@ -11,16 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config
+from ..config import MODALITY_OF_TASK, Config
 from ..errors import UserError
 from ..export import read_spec
 from . import methods as M
 from .labeled import labeled_data
 from .report import write_report
 from .subsets import balanced_subset, per_class_counts
-
-MODALITY_OF_TASK = {"simclr": "vision", "mlm": "text"}
-
 
 def _fingerprint(cfg: Config, encoder: Path) -> str:
     """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows."""
@@ -60,7 +57,7 @@ def run_finetune(cfg: Config) -> dict:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
-    from ..pretrain import make_accelerator
+    from ..engine import make_accelerator
 
     output_dir = Path(cfg.output_dir)
     encoder_path = Path(cfg.finetune.encoder or output_dir / "encoder")

@@ -1,0 +1,85 @@
+"""Hugging Face `datasets` sources for both modalities: a hub name, a local directory of split files
+(`train.jsonl`, `test.csv`, ... as `datasets` recognises them) or `data.files`.
+
+The source's own test / validation splits are used when it has them; otherwise the test split is carved
+(stratified, seeded) from train, and never when there are no labels (an unlabeled pool is pretrained on whole).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import UserError
+from .files import expand_files, file_format
+from .labels import encode_labels
+
+UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
+VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
+
+
+@dataclass
+class HFSplit:
+    dataset: object  # datasets.Dataset restricted to the split's rows
+    labels: Optional[np.ndarray]
+    class_names: list[str] = field(default_factory=list)
+    ids: list = field(default_factory=list)  # row index in the source split
+
+
+def load_dataset_dict(cfg: DataConfig) -> dict:
+    import datasets
+
+    try:
+        if cfg.files:
+            files = expand_files(cfg.files)
+            return {"train": datasets.load_dataset(file_format(files[0], default="parquet"), data_files=files,
+                                                   split="train")}
+        if not cfg.name:
+            raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
+        return dict(datasets.load_dataset(cfg.name))
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"cannot load HF dataset {cfg.name or cfg.files}: {str(err).splitlines()[0]}") from None
+
+
+def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optional[HFSplit]:
+    """split: pretrain | train | validation | test; None for a validation split the source does not have."""
+    from .images import carve
+
+    dsd = load_dataset_dict(cfg)
+    if "train" not in dsd:
+        raise UserError(f"HF dataset {cfg.name} has no train split (splits: {sorted(dsd)})")
+    train = dsd["train"]
+    if column not in train.column_names:
+        raise UserError(f"{column_key} '{column}' is not a column of {cfg.name or cfg.files} ({train.column_names})")
+    feature = train.features.get(cfg.label_column)
+    feature_names = getattr(feature, "names", None)
+    raw = train[cfg.label_column] if cfg.label_column in train.column_names else None
+    train_labels, names = (None, []) if raw is None else encode_labels(raw, where="the train split",
+                                                                       feature_names=feature_names)
+    own_test = "test" in dsd
+    val_name = next((v for v in VALIDATION_SPLITS if v in dsd), None)
+    carved = train_labels is not None and not own_test
+    if split == "pretrain":
+        import datasets
+
+        idx = carve(train_labels, "train", cfg) if carved else np.arange(len(train))
+        parts = [train.select(idx)] + [dsd[u].select_columns([column]) for u in UNLABELED_SPLITS if u in dsd]
+        parts[0] = parts[0].select_columns([column])
+        return HFSplit(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], None, [], list(range(sum(map(len, parts)))))
+    if train_labels is None:
+        return HFSplit(train, None, [], list(range(len(train))))
+    if split == "validation" and val_name is None:
+        return None
+    if split in ("validation", "test") and (split == "validation" or own_test):
+        ds = dsd[val_name if split == "validation" else "test"]
+        if cfg.label_column not in ds.column_names:
+            raise UserError(f"the {split} split of {cfg.name} has no '{cfg.label_column}' column")
+        labels, _ = encode_labels(ds[cfg.label_column], names, where=f"the {split} split",
+                                  feature_names=getattr(ds.features.get(cfg.label_column), "names", None))
+        return HFSplit(ds, labels, names, list(range(len(ds))))
+    idx = carve(train_labels, split, cfg) if carved else np.arange(len(train))
+    return HFSplit(train.select(idx), train_labels[idx], names, idx.tolist())

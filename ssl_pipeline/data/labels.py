@@ -1,0 +1,49 @@
+"""Labels as users have them (ints, strings, a `datasets` ClassLabel) -> int64 class ids + class names.
+
+The names travel with the data into subsets, reports and errors (`class 'circle'`, not `class '0'`). Every split
+is encoded with the training split's names, so a class id means the same class in train, validation and test.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+
+def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str = "the data",
+                  feature_names: Optional[list[str]] = None) -> tuple[np.ndarray, list[str]]:
+    """-> (ids, names). `names` (the train split's) fixes the mapping; `feature_names` are a ClassLabel's."""
+    raw = list(raw)
+    if any(v is None for v in raw):
+        raise UserError(f"{where} has {sum(v is None for v in raw)} example(s) without a label; drop them or "
+                        "remove the label column to use the file as unlabeled data")
+    ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in raw)
+    if ints and feature_names:  # ClassLabel: ids are already right, names come with the feature
+        raw = [feature_names[int(v)] for v in raw]
+        ints = False
+    if ints:
+        arr = np.asarray(raw, dtype=np.int64)
+        if len(arr) and arr.min() < 0:
+            raise UserError(f"{where} has a negative label ({int(arr.min())}); labels must be 0..K-1 or names")
+        found = [str(i) for i in range(int(arr.max()) + 1)] if len(arr) else []
+        if names is None:
+            return arr, found
+        if len(found) > len(names):
+            raise UserError(f"{where} has label {int(arr.max())}, but the train split has only {len(names)} classes")
+        return arr, names
+    text = [str(v) for v in raw]
+    if names is None:
+        names = sorted(set(text), key=_natural)
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted(set(text) - index.keys())
+    if unknown:
+        raise UserError(f"{where} has class '{unknown[0]}' that the train split does not have "
+                        f"(train classes: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
+    return np.asarray([index[t] for t in text], dtype=np.int64), names
+
+
+def _natural(name: str):
+    """'2' before '10' when names are numbers written as text (CSV columns read as strings)."""
+    return (0, int(name), "") if name.lstrip("-").isdigit() else (1, 0, name)

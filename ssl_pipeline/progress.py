@@ -1,0 +1,64 @@
+"""Progress a person can follow: a tqdm bar on a terminal, plain periodic lines in logs and cluster jobs.
+
+tqdm writes carriage-return updates even when its output is a file, which turns a job log into one huge line;
+it has no line mode, hence this small wrapper with the same three calls (update, set_postfix, close).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False, stream=None):
+    stream = stream or sys.stderr
+    if disable:
+        from tqdm.auto import tqdm
+
+        return tqdm(disable=True)
+    if stream.isatty():
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream)
+    return LineProgress(total, initial, desc, stream)
+
+
+class LineProgress:
+    """One line per 5 % of the work, or per minute if that comes first, and one at the end."""
+
+    def __init__(self, total: int, initial: int, desc: str, stream, every_seconds: float = 60.0):
+        self.total, self.n, self.desc, self.stream = total, initial, desc, stream
+        self.every_seconds, self.postfix = every_seconds, ""
+        self.t0 = self.last_time = time.perf_counter()
+        self.start_n = initial
+        self.step_every = max(total // 20, 1)
+        self.last_n = initial
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        now = time.perf_counter()
+        if (self.n // self.step_every > self.last_n // self.step_every or now - self.last_time >= self.every_seconds
+                or self.n >= self.total):
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        elapsed = now - self.t0
+        rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.n) / rate if rate > 0 else float("nan")
+        pct = 100.0 * self.n / max(self.total, 1)
+        eta_text = f", eta {_clock(eta)}" if eta == eta and self.n < self.total else ""
+        self.stream.write(f"{self.desc}: {self.n}/{self.total} ({pct:.0f} %) {self.postfix} "
+                          f"[{_clock(elapsed)} elapsed, {rate:.2f} it/s{eta_text}]\n".replace("  ", " "))
+        self.stream.flush()
+        self.last_time, self.last_n = now, self.n
+
+    def close(self) -> None:
+        if self.n != self.last_n:
+            self._line(time.perf_counter())
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
