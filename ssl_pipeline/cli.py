@@ -64,3 +64,22 @@ def finetune_main(argv=None) -> None:
     from .finetune.runner import run_finetune
 
     run_finetune(cfg)
+
+
+@exit_on_user_error
+def embed_main(argv=None) -> None:
+    """`python -m ssl_pipeline.embed --config C [key=value ...] out=FILE` (also `ssl-embed`)."""
+    _quiet()
+    from pathlib import Path
+
+    from .config import load_config
+    from .errors import UserError
+
+    args = _parse("embed", argv)
+    outs = [o.split("=", 1)[1] for o in args.overrides if o.startswith("out=")]
+    if not outs or not outs[-1]:
+        raise UserError("embed needs out=FILE (.parquet, or .npy for an array plus FILE.index.csv)")
+    cfg = load_config(args.config, [o for o in args.overrides if not o.startswith("out=")])
+    from .embed import run_embed
+
+    run_embed(cfg, Path(outs[-1]))

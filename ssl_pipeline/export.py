@@ -37,6 +37,15 @@ def save_vision_encoder(backbone, path, cfg) -> None:
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
 
 
+def resolve_encoder_path(cfg) -> Path:
+    """finetune.encoder, or the run's own export; a missing default export means pretraining has not run."""
+    path = Path(cfg.finetune.encoder or Path(cfg.output_dir) / "encoder")
+    if cfg.finetune.encoder is None and not path.exists():
+        raise UserError(f"no pretrained encoder at {path}: run `pretrain` with this config first, "
+                        "or set finetune.encoder=PATH to an exported encoder")
+    return path
+
+
 def read_spec(path) -> dict:
     p = Path(path)
     if not p.is_dir():
@@ -75,6 +84,7 @@ def save_text_encoder(mlm_model, tokenizer, path, cfg) -> None:
         "pooling": "mean over attention_mask",
         "input": "input_ids and attention_mask from the saved tokenizer",
         "embedding_dim": int(mlm_model.config.hidden_size),
+        "architecture": mlm_model.config.model_type,
         "pretext": cfg.task,
     }
     with atomic_dir(path) as tmp:

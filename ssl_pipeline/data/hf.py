@@ -66,7 +66,7 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
     if split == "pretrain":
         import datasets
 
-        idx = carve(train_labels, "train", cfg) if carved else np.arange(len(train))
+        idx = carve(train_labels, "train", cfg, names) if carved else np.arange(len(train))
         parts = [train.select(idx)] + [dsd[u].select_columns([column]) for u in UNLABELED_SPLITS if u in dsd]
         parts[0] = parts[0].select_columns([column])
         return HFSplit(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], None, [], list(range(sum(map(len, parts)))))
@@ -81,5 +81,5 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
         labels, _ = encode_labels(ds[cfg.label_column], names, where=f"the {split} split",
                                   feature_names=getattr(ds.features.get(cfg.label_column), "names", None))
         return HFSplit(ds, labels, names, list(range(len(ds))))
-    idx = carve(train_labels, split, cfg) if carved else np.arange(len(train))
+    idx = carve(train_labels, split, cfg, names) if carved else np.arange(len(train))
     return HFSplit(train.select(idx), train_labels[idx], names, idx.tolist())

@@ -126,12 +126,19 @@ def to_size(images: torch.Tensor, image_size: int, channels: int) -> torch.Tenso
     return images.contiguous()
 
 
-def carve(labels: np.ndarray, split: str, cfg: DataConfig) -> np.ndarray:
+def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[str]] = None) -> np.ndarray:
     """Indices of `split` in a seeded, stratified train/test carve of a source that has no test split."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(labels))
     stratify = labels if labels is not None and len(np.unique(labels)) > 1 else None
+    if stratify is not None:
+        counts = np.bincount(labels)
+        rare = [c for c in np.flatnonzero(counts) if counts[c] < 2]
+        if rare:
+            name = names[rare[0]] if names and rare[0] < len(names) else str(rare[0])
+            raise UserError(f"class '{name}' has only {counts[rare[0]]} example: too few to carve a test split from "
+                            "(need 2 per class); give your own test split (data.test_files / a test/ folder) or more examples")
     train_idx, test_idx = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.split_seed,
                                            stratify=stratify)
     return np.sort(train_idx if split == "train" else test_idx)
@@ -282,8 +289,8 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     if split == "pretrain":
         files = train_files
         if carved:
-            train_labels, _ = encode_labels(train_classes)
-            files = [train_files[i] for i in carve(train_labels, "train", cfg)]
+            train_labels, names = encode_labels(train_classes)
+            files = [train_files[i] for i in carve(train_labels, "train", cfg, names)]
         if "unlabeled" in layout:
             files = files + _list_images(layout["unlabeled"])
         files, _ = _check_readable(files, np.zeros(len(files), dtype=np.int64), cfg.skip_corrupt)
@@ -298,7 +305,7 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     else:
         files, labels = train_files, train_labels
         if carved:
-            idx = carve(train_labels, split, cfg)
+            idx = carve(train_labels, split, cfg, names)
             files, labels = [files[i] for i in idx], train_labels[idx]
     files, labels = _check_readable(files, labels, cfg.skip_corrupt)
     lab = torch.from_numpy(labels)

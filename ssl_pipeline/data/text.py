@@ -136,7 +136,8 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     carved = raw_labels is not None and "test" not in own
     if split == "pretrain":
         if carved:  # the test carve is excluded from pretraining
-            idx = carve(encode_labels(raw_labels)[0], "train", cfg)
+            ids_, names_ = encode_labels(raw_labels)
+            idx = carve(ids_, "train", cfg, names_)
             texts, ids = [texts[i] for i in idx], [ids[i] for i in idx]
         return TextSplit(texts, None, [], ids)
     if raw_labels is None:
@@ -148,7 +149,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
             raise UserError(f"data.{split}_files have no '{cfg.label_column}' column: they cannot be scored")
         o_labels, _ = encode_labels(o_raw, names, where=f"data.{split}_files")
         return TextSplit(o_texts, o_labels, names, o_ids)
-    idx = carve(labels, split, cfg) if carved else np.arange(len(texts))
+    idx = carve(labels, split, cfg, names) if carved else np.arange(len(texts))
     return TextSplit([texts[i] for i in idx], labels[idx], names, [ids[i] for i in idx])
 
 

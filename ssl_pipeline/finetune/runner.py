@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config import MODALITY_OF_TASK, Config
 from ..errors import UserError
-from ..export import read_spec
+from ..export import read_spec, resolve_encoder_path
 from . import methods as M
 from .labeled import labeled_data
 from .report import write_report
@@ -30,6 +30,25 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
                                                                            "labels_per_class", "encoder")}
     h.update(json.dumps({"data": cfg.to_dict()["data"], "finetune": ft}, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def data_label(d) -> str:
+    """What the report was measured on, in the user's words: dataset name, folder or files."""
+    if d.source == "embedded":
+        return "embedded demo data"
+    if d.source == "folder" or (d.source == "torchvision" and not d.name):
+        return f"folder {d.root}"
+    if d.name:
+        return str(d.name)
+    files = list(d.files or ([d.root] if d.root else []))
+    shown = ", ".join(Path(f).name for f in files[:2]) + (f" +{len(files) - 2} more" if len(files) > 2 else "")
+    return f"{d.source} files {shown}" if files else d.source
+
+
+def encoder_label(spec: dict) -> str:
+    if spec["modality"] == "vision":
+        return f"{spec['timm_name']} ({spec.get('pretext', 'ssl')})"
+    return f"{spec.get('architecture', 'transformer')} {spec.get('embedding_dim', '')}d ({spec.get('pretext', 'ssl')})"
 
 
 def _requests(cfg: Config) -> list[tuple[str, float | int, float]]:
@@ -55,12 +74,13 @@ def _load_rows(path: Path, header: dict, overwrite: bool) -> list[dict]:
 
 def run_finetune(cfg: Config) -> dict:
     from accelerate.utils import set_seed
-    from tqdm.auto import tqdm
+
+    from ..progress import progress
 
     from ..engine import make_accelerator
 
     output_dir = Path(cfg.output_dir)
-    encoder_path = Path(cfg.finetune.encoder or output_dir / "encoder")
+    encoder_path = resolve_encoder_path(cfg)
     spec = read_spec(encoder_path)
     want = MODALITY_OF_TASK[cfg.task]
     if spec["modality"] != want:
@@ -81,7 +101,8 @@ def run_finetune(cfg: Config) -> dict:
                 cells.append({"method": method, "label_fraction": frac, "n_labels": n_labels, "seed": seed,
                               "kwargs": kwargs, "encoder_lr_scale": lr_scale})
 
-    header = {"task": cfg.task, "encoder": str(encoder_path), "data": cfg.data.name or cfg.data.source,
+    header = {"task": cfg.task, "encoder": str(encoder_path), "encoder_model": encoder_label(spec),
+              "data": data_label(cfg.data), "class_names": list(data.class_names),
               "evaluated_on": cfg.finetune.evaluate_on,
               "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "num_classes": data.num_classes}
@@ -106,8 +127,7 @@ def run_finetune(cfg: Config) -> dict:
         del enc
 
     probes = {}  # one converged probe per labeled subset, shared by linear_probe and the LP-FT head
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="finetune grid", dynamic_ncols=True,
-               disable=not accelerator.is_local_main_process)
+    bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
     for cell in todo:
         bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
         idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])

@@ -99,10 +99,17 @@ class TextEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, path, spec: dict) -> "TextEncoder":
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
-        # the MLM checkpoint has no pooler; embeddings are mean-pooled hidden states
-        return cls(AutoModel.from_pretrained(str(path), attn_implementation="sdpa", add_pooling_layer=False),
-                   AutoTokenizer.from_pretrained(str(path)), spec)
+        # the MLM checkpoint has no pooler and an MLM head the bare encoder does not use: transformers reports both
+        # in a load table that says nothing wrong here, so it is silenced for this load only
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model = AutoModel.from_pretrained(str(path), attn_implementation="sdpa", add_pooling_layer=False)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        return cls(model, AutoTokenizer.from_pretrained(str(path)), spec)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         with attention_backend(input_ids.device):

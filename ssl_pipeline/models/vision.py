@@ -62,3 +62,41 @@ class VisionEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(normalize(to_unit_float(images)))
+
+    def preprocess(self, images) -> torch.Tensor:
+        """PIL images, file paths, HxW / HxWxC arrays, or uint8 tensors (C,H,W) / (B,C,H,W) -> uint8 (B, C, S, S)
+        at the size and channels the encoder was trained on (what `ssl_encoder.json` records)."""
+        import numpy as np
+        from PIL import Image
+
+        from ..data.images import pil_to_tensor, to_size
+
+        size, channels = self.spec["image_size"], self.spec["channels"]
+        if isinstance(images, torch.Tensor):
+            batch = images if images.ndim == 4 else images[None]
+            if batch.dtype != torch.uint8:
+                raise UserError("encode() takes uint8 tensors (0-255); call the encoder itself on float images in [0, 1]")
+            return to_size(batch, size, channels)
+        if isinstance(images, (str, Image.Image, np.ndarray)):
+            images = [images]
+        out = []
+        for img in images:
+            if isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[0] in (1, 3) and img.shape[-1] not in (1, 3):
+                img = img.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C), as PIL expects
+            if isinstance(img, np.ndarray) and img.ndim == 3 and img.shape[-1] == 1:
+                img = img[..., 0]
+            if isinstance(img, np.ndarray) and img.dtype != np.uint8:
+                img = (np.clip(img, 0, 1) * 255).round().astype(np.uint8) if img.max() <= 1.0 else img.astype(np.uint8)
+            out.append(pil_to_tensor(img, size, channels))
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def encode(self, images, batch_size: int = 256) -> torch.Tensor:
+        """Embeddings (N, D) of images in any common form, preprocessed as at training time (see `preprocess`)."""
+        x = self.preprocess(images)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        out = [self(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.embedding_dim)

@@ -1,0 +1,300 @@
+"""Users' own data: folder split layouts, unlabeled pools, own test/validation files, string labels, run-dir
+policy, thread count, --help, embeddings export, encode() and the report's wording. CPU, tiny data made here."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, run_stage
+from ssl_pipeline.cli import embed_main, finetune_main, pretrain_main
+from ssl_pipeline.config import DataConfig, help_text, load_config
+from ssl_pipeline.data.images import load_images
+from ssl_pipeline.data.text import load_texts
+from ssl_pipeline.errors import UserError
+
+SMALL = ["pretrain.max_steps=2", "pretrain.batch_size=4", "model.projection_hidden_dim=32", "data.image_size=16",
+         "model.backbone=ssl_cnn6"]
+FT = ["finetune.label_fractions=[1.0]", "finetune.min_steps=2", "finetune.max_steps=2", "finetune.epochs=1"]
+
+
+def _images(root, classes, n=5, size=12):
+    for c_i, c in enumerate(classes):
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", (size, size), (40 * c_i, 20 * i, 100)).save(root / c / f"{c}_{i}.png")
+
+
+def _fails(main, args, capsys, needle):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert needle in err[0], err[0]
+    return err[0]
+
+
+# ------------------------------------------------------------------------------------------- image folders
+
+def test_folder_split_layout_is_read_as_splits(tmp_path):
+    root = tmp_path / "shapes"
+    _images(root / "train", ["circle", "square"], n=6)
+    _images(root / "val", ["circle", "square"], n=2)
+    _images(root / "test", ["square", "circle"], n=3)
+    _images(root / "unlabeled", ["misc"], n=4)
+    d = DataConfig(source="folder", root=str(root), image_size=8)
+    train, val, test = (load_images(d, s) for s in ("train", "validation", "test"))
+    assert train.class_names == ["circle", "square"] and len(train) == 12  # nothing carved: test/ is the test split
+    assert len(val) == 4 and len(test) == 6
+    # the same class id means the same class in every split, whatever order the folders were made in
+    assert all(("circle" in p) == (int(l) == 0) for p, l in zip(test.ids, test.labels))
+    pre = load_images(d, "pretrain")
+    assert len(pre) == 12 + 4 and pre.labels is None  # train + unlabeled/, never val/ or test/
+    assert not any("/test/" in p or "/val/" in p for p in pre.ids)
+
+
+@pytest.mark.parametrize("dirs", [["train", "cats"], ["test", "val"], ["train", "val", "validation"], ["train"] * 0 + ["Test", "dogs"]])
+def test_split_like_class_names_are_refused(tmp_path, dirs):
+    for d in dirs:
+        _images(tmp_path / "r" / d, ["a", "b"], n=1)
+    with pytest.raises(UserError) as err:
+        load_images(DataConfig(source="folder", root=str(tmp_path / "r")), "train")
+    assert "look like splits" in str(err.value) and "accepted layouts" in str(err.value)
+
+
+def test_unlabeled_folder_pretrains_on_every_image_and_cannot_finetune(tmp_path, capsys):
+    root = tmp_path / "pool"
+    root.mkdir()
+    for i in range(10):
+        Image.new("L", (10, 10), i * 20).save(root / f"{i}.png")
+    pre = load_images(DataConfig(source="folder", root=str(root)), "pretrain")
+    assert len(pre) == 10  # no test split carved out of an unlabeled pool
+    with pytest.raises(UserError) as err:
+        load_images(DataConfig(source="folder", root=str(root)), "train")
+    assert "unlabeled" in str(err.value) and "class" in str(err.value)
+
+
+def test_folder_test_class_unknown_to_train_is_named(tmp_path):
+    root = tmp_path / "r"
+    _images(root / "train", ["circle", "square"], n=2)
+    _images(root / "test", ["circle", "triangle"], n=2)
+    with pytest.raises(UserError) as err:
+        load_images(DataConfig(source="folder", root=str(root)), "test")
+    assert "class 'triangle'" in str(err.value)
+
+
+def test_folder_with_splits_end_to_end_uses_val_for_validation(tmp_path, capsys):
+    root = tmp_path / "shapes"
+    _images(root / "train", ["circle", "square"], n=6)
+    _images(root / "validation", ["circle", "square"], n=2)
+    _images(root / "test", ["circle", "square"], n=3)
+    out = tmp_path / "run"
+    args = ["--config", "configs/vision/simclr_digits.yaml", "data.source=folder", f"data.root={root}",
+            f"output_dir={out}", *SMALL]
+    pretrain_main(args)
+    finetune_main(args + FT + ["finetune.evaluate_on=validation", "finetune.seeds=[0]", "finetune.methods=[knn,classic]"])
+    doc = json.loads((out / "validation" / "label_efficiency.json").read_text())
+    assert doc["n_test"] == 4 and doc["n_train"] == 12 and doc["class_names"] == ["circle", "square"]
+    assert str(root) in doc["data"] and "ssl_cnn6" in doc["encoder_model"]
+    md = (out / "validation" / "label_efficiency.md").read_text()
+    assert "n = 1" in md and "±" not in md.split("| method |")[1].split("\n\n")[0]
+    assert "circle, square" in md
+    finetune_main(args + FT + ["finetune.seeds=[0]", "finetune.methods=[knn]"])
+    assert json.loads((out / "label_efficiency.json").read_text())["n_test"] == 6
+
+
+# ---------------------------------------------------------------------------------------------------- text
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _review(i, label):
+    word = "great lovely fine" if label == "pos" else "awful broken sad"
+    return {"text": f"review {i}: this thing is {word} and number {i}", "label": label}
+
+
+def test_own_test_and_validation_files_are_not_carved_nor_pretrained_on(tmp_path):
+    train = _jsonl(tmp_path / "train.jsonl", [_review(i, "pos" if i % 2 else "neg") for i in range(40)])
+    test = _jsonl(tmp_path / "test.jsonl", [_review(100 + i, "neg" if i % 2 else "pos") for i in range(10)])
+    val = _jsonl(tmp_path / "val.jsonl", [_review(200 + i, "pos") for i in range(4)])
+    d = DataConfig(source="jsonl", files=[str(train)], test_files=[str(test)], validation_files=[str(val)])
+    tr, te, va, pre = (load_texts(d, s) for s in ("train", "test", "validation", "pretrain"))
+    assert len(tr) == 40 and len(te) == 10 and len(va) == 4 and len(pre) == 40
+    assert tr.class_names == ["neg", "pos"] and list(te.labels[:2]) == [1, 0]
+    assert not set(pre.texts) & set(te.texts)
+    with pytest.raises(UserError) as err:
+        load_texts(DataConfig(source="jsonl", files=[str(train)], test_files=[str(train)]), "test")
+    assert "must not be in the training pool" in str(err.value)
+    # without them: the test split is carved (stratified) and excluded from pretraining
+    carved = DataConfig(source="jsonl", files=[str(train)])
+    assert len(load_texts(carved, "pretrain")) == 32 and load_texts(carved, "validation") is None
+
+
+def test_hf_local_directory_with_string_labels(tmp_path):
+    ds_dir = tmp_path / "reviews"
+    ds_dir.mkdir()
+    _jsonl(ds_dir / "train.jsonl", [_review(i, "pos" if i % 3 else "neg") for i in range(30)])
+    _jsonl(ds_dir / "test.jsonl", [_review(50 + i, "neg" if i % 2 else "pos") for i in range(8)])
+    d = DataConfig(source="hf", name=str(ds_dir))
+    train, test = load_texts(d, "train"), load_texts(d, "test")
+    assert train.class_names == ["neg", "pos"] and len(train) == 30 and len(test) == 8
+    assert test.labels.tolist() == [1, 0] * 4
+    assert len(load_texts(d, "pretrain")) == 30  # the hub-style test file is never pretrained on
+
+
+def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path):
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("".join(f"note number {i} about something\n" for i in range(25)))
+    assert len(load_texts(DataConfig(source="text", files=[str(corpus)]), "pretrain")) == 25
+
+
+def test_string_label_names_reach_errors(tmp_path, capsys):
+    with pytest.raises(UserError) as err:  # one 'neg' example cannot be split into train and test
+        load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "one.jsonl", [_review(i, "pos") for i in range(9)]
+                                                               + [_review(9, "neg")]))]), "train")
+    assert "class 'neg' has only 1 example" in str(err.value)
+    rows = [_review(i, "pos") for i in range(30)] + [_review(98, "neg"), _review(99, "neg")]
+    train = _jsonl(tmp_path / "t.jsonl", rows)
+    out = tmp_path / "o"
+    base = ["--config", "configs/text/mlm_embedded.yaml", "data.source=jsonl", f"data.files=[{train}]",
+            f"output_dir={out}", "pretrain.max_steps=1", "pretrain.batch_size=2", "model.vocab_size=120"]
+    pretrain_main(base)
+    capsys.readouterr()
+    _fails(finetune_main, base + ["finetune.label_fractions=null", "finetune.labels_per_class=[3]"], capsys, "class 'neg' has only 2")
+
+
+# --------------------------------------------------------------------------------------- run dir policy
+
+def test_rerun_with_other_recipe_is_refused_and_finished_run_does_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
+            "pretrain.batch_size=32", "model.projection_hidden_dim=32"]
+    pretrain_main(base)
+    saved = (out / "config.json").read_text()
+    weights = (out / "encoder" / "model.safetensors").stat().st_mtime_ns
+    capsys.readouterr()
+    msg = _fails(pretrain_main, base + ["model.backbone=resnet18", "pretrain.temperature=0.1"], capsys,
+                 "holds a run with a different recipe")
+    assert "model.backbone ('ssl_cnn6' there, 'resnet18' now)" in msg and "pretrain.temperature" in msg
+    assert (out / "config.json").read_text() == saved
+    pretrain_main(base + ["pretrain.log_every=1"])  # a key that does not change what is trained
+    assert "already complete" in capsys.readouterr().out
+    assert (out / "encoder" / "model.safetensors").stat().st_mtime_ns == weights
+    pretrain_main(base[:-3] + ["pretrain.max_steps=3", "pretrain.batch_size=32", "model.projection_hidden_dim=32"])
+    assert json.loads((out / "pretrain_done.json").read_text())["step"] == 3  # raising max_steps continues it
+
+
+# ------------------------------------------------------------------------------------------ ergonomics
+
+def test_no_typed_on_the_command_line_is_accepted():
+    assert load_config(None, ["pretrain.mixed_precision=no"]).pretrain.mixed_precision == "no"
+    with pytest.raises(UserError) as err:
+        load_config(None, ["pretrain.mixed_precision=yes"])
+    assert "must be one of ['no', 'bf16', 'fp16']" in str(err.value)
+
+
+def test_hints_for_the_usual_first_mistakes(tmp_path, capsys):
+    with pytest.raises(UserError) as err:
+        load_config(None, ["data.source=text"])
+    assert "set task=mlm" in str(err.value)
+    _fails(finetune_main, ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={tmp_path / 'never'}"],
+           capsys, "run `pretrain` with this config first, or set finetune.encoder")
+
+
+def test_help_lists_main_keys_and_sources(capsys):
+    with pytest.raises(SystemExit):
+        pretrain_main(["--help"])
+    out = capsys.readouterr().out
+    for needle in ("data.test_files", "finetune.evaluate_on", "threads", "folder:", "jsonl / csv / parquet:"):
+        assert needle in out
+    assert help_text() in out.replace("\r", "")
+
+
+def test_thread_count_follows_the_job_unless_the_user_chose(monkeypatch):
+    from ssl_pipeline import threads
+
+    env = {"OMP_NUM_THREADS": "1", threads.LAUNCHER_MARKER: "NO"}
+    me = os.getpid()  # stands in for the launcher: this test process's own environ and cmdline
+    own_env = open(f"/proc/{me}/environ", "rb").read().decode(errors="replace")
+    assert threads.user_chose_threads(env, parent_pid=me) == ("OMP_NUM_THREADS=" in own_env)
+    assert threads.user_chose_threads({"OMP_NUM_THREADS": "3"}) is True  # plain python: the user's value
+    assert threads.user_chose_threads({}) is False
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    n, why = threads.configure_threads(None)
+    assert n == threads.job_cores() and "cores" in why
+    assert threads.configure_threads(1) == (1, "threads")
+
+
+def test_run_from_another_directory_with_module_form(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    proc = subprocess.run([sys.executable, "-m", "pretrain", "--config", "configs/vision/simclr_digits.yaml",
+                           f"output_dir={tmp_path / 'o'}", "pretrain.max_steps=2", "pretrain.batch_size=32",
+                           "model.projection_hidden_dim=32"], cwd=tmp_path, env=cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "o" / "encoder").is_dir()
+    assert "CPU threads per process: 1 (OMP_NUM_THREADS)" in proc.stdout
+    assert "\r" not in proc.stderr and "pretrain simclr: 2/2 (100 %)" in proc.stderr  # log lines, not a bar
+
+
+# -------------------------------------------------------------------------------- embeddings and encode
+
+def test_embed_writes_every_split_to_parquet_and_npy(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "shapes"
+    _images(root / "train", ["circle", "square"], n=4)
+    _images(root / "test", ["circle", "square"], n=2)
+    out = tmp_path / "run"
+    args = ["--config", "configs/vision/simclr_digits.yaml", "data.source=folder", f"data.root={root}",
+            f"output_dir={out}", *SMALL]
+    pretrain_main(args)
+    embed_main(args + [f"out={tmp_path / 'e.parquet'}"])
+    table = pq.read_table(tmp_path / "e.parquet").to_pydict()
+    assert table["split"].count("train") == 8 and table["split"].count("test") == 4
+    assert set(table["label"]) == {"circle", "square"} and all(p.endswith(".png") for p in table["id"])
+    enc = __import__("ssl_pipeline").load_encoder(out / "encoder")
+    first = Image.open(table["id"][0])
+    assert np.allclose(table["embedding"][0], enc.encode(first)[0].numpy(), atol=1e-4)
+    embed_main(args + [f"out={tmp_path / 'e.npy'}"])
+    assert np.load(tmp_path / "e.npy").shape == (12, enc.embedding_dim)
+    assert (tmp_path / "e.index.csv").read_text().splitlines()[0] == "row,id,split,label"
+    capsys.readouterr()
+    _fails(embed_main, args + [f"out={tmp_path / 'e.npy'}"], capsys, "already exists")
+
+
+def test_embed_two_processes_matches_one(tmp_path):
+    out = tmp_path / "run"
+    base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
+            "pretrain.batch_size=32", "model.projection_hidden_dim=32", "finetune.probe_batch_size=100"]
+    run_stage("pretrain", base)
+    run_stage("ssl_pipeline.embed", base + [f"out={tmp_path / 'one.npy'}"])
+    run_stage("ssl_pipeline.embed", base + [f"out={tmp_path / 'two.npy'}"], nproc=2)
+    one, two = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
+    assert one.shape == (1797, 256) and np.allclose(one, two, atol=1e-5)
+
+
+def test_vision_encode_takes_pil_arrays_and_uint8_tensors(tmp_path):
+    import ssl_pipeline
+
+    out = tmp_path / "run"
+    pretrain_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=1",
+                   "pretrain.batch_size=16", "model.projection_hidden_dim=16"])
+    enc = ssl_pipeline.load_encoder(out / "encoder")
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)  # another size, RGB
+    pil = Image.fromarray(rgb)
+    a, b = enc.encode(pil), enc.encode([rgb])
+    c = enc.encode(torch.from_numpy(enc.preprocess(pil).numpy()))
+    assert a.shape == (1, enc.embedding_dim) and torch.allclose(a, b) and torch.allclose(a, c, atol=1e-5)
+    assert enc.preprocess(pil).shape == (1, 1, 16, 16)  # the exported size and channels (digits config: 16 px grey)
+    with pytest.raises(UserError):
+        enc.encode(torch.rand(1, 1, 8, 8))
