@@ -298,3 +298,45 @@ def test_vision_encode_takes_pil_arrays_and_uint8_tensors(tmp_path):
     assert enc.preprocess(pil).shape == (1, 1, 16, 16)  # the exported size and channels (digits config: 16 px grey)
     with pytest.raises(UserError):
         enc.encode(torch.rand(1, 1, 8, 8))
+
+
+def test_report_says_in_words_when_ssl_saves_nothing_and_when_classic_wins(tmp_path):
+    from ssl_pipeline.finetune.report import write_report
+
+    rows = []
+    for seed in (0, 1):
+        for method, accs in {"finetune": (0.70, 0.80), "knn": (0.60, 0.70), "supervised": (0.60, 0.85),
+                             "classic": (0.65, 0.90)}.items():
+            for frac, acc in zip((0.01, 0.1), accs):
+                rows.append({"method": method, "label_fraction": frac, "n_labels": int(frac * 1000), "seed": seed,
+                             "accuracy": acc + 0.01 * seed})
+    header = {"task": "simclr", "data": "folder /data/shapes", "encoder": "runs/x/encoder",
+              "encoder_model": "resnet18 (simclr)", "class_names": ["circle", "square"], "evaluated_on": "test"}
+    doc = write_report(tmp_path, header, rows)
+    assert doc["findings"] == [
+        "no label saving over supervised at 10 %: the best SSL method (finetune, 80.5 %) does not beat the same "
+        "model trained from scratch (85.5 %)",
+        "classic beats every SSL method at 10 %: 90.5 % vs 80.5 % for finetune"]
+    md = (tmp_path / "label_efficiency.md").read_text()
+    assert "folder /data/shapes, encoder resnet18 (simclr)" in md and "No label saving over supervised at 10 %" in md
+    assert "70.5 ± 0.7" in md  # two seeds: a spread is shown
+    one = write_report(tmp_path, header, [r for r in rows if r["seed"] == 0])
+    md = (tmp_path / "label_efficiency.md").read_text()
+    assert "n = 1 seed" in md and "± 0.0" not in md and "| finetune | 70.0 | 80.0 |" in md
+    assert one["findings"][0].startswith("no label saving over supervised at 10 %")
+
+
+def test_loading_a_text_encoder_prints_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    out = tmp_path / "t"
+    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=1",
+                           "model.vocab_size=300"])
+    env = {k: v for k, v in cli_env().items() if k != "TRANSFORMERS_VERBOSITY"}
+    code = f"import ssl_pipeline; e = ssl_pipeline.load_encoder({str(out / 'encoder')!r}); print(tuple(e.encode(['a b']).shape))"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "(1, 128)", proc.stderr
+    assert "LOAD REPORT" not in proc.stderr and "Loading weights" not in proc.stderr and "UNEXPECTED" not in proc.stderr

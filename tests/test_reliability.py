@@ -140,3 +140,52 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "enc").stat().st_mode & 0o777 == 0o755
+
+
+def _stop_after_first_log(cmd, out: Path, sig) -> subprocess.CompletedProcess:
+    """Starts a run and sends `sig` once it has logged a step (mid-run, between checkpoints)."""
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=240)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def test_sigterm_checkpoints_the_current_step_and_resume_matches(tmp_path):
+    """Preemption: SIGTERM (or Ctrl-C) saves a checkpoint at the step reached, says so in one line, exits 143."""
+    args = BASE + ["pretrain.checkpoint_every=1000", "pretrain.max_steps=40", "pretrain.log_every=2"]
+    full, stopped = tmp_path / "full", tmp_path / "stopped"
+    run_stage("pretrain", args + [f"output_dir={full}"])
+    done = _stop_after_first_log(launch_args(1) + ["pretrain"] + args + [f"output_dir={stopped}"], stopped, signal.SIGTERM)
+    assert done.returncode == 143, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and lines[0].endswith("— run the same command to resume")
+    step = int(lines[0].split("interrupted at step ")[1].split()[0])
+    assert 2 <= step < 40 and ckpt.latest(stopped / "checkpoints").name == f"step_{step:07d}"
+    assert not (stopped / "encoder").exists()
+    run_stage("pretrain", args + [f"output_dir={stopped}"])
+    a, b = _weights(full), _weights(stopped)
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-6), k
+    assert [r["step"] for r in read_metrics(stopped)] == [r["step"] for r in read_metrics(full)]
+
+
+def test_sigterm_two_processes_is_clean_through_ssl_launch(tmp_path):
+    """Both workers save at the same step; the launcher (`ssl-launch`) adds no traceback of its own."""
+    out = tmp_path / "run"
+    args = BASE + ["pretrain.checkpoint_every=1000", "pretrain.max_steps=200", "pretrain.log_every=2",
+                   "pretrain.batch_size=32", f"output_dir={out}"]
+    launcher = launch_args(2)
+    launcher[launcher.index("accelerate.commands.launch")] = "ssl_pipeline.launch"
+    done = _stop_after_first_log(launcher + ["pretrain"] + args, out, signal.SIGTERM)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and done.stderr.count("interrupted at step") == 1
+    last = ckpt.latest(out / "checkpoints")
+    assert last is not None and {"random_states_0.pkl", "random_states_1.pkl"} <= {p.name for p in last.iterdir()}
+    run_stage("pretrain", args + ["pretrain.max_steps=" + str(int(last.name[5:]) + 4)], nproc=2)
+    assert read_metrics(out)[-1]["step"] == int(last.name[5:]) + 4

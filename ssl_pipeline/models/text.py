@@ -103,12 +103,15 @@ class TextEncoder(nn.Module):
 
         # the MLM checkpoint has no pooler and an MLM head the bare encoder does not use: transformers reports both
         # in a load table that says nothing wrong here, so it is silenced for this load only
-        verbosity = hf_logging.get_verbosity()
+        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         try:
             model = AutoModel.from_pretrained(str(path), attn_implementation="sdpa", add_pooling_layer=False)
         finally:
             hf_logging.set_verbosity(verbosity)
+            if bars:
+                hf_logging.enable_progress_bar()
         return cls(model, AutoTokenizer.from_pretrained(str(path)), spec)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
