@@ -340,3 +340,45 @@ def test_loading_a_text_encoder_prints_nothing(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "(1, 128)", proc.stderr
     assert "LOAD REPORT" not in proc.stderr and "Loading weights" not in proc.stderr and "UNEXPECTED" not in proc.stderr
+
+
+def test_hf_image_files_with_string_labels(tmp_path):
+    import datasets
+
+    imgs = [Image.new("RGB", (12, 12), (i * 30 % 255, 0, 0)) for i in range(20)]
+    names = ["cat" if i % 2 else "dog" for i in range(20)]
+    ds = datasets.Dataset.from_dict({"image": imgs, "label": names}).cast_column("image", datasets.Image())
+    ds.to_parquet(str(tmp_path / "pets.parquet"))
+    d = DataConfig(source="hf", files=[str(tmp_path / "pets.parquet")], image_size=8)
+    train, test = load_images(d, "train"), load_images(d, "test")
+    assert train.class_names == ["cat", "dog"] and len(train) == 16 and len(test) == 4
+    assert sorted(test.labels.tolist()) == [0, 0, 1, 1]
+    assert len(load_images(d, "pretrain")) == 16
+
+
+def test_ctrl_c_in_the_finetune_grid_keeps_finished_cells(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import cli_env
+
+    out = tmp_path / "run"
+    base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
+            "pretrain.batch_size=32", "model.projection_hidden_dim=32"]
+    run_stage("pretrain", base)
+    ft = base + ["finetune.seeds=[0,1,2]", "finetune.methods=[knn,supervised]", "finetune.min_steps=30",
+                 "finetune.max_steps=30"]
+    proc = subprocess.Popen([sys.executable, "-m", "finetune"] + ft, cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    results = out / "label_efficiency.json"
+    deadline = time.time() + 300
+    while not results.exists():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("interrupted — finished work is kept")
+    assert 1 <= len(json.loads(results.read_text())["rows"]) < 18
