@@ -63,6 +63,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    init_from: Optional[str] = None  # start from a checkpoint: vision: a timm name with weights (resnet50.a1_in1k), a .safetensors/.pth file (architecture = model.backbone) or an encoder exported here; text: a Hugging Face model id or save_pretrained directory (its tokenizer and sizes are used)
     backbone: str = "resnet18"  # vision: any timm model name
     small_stem: bool = False  # vision: 3x3 stride-1 stem, no max-pool (SSL practice for <= 64 px images)
     projection_hidden_dim: int = 2048  # SimCLR projection head hidden width
@@ -106,10 +107,11 @@ class PretrainConfig:
 @dataclass
 class FinetuneConfig:
     encoder: Optional[str] = None  # exported encoder directory (default OUTPUT_DIR/encoder)
+    base_encoder: Optional[str] = None  # the starting checkpoint for the base_probe / base_finetune rows (default model.init_from): what you would use without the SSL stage
     label_fractions: Optional[list[float]] = None  # fractions of the train split's labels, e.g. [0.01, 0.1, 1.0]
     labels_per_class: Optional[list[int]] = None  # alternative to label_fractions
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one subset draw + training run per seed
-    methods: list[str] = field(default_factory=lambda: ["linear_probe", "finetune", "knn", "supervised", "classic"])  # rows of the report
+    methods: list[str] = field(default_factory=lambda: ["linear_probe", "finetune", "knn", "supervised", "classic"])  # rows of the report; base_probe / base_finetune (the starting checkpoint without SSL) are added when a base encoder is set
     head: Literal["linear", "mlp"] = "linear"  # prediction head on the encoder
     head_init: Literal["probe", "random"] = "probe"  # finetune: start the linear head from the converged linear probe (LP-FT) or from random weights
     probe_c: float = 0.1  # linear probe: inverse L2 strength of the logistic regression on standardised embeddings
@@ -292,8 +294,30 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, key, value)
     cfg = _build(Config, tree)
+    object.__setattr__(cfg, "explicit_keys", frozenset(_flat_keys(tree)))  # what the user set (not a schema key)
     validate(cfg)
     return cfg
+
+
+def _flat_keys(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in tree.items():
+        keys += _flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return keys
+
+
+def explicit(cfg: Config, key: str) -> bool:
+    """Whether `key` was set in the YAML file or on the command line (not left at its default)."""
+    return key in getattr(cfg, "explicit_keys", frozenset())
+
+
+def base_encoder_ref(cfg: Config) -> Optional[str]:
+    """The checkpoint the base_* rows evaluate: finetune.base_encoder, else model.init_from."""
+    return cfg.finetune.base_encoder or cfg.model.init_from
+
+
+BASE_METHODS = ("base_probe", "base_finetune")
+METHODS = ("linear_probe", "finetune", "knn", "supervised", "classic") + BASE_METHODS
 
 
 def validate(cfg: Config) -> None:
@@ -346,12 +370,15 @@ def validate(cfg: Config) -> None:
                         f"one, or one per label budget ({budgets})")
     if any(s < 0 for s in cfg.finetune.encoder_lr_scale):
         raise UserError("config key 'finetune.encoder_lr_scale' must be >= 0")
-    known_methods = {"linear_probe", "finetune", "knn", "supervised", "classic"}
+    known_methods = set(METHODS)
     for m in cfg.finetune.methods:
         if m not in known_methods:
             close = difflib.get_close_matches(m, sorted(known_methods), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"config key 'finetune.methods' has unknown method '{m}'{hint}")
+    if any(m in BASE_METHODS for m in cfg.finetune.methods) and not base_encoder_ref(cfg):
+        raise UserError("finetune.methods base_probe / base_finetune need a starting checkpoint: set "
+                        "finetune.base_encoder or model.init_from")
     if not 0.0 < cfg.finetune.validation_fraction < 1.0:
         raise UserError(f"config key 'finetune.validation_fraction' must be in (0, 1), got {cfg.finetune.validation_fraction}")
     if not cfg.finetune.seeds:

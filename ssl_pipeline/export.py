@@ -16,7 +16,8 @@ from .errors import UserError
 SPEC_FILE = "ssl_encoder.json"
 
 
-def save_vision_encoder(backbone, path, cfg) -> None:
+def save_vision_encoder(backbone, path, cfg, pretext: str | None = None) -> None:
+    """`pretext`: what trained it (default the config's task; "none" for a starting checkpoint as it is)."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
@@ -30,7 +31,8 @@ def save_vision_encoder(backbone, path, cfg) -> None:
         "channels": cfg.data.channels,
         "input": "float images in [0, 1] (or uint8), shape (B, C, H, W); normalised inside as (x - 0.5) / 0.5",
         "embedding_dim": int(backbone.num_features),
-        "pretext": cfg.task,
+        "pretext": pretext or cfg.task,
+        "init_from": cfg.model.init_from,
     }
     with atomic_dir(path) as tmp:
         save_file(state, str(tmp / "model.safetensors"))
@@ -75,7 +77,7 @@ def load_encoder(path, expect_modality: str | None = None):
     return TextEncoder.from_pretrained(path, spec).eval()
 
 
-def save_text_encoder(mlm_model, tokenizer, path, cfg) -> None:
+def save_text_encoder(mlm_model, tokenizer, path, cfg, pretext: str | None = None) -> None:
     """`save_pretrained` of the MLM model and tokenizer: loads with AutoModel / AutoModelForMaskedLM / AutoTokenizer."""
     spec = {
         "modality": "text",
@@ -85,7 +87,8 @@ def save_text_encoder(mlm_model, tokenizer, path, cfg) -> None:
         "input": "input_ids and attention_mask from the saved tokenizer",
         "embedding_dim": int(mlm_model.config.hidden_size),
         "architecture": mlm_model.config.model_type,
-        "pretext": cfg.task,
+        "pretext": pretext or cfg.task,
+        "init_from": cfg.model.init_from,
     }
     with atomic_dir(path) as tmp:
         mlm_model.save_pretrained(str(tmp))

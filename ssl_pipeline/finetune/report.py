@@ -1,5 +1,6 @@
-"""Label-efficiency report: rows -> summary (mean ± std over seeds), gains over `supervised`, the label
-multiplier, and the four files (json, csv, png, md). Files are written atomically."""
+"""Label-efficiency report: rows -> summary (mean ± std over seeds), gains and label multipliers over `supervised`
+and over the best baseline (the strongest of supervised, classic and the starting checkpoint's base_* rows at
+each fraction: what the user would otherwise use), and the four files (json, csv, png, md), written atomically."""
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,8 @@ import numpy as np
 from ..atomic import write_json, write_text
 
 SSL_METHODS = ("linear_probe", "finetune", "knn")
-METHOD_ORDER = ("finetune", "linear_probe", "knn", "supervised", "classic")
+BASELINES = ("supervised", "classic", "base_probe", "base_finetune")
+METHOD_ORDER = ("finetune", "linear_probe", "knn", "base_finetune", "base_probe", "supervised", "classic")
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -33,12 +35,26 @@ def _curve(summary: list[dict], method: str) -> list[tuple[int, float]]:
     return sorted((s["n_labels"], s["mean"]) for s in summary if s["method"] == method)
 
 
-def label_multiplier(summary: list[dict]) -> dict | None:
-    """How many times more labels `supervised` needs to match the best SSL method at the smallest fraction.
+def best_baselines(summary: list[dict]) -> list[dict]:
+    """Per label fraction, the strongest baseline row (mean accuracy) among BASELINES."""
+    out = []
+    for frac in sorted({s["label_fraction"] for s in summary}):
+        rows = [s for s in summary if s["method"] in BASELINES and s["label_fraction"] == frac]
+        if rows:
+            best = max(rows, key=lambda s: s["mean"])
+            out.append({"label_fraction": frac, "n_labels": best["n_labels"], "method": best["method"],
+                        "accuracy": best["mean"]})
+    return out
 
-    Interpolates the supervised curve linearly in log(number of labels); "> N×" when it never gets there.
+
+def label_multiplier(summary: list[dict], baseline: str = "supervised") -> dict | None:
+    """How many times more labels the baseline needs to match the best SSL method at the smallest fraction.
+
+    `baseline`: "supervised", or "best" for the best-baseline envelope (the strongest baseline at each fraction).
+    Interpolates the baseline curve linearly in log(number of labels); "> N×" when it never gets there.
     """
-    sup = _curve(summary, "supervised")
+    sup = (_curve(summary, "supervised") if baseline == "supervised"
+           else sorted((b["n_labels"], b["accuracy"]) for b in best_baselines(summary)))
     ssl = [s for s in summary if s["method"] in SSL_METHODS]
     if not sup or not ssl:
         return None
@@ -60,6 +76,18 @@ def label_multiplier(summary: list[dict]) -> dict | None:
     else:
         result.update(multiplier=reach / smallest, text=f"{reach / smallest:.1f}×")
     return result
+
+
+def gains_over_best_baseline(summary: list[dict]) -> list[dict]:
+    """Best SSL method minus the best baseline, per label fraction."""
+    out = []
+    for b in best_baselines(summary):
+        ssl = [s for s in summary if s["method"] in SSL_METHODS and s["label_fraction"] == b["label_fraction"]]
+        if ssl:
+            best = max(ssl, key=lambda s: s["mean"])
+            out.append({"label_fraction": b["label_fraction"], "best_ssl_method": best["method"], "best_ssl": best["mean"],
+                        "best_baseline": b["method"], "baseline": b["accuracy"], "gain": best["mean"] - b["accuracy"]})
+    return out
 
 
 def gains(summary: list[dict]) -> list[dict]:
@@ -92,13 +120,20 @@ def findings(summary: list[dict]) -> list[str]:
         if classic and classic["mean"] > best["mean"]:
             out.append(f"classic beats every SSL method at {_pct(frac)}: {100 * classic['mean']:.1f} % vs "
                        f"{100 * best['mean']:.1f} % for {best['method']}")
+        base = max((at[m] for m in ("base_probe", "base_finetune") if m in at), key=lambda s: s["mean"], default=None)
+        if base and base["mean"] >= best["mean"]:
+            out.append(f"no label saving over the starting checkpoint at {_pct(frac)}: {base['method']} "
+                       f"{100 * base['mean']:.1f} % vs {100 * best['mean']:.1f} % for {best['method']} after SSL")
     return out
 
 
 def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
     summary = summarize(rows)
     doc = {**header, "metric": "accuracy", "rows": rows, "summary": summary, "gain_over_supervised": gains(summary),
-           "label_multiplier": label_multiplier(summary), "findings": findings(summary)}
+           "label_multiplier": label_multiplier(summary), "best_baseline": best_baselines(summary),
+           "gain_over_best_baseline": gains_over_best_baseline(summary),
+           "label_multiplier_vs_best_baseline": label_multiplier(summary, baseline="best"),
+           "findings": findings(summary)}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
@@ -154,6 +189,16 @@ def markdown(doc: dict) -> str:
         for g in doc["gain_over_supervised"]:
             lines.append(f"- {_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
                          f"{100 * g['supervised']:.1f} % → {100 * g['gain']:+.1f} points")
+    if doc.get("gain_over_best_baseline") and any(b["method"] != "supervised" for b in doc.get("best_baseline", [])):
+        lines += ["", "Gain over the **best baseline** at each fraction (the strongest of "
+                      f"{', '.join(m for m in BASELINES if any(s['method'] == m for s in summary))}):", ""]
+        for g in doc["gain_over_best_baseline"]:
+            lines.append(f"- {_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
+                         f"{g['best_baseline']} {100 * g['baseline']:.1f} % → {100 * g['gain']:+.1f} points")
+        lmb = doc.get("label_multiplier_vs_best_baseline")
+        if lmb:
+            lines += ["", f"Label multiplier vs the best baseline: **{lmb['text']}** the labels to match "
+                          f"{lmb['ssl_method']} with {lmb['n_labels']} labels."]
     if doc.get("findings"):
         lines += [""] + [f"- **{f[0].upper()}{f[1:]}.**" for f in doc["findings"]]
     lm = doc.get("label_multiplier")
@@ -175,7 +220,7 @@ def _plot(path: Path, summary: list[dict], title: str, validation: bool = False)
         if not pts:
             continue
         n, mean, std = (np.array(v) for v in zip(*pts))
-        style = "--" if m in ("supervised", "classic") else "-"
+        style = "--" if m in BASELINES else "-"
         seeds = min(s["seeds"] for s in summary if s["method"] == m)
         ax.plot(n, 100 * mean, style, marker="o", label=m if seeds > 1 else f"{m} (n = 1)")
         if seeds > 1:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import MODALITY_OF_TASK, Config
+from ..config import BASE_METHODS, MODALITY_OF_TASK, Config, base_encoder_ref, explicit
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
 from . import methods as M
+from .base import base_encoder_dir
 from .labeled import labeled_data
 from .report import write_report
 from .subsets import balanced_subset, per_class_counts
@@ -28,14 +29,15 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
             h.update(f.read_bytes())
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
                                                                            "labels_per_class", "encoder")}
+    ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     h.update(json.dumps({"data": cfg.to_dict()["data"], "finetune": ft}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
-def data_label(d) -> str:
+def data_label(d, modality: str = "vision") -> str:
     """What the report was measured on, in the user's words: dataset name, folder or files."""
     if d.source == "embedded":
-        return "embedded demo data"
+        return "scikit-learn digits (embedded)" if modality == "vision" else "Python stdlib docstrings (embedded)"
     if d.source == "folder" or (d.source == "torchvision" and not d.name):
         return f"folder {d.root}"
     if d.name:
@@ -92,20 +94,21 @@ def run_finetune(cfg: Config) -> dict:
 
     # validate every request before any training: impossible subsets fail fast
     cells = []
+    methods = methods_for(cfg)
     for kind, value, lr_scale in _requests(cfg):
         kwargs = {"fraction": value} if kind == "label_fraction" else {"per_class": value}
         n_labels = int(per_class_counts(data.train_labels, data.num_classes, names=data.class_names, **kwargs).sum())
         frac = value if kind == "label_fraction" else n_labels / n_train
         for seed in cfg.finetune.seeds:
-            for method in cfg.finetune.methods:
+            for method in methods:
                 cells.append({"method": method, "label_fraction": frac, "n_labels": n_labels, "seed": seed,
                               "kwargs": kwargs, "encoder_lr_scale": lr_scale})
 
     header = {"task": cfg.task, "encoder": str(encoder_path), "encoder_model": encoder_label(spec),
-              "data": data_label(cfg.data), "class_names": list(data.class_names),
+              "data": data_label(cfg.data, spec["modality"]), "class_names": list(data.class_names),
               "evaluated_on": cfg.finetune.evaluate_on,
               "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
-              "num_classes": data.num_classes}
+              "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg)}
     report_dir = output_dir if cfg.finetune.evaluate_on == "test" else output_dir / "validation"
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg.overwrite)
@@ -114,26 +117,25 @@ def run_finetune(cfg: Config) -> dict:
     accelerator.print(f"finetune: {len(cells)} grid cells ({len(cells) - len(todo)} already done), "
                       f"{n_train} labeled train / {len(data.test_labels)} test examples, {data.num_classes} classes")
 
-    features = None
-    probe_init = cfg.finetune.head == "linear" and cfg.finetune.head_init == "probe"
-    if any(c["method"] in ("linear_probe", "knn") or (c["method"] == "finetune" and probe_init) for c in todo):
-        from ..export import load_encoder
+    ssl = Evaluated(encoder_path, data)
+    ssl.features = _features(ssl, cfg, accelerator, want, [c["method"] for c in todo], SSL_FEATURE_METHODS)
+    base = None
+    if any(c["method"] in BASE_METHODS for c in todo):
+        base_path = base_encoder_dir(cfg, output_dir, want, accelerator)
+        base = Evaluated(base_path, labeled_data(cfg, read_spec(base_path), base_path))
+        if not np.array_equal(base.data.train_labels, data.train_labels):
+            raise UserError("the base encoder's view of the data differs from the SSL encoder's (labels out of order)")
+        base.features = _features(base, cfg, accelerator, want, [c["method"] for c in todo], BASE_FEATURE_METHODS)
 
-        enc = load_encoder(encoder_path, expect_modality=want)
-        all_train = np.arange(n_train)
-        features = (M.embed(enc, data.dataset("train", all_train), data.input_keys, accelerator, cfg.finetune.probe_batch_size),
-                    M.embed(enc, data.dataset("test", np.arange(len(data.test_labels))), data.input_keys, accelerator,
-                            cfg.finetune.probe_batch_size))
-        del enc
-
-    probes = {}  # one converged probe per labeled subset, shared by linear_probe and the LP-FT head
     bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
     for cell in todo:
         bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
         idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
         set_seed(cell["seed"])
-        preds = run_cell(cell["method"], idx, data, features, cfg, accelerator, encoder_path, cell["seed"],
-                         cell["encoder_lr_scale"], probes)
+        on = base if cell["method"] in BASE_METHODS else ssl
+        method = BASE_PROTOCOL.get(cell["method"], cell["method"])  # base_* = the same protocol on the checkpoint
+        preds = run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path, cell["seed"],
+                         cell["encoder_lr_scale"], on.probes)
         acc = float((np.asarray(preds) == data.test_labels).mean())
         row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
         row["accuracy"] = acc
@@ -146,6 +148,46 @@ def run_finetune(cfg: Config) -> dict:
     accelerator.end_training()
     accelerator.print(f"label-efficiency report: {report_dir / 'label_efficiency.md'} (+ .json, .csv, .png)")
     return doc
+
+
+# base_probe / base_finetune run the linear_probe / finetune protocol on the starting checkpoint
+BASE_PROTOCOL = {"base_probe": "linear_probe", "base_finetune": "finetune"}
+SSL_FEATURE_METHODS = ("linear_probe", "knn", "finetune")
+BASE_FEATURE_METHODS = BASE_METHODS
+
+
+class Evaluated:
+    """One encoder the grid scores: its export, its view of the labeled data, frozen features and probes."""
+
+    def __init__(self, path: Path, data):
+        self.path, self.data = path, data
+        self.features = None
+        self.probes: dict = {}  # one converged probe per labeled subset, shared by the probe and the LP-FT head
+
+
+def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list[str], users: tuple):
+    """Frozen train/test embeddings when a pending cell needs them (probes, kNN, the LP-FT head)."""
+    probe_init = cfg.finetune.head == "linear" and cfg.finetune.head_init == "probe"
+    needed = [m for m in todo if m in users and (BASE_PROTOCOL.get(m, m) != "finetune" or probe_init)]
+    if not needed:
+        return None
+    from ..export import load_encoder
+
+    enc = load_encoder(on.path, expect_modality=modality)
+    data, bs = on.data, cfg.finetune.probe_batch_size
+    feats = (M.embed(enc, data.dataset("train", np.arange(len(data.train_labels))), data.input_keys, accelerator, bs),
+             M.embed(enc, data.dataset("test", np.arange(len(data.test_labels))), data.input_keys, accelerator, bs))
+    del enc
+    return feats
+
+
+def methods_for(cfg: Config) -> list[str]:
+    """The report's rows: finetune.methods, plus the base_* rows when a starting checkpoint is known and the
+    user did not list the methods."""
+    methods = list(cfg.finetune.methods)
+    if base_encoder_ref(cfg) and not explicit(cfg, "finetune.methods"):
+        methods += [m for m in BASE_METHODS if m not in methods]
+    return methods
 
 
 def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,

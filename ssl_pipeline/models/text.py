@@ -73,7 +73,11 @@ class MaskedLM(nn.Module):
     def __init__(self, mlm):
         super().__init__()
         self.mlm = mlm
-        self.head_name = "cls" if hasattr(mlm, "cls") else "lm_head"  # BERT's vs RoBERTa's head attribute
+        # BERT's vs RoBERTa's head attribute; other layouts would need their own head call
+        self.head_name = next((h for h in ("cls", "lm_head") if hasattr(mlm, h)), None)
+        if self.head_name is None or not hasattr(mlm, "base_model"):
+            raise UserError(f"{type(mlm).__name__} has no BERT- or RoBERTa-style masked-LM head (cls / lm_head); "
+                            "supported for continued pretraining: BERT, RoBERTa, XLM-R, RoBERTa-PreLN and relatives")
 
     def forward(self, input_ids, attention_mask, positions):
         """-> head logits at `positions` (flat indices into the (batch x length) tokens); mask None = no padding."""

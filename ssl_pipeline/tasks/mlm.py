@@ -14,7 +14,7 @@ from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pre
                          train_tokenizer)
 from ..errors import UserError
 from ..masking import IGNORE, bucketed_positions, mask_tokens, special_table
-from ..models.text import masked_lm
+from ..models.text import MaskedLM, masked_lm
 
 EVAL_BLOCKS = 256  # held-out blocks for perplexity (a fixed slice of the training split, never trained on)
 
@@ -59,6 +59,12 @@ class MLMTask:
             g = torch.Generator().manual_seed(d.split_seed)
             ids = torch.randint(5, cfg.model.vocab_size, (d.num_samples, L), generator=g)
             blocks = ids.tolist()
+        elif cfg.model.init_from:  # continued pretraining: tokenizer, sizes and (if any) MLM head from the checkpoint
+            from ..models.init import text_init
+
+            with accelerator.main_process_first():  # a hub download happens once
+                init_model, self.tokenizer = text_init(cfg)
+            blocks = None
         elif d.streaming:
             if cfg.pretrain.max_steps is None:
                 raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
@@ -76,6 +82,14 @@ class MLMTask:
                 self.tokenizer = cached_tokenizer(texts, cfg.model.vocab_size, cache, accelerator, digest)
             with accelerator.main_process_first():
                 blocks = tokenize_and_pack(texts, self.tokenizer, L, cache, digest)
+        if cfg.model.init_from and d.source != "synthetic":
+            if d.streaming:
+                if cfg.pretrain.max_steps is None:
+                    raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
+            else:
+                texts = load_texts(d, "pretrain").texts + extra_pretrain_texts(d)
+                with accelerator.main_process_first():
+                    blocks = tokenize_and_pack(texts, self.tokenizer, L, cache, corpus_digest(texts))
         self.vocab_size = len(self.tokenizer)
         if blocks is not None:
             n_eval = min(EVAL_BLOCKS, len(blocks) // 20)
@@ -87,7 +101,13 @@ class MLMTask:
             self.eval_data = None
             stream = stream_texts(d, accelerator.process_index, accelerator.num_processes)
             self.data = StreamingBlocks(stream, self.tokenizer, d.text_column, L)
-        self.model = masked_lm(cfg.model, self.vocab_size, L, self.tokenizer.pad_token_id)
+        if cfg.model.init_from and d.source != "synthetic":
+            if init_model.config.vocab_size < self.vocab_size:
+                raise UserError(f"model.init_from {cfg.model.init_from}: its tokenizer has {self.vocab_size} tokens "
+                                f"but the model only {init_model.config.vocab_size} embeddings")
+            self.model = MaskedLM(init_model)
+        else:
+            self.model = masked_lm(cfg.model, self.vocab_size, L, self.tokenizer.pad_token_id)
         self.special = special_table(self.tokenizer, self.vocab_size)
         self.mask_id = self.tokenizer.mask_token_id
 

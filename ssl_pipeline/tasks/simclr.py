@@ -1,6 +1,8 @@
 """SimCLR: two augmented views per image, one forward over both, NT-Xent with negatives from all processes."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -29,9 +31,16 @@ class SimCLRTask:
         from lightly.loss import NTXentLoss
         from lightly.models.modules import SimCLRProjectionHead
 
-        self.cfg = cfg
         self.data = load_images(cfg.data, "pretrain")
-        backbone = create_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.small_stem)
+        if cfg.model.init_from:  # continued pretraining: the architecture comes from the checkpoint
+            from ..models.init import vision_init
+
+            with accelerator.main_process_first():  # a hub download happens once
+                backbone, name, small_stem = vision_init(cfg)
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=name, small_stem=small_stem))
+        else:
+            backbone = create_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.small_stem)
+        self.cfg = cfg
         self.embedding_dim = check_image_size(backbone, cfg.data.channels, cfg.data.image_size)
         head = SimCLRProjectionHead(self.embedding_dim, cfg.model.projection_hidden_dim, cfg.model.projection_dim)
         self.model = SimCLRModel(backbone, head)
