@@ -9,6 +9,7 @@ NaN detection and the final export.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -161,7 +162,7 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
     bar = progress(total_steps, state["step"], plan.description,
                    disable=not (plan.show_progress and accelerator.is_local_main_process))
     stop = StopFlag(accelerator.num_processes) if ckpt_dir is not None else None
-    with stop if stop is not None else _no_context():
+    with stop or contextlib.nullcontext():
         last_row = _loop(task, plan, accelerator, model, optimizer, scheduler, loader, presharded, total_steps,
                          batches_per_epoch, state, metrics, bar, ckpt_dir, stop)
     bar.close()
@@ -172,12 +173,6 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
         accelerator.wait_for_everyone()
     task.model = accelerator.unwrap_model(model)
     return last_row
-
-
-def _no_context():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, presharded, total_steps, batches_per_epoch,

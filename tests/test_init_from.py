@@ -105,7 +105,7 @@ def test_text_continued_pretraining_two_processes_resumes_and_exports(tiny_bert,
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(TEXT_YAML)
     out = tmp_path / "run"
-    args = ["--config", str(cfg_file), f"model.init_from={tiny_bert}", f"output_dir={out}"]
+    args = ["--config", str(cfg_file), f"model.init_from={tiny_bert}", f"output_dir={out}", "pretrain.mixed_precision=bf16"]
     run_stage("pretrain", args, nproc=2)
     run_stage("pretrain", args + ["pretrain.max_steps=4"], nproc=2)  # resumes from step 2, same checkpoint start
     assert [r["step"] for r in read_metrics(out) if "loss" in r][-1] == 4
