@@ -294,16 +294,17 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, key, value)
     cfg = _build(Config, tree)
-    object.__setattr__(cfg, "explicit_keys", frozenset(_flat_keys(tree)))  # what the user set (not a schema key)
+    object.__setattr__(cfg, "explicit_keys", frozenset(flatten(tree)))  # what the user set (not a schema key)
     validate(cfg)
     return cfg
 
 
-def _flat_keys(tree: dict, prefix: str = "") -> list[str]:
-    keys = []
+def flatten(tree: dict, sep: str = ".", prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}: nested config sections as dotted keys (or `sep`-joined, for trackers)."""
+    out = {}
     for k, v in tree.items():
-        keys += _flat_keys(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
-    return keys
+        out.update(flatten(v, sep, f"{prefix}{k}{sep}") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def explicit(cfg: Config, key: str) -> bool:

@@ -3,19 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import Config
+from .config import Config, flatten
 from .engine import TrainPlan, make_accelerator, scaled_lr, train
 from .run_dir import check_pretrain_dir, clear_pretrain_dir, mark_complete
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}/"))
-        elif isinstance(v, (int, float, str, bool)):
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def run_pretrain(cfg: Config) -> dict:
@@ -42,7 +32,8 @@ def run_pretrain(cfg: Config) -> dict:
             clear_pretrain_dir(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "config.json", cfg.to_dict())
-    accelerator.init_trackers("pretrain", config=_flat(cfg.to_dict()))
+    hparams = {k: v for k, v in flatten(cfg.to_dict(), sep="/").items() if isinstance(v, (int, float, str, bool))}
+    accelerator.init_trackers("pretrain", config=hparams)
     global_batch = cfg.pretrain.batch_size * accelerator.num_processes * cfg.pretrain.gradient_accumulation_steps
     p = cfg.pretrain
     plan = TrainPlan(batch_size=p.batch_size, epochs=p.epochs, max_steps=p.max_steps,

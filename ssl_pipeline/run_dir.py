@@ -26,19 +26,11 @@ def existing_run(output_dir: Path) -> list[str]:
     return [m for m in PRETRAIN_MARKERS if (output_dir / m).exists()]
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def recipe_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
     """(key, value there, value now) for every key that decides what is trained and differs."""
-    a, b = _flat(old), _flat(new)
+    from .config import flatten
+
+    a, b = flatten(old), flatten(new)
     changes = []
     for key in sorted(set(a) | set(b)):
         if any(key == f or (f.endswith(".") and key.startswith(f)) for f in FREE_KEYS):
