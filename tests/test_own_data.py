@@ -382,3 +382,13 @@ def test_ctrl_c_in_the_finetune_grid_keeps_finished_cells(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     assert err.strip().splitlines()[-1].startswith("interrupted — finished work is kept")
     assert 1 <= len(json.loads(results.read_text())["rows"]) < 18
+
+
+def test_label_multiplier_says_when_there_is_no_saving():
+    from ssl_pipeline.finetune.report import label_multiplier, summarize
+
+    rows = [{"method": m, "label_fraction": f, "n_labels": n, "seed": 0, "accuracy": a}
+            for m, pts in {"linear_probe": ((0.1, 60, 0.63), (1.0, 600, 0.79)),
+                           "classic": ((0.1, 60, 0.64), (1.0, 600, 0.80))}.items() for f, n, a in pts]
+    lm = label_multiplier(summarize(rows), baseline="best")
+    assert lm["multiplier"] == 1.0 and lm["text"] == "≤ 1.0× (no label saving)"

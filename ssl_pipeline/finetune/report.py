@@ -73,6 +73,8 @@ def label_multiplier(summary: list[dict], baseline: str = "supervised") -> dict 
                 break
     if reach is None:
         result.update(multiplier=None, text=f"> {sup[-1][0] / smallest:.1f}×")
+    elif sup[0][1] >= target and sup[0][0] <= smallest:  # no saving: the baseline matches it with as few labels
+        result.update(multiplier=reach / smallest, text=f"≤ {reach / smallest:.1f}× (no label saving)")
     else:
         result.update(multiplier=reach / smallest, text=f"{reach / smallest:.1f}×")
     return result
