@@ -43,7 +43,8 @@ def _parse(prog: str, argv):
 
 
 @exit_on_user_error
-def pretrain_main(argv=None) -> None:
+def pretrain_main(argv=None, step_hooks: tuple = ()) -> None:
+    """`step_hooks`: see engine.train (tests use them to inject faults into real runs)."""
     _quiet()
     from .config import load_config
 
@@ -51,7 +52,7 @@ def pretrain_main(argv=None) -> None:
     cfg = load_config(args.config, args.overrides)
     from .pretrain import run_pretrain
 
-    run_pretrain(cfg)
+    run_pretrain(cfg, step_hooks)
 
 
 @exit_on_user_error

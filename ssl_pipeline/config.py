@@ -137,7 +137,7 @@ class FinetuneConfig:
 
 @dataclass
 class Config:
-    task: Literal["simclr", "mlm"] = "simclr"  # pretext task: SimCLR (vision) or masked-token (text)
+    task: str = "simclr"  # pretext method (a registered one): simclr (vision) or mlm (masked-token, text)
     threads: Optional[int] = None  # CPU threads per process; null: the cores given to the job / local processes, unless you set OMP_NUM_THREADS or --num_cpu_threads_per_process
     output_dir: str = "runs/default"  # run directory: checkpoints, metrics, encoder/, label_efficiency.*
     seed: int = 0  # seeds model init, data order and augmentation (CPU runs are reproducible; text: given the same tokenizer, see README Reliability)
@@ -388,13 +388,16 @@ def validate(cfg: Config) -> None:
 
 TEXT_ONLY_SOURCES = ("text", "jsonl", "csv", "parquet")
 VISION_ONLY_SOURCES = ("folder", "torchvision")
-TASK_FOR_MODALITY = {"vision": "simclr", "text": "mlm"}
-MODALITY_OF_TASK = {"simclr": "vision", "mlm": "text"}
+TASK_FOR_MODALITY = {"vision": "simclr", "text": "mlm"}  # the method suggested for each kind of data
 
 
 def _check_task_fits_source(cfg: Config) -> None:
     """A text file with a vision task (or the reverse) is a common first mistake: name the fix."""
-    modality = MODALITY_OF_TASK[cfg.task]
+    from .tasks import available, modality_of
+
+    if cfg.task not in available():
+        raise UserError(f"config key 'task' must be one of {available()}, got {cfg.task!r}")
+    modality = modality_of(cfg.task)
     src = cfg.data.source
     other = "text" if src in TEXT_ONLY_SOURCES else "vision" if src in VISION_ONLY_SOURCES else None
     if other and other != modality:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import MODALITY_OF_TASK, Config
+from .config import Config
 from .errors import UserError
 
 FORMATS = (".parquet", ".npy")
@@ -74,9 +74,12 @@ def run_embed(cfg: Config, out: Path) -> Path:
         raise UserError(f"out={out} already exists; choose another file or set overwrite=true")
     encoder_path = resolve_encoder_path(cfg)
     spec = read_spec(encoder_path)
-    if spec["modality"] != MODALITY_OF_TASK[cfg.task]:
+    from .tasks import modality_of
+
+    want = modality_of(cfg.task)
+    if spec["modality"] != want:
         raise UserError(f"encoder {encoder_path} is a {spec['modality']} encoder but task={cfg.task} reads "
-                        f"{MODALITY_OF_TASK[cfg.task]} data (set task to match)")
+                        f"{want} data (set task to match)")
     accelerator = make_accelerator(cfg)
     encoder = load_encoder(encoder_path).to(accelerator.device).eval()
     ids, splits, labels, vectors = [], [], [], []

@@ -1,8 +1,9 @@
-"""The one training engine shared by every pretext task and by fine-tuning.
+"""The one training engine shared by every pretext method and by fine-tuning.
 
-A task supplies: `model`, `dataloader(batch_size, generator)`, `loss(model, batch, accelerator) ->
-(loss, extra_metrics)`, `batch_items(batch) -> {"samples": n, ["tokens": n]}`, `evaluate(model, accelerator)`
-and `export(model, path)`. The engine owns everything else, in the Accelerate idiom: device placement,
+A task (a `Task` subclass) supplies: `model`, `dataloader(batch_size, generator)`, `loss(model, batch,
+accelerator) -> (loss, extra_metrics)`, `batch_items(batch) -> {"samples": n, ["tokens": n]}`, and where it needs
+them `evaluate(model, accelerator)`, `after_optimizer_step(model, step, total_steps)` (EMA teachers) and
+`export(model, path)`. The engine owns everything else, in the Accelerate idiom: device placement,
 DDP, mixed precision, gradient accumulation, LARS/AdamW with warm-up + cosine, progress bar, metrics.jsonl
 and TensorBoard, atomic checkpoints with exact resume (model, optimizer, scheduler, RNG, data position),
 NaN detection and the final export.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,33 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .errors import UserError
+
+
+class Task:
+    """What the engine trains. Defaults cover what most tasks do not need; a method overrides the rest."""
+
+    modality: str = ""  # "vision" | "text": which data and encoders the task works with
+    presharded: bool = False  # True when the loader already gives each process its own shard (streaming)
+    model: nn.Module
+
+    def dataloader(self, batch_size: int, generator: torch.Generator):
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, batch: dict, accelerator) -> tuple[torch.Tensor, dict]:
+        """-> (loss, extra metrics as 0-d tensors or floats, averaged over the log window)."""
+        raise NotImplementedError
+
+    def batch_items(self, batch: dict) -> dict:
+        return {"samples": len(next(iter(batch.values())))}
+
+    def evaluate(self, model: nn.Module, accelerator) -> dict:
+        return {}
+
+    def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
+        """Called after every optimizer step with the unwrapped model (e.g. to update an EMA teacher)."""
+
+    def export(self, model: nn.Module, path) -> None:
+        """Writes the encoder to `path` at the end of a run (tasks without an export keep nothing)."""
 
 
 @dataclass
@@ -116,11 +143,13 @@ class MetricsLog:
             self.accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
 
 
-def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Path] = None,
-          resume: bool = False, groups: Optional[list[dict]] = None) -> dict:
+def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Path] = None,
+          resume: bool = False, groups: Optional[list[dict]] = None, step_hooks: tuple = ()) -> dict:
     """Runs the loop to `plan`'s end; returns the last logged metrics. Exports when `output_dir` is set.
 
-    With checkpoints on, SIGINT/SIGTERM save a checkpoint at the current step and raise `Interrupted`."""
+    With checkpoints on, SIGINT/SIGTERM save a checkpoint at the current step and raise `Interrupted`.
+    `step_hooks`: callables (step, loss, accelerator) -> loss run on every micro-batch's loss before it is
+    accumulated (tests inject faults with them)."""
     from .interrupt import StopFlag
     from .progress import progress
 
@@ -128,7 +157,7 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
     loader = task.dataloader(plan.batch_size, generator)
     model = task.model
     optimizer = build_optimizer(groups or param_groups(model, plan.weight_decay), plan)
-    presharded = getattr(loader, "presharded", False)  # streaming: each process already reads its own shard
+    presharded = task.presharded  # streaming: each process already reads its own shard
     if presharded:
         model, optimizer = accelerator.prepare(model, optimizer)
         batches_per_epoch = None
@@ -164,7 +193,7 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
     stop = StopFlag(accelerator.num_processes) if ckpt_dir is not None else None
     with stop or contextlib.nullcontext():
         last_row = _loop(task, plan, accelerator, model, optimizer, scheduler, loader, presharded, total_steps,
-                         batches_per_epoch, state, metrics, bar, ckpt_dir, stop)
+                         batches_per_epoch, state, metrics, bar, ckpt_dir, stop, step_hooks)
     bar.close()
     if output_dir is not None:
         accelerator.wait_for_everyone()
@@ -176,12 +205,12 @@ def train(task, plan: TrainPlan, accelerator, seed: int, output_dir: Optional[Pa
 
 
 def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, presharded, total_steps, batches_per_epoch,
-          state, metrics, bar, ckpt_dir, stop) -> dict:
+          state, metrics, bar, ckpt_dir, stop, step_hooks) -> dict:
     from .interrupt import Interrupted
 
     model.train()
     step, epoch, skip, last_row = state["step"], state["epoch"], state["batch_in_epoch"], {}
-    window = {"loss": 0.0, "n": 0, "samples": 0, "tokens": 0, "extra": {}, "t0": time.perf_counter()}
+    window = _Window(accelerator.device)
     while step < total_steps:
         if not presharded:
             loader.set_epoch(epoch)  # the sampler's order is a function of (seed, epoch): resumable exactly
@@ -198,25 +227,21 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, preshard
                     optimizer.step()
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            items = task.batch_items(batch)
-            window["samples"] += items["samples"]
-            window["tokens"] += items.get("tokens", 0)
-            loss_value = loss.detach().float().item()
-            if _injected_fault(accelerator, step + 1):
-                loss_value = float("nan")
-            if not math.isfinite(loss_value):
-                raise UserError(f"loss is {loss_value} at step {step + 1}: training diverged "
-                                f"(lower the learning rate); the last good checkpoint is kept")
-            window["loss"] += loss_value
-            window["n"] += 1
-            for k, v in extra.items():
-                window["extra"][k] = window["extra"].get(k, 0.0) + float(v)
+            loss = loss.detach()
+            for hook in step_hooks:
+                loss = hook(step + 1, loss, accelerator)
+            window.add(loss, extra, task.batch_items(batch), step + 1)  # on the device: no sync per step
             if not accelerator.sync_gradients:
                 continue
             step += 1
             bar.update(1)
-            if step % plan.log_every == 0 or step == total_steps:
-                last_row = _log_row(window, step, epoch + batch_index / (batches_per_epoch or batch_index), scheduler, accelerator)
+            task.after_optimizer_step(accelerator.unwrap_model(model), step, total_steps)
+            log_now = step % plan.log_every == 0 or step == total_steps
+            save_now = ckpt_dir is not None and step % plan.checkpoint_every == 0
+            if log_now or save_now:
+                window.check_finite()  # before a log row or a checkpoint: a diverged run never saves
+            if log_now:
+                last_row = window.row(step, epoch + batch_index / (batches_per_epoch or batch_index), scheduler, accelerator)
                 bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}")
                 metrics.write(last_row, step)
             if plan.eval_every and (step % plan.eval_every == 0 or step == total_steps):
@@ -227,7 +252,9 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, preshard
                     last_row.update(ev)
                     metrics.write({"step": step, "epoch": epoch, **ev}, step)
             signum = stop.requested() if stop is not None and step < total_steps else 0
-            if ckpt_dir is not None and (step % plan.checkpoint_every == 0 or step == total_steps or signum):
+            if signum and not save_now:
+                window.check_finite()
+            if ckpt_dir is not None and (save_now or step == total_steps or signum):
                 done_epoch = batches_per_epoch is not None and batch_index >= batches_per_epoch
                 ckpt.save(accelerator, ckpt_dir, {"step": step, "epoch": epoch + int(done_epoch),
                                                   "batch_in_epoch": 0 if done_epoch else batch_index},
@@ -265,34 +292,57 @@ def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | 
     return accelerator
 
 
-def _injected_fault(accelerator, step: int) -> bool:
-    """Test hook: SSL_PIPELINE_FAULT="RANK:STEP" makes one process raise at a step; "RANK:STEP:nan" makes its
-    loss NaN there. Lets the tests prove that failures end every process and that divergence is caught."""
-    spec = os.environ.get("SSL_PIPELINE_FAULT")
-    if not spec:
-        return False
-    rank, at, *kind = spec.split(":")
-    if int(rank) != accelerator.process_index or int(at) != step:
-        return False
-    if kind == ["nan"]:
-        return True
-    raise RuntimeError(f"injected fault on rank {rank} at step {step}")
+class _Window:
+    """Sums of the losses and metrics since the last log row, kept on the device so that a step needs no host
+    sync; they are read (one sync) at log and checkpoint steps. Remembers the first non-finite loss and its step."""
 
+    def __init__(self, device):
+        self.device = device
+        self.reset()
+        self.bad_step = torch.zeros((), dtype=torch.long, device=device)
+        self.bad_value = torch.zeros((), dtype=torch.float32, device=device)
 
-def _log_row(window, step, epoch: float, scheduler, accelerator) -> dict:
-    """Averages the window's losses over all processes and turns counts into global throughput."""
-    dt = max(time.perf_counter() - window["t0"], 1e-9)
-    device = accelerator.device
-    vals = torch.tensor([window["loss"], window["n"], window["samples"], window["tokens"],
-                         *window["extra"].values()], dtype=torch.float64, device=device)
-    vals = accelerator.reduce(vals, reduction="sum") if accelerator.num_processes > 1 else vals
-    vals = vals.tolist()
-    n = max(vals[1], 1)
-    row = {"step": step, "epoch": round(epoch, 4),
-           "loss": vals[0] / n, "lr": scheduler.get_last_lr()[0], "samples_per_sec": vals[2] / dt}
-    if vals[3]:
-        row["tokens_per_sec"] = vals[3] / dt
-    for k, v in zip(window["extra"].keys(), vals[4:]):
-        row[k] = v / n
-    window.update(loss=0.0, n=0, samples=0, tokens=0, extra={k: 0.0 for k in window["extra"]}, t0=time.perf_counter())
-    return row
+    def reset(self) -> None:
+        self.loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.n, self.samples, self.tokens, self.extra = 0, 0, 0, {}
+        self.t0 = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, extra: dict, items: dict, step: int) -> None:
+        loss = loss.float()
+        bad = ~torch.isfinite(loss) & (self.bad_step == 0)
+        self.bad_step = torch.where(bad, torch.full_like(self.bad_step, step), self.bad_step)
+        self.bad_value = torch.where(bad, loss, self.bad_value)
+        self.loss += loss
+        self.n += 1
+        self.samples += items["samples"]
+        self.tokens += items.get("tokens", 0)
+        for k, v in extra.items():
+            v = v.detach().double() if torch.is_tensor(v) else torch.tensor(float(v), dtype=torch.float64)
+            self.extra[k] = self.extra.get(k, 0.0) + v.to(self.device)
+
+    def check_finite(self) -> None:
+        step = int(self.bad_step)
+        if step:
+            raise UserError(f"loss is {float(self.bad_value)} at step {step}: training diverged "
+                            f"(lower the learning rate); the last good checkpoint is kept")
+
+    def row(self, step: int, epoch: float, scheduler, accelerator) -> dict:
+        """Averages the window over all processes and turns counts into global throughput."""
+        dt = max(time.perf_counter() - self.t0, 1e-9)
+        vals = torch.stack([self.loss.double(), torch.tensor(float(self.n), dtype=torch.float64, device=self.device),
+                            torch.tensor(float(self.samples), dtype=torch.float64, device=self.device),
+                            torch.tensor(float(self.tokens), dtype=torch.float64, device=self.device),
+                            *[torch.as_tensor(v, dtype=torch.float64, device=self.device) for v in self.extra.values()]])
+        vals = accelerator.reduce(vals, reduction="sum") if accelerator.num_processes > 1 else vals
+        vals = vals.tolist()
+        n = max(vals[1], 1)
+        row = {"step": step, "epoch": round(epoch, 4),
+               "loss": vals[0] / n, "lr": scheduler.get_last_lr()[0], "samples_per_sec": vals[2] / dt}
+        if vals[3]:
+            row["tokens_per_sec"] = vals[3] / dt
+        for k, v in zip(self.extra.keys(), vals[4:]):
+            row[k] = v / n
+        keys = list(self.extra)
+        self.reset()
+        self.extra = {k: 0.0 for k in keys}
+        return row

@@ -8,7 +8,7 @@ from .engine import TrainPlan, make_accelerator, scaled_lr, train
 from .run_dir import check_pretrain_dir, clear_pretrain_dir, mark_complete
 
 
-def run_pretrain(cfg: Config) -> dict:
+def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     import torch
     from accelerate.utils import set_seed
 
@@ -39,7 +39,7 @@ def run_pretrain(cfg: Config) -> dict:
     plan = TrainPlan(batch_size=p.batch_size, epochs=p.epochs, max_steps=p.max_steps,
                      learning_rate=scaled_lr(p.learning_rate, global_batch, p.lr_scaling), optimizer=p.optimizer,
                      weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
-                     eval_every=p.eval_every if cfg.task == "mlm" else None, checkpoint_every=p.checkpoint_every,
+                     eval_every=p.eval_every, checkpoint_every=p.checkpoint_every,
                      keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
     if p.compile:
         task.model = torch.compile(task.model)
@@ -48,7 +48,7 @@ def run_pretrain(cfg: Config) -> dict:
     accelerator.print(f"pretraining {cfg.task} on {size} {unit}, "
                       f"{accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}, "
                       f"mixed precision {accelerator.mixed_precision}")
-    row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume)
+    row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume, step_hooks=step_hooks)
     if accelerator.is_main_process:
         mark_complete(output_dir, row.get("step", 0), cfg)
     accelerator.end_training()

@@ -17,6 +17,11 @@ BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=12"
         "pretrain.checkpoint_every=3", "pretrain.log_every=3", "model.projection_hidden_dim=64", "pretrain.keep_checkpoints=2"]
 
 
+def _faulty(nproc: int, spec: str) -> list[str]:
+    """The real pretrain entry point with a fault hook (tests/scripts/faulty_pretrain.py), 1 or 2 processes."""
+    return launch_args(nproc)[:-1] + [str(ROOT / "tests" / "scripts" / "faulty_pretrain.py"), spec]
+
+
 def _weights(out: Path) -> dict:
     return load_file(str(out / "encoder" / "model.safetensors"))
 
@@ -67,8 +72,7 @@ def test_partial_checkpoint_is_ignored(tmp_path):
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     out = tmp_path / "run"
-    env = cli_env() | {"SSL_PIPELINE_FAULT": "0:5:nan"}
-    proc = subprocess.run(launch_args(1) + ["pretrain"] + BASE + [f"output_dir={out}"], cwd=ROOT, env=env,
+    proc = subprocess.run(_faulty(1, "0:5:nan") + BASE + [f"output_dir={out}"], cwd=ROOT, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "loss is nan at step 5" in proc.stderr and "Traceback" not in proc.stderr
@@ -94,10 +98,9 @@ def test_existing_run_is_never_silently_overwritten(tmp_path):
 
 def test_failure_in_one_process_ends_both(tmp_path):
     out = tmp_path / "run"
-    env = cli_env() | {"SSL_PIPELINE_FAULT": "1:4"}
     t0 = time.time()
-    proc = subprocess.run(launch_args(2) + ["pretrain"] + BASE + [f"output_dir={out}", "pretrain.batch_size=32"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(_faulty(2, "1:4") + BASE + [f"output_dir={out}", "pretrain.batch_size=32"],
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0
     assert "injected fault on rank 1 at step 4" in proc.stderr
     assert time.time() - t0 < 120  # no hang waiting on the dead rank

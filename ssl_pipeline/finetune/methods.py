@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.images import collate_batch
-from ..engine import TrainPlan, param_groups, train
+from ..engine import Task, TrainPlan, param_groups, train
 
 def make_head(kind: str, dim: int, num_classes: int) -> nn.Module:
     if kind == "mlp":
@@ -63,7 +63,7 @@ class FeatureSet(Dataset):
         return {"features": self.features[index], "labels": self.labels[index]}
 
 
-class ClassifierTask:
+class ClassifierTask(Task):
     """Cross-entropy on labeled batches, plugged into the shared engine like a pretext task."""
 
     def __init__(self, model: Classifier, dataset: Dataset, transform=None, num_processes: int = 1):
@@ -86,12 +86,6 @@ class ClassifierTask:
     @staticmethod
     def batch_items(batch: dict) -> dict:
         return {"samples": len(batch["labels"])}
-
-    def evaluate(self, model, accelerator) -> dict:
-        return {}
-
-    def export(self, model, path) -> None:
-        pass
 
 
 @torch.no_grad()

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BASE_METHODS, MODALITY_OF_TASK, Config, base_encoder_ref, explicit
+from ..config import BASE_METHODS, Config, base_encoder_ref, explicit
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
+from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
 from .labeled import labeled_data
@@ -84,7 +85,7 @@ def run_finetune(cfg: Config) -> dict:
     output_dir = Path(cfg.output_dir)
     encoder_path = resolve_encoder_path(cfg)
     spec = read_spec(encoder_path)
-    want = MODALITY_OF_TASK[cfg.task]
+    want = modality_of(cfg.task)
     if spec["modality"] != want:
         raise UserError(f"encoder {encoder_path} is a {spec['modality']} encoder but task={cfg.task} needs a {want} "
                         "encoder (set task to match, or point finetune.encoder at the right export)")

@@ -1,14 +1,13 @@
-"""Pretext tasks: each plugs a model, a batch transform + loss and an export into the shared engine."""
+"""Pretext methods: each is a registered `Task` (model, batch transform + loss, hooks, export) for the engine."""
 from __future__ import annotations
 
 from ..config import Config
+from .registry import available, method, register  # noqa: F401
 
 
 def build_task(cfg: Config, accelerator):
-    if cfg.task == "simclr":
-        from .simclr import SimCLRTask
+    return method(cfg.task)(cfg, accelerator)
 
-        return SimCLRTask(cfg, accelerator)
-    from .mlm import MLMTask
 
-    return MLMTask(cfg, accelerator)
+def modality_of(name: str) -> str:
+    return method(name).modality

@@ -12,9 +12,11 @@ from ..config import Config
 from ..data.images import collate_batch
 from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
+from ..engine import Task
 from ..errors import UserError
 from ..masking import IGNORE, bucketed_positions, mask_tokens, special_table
 from ..models.text import MaskedLM, masked_lm
+from .registry import register
 
 EVAL_BLOCKS = 256  # held-out blocks for perplexity (a fixed slice of the training split, never trained on)
 
@@ -46,13 +48,16 @@ def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator,
     return load_tokenizer(str(path))
 
 
-class MLMTask:
+@register("mlm")
+class MLMTask(Task):
+    """BERT-style masked-token pretraining; the head and loss run at the masked positions only."""
+
     modality = "text"
 
     def __init__(self, cfg: Config, accelerator):
         self.cfg, self.accelerator = cfg, accelerator
         d, L = cfg.data, cfg.data.max_length
-        self.streaming = d.streaming
+        self.presharded = d.streaming  # each process streams its own shard: Accelerate must not re-shard
         cache = d.cache_dir or str(Path(cfg.output_dir) / "cache")
         if d.source == "synthetic":
             self.tokenizer = SyntheticTokenizer(cfg.model.vocab_size)
@@ -112,10 +117,8 @@ class MLMTask:
         self.mask_id = self.tokenizer.mask_token_id
 
     def dataloader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
-        if self.streaming:
-            loader = DataLoader(self.data, batch_size=batch_size, num_workers=0)
-            loader.presharded = True  # each process already reads its own shard: Accelerate must not re-shard
-            return loader
+        if self.presharded:
+            return DataLoader(self.data, batch_size=batch_size, num_workers=0)
         if self.cfg.pretrain.drop_last and batch_size > len(self.data):
             raise UserError(f"pretrain.batch_size={batch_size} is larger than the {len(self.data)} packed blocks "
                             "(with pretrain.drop_last=true no batch would be formed)")
@@ -140,7 +143,7 @@ class MLMTask:
         real = labels != IGNORE
         with torch.no_grad():
             acc = (logits.argmax(-1) == labels)[real].float().mean() if real.any() else torch.zeros(())
-        return loss, {"masked_accuracy": acc.item()}
+        return loss, {"masked_accuracy": acc}  # a device tensor: read at log steps only
 
     @staticmethod
     def batch_items(batch: dict) -> dict:

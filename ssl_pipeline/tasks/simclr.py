@@ -10,9 +10,11 @@ from torch.utils.data import DataLoader
 from ..augment import normalize, simclr_augment, to_unit_float
 from ..config import Config
 from ..data.images import collate_batch, load_images
+from ..engine import Task
 from ..errors import UserError
 from ..export import save_vision_encoder
 from ..models.vision import check_image_size, create_backbone
+from .registry import register
 
 
 class SimCLRModel(nn.Module):
@@ -24,7 +26,10 @@ class SimCLRModel(nn.Module):
         return self.head(self.backbone(x))
 
 
-class SimCLRTask:
+@register("simclr")
+class SimCLRTask(Task):
+    """SimCLR (Chen et al. 2020): two views per image, one forward over both, NT-Xent over all processes."""
+
     modality = "vision"
 
     def __init__(self, cfg: Config, accelerator):
@@ -76,13 +81,6 @@ class SimCLRTask:
             z = model(x)
         z0, z1 = z.float().chunk(2)
         return self.criterion(z0, z1), {}
-
-    @staticmethod
-    def batch_items(batch: dict) -> dict:
-        return {"samples": batch["images"].shape[0]}
-
-    def evaluate(self, model: nn.Module, accelerator) -> dict:
-        return {}
 
     def export(self, model: nn.Module, path) -> None:
         save_vision_encoder(model.backbone, path, self.cfg)

@@ -1,0 +1,70 @@
+"""engine.train in-process with a fake task: the loop's contract without a subprocess or a real model."""
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ssl_pipeline.config import load_config
+from ssl_pipeline.engine import Task, TrainPlan, make_accelerator, train
+from ssl_pipeline.errors import UserError
+
+
+class LinearRegression(Task):
+    """y = 3x - 1 with noise: the loss must fall; hooks and metrics are recorded."""
+
+    modality = "vision"
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(256, 1, generator=g)
+        self.data = TensorDataset(x, 3 * x - 1 + 0.01 * torch.randn(256, 1, generator=g))
+        self.model = nn.Linear(1, 1)
+        self.seen_steps, self.exported = [], None
+
+    def dataloader(self, batch_size, generator):
+        return DataLoader(self.data, batch_size=batch_size, shuffle=True, generator=generator, drop_last=True,
+                          collate_fn=lambda items: {"x": torch.stack([a for a, _ in items]),
+                                                    "y": torch.stack([b for _, b in items])})
+
+    def loss(self, model, batch, accelerator):
+        err = model(batch["x"]) - batch["y"]
+        return (err ** 2).mean(), {"abs_err": err.detach().abs().mean()}
+
+    def after_optimizer_step(self, model, step, total_steps):
+        assert isinstance(model, nn.Linear)  # unwrapped
+        self.seen_steps.append((step, total_steps))
+
+    def export(self, model, path):
+        self.exported = path
+
+
+@pytest.fixture(scope="module")
+def accelerator():
+    return make_accelerator(load_config(None, ["threads=1"]))
+
+
+def test_train_runs_hooks_logs_and_exports(accelerator, tmp_path):
+    task = LinearRegression()
+    plan = TrainPlan(batch_size=32, epochs=3, max_steps=None, learning_rate=0.1, optimizer="sgd", log_every=4,
+                     warmup_fraction=0.0, show_progress=False)
+    first = train(LinearRegression(), TrainPlan(**{**plan.__dict__, "max_steps": 1}), accelerator, seed=0)
+    row = train(task, plan, accelerator, seed=0, output_dir=tmp_path)
+    assert row["step"] == 24 and task.seen_steps[-1] == (24, 24) and len(task.seen_steps) == 24
+    assert row["loss"] < 0.05 * first["loss"] and "abs_err" in row and row["samples_per_sec"] > 0
+    assert task.exported == tmp_path / "encoder"
+    logged = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(logged) == 6  # every 4 steps
+
+
+def test_non_finite_loss_names_its_step_and_saves_nothing(accelerator, tmp_path):
+    def nan_at_3(step, loss, acc):
+        return torch.full_like(loss, math.nan) if step == 3 else loss
+
+    plan = TrainPlan(batch_size=32, epochs=1, max_steps=8, learning_rate=0.1, optimizer="sgd", log_every=5,
+                     checkpoint_every=4, show_progress=False)
+    with pytest.raises(UserError) as err:
+        train(LinearRegression(), plan, accelerator, seed=0, output_dir=tmp_path, step_hooks=(nan_at_3,))
+    assert "loss is nan at step 3" in str(err.value)
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").glob("step_*"))
