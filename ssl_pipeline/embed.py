@@ -101,7 +101,7 @@ def run_embed(cfg: Config, out: Path) -> Path:
 
 @torch.no_grad()
 def _embed_split(encoder, split, spec, cfg: Config, accelerator) -> np.ndarray:
-    from .data.images import collate_batch
+    from .data.splits import collate_batch
 
     text = spec["modality"] == "text"
     ds = _Indexed(None if text else split.dataset, len(split))

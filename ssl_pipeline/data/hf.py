@@ -47,7 +47,7 @@ def load_dataset_dict(cfg: DataConfig) -> dict:
 
 def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optional[HFSplit]:
     """split: pretrain | train | validation | test; None for a validation split the source does not have."""
-    from .images import carve
+    from .splits import carve
 
     dsd = load_dataset_dict(cfg)
     if "train" not in dsd:

@@ -22,7 +22,7 @@ import torch
 from ..config import DataConfig
 from ..errors import UserError
 from .files import expand_files, file_format
-from .images import carve
+from .splits import carve
 from .labels import encode_labels
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..data.images import collate_batch
+from ..data.splits import collate_batch
 from ..engine import Task, TrainPlan, param_groups, train
 
 def make_head(kind: str, dim: int, num_classes: int) -> nn.Module:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..config import Config
-from ..data.images import collate_batch
+from ..data.splits import collate_batch
 from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
 from ..engine import Task

@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 
 from ..augment import normalize, simclr_augment, to_unit_float
 from ..config import Config
-from ..data.images import collate_batch, load_images
+from ..data.images import load_images
+from ..data.splits import collate_batch
 from ..engine import Task
 from ..errors import UserError
 from ..export import save_vision_encoder
