@@ -21,6 +21,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from .errors import UserError
+from .finetune.evaluators import BASE_METHODS, DEFAULT_METHODS, ORDER
 
 
 @dataclass
@@ -111,7 +112,7 @@ class FinetuneConfig:
     label_fractions: Optional[list[float]] = None  # fractions of the train split's labels, e.g. [0.01, 0.1, 1.0]
     labels_per_class: Optional[list[int]] = None  # alternative to label_fractions
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one subset draw + training run per seed
-    methods: list[str] = field(default_factory=lambda: ["linear_probe", "finetune", "knn", "supervised", "classic"])  # rows of the report; base_probe / base_finetune (the starting checkpoint without SSL) are added when a base encoder is set
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))  # rows of the report; base_probe / base_finetune (the starting checkpoint without SSL) are added when a base encoder is set
     head: Literal["linear", "mlp"] = "linear"  # prediction head on the encoder
     head_init: Literal["probe", "random"] = "probe"  # finetune: start the linear head from the converged linear probe (LP-FT) or from random weights
     probe_c: float = 0.1  # linear probe: inverse L2 strength of the logistic regression on standardised embeddings
@@ -317,8 +318,7 @@ def base_encoder_ref(cfg: Config) -> Optional[str]:
     return cfg.finetune.base_encoder or cfg.model.init_from
 
 
-BASE_METHODS = ("base_probe", "base_finetune")
-METHODS = ("linear_probe", "finetune", "knn", "supervised", "classic") + BASE_METHODS
+
 
 
 def validate(cfg: Config) -> None:
@@ -371,7 +371,7 @@ def validate(cfg: Config) -> None:
                         f"one, or one per label budget ({budgets})")
     if any(s < 0 for s in cfg.finetune.encoder_lr_scale):
         raise UserError("config key 'finetune.encoder_lr_scale' must be >= 0")
-    known_methods = set(METHODS)
+    known_methods = set(ORDER)
     for m in cfg.finetune.methods:
         if m not in known_methods:
             close = difflib.get_close_matches(m, sorted(known_methods), n=1)

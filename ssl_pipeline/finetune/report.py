@@ -12,9 +12,8 @@ import numpy as np
 
 from ..atomic import write_json, write_text
 
-SSL_METHODS = ("linear_probe", "finetune", "knn")
-BASELINES = ("supervised", "classic", "base_probe", "base_finetune")
-METHOD_ORDER = ("finetune", "linear_probe", "knn", "base_finetune", "base_probe", "supervised", "classic")
+from .evaluators import BASELINES, SSL_METHODS
+from .evaluators import ORDER as METHOD_ORDER
 
 
 def summarize(rows: list[dict]) -> list[dict]:

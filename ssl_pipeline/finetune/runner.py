@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import BASE_METHODS, Config, base_encoder_ref, explicit
+from ..config import Config, base_encoder_ref, explicit
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
+from .evaluators import BASE_METHODS, BY_NAME
 from .labeled import labeled_data
 from .report import write_report
 from .subsets import balanced_subset, per_class_counts
@@ -134,7 +135,7 @@ def run_finetune(cfg: Config) -> dict:
         idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
         set_seed(cell["seed"])
         on = base if cell["method"] in BASE_METHODS else ssl
-        method = BASE_PROTOCOL.get(cell["method"], cell["method"])  # base_* = the same protocol on the checkpoint
+        method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
         preds = run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path, cell["seed"],
                          cell["encoder_lr_scale"], on.probes)
         acc = float((np.asarray(preds) == data.test_labels).mean())
@@ -151,8 +152,6 @@ def run_finetune(cfg: Config) -> dict:
     return doc
 
 
-# base_probe / base_finetune run the linear_probe / finetune protocol on the starting checkpoint
-BASE_PROTOCOL = {"base_probe": "linear_probe", "base_finetune": "finetune"}
 SSL_FEATURE_METHODS = ("linear_probe", "knn", "finetune")
 BASE_FEATURE_METHODS = BASE_METHODS
 
@@ -169,7 +168,7 @@ class Evaluated:
 def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list[str], users: tuple):
     """Frozen train/test embeddings when a pending cell needs them (probes, kNN, the LP-FT head)."""
     probe_init = cfg.finetune.head == "linear" and cfg.finetune.head_init == "probe"
-    needed = [m for m in todo if m in users and (BASE_PROTOCOL.get(m, m) != "finetune" or probe_init)]
+    needed = [m for m in todo if m in users and (BY_NAME[m].protocol != "finetune" or probe_init)]
     if not needed:
         return None
     from ..export import load_encoder

@@ -1,0 +1,37 @@
+"""The rows a label-efficiency report can have, declared once: name, role, whether they run by default, and the
+protocol that scores them. The config's default and validation, the grid and the report's order all read this.
+
+Declarations only (no heavy imports): the config schema imports it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    name: str
+    role: str  # "ssl": scores the pretrained encoder; "baseline": what the user would otherwise use
+    protocol: str  # finetune | linear_probe | knn | supervised | classic (see runner.run_cell)
+    default: bool = True  # in finetune.methods unless the user lists them
+    needs_base: bool = False  # scores the starting checkpoint (finetune.base_encoder / model.init_from)
+    about: str = ""
+
+
+EVALUATORS = (  # report order
+    Evaluator("finetune", "ssl", "finetune", about="end to end, the head starting from the converged probe (LP-FT)"),
+    Evaluator("linear_probe", "ssl", "linear_probe", about="logistic regression on frozen, standardised embeddings"),
+    Evaluator("knn", "ssl", "knn", about="cosine kNN on frozen embeddings"),
+    Evaluator("base_finetune", "baseline", "finetune", default=False, needs_base=True,
+              about="finetune on the starting checkpoint, without the SSL stage"),
+    Evaluator("base_probe", "baseline", "linear_probe", default=False, needs_base=True,
+              about="linear_probe on the starting checkpoint, without the SSL stage"),
+    Evaluator("supervised", "baseline", "supervised", about="the same architecture from random weights"),
+    Evaluator("classic", "baseline", "classic", about="scikit-learn logistic regression on pixels / TF-IDF"),
+)
+BY_NAME = {e.name: e for e in EVALUATORS}
+ORDER = tuple(e.name for e in EVALUATORS)
+SSL_METHODS = tuple(e.name for e in EVALUATORS if e.role == "ssl")
+BASELINES = tuple(e.name for e in EVALUATORS if e.role == "baseline")
+BASE_METHODS = tuple(e.name for e in EVALUATORS if e.needs_base)
+DEFAULT_METHODS = tuple(e.name for e in EVALUATORS if e.default)
