@@ -70,7 +70,7 @@ def hf_trainer(args, bf16: bool, tmp: str) -> float:
     from transformers import (BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, Trainer, TrainerCallback,
                               TrainingArguments)
 
-    from ssl_pipeline.tasks.mlm import SyntheticTokenizer
+    from ssl_pipeline.tasks._text import SyntheticTokenizer
 
     transformers.logging.set_verbosity_error()
     g = torch.Generator().manual_seed(0)

@@ -13,13 +13,16 @@ from .config import AugmentConfig
 MEAN, STD = 0.5, 0.5  # images in [0, 1] are mapped to about [-1, 1] before the backbone
 
 
-def simclr_augment(cfg: AugmentConfig, image_size: int, channels: int) -> nn.Module:
-    """Random resized crop, flip, colour jitter, grayscale and optional blur; float [0, 1] in and out."""
+def simclr_augment(cfg: AugmentConfig, image_size: int, channels: int,
+                   crop_scale: tuple[float, float] | None = None) -> nn.Module:
+    """Random resized crop, flip, colour jitter, grayscale and optional blur; float [0, 1] in and out.
+
+    `crop_scale`: the crop's area range, (crop_scale_min, 1) by default (DINO's small local crops pass their own)."""
     import kornia.augmentation as K
 
     s = cfg.jitter_strength
     ops: list[nn.Module] = [
-        K.RandomResizedCrop((image_size, image_size), scale=(cfg.crop_scale_min, 1.0)),
+        K.RandomResizedCrop((image_size, image_size), scale=crop_scale or (cfg.crop_scale_min, 1.0)),
         K.RandomHorizontalFlip(p=cfg.flip_p),
     ]
     if cfg.jitter_p > 0 and s > 0:

@@ -67,8 +67,6 @@ class ModelConfig:
     init_from: Optional[str] = None  # start from a checkpoint: vision: a timm name with weights (resnet50.a1_in1k), a .safetensors/.pth file (architecture = model.backbone) or an encoder exported here; text: a Hugging Face model id or save_pretrained directory (its tokenizer and sizes are used)
     backbone: str = "resnet18"  # vision: any timm model name
     small_stem: bool = False  # vision: 3x3 stride-1 stem, no max-pool (SSL practice for <= 64 px images)
-    projection_hidden_dim: int = 2048  # SimCLR projection head hidden width
-    projection_dim: int = 128  # SimCLR projection output width
     architecture: Literal["bert", "prelayernorm"] = "bert"  # text: post-LN BERT, or the pre-LN variant (RoBERTa-PreLayerNorm), stable at higher learning rates from scratch
     size: Optional[str] = None  # text: preset (tiny | mini | small | medium | base) filling the sizes below
     vocab_size: int = 8192  # text: tokenizer vocabulary trained on the corpus
@@ -92,17 +90,40 @@ class PretrainConfig:
     weight_decay: float = 1e-6  # applied to weights only (not biases / norm parameters)
     warmup_fraction: float = 0.05  # fraction of steps spent in linear warm-up before the cosine decay
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (global batch = batch_size x processes x this)
-    temperature: float = 0.5  # NT-Xent temperature
-    mask_probability: float = 0.15  # MLM: fraction of tokens selected for prediction (80/10/10 rule)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # vision methods' view augmentations
     mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = None  # None: what `accelerate launch` says
     channels_last: bool = True  # vision: NHWC memory format (faster convolutions on CPU and GPU)
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
     log_every: int = 10  # steps between metrics.jsonl rows
-    eval_every: int = 200  # MLM: steps between held-out perplexity evaluations
+    eval_every: int = 200  # text: steps between held-out evaluations (MLM perplexity, ELECTRA detection accuracy)
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
     drop_last: bool = True  # drop the ragged last batch of each epoch (NT-Xent wants full batches)
+    # + one section per method, `pretrain.<method>.<key>`, declared by the method itself (tasks/<method>.py)
+
+
+def pretrain_config_class() -> type:
+    """PretrainConfig plus one field per registered method holding that method's own section (its dataclass).
+
+    Built on first use, once every built-in method is registered; all methods' sections are present whichever
+    `task` is chosen, so switching `task` on a config keeps the other sections at their values, unused."""
+    global _PRETRAIN_CLASS
+    if _PRETRAIN_CLASS is None:
+        from .tasks.registry import config_sections
+
+        sections = [(name, cls, field(default_factory=cls)) for name, cls in config_sections().items()]
+        _PRETRAIN_CLASS = dataclasses.make_dataclass("PretrainConfig", sections, bases=(PretrainConfig,))
+        _PRETRAIN_CLASS.__module__ = __name__
+        _PRETRAIN_CLASS.__doc__ = PretrainConfig.__doc__
+    return _PRETRAIN_CLASS
+
+
+_PRETRAIN_CLASS: Optional[type] = None
+
+
+def _resolve(t):
+    """The schema class to use for an annotation: the pretrain section gains its method sub-sections."""
+    return pretrain_config_class() if t is PretrainConfig else t
 
 
 @dataclass
@@ -138,7 +159,7 @@ class FinetuneConfig:
 
 @dataclass
 class Config:
-    task: str = "simclr"  # pretext method (a registered one): simclr (vision) or mlm (masked-token, text)
+    task: str = "simclr"  # pretext method: simclr, byol, vicreg, dino (vision); mlm, electra (text); its keys are in pretrain.<task>
     threads: Optional[int] = None  # CPU threads per process; null: the cores given to the job / local processes, unless you set OMP_NUM_THREADS or --num_cpu_threads_per_process
     output_dir: str = "runs/default"  # run directory: checkpoints, metrics, encoder/, label_efficiency.*
     seed: int = 0  # seeds model init, data order and augmentation (CPU runs are reproducible; text: given the same tokenizer, see README Reliability)
@@ -146,7 +167,7 @@ class Config:
     overwrite: bool = False  # with resume=never: replace an existing run in output_dir
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    pretrain: PretrainConfig = field(default_factory=lambda: pretrain_config_class()())
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def to_dict(self) -> dict:
@@ -160,7 +181,7 @@ def _all_keys(cls, prefix: str = "") -> list[str]:
     keys = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        t = hints[f.name]
+        t = _resolve(hints[f.name])
         if dataclasses.is_dataclass(t):
             keys.extend(_all_keys(t, f"{prefix}{f.name}."))
         else:
@@ -234,7 +255,7 @@ def _build(cls, values: dict, prefix: str = ""):
     for f in dataclasses.fields(cls):
         if f.name not in values:
             continue
-        t, v, key = hints[f.name], values[f.name], f"{prefix}{f.name}"
+        t, v, key = _resolve(hints[f.name]), values[f.name], f"{prefix}{f.name}"
         kwargs[f.name] = _build(t, v, f"{key}.") if dataclasses.is_dataclass(t) else _coerce(key, v, t)
     return cls(**kwargs)
 
@@ -279,6 +300,31 @@ def resolve_config_path(path: str | Path) -> Path:
     raise UserError(f"config file not found: {p}")
 
 
+# keys that moved into a method's own section: old configs and command lines keep working
+LEGACY_KEYS = {
+    "pretrain.temperature": "pretrain.simclr.temperature",
+    "pretrain.mask_probability": "pretrain.mlm.mask_probability",
+    "model.projection_hidden_dim": "pretrain.simclr.projection_hidden_dim",
+    "model.projection_dim": "pretrain.simclr.projection_dim",
+}
+
+
+def migrate_legacy_keys(tree: dict) -> dict:
+    """Moves keys from their old place to their method's section (a nested dict, modified in place)."""
+    for old, new in LEGACY_KEYS.items():
+        *old_parents, old_leaf = old.split(".")
+        node = tree
+        for part in old_parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or old_leaf not in node:
+            continue
+        value = node.pop(old_leaf)
+        if new in flatten(tree):
+            raise UserError(f"config sets both '{old}' and '{new}': '{old}' is the old name of '{new}'; keep one")
+        _set_dotted(tree, new, value)
+    return tree
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
     """Read a YAML config, apply `key=value` overrides and validate everything against the schema."""
     tree: dict = {}
@@ -292,8 +338,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise UserError(f"config file {p} is not valid YAML{where}") from None
         if not isinstance(tree, dict):
             raise UserError(f"config file {p} must hold a mapping of keys")
+    migrate_legacy_keys(tree)
     for key, value in parse_overrides(overrides or []):
-        _set_dotted(tree, key, value)
+        _set_dotted(tree, LEGACY_KEYS.get(key, key), value)
     cfg = _build(Config, tree)
     object.__setattr__(cfg, "explicit_keys", frozenset(flatten(tree)))  # what the user set (not a schema key)
     validate(cfg)
@@ -328,7 +375,6 @@ def validate(cfg: Config) -> None:
         "pretrain.epochs": cfg.pretrain.epochs,
         "pretrain.learning_rate": cfg.pretrain.learning_rate,
         "pretrain.gradient_accumulation_steps": cfg.pretrain.gradient_accumulation_steps,
-        "pretrain.temperature": cfg.pretrain.temperature,
         "pretrain.log_every": cfg.pretrain.log_every,
         "pretrain.checkpoint_every": cfg.pretrain.checkpoint_every,
         "pretrain.keep_checkpoints": cfg.pretrain.keep_checkpoints,
@@ -351,8 +397,6 @@ def validate(cfg: Config) -> None:
     _check_task_fits_source(cfg)
     if cfg.data.channels not in (1, 3):
         raise UserError(f"config key 'data.channels' must be 1 or 3, got {cfg.data.channels}")
-    if not 0.0 < cfg.pretrain.mask_probability < 1.0:
-        raise UserError(f"config key 'pretrain.mask_probability' must be in (0, 1), got {cfg.pretrain.mask_probability}")
     if not 0.0 < cfg.data.test_fraction < 1.0:
         raise UserError(f"config key 'data.test_fraction' must be in (0, 1), got {cfg.data.test_fraction}")
     if not 0.0 < cfg.pretrain.augment.crop_scale_min <= 1.0:
@@ -411,10 +455,15 @@ def _field_comments(cls) -> dict[str, str]:
     import re
 
     out = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+): .*?#\s*(.*)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):  # the generated PretrainConfig: its own fields are sections, not keys
+            continue
+        for line in source.splitlines():
+            m = re.match(r"\s+(\w+): .*?#\s*(.*)$", line)
+            if m:
+                out[m.group(1)] = m.group(2).strip()
     return out
 
 
@@ -444,7 +493,7 @@ def _schema_rows():
     def walk(cls, obj, prefix):
         hints, notes = typing.get_type_hints(cls), _field_comments(cls)
         for f in dataclasses.fields(cls):
-            t, v = hints[f.name], getattr(obj, f.name)
+            t, v = _resolve(hints[f.name]), getattr(obj, f.name)
             if dataclasses.is_dataclass(t):
                 walk(t, v, f"{prefix}{f.name}.")
             else:

@@ -27,13 +27,20 @@ def existing_run(output_dir: Path) -> list[str]:
 
 
 def recipe_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
-    """(key, value there, value now) for every key that decides what is trained and differs."""
-    from .config import flatten
+    """(key, value there, value now) for every key that decides what is trained and differs.
 
-    a, b = flatten(old), flatten(new)
+    Runs written before a key moved into its method's section are read with the key in its new place; the sections
+    of methods other than the run's own do not decide what is trained."""
+    import copy
+
+    from .config import flatten, migrate_legacy_keys
+    from .tasks import available
+
+    a, b = flatten(migrate_legacy_keys(copy.deepcopy(old))), flatten(new)
+    unused = tuple(f"pretrain.{m}." for m in available() if m != new.get("task"))
     changes = []
     for key in sorted(set(a) | set(b)):
-        if any(key == f or (f.endswith(".") and key.startswith(f)) for f in FREE_KEYS):
+        if any(key == f or (f.endswith(".") and key.startswith(f)) for f in FREE_KEYS) or key.startswith(unused):
             continue
         if key in a and key in b and a[key] != b[key]:
             changes.append((key, a[key], b[key]))

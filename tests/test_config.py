@@ -30,18 +30,54 @@ def test_encoder_lr_scale_is_one_value_or_one_per_label_budget():
 @pytest.mark.parametrize("override, needle", [
     ("pretrain.epoch=3", "unknown config key 'pretrain.epoch' (did you mean 'pretrain.epochs'?)"),
     ("pretrain.epochs=many", "config key 'pretrain.epochs' must be an integer"),
-    ("task=byol", "config key 'task' must be one of"),
+    ("task=barlow", "config key 'task' must be one of"),
     ("data.channels=2", "config key 'data.channels' must be 1 or 3"),
     ("finetune.label_fractions=[0.0]", "fractions must be in (0, 1]"),
     ("finetune.methods=[linear_prob]", "did you mean 'linear_probe'"),
     ("pretrain.batch_size=0", "'pretrain.batch_size' must be positive"),
     ("nonsense", "must look like key=value"),
     ("finetune.encoder_lr_scale=[0.3,1.0]", "'finetune.encoder_lr_scale' has 2 values: give one, or one per label budget (3)"),
+    ("pretrain.simclr.temperature=0", "config key 'pretrain.simclr.temperature' must be positive"),
+    ("pretrain.byol.momentum_start=1.5", "config key 'pretrain.byol.momentum_start' must be in [0, 1]"),
+    ("pretrain.dino.output_dim=0", "config key 'pretrain.dino.output_dim' must be positive"),
+    ("pretrain.electra.generator_width=2", "config key 'pretrain.electra.generator_width' must be in (0, 1]"),
+    ("pretrain.mlm.mask_probability=1.0", "config key 'pretrain.mlm.mask_probability' must be in (0, 1)"),
+    ("pretrain.byol.temperature=0.1", "unknown config key 'pretrain.byol.temperature'"),
 ])
 def test_bad_values_name_the_key(override, needle):
     with pytest.raises(UserError) as err:
         load_config(None, [override])
     assert needle in str(err.value)
+
+
+def test_method_keys_live_in_their_section_and_old_names_still_work(tmp_path):
+    cfg = load_config(None, ["pretrain.temperature=0.1", "pretrain.mask_probability=0.2", "model.projection_dim=32"])
+    assert cfg.pretrain.simclr.temperature == 0.1 and cfg.pretrain.simclr.projection_dim == 32
+    assert cfg.pretrain.mlm.mask_probability == 0.2
+    old = tmp_path / "old.yaml"  # a config written before the keys moved
+    old.write_text("task: simclr\nmodel:\n  projection_hidden_dim: 64\npretrain:\n  temperature: 0.3\n")
+    cfg = load_config(old)
+    assert cfg.pretrain.simclr.temperature == 0.3 and cfg.pretrain.simclr.projection_hidden_dim == 64
+    both = tmp_path / "both.yaml"
+    both.write_text("pretrain:\n  temperature: 0.3\n  simclr:\n    temperature: 0.2\n")
+    with pytest.raises(UserError, match="'pretrain.temperature' is the old name of 'pretrain.simclr.temperature'"):
+        load_config(both)
+    table = describe_schema()
+    for key in ("pretrain.simclr.temperature", "pretrain.byol.momentum_start", "pretrain.vicreg.variance_weight",
+                "pretrain.dino.local_crops", "pretrain.mlm.mask_probability", "pretrain.electra.generator_width"):
+        assert f"| `{key}` |" in table, key
+
+
+def test_run_dir_reads_old_key_names_and_ignores_other_methods_sections():
+    from ssl_pipeline.run_dir import recipe_changes
+
+    new = load_config(None, ["pretrain.simclr.temperature=0.3", "pretrain.byol.momentum_start=0.9"]).to_dict()
+    old = load_config(None, ["pretrain.simclr.temperature=0.3"]).to_dict()
+    old["pretrain"].pop("simclr")
+    old["pretrain"]["temperature"] = 0.3  # as config.json was written before the move
+    assert recipe_changes(old, new) == []
+    old["pretrain"]["temperature"] = 0.5
+    assert [c[0] for c in recipe_changes(old, new)] == ["pretrain.simclr.temperature"]
 
 
 def test_cli_error_is_one_line_exit_2(tmp_path):

@@ -179,7 +179,7 @@ def test_rerun_with_other_recipe_is_refused_and_finished_run_does_nothing(tmp_pa
     capsys.readouterr()
     msg = _fails(pretrain_main, base + ["model.backbone=resnet18", "pretrain.temperature=0.1"], capsys,
                  "holds a run with a different recipe")
-    assert "model.backbone ('ssl_cnn6' there, 'resnet18' now)" in msg and "pretrain.temperature" in msg
+    assert "model.backbone ('ssl_cnn6' there, 'resnet18' now)" in msg and "pretrain.simclr.temperature" in msg
     assert (out / "config.json").read_text() == saved
     pretrain_main(base + ["pretrain.log_every=1"])  # a key that does not change what is trained
     assert "already complete" in capsys.readouterr().out

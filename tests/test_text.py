@@ -185,7 +185,7 @@ def test_bucketed_positions_pad_to_few_sizes_and_ignore_the_padding():
 def test_tokenizer_is_trained_once_and_cached(tmp_path, monkeypatch):
     import contextlib
 
-    import ssl_pipeline.tasks.mlm as mlm_task
+    import ssl_pipeline.tasks._text as mlm_task
 
     class OneProcess:
         @staticmethod

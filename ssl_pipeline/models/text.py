@@ -134,3 +134,60 @@ class TextEncoder(nn.Module):
             batch = {k: v.to(device) for k, v in self.tokenize(texts[i:i + batch_size]).items()}
             out.append(self(batch["input_ids"], batch["attention_mask"]).float().cpu())
         return torch.cat(out) if out else torch.empty(0, self.embedding_dim)
+
+
+def base_encoder(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int):
+    """The bare encoder (no head, no pooler) of `model.architecture`: what ELECTRA's discriminator is, and what
+    `AutoModel` loads back from its export."""
+    import transformers
+
+    config = encoder_config(cfg, vocab_size, max_length, pad_id)
+    model_cls = getattr(transformers, ARCHITECTURES[cfg.architecture][1].replace("ForMaskedLM", "Model"))
+    return model_cls(config, add_pooling_layer=False)
+
+
+def scaled_model_config(cfg: ModelConfig, width: float) -> ModelConfig:
+    """`cfg` with its width (hidden, heads, feed-forward) scaled by `width`, depth kept: ELECTRA's generator."""
+    import dataclasses
+
+    hidden, layers, heads, inter = cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size
+    if cfg.size is not None:
+        if cfg.size not in SIZE_PRESETS:
+            raise UserError(f"model.size '{cfg.size}' is not one of {list(SIZE_PRESETS)}")
+        hidden, layers, heads, inter = SIZE_PRESETS[cfg.size]
+    heads_g = max(1, round(heads * width))
+    head_dim = max(16, round(hidden * width / heads_g))
+    return dataclasses.replace(cfg, size=None, hidden_size=heads_g * head_dim, num_layers=layers, num_heads=heads_g,
+                               intermediate_size=max(4, round(inter * width)))
+
+
+class ReplacedTokenDetection(nn.Module):
+    """ELECTRA (Clark et al. 2020) as one module, so DDP sees one forward per step: a small masked-LM generator
+    fills the masked positions with sampled tokens, and the discriminator (the encoder that is exported) tells, at
+    every position, whether the token is the original or a replacement. The discriminator head is transformers'
+    own `ElectraDiscriminatorPredictions`; both networks use `model.architecture`."""
+
+    def __init__(self, generator: MaskedLM, discriminator: nn.Module):
+        from transformers.models.electra.modeling_electra import ElectraDiscriminatorPredictions
+
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
+        self.head = ElectraDiscriminatorPredictions(discriminator.config)
+
+    def forward(self, masked_ids, attention_mask, positions, labels, original_ids):
+        """-> (generator logits at `positions`, discriminator logits (B, L), replaced (B, L) bool).
+
+        `positions`/`labels` as from `bucketed_positions` (padding entries have label IGNORE)."""
+        from ..masking import IGNORE
+
+        gen_logits = self.generator(masked_ids, attention_mask, positions)
+        with torch.no_grad():  # sampling is not differentiated (ELECTRA trains the generator by MLM only)
+            sampled = torch.multinomial(torch.softmax(gen_logits.detach().float(), -1), 1).squeeze(1)
+            real = labels != IGNORE
+            corrupted = original_ids.flatten().clone()
+            corrupted[positions[real]] = sampled[real]
+            corrupted = corrupted.view_as(original_ids)
+            replaced = corrupted != original_ids
+        with attention_backend(original_ids.device):
+            hidden = self.discriminator(input_ids=corrupted, attention_mask=attention_mask).last_hidden_state
+        return gen_logits, self.head(hidden), replaced

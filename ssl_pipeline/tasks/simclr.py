@@ -1,21 +1,26 @@
 """SimCLR: two augmented views per image, one forward over both, NT-Xent with negatives from all processes."""
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from ..augment import normalize, simclr_augment, to_unit_float
 from ..config import Config
-from ..data.images import load_images
-from ..data.splits import collate_batch
-from ..engine import Task
 from ..errors import UserError
-from ..export import save_vision_encoder
-from ..models.vision import check_image_size, create_backbone
+from ._vision import VisionTask
 from .registry import register
+
+
+@dataclass
+class SimCLRConfig:
+    temperature: float = 0.5  # NT-Xent temperature (0.1-0.2 for small images and batches)
+    projection_hidden_dim: int = 2048  # projection head hidden width
+    projection_dim: int = 128  # projection output width (the space the loss compares in)
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise UserError(f"config key 'pretrain.simclr.temperature' must be positive, got {self.temperature}")
 
 
 class SimCLRModel(nn.Module):
@@ -27,61 +32,24 @@ class SimCLRModel(nn.Module):
         return self.head(self.backbone(x))
 
 
-@register("simclr")
-class SimCLRTask(Task):
+@register("simclr", config=SimCLRConfig)
+class SimCLRTask(VisionTask):
     """SimCLR (Chen et al. 2020): two views per image, one forward over both, NT-Xent over all processes."""
-
-    modality = "vision"
 
     def __init__(self, cfg: Config, accelerator):
         from lightly.loss import NTXentLoss
         from lightly.models.modules import SimCLRProjectionHead
 
-        self.data = load_images(cfg.data, "pretrain")
-        if cfg.model.init_from:  # continued pretraining: the architecture comes from the checkpoint
-            from ..models.init import vision_init
-
-            with accelerator.main_process_first():  # a hub download happens once
-                backbone, name, small_stem = vision_init(cfg)
-            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=name, small_stem=small_stem))
-        else:
-            backbone = create_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.small_stem)
-        self.cfg = cfg
-        self.embedding_dim = check_image_size(backbone, cfg.data.channels, cfg.data.image_size)
-        head = SimCLRProjectionHead(self.embedding_dim, cfg.model.projection_hidden_dim, cfg.model.projection_dim)
-        self.model = SimCLRModel(backbone, head)
-        if cfg.pretrain.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.augment = simclr_augment(cfg.pretrain.augment, cfg.data.image_size, cfg.data.channels)
+        super().__init__(cfg, accelerator)
+        s = cfg.pretrain.simclr
+        self.finish_model(SimCLRModel(self.backbone, SimCLRProjectionHead(self.embedding_dim, s.projection_hidden_dim,
+                                                                           s.projection_dim)))
         # gather_distributed: negatives come from every process, with gradients flowing back to each
-        self.criterion = NTXentLoss(temperature=cfg.pretrain.temperature,
-                                    gather_distributed=accelerator.num_processes > 1)
-
-    def dataloader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
-        n = len(self.data)
-        if self.cfg.pretrain.drop_last and batch_size > n:
-            raise UserError(f"pretrain.batch_size={batch_size} is larger than the {n} training images "
-                            "(with pretrain.drop_last=true no batch would be formed)")
-        return DataLoader(self.data.dataset, batch_size=batch_size, shuffle=True, drop_last=self.cfg.pretrain.drop_last,
-                          collate_fn=collate_batch, num_workers=self.cfg.data.num_workers, generator=generator,
-                          persistent_workers=self.cfg.data.num_workers > 0)
-
-    def views(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> normalised float (2B, C, H, W): first B = view 1, last B = view 2."""
-        x = to_unit_float(images)
-        x = self.augment(torch.cat([x, x]))
-        x = normalize(x)
-        if self.cfg.pretrain.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        self.criterion = NTXentLoss(temperature=s.temperature, gather_distributed=accelerator.num_processes > 1)
 
     def loss(self, model: nn.Module, batch: dict, accelerator) -> tuple[torch.Tensor, dict]:
-        with torch.no_grad():
-            x = self.views(batch["images"])
+        x = self.views(batch["images"])
         with accelerator.autocast():
             z = model(x)
         z0, z1 = z.float().chunk(2)
         return self.criterion(z0, z1), {}
-
-    def export(self, model: nn.Module, path) -> None:
-        save_vision_encoder(model.backbone, path, self.cfg)

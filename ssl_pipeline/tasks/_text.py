@@ -1,0 +1,118 @@
+"""What every text method shares: the corpus (files, hub, stream or synthetic ids), its tokenizer (trained on the
+corpus once and cached, or taken from `model.tokenizer` / `model.init_from`), packed blocks with a fixed held-out
+slice for evaluation, and the dataloader. A method adds its model, its loss and its export."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import Config
+from ..data.splits import collate_batch
+from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
+                         train_tokenizer)
+from ..engine import Task
+from ..errors import UserError
+
+EVAL_BLOCKS = 256  # held-out blocks for evaluation (a fixed slice of the training split, never trained on)
+
+
+class SyntheticTokenizer:
+    """Stands in for a tokenizer with `data.source=synthetic` (random ids, benchmarks only)."""
+
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+        self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id = range(5)
+        self.all_special_ids = [0, 1, 2, 3, 4]
+
+    def __len__(self):
+        return self.vocab_size
+
+
+def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator, digest: str):
+    """The main process trains the tokenizer and saves it under the cache; the other processes (and resumed
+    runs) load that copy instead of training their own. `digest` is `corpus_digest(texts)`."""
+    from ..atomic import atomic_dir
+
+    path = Path(cache) / f"tokenizer-{digest[:16]}-v{vocab_size}"
+    with accelerator.main_process_first():
+        if not (path / "tokenizer.json").is_file():
+            tokenizer = train_tokenizer(texts, vocab_size)
+            with atomic_dir(path) as tmp:
+                tokenizer.save_pretrained(str(tmp))
+            return tokenizer
+    return load_tokenizer(str(path))
+
+
+class TextTask(Task):
+    """Sets `tokenizer`, `vocab_size`, `data`, `eval_data` (None when streaming) and `init_model` (the
+    `model.init_from` checkpoint's masked-LM model, else None)."""
+
+    modality = "text"
+
+    def __init__(self, cfg: Config, accelerator):
+        self.cfg, self.accelerator = cfg, accelerator
+        d, L = cfg.data, cfg.data.max_length
+        self.presharded = d.streaming  # each process streams its own shard: Accelerate must not re-shard
+        self.init_model = None
+        if d.streaming and d.source != "synthetic" and cfg.pretrain.max_steps is None:
+            raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
+        cache = d.cache_dir or str(Path(cfg.output_dir) / "cache")
+        if d.source == "synthetic":
+            self.tokenizer = SyntheticTokenizer(cfg.model.vocab_size)
+            g = torch.Generator().manual_seed(d.split_seed)
+            blocks = torch.randint(5, cfg.model.vocab_size, (d.num_samples, L), generator=g).tolist()
+        else:
+            if cfg.model.init_from:  # continued pretraining: tokenizer, sizes and (if any) MLM head from the checkpoint
+                from ..models.init import text_init
+
+                with accelerator.main_process_first():  # a hub download happens once
+                    self.init_model, self.tokenizer = text_init(cfg)
+            elif cfg.model.tokenizer:
+                self.tokenizer = load_tokenizer(cfg.model.tokenizer)
+            elif d.streaming:
+                raise UserError("data.streaming=true needs model.tokenizer (a tokenizer cannot be trained on an "
+                                "unbounded stream; train one with a non-streaming run first)")
+            blocks = None
+            if not d.streaming:
+                texts = load_texts(d, "pretrain").texts + extra_pretrain_texts(d)
+                digest = corpus_digest(texts)
+                if not hasattr(self, "tokenizer"):
+                    self.tokenizer = cached_tokenizer(texts, cfg.model.vocab_size, cache, accelerator, digest)
+                with accelerator.main_process_first():
+                    blocks = tokenize_and_pack(texts, self.tokenizer, L, cache, digest)
+        self.vocab_size = len(self.tokenizer)
+        if blocks is not None:
+            n_eval = min(EVAL_BLOCKS, len(blocks) // 20)
+            self.eval_data = PackedBlocks(blocks[:n_eval], L, self.tokenizer.pad_token_id) if n_eval else None
+            self.data = PackedBlocks(blocks[n_eval:], L, self.tokenizer.pad_token_id)
+            if len(self.data) == 0:
+                raise UserError("the corpus is too small to form one training block")
+        else:
+            self.eval_data = None
+            stream = stream_texts(d, accelerator.process_index, accelerator.num_processes)
+            self.data = StreamingBlocks(stream, self.tokenizer, d.text_column, L)
+        if self.init_model is not None and self.init_model.config.vocab_size < self.vocab_size:
+            raise UserError(f"model.init_from {cfg.model.init_from}: its tokenizer has {self.vocab_size} tokens "
+                            f"but the model only {self.init_model.config.vocab_size} embeddings")
+
+    def dataloader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
+        if self.presharded:
+            return DataLoader(self.data, batch_size=batch_size, num_workers=0)
+        if self.cfg.pretrain.drop_last and batch_size > len(self.data):
+            raise UserError(f"pretrain.batch_size={batch_size} is larger than the {len(self.data)} packed blocks "
+                            "(with pretrain.drop_last=true no batch would be formed)")
+        return DataLoader(self.data, batch_size=batch_size, shuffle=True, drop_last=self.cfg.pretrain.drop_last,
+                          collate_fn=collate_batch, generator=generator)
+
+    @staticmethod
+    def batch_items(batch: dict) -> dict:
+        ids, att = batch["input_ids"], batch.get("attention_mask")
+        return {"samples": ids.shape[0], "tokens": ids.numel() if att is None else int(att.sum())}
+
+    def eval_batches(self, accelerator, size: int = 64):
+        """The held-out blocks, in order, on the device."""
+        for start in range(0, len(self.eval_data), size):
+            batch = self.eval_data.__getitems__(list(range(start, min(start + size, len(self.eval_data)))))
+            yield {k: v.to(accelerator.device) for k, v in batch.items()}

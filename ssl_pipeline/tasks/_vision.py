@@ -1,0 +1,78 @@
+"""What every vision method shares: the unlabeled images, a timm backbone (from scratch or `model.init_from`),
+batched on-device views and the exported encoder. A method adds its heads, its loss and its hooks."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..augment import normalize, simclr_augment, to_unit_float
+from ..config import Config
+from ..data.images import load_images
+from ..data.splits import collate_batch
+from ..engine import Task
+from ..errors import UserError
+from ..export import save_vision_encoder
+from ..models.vision import check_image_size, create_backbone
+
+
+class VisionTask(Task):
+    """Subclasses set `self.model` (with a `.backbone`, the encoder that is exported) and define `loss`."""
+
+    modality = "vision"
+
+    def __init__(self, cfg: Config, accelerator):
+        self.data = load_images(cfg.data, "pretrain")
+        if cfg.model.init_from:  # continued pretraining: the architecture comes from the checkpoint
+            from ..models.init import vision_init
+
+            with accelerator.main_process_first():  # a hub download happens once
+                backbone, name, small_stem = vision_init(cfg)
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=name, small_stem=small_stem))
+        else:
+            backbone = create_backbone(cfg.model.backbone, cfg.data.channels, cfg.model.small_stem)
+        self.cfg, self.backbone = cfg, backbone
+        self.embedding_dim = check_image_size(backbone, cfg.data.channels, cfg.data.image_size)
+        self.augment = simclr_augment(cfg.pretrain.augment, cfg.data.image_size, cfg.data.channels)
+
+    def finish_model(self, model: nn.Module) -> nn.Module:
+        """Call with the method's full model: memory format as configured."""
+        if self.cfg.pretrain.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        return model
+
+    def dataloader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
+        n = len(self.data)
+        if self.cfg.pretrain.drop_last and batch_size > n:
+            raise UserError(f"pretrain.batch_size={batch_size} is larger than the {n} training images "
+                            "(with pretrain.drop_last=true no batch would be formed)")
+        return DataLoader(self.data.dataset, batch_size=batch_size, shuffle=True, drop_last=self.cfg.pretrain.drop_last,
+                          collate_fn=collate_batch, num_workers=self.cfg.data.num_workers, generator=generator,
+                          persistent_workers=self.cfg.data.num_workers > 0)
+
+    def views(self, images: torch.Tensor, n_views: int = 2, augment: nn.Module | None = None) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> normalised float (n_views * B, C, H', W'), view k at rows [k*B, (k+1)*B)."""
+        with torch.no_grad():
+            x = to_unit_float(images)
+            x = (augment or self.augment)(torch.cat([x] * n_views))
+            x = normalize(x)
+            if self.cfg.pretrain.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def export(self, model: nn.Module, path) -> None:
+        save_vision_encoder(model.backbone, path, self.cfg)
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy for an EMA teacher (lightly's deactivate_requires_grad); updated by `update_momentum`."""
+    import copy
+
+    from lightly.models.utils import deactivate_requires_grad
+
+    teacher = copy.deepcopy(module)
+    deactivate_requires_grad(teacher)
+    return teacher
