@@ -49,13 +49,12 @@ def _splits(cfg: Config, spec: dict) -> list[tuple[str, object]]:
         from .data.text import load_texts as load
 
         data = cfg.data
-    pool = load(data, "pretrain")
     try:
         train = load(data, "train")
     except UserError:
         train = None
     if train is None or train.labels is None:  # an unlabeled pool: every example, one split
-        return [("unlabeled", pool)]
+        return [("unlabeled", load(data, "pretrain"))]
     out = [("train", train)]
     validation = load(data, "validation")
     if validation is not None:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from .atomic import atomic_dir
 from .errors import UserError
-
-SPEC_FILE = "ssl_encoder.json"
+from .spec import SPEC_FILE
 
 
 def save_vision_encoder(backbone, path, cfg, pretext: str | None = None) -> None:

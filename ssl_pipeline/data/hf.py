@@ -6,6 +6,7 @@ The source's own test / validation splits are used when it has them; otherwise t
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,20 +30,27 @@ class HFSplit:
 
 
 def load_dataset_dict(cfg: DataConfig) -> dict:
+    """Every split of the source, loaded once per process: the pretrain, train, validation and test requests of a
+    run all read this one load (a hub or file source is otherwise re-resolved and re-scanned each time)."""
+    return dict(_load_dataset_dict(tuple(cfg.files) if cfg.files else None, cfg.name))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_dataset_dict(files: Optional[tuple], name: Optional[str]) -> dict:
     import datasets
 
     try:
-        if cfg.files:
-            files = expand_files(cfg.files)
+        if files:
+            files = expand_files(list(files))
             return {"train": datasets.load_dataset(file_format(files[0], default="parquet"), data_files=files,
                                                    split="train")}
-        if not cfg.name:
+        if not name:
             raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
-        return dict(datasets.load_dataset(cfg.name))
+        return dict(datasets.load_dataset(name))
     except UserError:
         raise
     except Exception as err:
-        raise UserError(f"cannot load HF dataset {cfg.name or cfg.files}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot load HF dataset {name or list(files)}: {str(err).splitlines()[0]}") from None
 
 
 def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optional[HFSplit]:
@@ -67,8 +75,8 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
         import datasets
 
         idx = carve(train_labels, "train", cfg, names) if carved else np.arange(len(train))
-        parts = [train.select(idx)] + [dsd[u].select_columns([column]) for u in UNLABELED_SPLITS if u in dsd]
-        parts[0] = parts[0].select_columns([column])
+        parts = [train.select(idx).select_columns([column])]
+        parts += [dsd[u].select_columns([column]) for u in UNLABELED_SPLITS if u in dsd]
         return HFSplit(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], None, [], list(range(sum(map(len, parts)))))
     if train_labels is None:
         return HFSplit(train, None, [], list(range(len(train))))

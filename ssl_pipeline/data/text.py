@@ -134,15 +134,16 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     else:
         texts, raw_labels, ids = _read(cfg, None, f"the {cfg.source} corpus")
     carved = raw_labels is not None and "test" not in own
-    if split == "pretrain":
-        if carved:  # the test carve is excluded from pretraining
-            ids_, names_ = encode_labels(raw_labels)
-            idx = carve(ids_, "train", cfg, names_)
-            texts, ids = [texts[i] for i in idx], [ids[i] for i in idx]
-        return TextSplit(texts, None, [], ids)
     if raw_labels is None:
+        if split == "pretrain":
+            return TextSplit(texts, None, [], ids)
         raise UserError(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune on")
     labels, names = encode_labels(raw_labels, where="the training data")
+    if split == "pretrain":
+        if carved:  # the test carve is excluded from pretraining
+            idx = carve(labels, "train", cfg, names)
+            texts, ids = [texts[i] for i in idx], [ids[i] for i in idx]
+        return TextSplit(texts, None, [], ids)
     if split in own:
         o_texts, o_raw, o_ids = _read(cfg, own[split], f"data.{split}_files")
         if o_raw is None:

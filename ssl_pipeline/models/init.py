@@ -11,14 +11,13 @@ the checkpoint.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from torch import nn
 
 from ..errors import UserError
+from ..spec import SPEC_FILE, spec_if_exported
 
-SPEC_FILE = "ssl_encoder.json"  # as in export.py (models do not import the export module)
 # model.* key -> transformers config attribute: set explicitly, they must agree with a text checkpoint
 TEXT_SIZE_KEYS = {"model.hidden_size": "hidden_size", "model.num_layers": "num_hidden_layers",
                   "model.num_heads": "num_attention_heads", "model.intermediate_size": "intermediate_size",
@@ -29,11 +28,6 @@ def _explicit(cfg, key: str) -> bool:
     return key in getattr(cfg, "explicit_keys", frozenset())
 
 
-def _our_spec(path: Path):
-    spec_file = path / SPEC_FILE
-    return json.loads(spec_file.read_text()) if spec_file.is_file() else None
-
-
 def vision_init(cfg) -> tuple[nn.Module, str, bool]:
     """-> (headless timm backbone with the checkpoint's weights, its timm name, small_stem)."""
     import timm
@@ -42,7 +36,7 @@ def vision_init(cfg) -> tuple[nn.Module, str, bool]:
 
     ref, channels = cfg.model.init_from, cfg.data.channels
     path = Path(ref).expanduser()
-    spec = _our_spec(path) if path.is_dir() else None
+    spec = spec_if_exported(path) if path.is_dir() else None
     if spec is not None:
         if spec["modality"] != "vision":
             raise UserError(f"model.init_from {ref} is a {spec['modality']} encoder; task={cfg.task} needs a vision one")
@@ -125,7 +119,7 @@ def text_init(cfg):
     from transformers.utils import logging as hf_logging
 
     ref = cfg.model.init_from
-    spec = _our_spec(Path(ref).expanduser()) if Path(ref).expanduser().is_dir() else None
+    spec = spec_if_exported(Path(ref).expanduser()) if Path(ref).expanduser().is_dir() else None
     if spec is not None and spec["modality"] != "text":
         raise UserError(f"model.init_from {ref} is a {spec['modality']} encoder; task={cfg.task} needs a text one")
     try:
