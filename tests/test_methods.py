@@ -153,3 +153,29 @@ def test_switching_task_on_a_shipped_config_keeps_other_sections():
     assert cfg.pretrain.byol.momentum_start == 0.99
     cfg = load_config("configs/text/mlm_debian_descriptions.yaml", ["task=electra", "pretrain.electra.generator_width=0.5"])
     assert cfg.task == "electra" and cfg.pretrain.electra.generator_width == 0.5
+
+
+def test_vicreg_and_dino_statistics_span_both_processes(tmp_path):
+    """VICReg's variance/covariance and DINO's teacher centre are computed over the global batch, as the tasks
+    are built on 2 processes: the mean of the per-rank VICReg losses equals the loss of the whole batch on one
+    process, and both ranks hold the same centre, the update from the global batch mean."""
+    import subprocess
+
+    from lightly.loss import VICRegLoss
+
+    from conftest import cli_env
+
+    out = tmp_path / "stats.pt"
+    cmd = launch_args(2)[:-1] + [str(ROOT / "tests/scripts/method_stats_dist.py"), str(out)]
+    proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = torch.load(out)
+    g = torch.Generator().manual_seed(0)
+    za, zb, teacher = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g), torch.randn(2, 16, 8, generator=g)
+    whole = VICRegLoss()(za, zb)
+    halves = VICRegLoss()(za[:8], zb[:8]), VICRegLoss()(za[8:], zb[8:])
+    assert torch.allclose(got["vicreg_losses"].mean(), whole, atol=1e-5)
+    assert not torch.allclose(whole, sum(halves) / 2, atol=1e-3)  # without the gather the two would differ
+    expected_centre = (1 - 0.9) * teacher.mean(dim=(0, 1))  # centre starts at 0, momentum 0.9
+    assert torch.allclose(got["centres"][0], got["centres"][1])
+    assert torch.allclose(got["centres"][0], expected_centre, atol=1e-6)
