@@ -19,6 +19,14 @@ def cli_env() -> dict:
     return env
 
 
+def as_foreground_job() -> None:
+    """Popen preexec_fn: SIGINT as a terminal's foreground job gets it. A job started in the background of a
+    non-interactive shell (nohup, `cmd &`) inherits SIGINT ignored, and Python then never raises Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     import socket
 

@@ -362,7 +362,7 @@ def test_ctrl_c_in_the_finetune_grid_keeps_finished_cells(tmp_path):
     import sys
     import time
 
-    from conftest import cli_env
+    from conftest import as_foreground_job, cli_env
 
     out = tmp_path / "run"
     base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
@@ -371,7 +371,7 @@ def test_ctrl_c_in_the_finetune_grid_keeps_finished_cells(tmp_path):
     ft = base + ["finetune.seeds=[0,1,2]", "finetune.methods=[knn,supervised]", "finetune.min_steps=30",
                  "finetune.max_steps=30"]
     proc = subprocess.Popen([sys.executable, "-m", "finetune"] + ft, cwd=ROOT, env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_foreground_job)
     results = out / "label_efficiency.json"
     deadline = time.time() + 300
     while not results.exists():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, cli_env, launch_args, read_metrics, run_stage
+from conftest import ROOT, as_foreground_job, cli_env, launch_args, read_metrics, run_stage
 from ssl_pipeline import checkpoint as ckpt
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=12", "pretrain.batch_size=64",
@@ -147,7 +147,8 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
 
 def _stop_after_first_log(cmd, out: Path, sig) -> subprocess.CompletedProcess:
     """Starts a run and sends `sig` once it has logged a step (mid-run, between checkpoints)."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_foreground_job)
     deadline = time.time() + 300
     while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
         assert proc.poll() is None, proc.communicate()
