@@ -47,10 +47,14 @@ class DINOConfig:
 
 
 def _head(embedding_dim: int, s: DINOConfig) -> nn.Module:
+    import warnings
+
     from lightly.models.modules import DINOProjectionHead
 
-    return DINOProjectionHead(embedding_dim, s.head_hidden_dim, s.bottleneck_dim, s.output_dim,
-                              batch_norm=s.head_batch_norm)
+    with warnings.catch_warnings():  # lightly's head uses torch's older weight_norm: a FutureWarning users can't act on
+        warnings.simplefilter("ignore", FutureWarning)
+        return DINOProjectionHead(embedding_dim, s.head_hidden_dim, s.bottleneck_dim, s.output_dim,
+                                  batch_norm=s.head_batch_norm)
 
 
 class DINOModel(nn.Module):
