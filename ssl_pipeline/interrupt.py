@@ -7,6 +7,7 @@ a gloo group: on CPU that is a few microseconds, and on GPUs it stays off the CU
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 import torch
@@ -63,3 +64,41 @@ class StopFlag:
         flag = torch.tensor([self.signum], dtype=torch.int32)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self.group)
         return int(flag.item())
+
+
+class RememberedCtrlC:
+    """Ctrl-C that cannot be lost between grid cells. Python drops a KeyboardInterrupt raised while a finalizer or
+    an import-lock callback runs ('Exception ignored in ...'), and the grid then went on to the end; this handler
+    raises as usual and also records the press, which the loop checks after every cell. Installed only over
+    Python's default handler, so a job started with SIGINT ignored (nohup, `&`) stays as its user started it."""
+
+    def __init__(self):
+        self.pressed = False
+        self._old = None
+
+    def _handle(self, signum, frame) -> None:
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "RememberedCtrlC":
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old_hook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
+        return self
+
+    def _unraisable(self, info) -> None:
+        """The dropped press is recorded and acted on: no 'Exception ignored' traceback for it."""
+        if info.exc_type is not KeyboardInterrupt:
+            self._old_hook(info)
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+            sys.unraisablehook = self._old_hook
+            self._old = None
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt

@@ -129,22 +129,27 @@ def run_finetune(cfg: Config) -> dict:
             raise UserError("the base encoder's view of the data differs from the SSL encoder's (labels out of order)")
         base.features = _features(base, cfg, accelerator, want, [c["method"] for c in todo], BASE_FEATURE_METHODS)
 
+    from ..interrupt import RememberedCtrlC
+
     bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
-    for cell in todo:
-        bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
-        idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
-        set_seed(cell["seed"])
-        on = base if cell["method"] in BASE_METHODS else ssl
-        method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
-        preds = run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path, cell["seed"],
-                         cell["encoder_lr_scale"], on.probes)
-        acc = float((np.asarray(preds) == data.test_labels).mean())
-        row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
-        row["accuracy"] = acc
-        rows.append(row)
-        if accelerator.is_main_process:
-            write_report(report_dir, header, rows)
-        bar.update(1)
+    with RememberedCtrlC() as ctrl_c:
+        for cell in todo:
+            ctrl_c.check()
+            bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
+            idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
+            set_seed(cell["seed"])
+            on = base if cell["method"] in BASE_METHODS else ssl
+            method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
+            preds = run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path, cell["seed"],
+                             cell["encoder_lr_scale"], on.probes)
+            acc = float((np.asarray(preds) == data.test_labels).mean())
+            row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
+            row["accuracy"] = acc
+            rows.append(row)
+            if accelerator.is_main_process:
+                write_report(report_dir, header, rows)
+            bar.update(1)
+        ctrl_c.check()
     bar.close()
     doc = write_report(report_dir, header, rows) if accelerator.is_main_process else {}
     accelerator.end_training()
