@@ -67,6 +67,17 @@ class VisionTask(Task):
         save_vision_encoder(model.backbone, path, self.cfg)
 
 
+class BackboneHead(nn.Module):
+    """Backbone then projection head: the model of methods without a teacher (SimCLR, VICReg)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
 def momentum_copy(module: nn.Module) -> nn.Module:
     """A frozen copy for an EMA teacher (lightly's deactivate_requires_grad); updated by `update_momentum`."""
     import copy

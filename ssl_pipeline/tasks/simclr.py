@@ -8,7 +8,7 @@ from torch import nn
 
 from ..config import Config
 from ..errors import UserError
-from ._vision import VisionTask
+from ._vision import BackboneHead, VisionTask
 from .registry import register
 
 
@@ -23,14 +23,6 @@ class SimCLRConfig:
             raise UserError(f"config key 'pretrain.simclr.temperature' must be positive, got {self.temperature}")
 
 
-class SimCLRModel(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
 
 @register("simclr", config=SimCLRConfig)
 class SimCLRTask(VisionTask):
@@ -42,7 +34,7 @@ class SimCLRTask(VisionTask):
 
         super().__init__(cfg, accelerator)
         s = cfg.pretrain.simclr
-        self.finish_model(SimCLRModel(self.backbone, SimCLRProjectionHead(self.embedding_dim, s.projection_hidden_dim,
+        self.finish_model(BackboneHead(self.backbone, SimCLRProjectionHead(self.embedding_dim, s.projection_hidden_dim,
                                                                            s.projection_dim)))
         # gather_distributed: negatives come from every process, with gradients flowing back to each
         self.criterion = NTXentLoss(temperature=s.temperature, gather_distributed=accelerator.num_processes > 1)

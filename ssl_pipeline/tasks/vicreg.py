@@ -9,7 +9,7 @@ from torch import nn
 
 from ..config import Config
 from ..errors import UserError
-from ._vision import VisionTask
+from ._vision import BackboneHead, VisionTask
 from .registry import register
 
 
@@ -29,14 +29,6 @@ class VICRegConfig:
             raise UserError(f"config key 'pretrain.vicreg.covariance_weight' must be >= 0, got {self.covariance_weight}")
 
 
-class VICRegModel(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module):
-        super().__init__()
-        self.backbone, self.head = backbone, head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
 
 @register("vicreg", config=VICRegConfig)
 class VICRegTask(VisionTask):
@@ -48,7 +40,7 @@ class VICRegTask(VisionTask):
 
         super().__init__(cfg, accelerator)
         s = cfg.pretrain.vicreg
-        self.finish_model(VICRegModel(self.backbone, VICRegProjectionHead(self.embedding_dim, s.expander_hidden_dim,
+        self.finish_model(BackboneHead(self.backbone, VICRegProjectionHead(self.embedding_dim, s.expander_hidden_dim,
                                                                           s.expander_dim, num_layers=3)))
         # gather_distributed: the variance and covariance terms see the global batch (gradients flow back)
         self.criterion = VICRegLoss(lambda_param=s.invariance_weight, mu_param=s.variance_weight,
