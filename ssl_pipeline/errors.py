@@ -34,10 +34,28 @@ def exit_on_user_error(fn):
         except Interrupted as stop:
             if first:
                 print(str(stop), file=sys.stderr, flush=True)
-            sys.exit(stop.exit_code)
+            _exit_after_interrupt(stop.exit_code)
         except KeyboardInterrupt:
             if first:
                 print("interrupted — finished work is kept; run the same command to resume", file=sys.stderr, flush=True)
-            sys.exit(130)
+            _exit_after_interrupt(130)
 
     return wrapper
+
+
+def _exit_after_interrupt(code: int) -> None:
+    """Exit once an interrupted run's work is saved: Python-level exit handlers run (trackers flush, process
+    groups close), the interpreter's C-level teardown does not. After a Ctrl-C that lands mid-operation, that
+    teardown once aborted with SIGABRT in CI ('PyThreadState_Get: ... the GIL is released', raised by a native
+    extension while Python was finalizing), turning a clean exit 130 into a crash; nothing is left to do there."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
