@@ -37,14 +37,19 @@ def attention_backend(device: torch.device):
     return sdpa_kernel(SDPBackend.MATH) if device.type == "cpu" else nullcontext()
 
 
+def resolved_sizes(cfg: ModelConfig) -> tuple[int, int, int, int]:
+    """(hidden, layers, heads, feed-forward) of `cfg`: the `model.size` preset when one is named, else its keys."""
+    if cfg.size is None:
+        return cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size
+    if cfg.size not in SIZE_PRESETS:
+        raise UserError(f"model.size '{cfg.size}' is not one of {list(SIZE_PRESETS)}")
+    return SIZE_PRESETS[cfg.size]
+
+
 def encoder_config(cfg: ModelConfig, vocab_size: int, max_length: int, pad_id: int):
     import transformers
 
-    hidden, layers, heads, inter = cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size
-    if cfg.size is not None:
-        if cfg.size not in SIZE_PRESETS:
-            raise UserError(f"model.size '{cfg.size}' is not one of {list(SIZE_PRESETS)}")
-        hidden, layers, heads, inter = SIZE_PRESETS[cfg.size]
+    hidden, layers, heads, inter = resolved_sizes(cfg)
     if hidden % heads:
         raise UserError(f"model.hidden_size={hidden} must be divisible by model.num_heads={heads}")
     config_cls = getattr(transformers, ARCHITECTURES[cfg.architecture][0])
@@ -150,11 +155,7 @@ def scaled_model_config(cfg: ModelConfig, width: float) -> ModelConfig:
     """`cfg` with its width (hidden, heads, feed-forward) scaled by `width`, depth kept: ELECTRA's generator."""
     import dataclasses
 
-    hidden, layers, heads, inter = cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.intermediate_size
-    if cfg.size is not None:
-        if cfg.size not in SIZE_PRESETS:
-            raise UserError(f"model.size '{cfg.size}' is not one of {list(SIZE_PRESETS)}")
-        hidden, layers, heads, inter = SIZE_PRESETS[cfg.size]
+    hidden, layers, heads, inter = resolved_sizes(cfg)
     heads_g = max(1, round(heads * width))
     head_dim = max(16, round(hidden * width / heads_g))
     return dataclasses.replace(cfg, size=None, hidden_size=heads_g * head_dim, num_layers=layers, num_heads=heads_g,
