@@ -1,6 +1,7 @@
 """Label-efficiency report: rows -> summary (mean ± std over seeds), gains and label multipliers over `supervised`
 and over the best baseline (the strongest of supervised, classic and the starting checkpoint's base_* rows at
-each fraction: what the user would otherwise use), and the four files (json, csv, png, md), written atomically."""
+each fraction: what the user would otherwise use), each with a 95 % bootstrap interval and a significance verdict
+(significance.py), and the four files (json, csv, png, md), written atomically."""
 from __future__ import annotations
 
 import csv
@@ -14,6 +15,7 @@ from ..atomic import write_json, write_text
 
 from .evaluators import BASELINES, SSL_METHODS
 from .evaluators import ORDER as METHOD_ORDER
+from .significance import LEVEL, Bootstrap, multiplier_interval
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -79,29 +81,59 @@ def label_multiplier(summary: list[dict], baseline: str = "supervised") -> dict 
     return result
 
 
-def gains_over_best_baseline(summary: list[dict]) -> list[dict]:
-    """Best SSL method minus the best baseline, per label fraction."""
+def gains_over_best_baseline(summary: list[dict], boot: Bootstrap | None = None) -> list[dict]:
+    """Best SSL method minus the best baseline, per label fraction (with its interval when `boot` is given)."""
     out = []
     for b in best_baselines(summary):
         ssl = [s for s in summary if s["method"] in SSL_METHODS and s["label_fraction"] == b["label_fraction"]]
         if ssl:
             best = max(ssl, key=lambda s: s["mean"])
-            out.append({"label_fraction": b["label_fraction"], "best_ssl_method": best["method"], "best_ssl": best["mean"],
-                        "best_baseline": b["method"], "baseline": b["accuracy"], "gain": best["mean"] - b["accuracy"]})
+            g = {"label_fraction": b["label_fraction"], "best_ssl_method": best["method"], "best_ssl": best["mean"],
+                 "best_baseline": b["method"], "baseline": b["accuracy"], "gain": best["mean"] - b["accuracy"]}
+            if boot is not None:
+                g.update(boot.difference(best["method"], b["method"], b["label_fraction"]))
+            out.append(g)
     return out
 
 
-def gains(summary: list[dict]) -> list[dict]:
-    """Best SSL method minus `supervised`, per label fraction."""
+def gains(summary: list[dict], boot: Bootstrap | None = None) -> list[dict]:
+    """Best SSL method minus `supervised`, per label fraction (with its interval when `boot` is given)."""
     out = []
     for frac in sorted({s["label_fraction"] for s in summary}):
         sup = [s for s in summary if s["method"] == "supervised" and s["label_fraction"] == frac]
         ssl = [s for s in summary if s["method"] in SSL_METHODS and s["label_fraction"] == frac]
         if sup and ssl:
             best = max(ssl, key=lambda s: s["mean"])
-            out.append({"label_fraction": frac, "best_ssl_method": best["method"], "best_ssl": best["mean"],
-                        "supervised": sup[0]["mean"], "gain": best["mean"] - sup[0]["mean"]})
+            g = {"label_fraction": frac, "best_ssl_method": best["method"], "best_ssl": best["mean"],
+                 "supervised": sup[0]["mean"], "gain": best["mean"] - sup[0]["mean"]}
+            if boot is not None:
+                g.update(boot.difference(best["method"], "supervised", frac))
+            out.append(g)
     return out
+
+
+def significance(summary: list[dict], boot: Bootstrap) -> list[dict]:
+    """Every SSL method against `supervised` at every fraction: gain, 95 % interval, verdict, per-seed differences."""
+    out = []
+    at = {(s["method"], s["label_fraction"]): s for s in summary}
+    for s in summary:
+        sup = at.get(("supervised", s["label_fraction"]))
+        diff = boot.difference(s["method"], "supervised", s["label_fraction"]) if s["method"] in SSL_METHODS and sup else {}
+        if diff:
+            out.append({"method": s["method"], "label_fraction": s["label_fraction"], "baseline": "supervised",
+                        "gain": s["mean"] - sup["mean"], **diff})
+    return out
+
+
+def _with_interval(multiplier: dict | None, summary: list[dict], boot: Bootstrap, baseline: str) -> dict | None:
+    """The label multiplier with the percentile interval of its value over the bootstrap resamples."""
+    if multiplier is None or not all(boot.has_spread(s["method"], s["label_fraction"]) for s in summary):
+        return multiplier
+    values = []
+    for resampled in boot.resampled_summaries(summary):
+        m = label_multiplier(resampled, baseline)
+        values.append(m["multiplier"] if m else None)
+    return {**multiplier, "ci95": multiplier_interval(values)}
 
 
 def findings(summary: list[dict]) -> list[str]:
@@ -130,15 +162,25 @@ def findings(summary: list[dict]) -> list[str]:
 
 def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
     summary = summarize(rows)
-    doc = {**header, "metric": "accuracy", "rows": rows, "summary": summary, "gain_over_supervised": gains(summary),
-           "label_multiplier": label_multiplier(summary), "best_baseline": best_baselines(summary),
-           "gain_over_best_baseline": gains_over_best_baseline(summary),
-           "label_multiplier_vs_best_baseline": label_multiplier(summary, baseline="best"),
+    boot = Bootstrap(rows, header.get("n_test", 0))
+    for s in summary:
+        s["ci95"] = boot.interval(s["method"], s["label_fraction"])
+    doc = {**header, "metric": "accuracy", "rows": rows, "summary": summary,
+           "bootstrap": {"level": LEVEL, "resamples": boot.resamples,
+                         "over": "seeds and test examples" if boot.per_example else "seeds only"},
+           "gain_over_supervised": gains(summary, boot),
+           "label_multiplier": _with_interval(label_multiplier(summary), summary, boot, "supervised"),
+           "best_baseline": best_baselines(summary),
+           "gain_over_best_baseline": gains_over_best_baseline(summary, boot),
+           "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, baseline="best"), summary,
+                                                               boot, "best"),
+           "significance": significance(summary, boot),
            "findings": findings(summary)}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
-    _plot(output_dir / "label_efficiency.png", summary, _title(doc), doc.get("evaluated_on") == "validation")
+    _plot(output_dir / "label_efficiency.png", summary, _title(doc), doc.get("evaluated_on") == "validation",
+          doc["significance"])
     return doc
 
 
@@ -147,8 +189,29 @@ def _title(doc: dict) -> str:
 
 
 def _mean_std(s: dict) -> str:
-    """'82.6 ± 0.4' over several seeds; a single seed has no spread to show."""
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" if s["seeds"] > 1 else f"{100 * s['mean']:.1f}"
+    """'82.6 ± 0.4 [82.1, 83.0]' over several seeds (mean ± std [95 % interval]); a single seed has no spread."""
+    text = f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" if s["seeds"] > 1 else f"{100 * s['mean']:.1f}"
+    if s.get("ci95"):
+        text += f" [{100 * s['ci95'][0]:.1f}, {100 * s['ci95'][1]:.1f}]"
+    return text
+
+
+def _gain_ci(g: dict) -> str:
+    """', 95 % CI +2.9 to +4.5, significant; per seed +3.5 / +3.9 / +3.6' for a gain with its interval."""
+    if "ci95" not in g:
+        return ""
+    lo, hi = g["ci95"]
+    verdict = "significant" if g["significant"] else "**not significant**"
+    seeds = " / ".join(f"{100 * d['difference']:+.1f}" for d in g["paired_differences"])
+    return f" (95 % CI {100 * lo:+.1f} to {100 * hi:+.1f}, {verdict}; per seed {seeds})"
+
+
+def _multiplier_ci(lm: dict) -> str:
+    if not lm.get("ci95"):
+        return ""
+    lo, hi = lm["ci95"]
+    show = lambda v: "unbounded" if v is None else f"{v:.1f}×"  # noqa: E731
+    return f" (95 % CI {show(lo)} to {show(hi)})"
 
 
 def _csv(rows: list[dict]) -> str:
@@ -174,8 +237,10 @@ def markdown(doc: dict) -> str:
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "n = 1 seed (no spread: add seeds to see one)"
     classes = doc.get("class_names") or []
     named = f"; {len(classes)} classes: {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}" if classes else ""
+    boot = doc.get("bootstrap")
+    interval = (f" [95 % bootstrap interval over {boot['over']}]" if boot else "")
     lines = [f"### Label efficiency — {_title(doc)}", "",
-             f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} accuracy (%), {spread}; "
+             f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} accuracy (%), {spread}{interval}; "
              f"encoder `{doc.get('encoder', '')}`{named}.", "",
              "| method | " + " | ".join(f"{_pct(f)} ({n_of[f]} labels)" for f in fracs) + " |",
              "| --- | " + " | ".join("---" for _ in fracs) + " |"]
@@ -189,27 +254,41 @@ def markdown(doc: dict) -> str:
         lines += ["", "Gain of the best SSL method over `supervised` (same architecture from random weights):", ""]
         for g in doc["gain_over_supervised"]:
             lines.append(f"- {_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
-                         f"{100 * g['supervised']:.1f} % → {100 * g['gain']:+.1f} points")
+                         f"{100 * g['supervised']:.1f} % → {100 * g['gain']:+.1f} points{_gain_ci(g)}")
     if doc.get("gain_over_best_baseline") and any(b["method"] != "supervised" for b in doc.get("best_baseline", [])):
         lines += ["", "Gain over the **best baseline** at each fraction (the strongest of "
                       f"{', '.join(m for m in BASELINES if any(s['method'] == m for s in summary))}):", ""]
         for g in doc["gain_over_best_baseline"]:
             lines.append(f"- {_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
-                         f"{g['best_baseline']} {100 * g['baseline']:.1f} % → {100 * g['gain']:+.1f} points")
+                         f"{g['best_baseline']} {100 * g['baseline']:.1f} % → {100 * g['gain']:+.1f} points{_gain_ci(g)}")
         lmb = doc.get("label_multiplier_vs_best_baseline")
         if lmb:
             lines += ["", f"Label multiplier vs the best baseline: **{lmb['text']}** the labels to match "
-                          f"{lmb['ssl_method']} with {lmb['n_labels']} labels."]
+                          f"{lmb['ssl_method']} with {lmb['n_labels']} labels{_multiplier_ci(lmb)}."]
     if doc.get("findings"):
         lines += [""] + [f"- **{f[0].upper()}{f[1:]}.**" for f in doc["findings"]]
     lm = doc.get("label_multiplier")
     if lm:
         lines += ["", f"Label multiplier: `supervised` needs **{lm['text']}** the labels to match {lm['ssl_method']} with "
-                      f"{lm['n_labels']} labels ({100 * lm['ssl_accuracy']:.1f} %), interpolated on a log scale."]
+                      f"{lm['n_labels']} labels ({100 * lm['ssl_accuracy']:.1f} %), interpolated on a log scale"
+                      f"{_multiplier_ci(lm)}."]
+    unsure = [g for g in doc.get("significance", []) if not g["significant"]]
+    if unsure:
+        lines += ["", "Not significant (the 95 % interval of the gain over `supervised` includes 0): "
+                      + ", ".join(f"{g['method']} at {_pct(g['label_fraction'])} ({100 * g['gain']:+.1f}, "
+                                  f"{100 * g['ci95'][0]:+.1f} to {100 * g['ci95'][1]:+.1f})" for g in unsure) + "."]
     return "\n".join(lines) + "\n"
 
 
-def _plot(path: Path, summary: list[dict], title: str, validation: bool = False) -> None:
+def legend_label(method: str, seeds: int, significance: list[dict]) -> str:
+    """The method's name, 'n = 1' without spread, and the fractions where its gain over supervised is not
+    significant, so the plot alone does not oversell a gap between two curves."""
+    unsure = [_pct(g["label_fraction"]) for g in significance if g["method"] == method and not g["significant"]]
+    return (method if seeds > 1 else f"{method} (n = 1)") + (f" — gain n.s. at {', '.join(unsure)}" if unsure else "")
+
+
+def _plot(path: Path, summary: list[dict], title: str, validation: bool = False,
+          significance: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,7 +302,7 @@ def _plot(path: Path, summary: list[dict], title: str, validation: bool = False)
         n, mean, std = (np.array(v) for v in zip(*pts))
         style = "--" if m in BASELINES else "-"
         seeds = min(s["seeds"] for s in summary if s["method"] == m)
-        ax.plot(n, 100 * mean, style, marker="o", label=m if seeds > 1 else f"{m} (n = 1)")
+        ax.plot(n, 100 * mean, style, marker="o", label=legend_label(m, seeds, significance))
         if seeds > 1:
             ax.fill_between(n, 100 * (mean - std), 100 * (mean + std), alpha=0.2)
     ax.set_xscale("log")
@@ -231,7 +310,7 @@ def _plot(path: Path, summary: list[dict], title: str, validation: bool = False)
     ax.set_ylabel(f"{'validation' if validation else 'test'} accuracy (%)")
     ax.set_title(f"Label efficiency: {title}", fontsize=9, wrap=True)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_name(f".tmp-{path.name}")
     fig.savefig(tmp, format="png")

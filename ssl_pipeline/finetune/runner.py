@@ -20,6 +20,7 @@ from .base import base_encoder_dir
 from .evaluators import BASE_METHODS, BY_NAME
 from .labeled import labeled_data
 from .report import write_report
+from .significance import pack_correct
 from .subsets import balanced_subset, per_class_counts
 
 def _fingerprint(cfg: Config, encoder: Path) -> str:
@@ -142,9 +143,10 @@ def run_finetune(cfg: Config) -> dict:
             method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
             preds = run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path, cell["seed"],
                              cell["encoder_lr_scale"], on.probes)
-            acc = float((np.asarray(preds) == data.test_labels).mean())
+            correct = np.asarray(preds) == data.test_labels
             row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
-            row["accuracy"] = acc
+            row["accuracy"] = float(correct.mean())
+            row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
             rows.append(row)
             if accelerator.is_main_process:
                 write_report(report_dir, header, rows)

@@ -1,0 +1,95 @@
+"""Bootstrap intervals of the label-efficiency report: planted gains are found significant, planted ties are not,
+pairing over examples and seeds is used, and the verdict reaches the json, the md and the plot legend."""
+import json
+
+import numpy as np
+import pytest
+
+from ssl_pipeline.finetune.report import legend_label, write_report
+from ssl_pipeline.finetune.significance import Bootstrap, pack_correct, unpack_correct
+
+N_TEST = 2000
+
+
+def _row(method, frac, seed, correct):
+    return {"method": method, "label_fraction": frac, "n_labels": int(frac * 1000), "seed": seed,
+            "accuracy": float(correct.mean()), "correct": pack_correct(correct)}
+
+
+def _grid(gains_by_frac, seed=0):
+    """supervised at 70-85 % on random examples; finetune = supervised plus `gain` of its wrong examples fixed."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for frac, gain in gains_by_frac.items():
+        for s in range(3):
+            sup = rng.random(N_TEST) < 0.70 + 0.075 * np.log10(100 * frac)  # 70, 77.5, 85 %
+            ssl = sup.copy()
+            wrong = np.flatnonzero(~sup)
+            ssl[rng.choice(wrong, int(gain * N_TEST), replace=False)] = True
+            rows += [_row("supervised", frac, s, sup), _row("finetune", frac, s, ssl)]
+    return rows
+
+
+def test_pack_correct_round_trips_any_length():
+    for n in (1, 7, 8, 9, 1001):
+        c = np.random.default_rng(n).random(n) < 0.5
+        assert np.array_equal(unpack_correct(pack_correct(c), n), c)
+
+
+def test_planted_gain_is_significant_and_tie_is_not(tmp_path):
+    rows = _grid({0.01: 0.05, 1.0: 0.0})
+    doc = write_report(tmp_path, {"n_test": N_TEST, "task": "simclr"}, rows)
+    by = {(g["method"], g["label_fraction"]): g for g in doc["significance"]}
+    big, tie = by[("finetune", 0.01)], by[("finetune", 1.0)]
+    assert big["significant"] and 0.03 < big["ci95"][0] <= 0.05 <= big["ci95"][1] < 0.07
+    assert not tie["significant"] and tie["ci95"][0] <= 0 <= tie["ci95"][1]
+    assert [d["seed"] for d in big["paired_differences"]] == [0, 1, 2]
+    assert all(abs(d["difference"] - 0.05) < 1e-9 for d in big["paired_differences"])
+    assert doc["bootstrap"]["over"] == "seeds and test examples"
+    on_disk = json.loads((tmp_path / "label_efficiency.json").read_text())
+    assert on_disk["gain_over_supervised"][0]["significant"] is True
+    assert on_disk["gain_over_supervised"][1]["significant"] is False
+    md = (tmp_path / "label_efficiency.md").read_text()
+    assert "not significant" in md and "finetune at 100 % (+0.0" in md
+    assert legend_label("finetune", 3, doc["significance"]) == "finetune — gain n.s. at 100 %"
+    assert legend_label("supervised", 3, doc["significance"]) == "supervised"
+
+
+def test_pairing_finds_a_small_consistent_gain_that_unpaired_intervals_would_miss():
+    """+1 point on the same examples in every seed: the two accuracies' own intervals overlap, the paired
+    difference's interval excludes 0."""
+    rows = _grid({0.1: 0.01}, seed=3)
+    boot = Bootstrap(rows, N_TEST)
+    sup, ssl = boot.interval("supervised", 0.1), boot.interval("finetune", 0.1)
+    assert ssl[0] < sup[1]  # the unpaired intervals overlap
+    diff = boot.difference("finetune", "supervised", 0.1)
+    assert diff["significant"] and diff["ci95"][0] > 0
+
+
+def test_each_mean_lies_in_its_interval_and_the_multiplier_has_one(tmp_path):
+    rows = _grid({0.01: 0.05, 0.1: 0.02, 1.0: 0.0}, seed=1)
+    doc = write_report(tmp_path, {"n_test": N_TEST}, rows)
+    for s in doc["summary"]:
+        lo, hi = s["ci95"]
+        assert lo <= s["mean"] <= hi and hi - lo < 0.1
+    lm = doc["label_multiplier"]
+    lo, hi = lm["ci95"]
+    assert lo is not None and lo <= lm["multiplier"] and (hi is None or lm["multiplier"] <= hi)
+    assert "95 % CI" in (tmp_path / "label_efficiency.md").read_text()
+
+
+def test_rows_without_per_example_results_are_resampled_over_seeds_only(tmp_path):
+    rows = [{k: v for k, v in r.items() if k != "correct"} for r in _grid({0.01: 0.05})]
+    doc = write_report(tmp_path, {"n_test": N_TEST}, rows)
+    assert doc["bootstrap"]["over"] == "seeds only"
+    lo, hi = doc["gain_over_supervised"][0]["ci95"]
+    per_seed = [d["difference"] for d in doc["gain_over_supervised"][0]["paired_differences"]]
+    assert min(per_seed) - 1e-9 <= lo <= hi <= max(per_seed) + 1e-9
+    assert "over seeds only" in (tmp_path / "label_efficiency.md").read_text()
+
+
+def test_one_seed_still_gets_an_interval_from_the_test_examples(tmp_path):
+    rows = [r for r in _grid({0.01: 0.05}) if r["seed"] == 0]
+    doc = write_report(tmp_path, {"n_test": N_TEST}, rows)
+    lo, hi = doc["gain_over_supervised"][0]["ci95"]
+    assert 0 < lo < 0.05 < hi
