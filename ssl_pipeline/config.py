@@ -58,6 +58,7 @@ class DataConfig:
     test_fraction: float = 0.2  # held-out split carved (stratified, seeded) when a source has no test split
     split_seed: int = 0  # seed of that carve; fixed so pretraining and finetuning agree on it
     skip_corrupt: bool = False  # folder: skip unreadable images (counted and reported) instead of failing
+    dedupe: bool = False  # drop pretraining examples that duplicate a test example, exactly or nearly (always counted and reported; README 'Leakage guard')
     num_workers: int = 0  # DataLoader workers for sources decoded per sample (folder, hf)
     cache_dir: Optional[str] = None  # text: where tokenized datasets are cached (default OUTPUT_DIR/cache)
 

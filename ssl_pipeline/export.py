@@ -15,8 +15,9 @@ from .errors import UserError
 from .spec import SPEC_FILE
 
 
-def save_vision_encoder(backbone, path, cfg, pretext: str | None = None) -> None:
-    """`pretext`: what trained it (default the config's task; "none" for a starting checkpoint as it is)."""
+def save_vision_encoder(backbone, path, cfg, pretext: str | None = None, extra: dict | None = None) -> None:
+    """`pretext`: what trained it (default the config's task; "none" for a starting checkpoint as it is);
+    `extra`: more spec fields (the pretraining data's leakage record)."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
@@ -32,6 +33,7 @@ def save_vision_encoder(backbone, path, cfg, pretext: str | None = None) -> None
         "embedding_dim": int(backbone.num_features),
         "pretext": pretext or cfg.task,
         "init_from": cfg.model.init_from,
+        **(extra or {}),
     }
     with atomic_dir(path) as tmp:
         save_file(state, str(tmp / "model.safetensors"))
@@ -76,7 +78,7 @@ def load_encoder(path, expect_modality: str | None = None):
     return TextEncoder.from_pretrained(path, spec).eval()
 
 
-def save_text_encoder(mlm_model, tokenizer, path, cfg, pretext: str | None = None) -> None:
+def save_text_encoder(mlm_model, tokenizer, path, cfg, pretext: str | None = None, extra: dict | None = None) -> None:
     """`save_pretrained` of the MLM model and tokenizer: loads with AutoModel / AutoModelForMaskedLM / AutoTokenizer."""
     spec = {
         "modality": "text",
@@ -88,6 +90,7 @@ def save_text_encoder(mlm_model, tokenizer, path, cfg, pretext: str | None = Non
         "architecture": mlm_model.config.model_type,
         "pretext": pretext or cfg.task,
         "init_from": cfg.model.init_from,
+        **(extra or {}),
     }
     with atomic_dir(path) as tmp:
         mlm_model.save_pretrained(str(tmp))

@@ -353,6 +353,22 @@ LOADERS = {
 }
 
 
+def without(split: ImageSplit, drop: np.ndarray) -> ImageSplit:
+    """`split` minus the examples at positions `drop` (the leakage guard's duplicates of test images)."""
+    import dataclasses
+
+    keep = np.setdiff1d(np.arange(len(split)), drop)
+    if isinstance(split.dataset, TensorImages):
+        index = torch.as_tensor(keep, dtype=torch.long)
+        ds = split.dataset
+        dataset = TensorImages(ds.images[index], None if ds.labels is None else ds.labels[index])
+    else:
+        dataset = torch.utils.data.Subset(split.dataset, keep.tolist())
+    labels = None if split.labels is None else split.labels[torch.as_tensor(keep, dtype=torch.long)]
+    ids = None if split.ids is None else [split.ids[i] for i in keep]
+    return dataclasses.replace(split, dataset=dataset, labels=labels, ids=ids)
+
+
 def load_images(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     """split: 'pretrain' (unlabeled training images), 'train' (labeled), 'validation' (the source's own; None
     when it has none) or 'test'."""

@@ -65,6 +65,11 @@ class VisionLabeled:
         base = (self.train if split == "train" else self.test).dataset
         return SubsetView(base, idx)
 
+    def test_fingerprint(self) -> str:
+        from ..data.leakage import image_split_fingerprint
+
+        return image_split_fingerprint(self.test.dataset)
+
     def encoder(self, pretrained: bool, path) -> nn.Module:
         from ..export import load_encoder
         from ..models.vision import VisionEncoder, create_backbone
@@ -136,6 +141,11 @@ class TextLabeled:
 
     def dataset(self, split: str, idx) -> Dataset:
         return SubsetView(self._sets[split], idx)
+
+    def test_fingerprint(self) -> str:
+        from ..data.leakage import text_split_fingerprint
+
+        return text_split_fingerprint(self.test.texts)
 
     def encoder(self, pretrained: bool, path) -> nn.Module:
         from transformers import AutoConfig, AutoModel

@@ -210,8 +210,9 @@ def _multiplier_ci(lm: dict) -> str:
     if not lm.get("ci95"):
         return ""
     lo, hi = lm["ci95"]
-    show = lambda v: "unbounded" if v is None else f"{v:.1f}×"  # noqa: E731
-    return f" (95 % CI {show(lo)} to {show(hi)})"
+    if lo is None:  # the baseline never catches up in most resamples
+        return " (95 % CI: beyond the measured label range)"
+    return f" (95 % CI {lo:.1f}× to {'beyond the measured label range' if hi is None else f'{hi:.1f}×'})"
 
 
 def _csv(rows: list[dict]) -> str:
@@ -267,6 +268,11 @@ def markdown(doc: dict) -> str:
                           f"{lmb['ssl_method']} with {lmb['n_labels']} labels{_multiplier_ci(lmb)}."]
     if doc.get("findings"):
         lines += [""] + [f"- **{f[0].upper()}{f[1:]}.**" for f in doc["findings"]]
+    if "test_duplicates_in_pretraining" in doc:
+        from ..data.leakage import describe
+
+        unit = "texts" if doc.get("modality") == "text" else "images"
+        lines += ["", f"Leakage guard — {describe(doc['test_duplicates_in_pretraining'], unit)}."]
     lm = doc.get("label_multiplier")
     if lm:
         lines += ["", f"Label multiplier: `supervised` needs **{lm['text']}** the labels to match {lm['ssl_method']} with "

@@ -77,6 +77,19 @@ def _load_rows(path: Path, header: dict, overwrite: bool) -> list[dict]:
     return doc.get("rows", [])
 
 
+def _leakage(spec: dict, data, cfg: Config) -> dict:
+    """The leakage guard's count for the split this report scores, as recorded when the encoder was pretrained."""
+    record = spec.get("leakage")
+    if cfg.finetune.evaluate_on != "test":
+        return {"checked": False, "reason": "this report scores a validation split (part of the pretraining pool, "
+                                            "labels unused there)"}
+    if not record:
+        return {"checked": False, "reason": "the encoder was not pretrained by this version of ssl_pipeline"}
+    if record.get("checked") and record.get("test_fingerprint") != data.test_fingerprint():
+        return {"checked": False, "reason": "the encoder was pretrained on data with another test split"}
+    return record
+
+
 def run_finetune(cfg: Config) -> dict:
     from accelerate.utils import set_seed
 
@@ -107,11 +120,12 @@ def run_finetune(cfg: Config) -> dict:
                 cells.append({"method": method, "label_fraction": frac, "n_labels": n_labels, "seed": seed,
                               "kwargs": kwargs, "encoder_lr_scale": lr_scale})
 
-    header = {"task": cfg.task, "encoder": str(encoder_path), "encoder_model": encoder_label(spec),
+    header = {"task": cfg.task, "modality": spec["modality"], "encoder": str(encoder_path), "encoder_model": encoder_label(spec),
               "data": data_label(cfg.data, spec["modality"]), "class_names": list(data.class_names),
               "evaluated_on": cfg.finetune.evaluate_on,
               "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
-              "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg)}
+              "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
+              "test_duplicates_in_pretraining": _leakage(spec, data, cfg)}
     report_dir = output_dir if cfg.finetune.evaluate_on == "test" else output_dir / "validation"
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg.overwrite)

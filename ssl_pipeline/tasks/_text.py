@@ -45,6 +45,26 @@ def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator,
     return load_tokenizer(str(path))
 
 
+def guard_leakage(texts: list[str], d, accelerator) -> tuple[list[str], dict]:
+    """Count pretraining texts that duplicate a test text; with data.dedupe drop them (before the tokenizer)."""
+    from ..data.leakage import describe, leakage_record, text_duplicates, text_split_fingerprint
+
+    try:
+        test = load_texts(d, "test")
+    except UserError:  # an unlabeled corpus: nothing is scored, nothing can leak into a score
+        test = None
+    if test is None:
+        record = leakage_record(None, None, False, "no test split")
+    else:
+        dups = text_duplicates(texts, test.texts)
+        if d.dedupe and len(dups.pool_indices):
+            drop = set(dups.pool_indices.tolist())
+            texts = [t for i, t in enumerate(texts) if i not in drop]
+        record = leakage_record(dups, text_split_fingerprint(test.texts), d.dedupe)
+    accelerator.print(describe(record, "texts"))
+    return texts, record
+
+
 class TextTask(Task):
     """Sets `tokenizer`, `vocab_size`, `data`, `eval_data` (None when streaming) and `init_model` (the
     `model.init_from` checkpoint's masked-LM model, else None)."""
@@ -56,6 +76,7 @@ class TextTask(Task):
         d, L = cfg.data, cfg.data.max_length
         self.presharded = d.streaming  # each process streams its own shard: Accelerate must not re-shard
         self.init_model = None
+        self.leakage = {"checked": False, "reason": "streamed corpus" if d.streaming else "synthetic data"}
         if d.streaming and d.source != "synthetic" and cfg.pretrain.max_steps is None:
             raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
         cache = d.cache_dir or str(Path(cfg.output_dir) / "cache")
@@ -76,7 +97,8 @@ class TextTask(Task):
                                 "unbounded stream; train one with a non-streaming run first)")
             blocks = None
             if not d.streaming:
-                texts = load_texts(d, "pretrain").texts + extra_pretrain_texts(d)
+                texts, self.leakage = guard_leakage(load_texts(d, "pretrain").texts + extra_pretrain_texts(d), d,
+                                                    accelerator)
                 digest = corpus_digest(texts)
                 if not hasattr(self, "tokenizer"):
                     self.tokenizer = cached_tokenizer(texts, cfg.model.vocab_size, cache, accelerator, digest)

@@ -25,6 +25,7 @@ class VisionTask(Task):
 
     def __init__(self, cfg: Config, accelerator):
         self.data = load_images(cfg.data, "pretrain")
+        self.leakage = self._guard_leakage(cfg, accelerator)
         if cfg.model.init_from:  # continued pretraining: the architecture comes from the checkpoint
             from ..models.init import vision_init
 
@@ -36,6 +37,25 @@ class VisionTask(Task):
         self.cfg, self.backbone = cfg, backbone
         self.embedding_dim = check_image_size(backbone, cfg.data.channels, cfg.data.image_size)
         self.augment = simclr_augment(cfg.pretrain.augment, cfg.data.image_size, cfg.data.channels)
+
+    def _guard_leakage(self, cfg: Config, accelerator) -> dict:
+        """Count pretraining images that duplicate a test image; with data.dedupe drop them (before training)."""
+        from ..data.images import without
+        from ..data.leakage import describe, image_duplicates, image_split_fingerprint, leakage_record
+
+        try:
+            test = load_images(cfg.data, "test")
+        except UserError:  # unlabeled data: nothing is scored, nothing can leak into a score
+            test = None
+        if test is None or cfg.data.source == "synthetic":
+            record = leakage_record(None, None, False, "no test split" if test is None else "synthetic data")
+        else:
+            dups = image_duplicates(self.data.dataset, test.dataset)
+            if cfg.data.dedupe and len(dups.pool_indices):
+                self.data = without(self.data, dups.pool_indices)
+            record = leakage_record(dups, image_split_fingerprint(test.dataset), cfg.data.dedupe)
+        accelerator.print(describe(record, "images"))
+        return record
 
     def finish_model(self, model: nn.Module) -> nn.Module:
         """Call with the method's full model: memory format as configured."""
@@ -64,7 +84,7 @@ class VisionTask(Task):
         return x
 
     def export(self, model: nn.Module, path) -> None:
-        save_vision_encoder(model.backbone, path, self.cfg)
+        save_vision_encoder(model.backbone, path, self.cfg, extra={"leakage": self.leakage})
 
 
 class BackboneHead(nn.Module):

@@ -95,4 +95,4 @@ class ElectraTask(TextTask):
     def export(self, model, path) -> None:
         from ..export import save_text_encoder
 
-        save_text_encoder(model.discriminator, self.tokenizer, path, self.cfg)
+        save_text_encoder(model.discriminator, self.tokenizer, path, self.cfg, extra={"leakage": self.leakage})

@@ -75,4 +75,4 @@ class MLMTask(TextTask):
     def export(self, model, path) -> None:
         from ..export import save_text_encoder
 
-        save_text_encoder(model.mlm, self.tokenizer, path, self.cfg)
+        save_text_encoder(model.mlm, self.tokenizer, path, self.cfg, extra={"leakage": self.leakage})

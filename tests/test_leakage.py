@@ -1,0 +1,99 @@
+"""Leakage guard: planted exact and near duplicates of test examples in the pretraining pool are counted, kept apart
+from look-alikes, dropped by data.dedupe=true, recorded in the encoder's spec and reported by fine-tuning."""
+import json
+
+import numpy as np
+import torch
+
+from ssl_pipeline.cli import finetune_main, pretrain_main
+from ssl_pipeline.data.images import TensorImages
+from ssl_pipeline.data.leakage import image_duplicates, normalise_text, text_duplicates
+
+
+def _digits(size=28):
+    from sklearn.datasets import load_digits
+
+    import torch.nn.functional as F
+
+    x = torch.tensor(load_digits().images * 16, dtype=torch.float32).unsqueeze(1)
+    return F.interpolate(x, size=(size, size), mode="bilinear").round().clamp(0, 255).to(torch.uint8)
+
+
+def test_planted_image_duplicates_are_found_and_look_alikes_are_not():
+    imgs = _digits()
+    pool, test = imgs[:1400], imgs[1400:]
+    clean = image_duplicates(TensorImages(pool), TensorImages(test))
+    planted = test.clone()
+    planted[:5] = pool[:5]  # exact copies
+    noisy = pool[10:15].int() + torch.randint(-2, 3, pool[10:15].shape)  # re-encoding noise: +-2 grey levels
+    planted[5:10] = noisy.clamp(0, 255).to(torch.uint8)
+    found = image_duplicates(TensorImages(pool), TensorImages(planted))
+    assert found.test_exact == clean.test_exact + 5
+    assert found.test_near >= clean.test_near + 5 - 1  # noise may flip a dHash bit of one image
+    assert set(range(5)) <= set(found.pool_exact.tolist())
+    assert len(set(range(10, 15)) & set(found.pool_near.tolist())) >= 4
+    # same digit class written by other hands is a look-alike, not a duplicate
+    assert clean.test_exact == 0 and clean.test_near <= 2
+
+
+def test_planted_text_duplicates_exact_after_normalising_and_near():
+    rng = np.random.default_rng(0)
+    words = ("library tool daemon parser viewer server client plugin driver font theme game editor shell network "
+             "image audio video python perl rust data files debug docs").split()
+    pool = [" ".join(rng.choice(words, 7)) for _ in range(100)]
+    pool += ["GNU Fortran compiler (multilib support) (cross compiler for ppc64 architecture)"]
+    test = [pool[3].upper().replace(" ", ",  ") + "!",  # exact after normalising
+            "GNU Fortran compiler (multilib support) (cross compiler for sparc64 architecture)",  # near
+            "a window manager for X"]  # unrelated
+    assert normalise_text(test[0]) == normalise_text(pool[3])
+    found = text_duplicates(pool, test)
+    assert found.test_exact == 1 and found.test_near == 1
+    assert found.pool_exact.tolist() == [3] and found.pool_near.tolist() == [100]
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_dedupe_drops_planted_duplicates_from_pretraining_and_the_report_counts_them(tmp_path, capsys):
+    topics = {"net": "network socket server protocol", "img": "image pixel colour picture"}
+    rows = [{"text": f"tool {i} for {topics[k]} work with many options and a manual, variant {i * 7}", "label": k}
+            for i in range(60) for k in topics]
+    test_rows = [{"text": f"utility {i} about {topics[k]} tasks, kind {i * 3}", "label": k} for i in range(10) for k in topics]
+    test_rows[0]["text"] = rows[4]["text"].upper()  # exact duplicate of a training text (after normalising)
+    test_rows[1]["text"] = rows[7]["text"].replace("options", "option")  # near duplicate
+    train, test = _jsonl(tmp_path / "train.jsonl", rows), _jsonl(tmp_path / "test.jsonl", test_rows)
+    base = ["--config", "configs/text/mlm_embedded.yaml", "data.source=jsonl", f"data.files=[{train}]",
+            f"data.test_files=[{test}]", "pretrain.max_steps=1", "pretrain.batch_size=2", "model.vocab_size=120"]
+    for dedupe in (False, True):
+        out = tmp_path / f"dedupe_{dedupe}"
+        pretrain_main(base + [f"output_dir={out}", f"data.dedupe={str(dedupe).lower()}"])
+        log = capsys.readouterr().out
+        assert "1 test texts with an exact and 1 with only a near duplicate" in log
+        spec = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["leakage"]
+        assert spec["test_examples_with_exact_duplicates"] == 1 and spec["pretraining_duplicates"] >= 2
+        assert spec["dropped_from_pretraining"] == (spec["pretraining_duplicates"] if dedupe else 0)
+        assert ("dropped from pretraining" in log) == dedupe and ("set data.dedupe=true" in log) != dedupe
+    finetune_main(base + [f"output_dir={out}", "data.dedupe=true", "finetune.methods=[knn]", "finetune.seeds=[0]",
+                          "finetune.label_fractions=[1.0]"])
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    assert doc["test_duplicates_in_pretraining"]["test_examples_with_near_duplicates"] == 1
+    assert "Leakage guard" in (out / "label_efficiency.md").read_text()
+    # an encoder pretrained against another test split says so instead of reporting a count for this one
+    other = _jsonl(tmp_path / "other_test.jsonl", test_rows[2:])
+    finetune_main(base + [f"output_dir={out}", "data.dedupe=true", f"data.test_files=[{other}]", "finetune.methods=[knn]",
+                          "finetune.seeds=[0]", "finetune.label_fractions=[1.0]", "overwrite=true"])
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    assert doc["test_duplicates_in_pretraining"] == {"checked": False,
+                                                     "reason": "the encoder was pretrained on data with another test split"}
+
+
+def test_the_pool_shrinks_by_the_dropped_images():
+    from ssl_pipeline.data.images import without
+    from ssl_pipeline.data.images import ImageSplit
+
+    imgs = _digits(8)
+    split = ImageSplit(TensorImages(imgs[:100]), None, 0, 8, 1, [], list(range(100)))
+    kept = without(split, np.array([3, 5]))
+    assert len(kept) == 98 and 3 not in kept.ids and torch.equal(kept.dataset.images[3], imgs[4])
