@@ -97,6 +97,9 @@ class PretrainConfig:
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
     log_every: int = 10  # steps between metrics.jsonl rows
     eval_every: int = 200  # text: steps between held-out evaluations (MLM perplexity, ELECTRA detection accuracy)
+    monitor_every: int = 200  # steps between representation checks (embedding std, RankMe, kNN accuracy on a labeled train carve) and at the end; 0 = off
+    monitor_samples: int = 1024  # examples in that fixed check set (labeled train examples when the data has labels)
+    stop_on_collapse: bool = False  # stop with an error when the check finds the embeddings collapsed (else a warning line)
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
     drop_last: bool = True  # drop the ragged last batch of each epoch (NT-Xent wants full batches)
@@ -371,12 +374,15 @@ def base_encoder_ref(cfg: Config) -> Optional[str]:
 
 def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
+    if cfg.pretrain.monitor_every < 0:
+        raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
     positive = {
         "pretrain.batch_size": cfg.pretrain.batch_size,
         "pretrain.epochs": cfg.pretrain.epochs,
         "pretrain.learning_rate": cfg.pretrain.learning_rate,
         "pretrain.gradient_accumulation_steps": cfg.pretrain.gradient_accumulation_steps,
         "pretrain.log_every": cfg.pretrain.log_every,
+        "pretrain.monitor_samples": cfg.pretrain.monitor_samples,
         "pretrain.checkpoint_every": cfg.pretrain.checkpoint_every,
         "pretrain.keep_checkpoints": cfg.pretrain.keep_checkpoints,
         "data.image_size": cfg.data.image_size,

@@ -48,6 +48,15 @@ class Task:
     def after_optimizer_step(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called after every optimizer step with the unwrapped model (e.g. to update an EMA teacher)."""
 
+    def monitor_inputs(self) -> Optional[tuple[dict, Optional[torch.Tensor]]]:
+        """A fixed set of inputs (and their labels when the data has some) whose embeddings the engine checks
+        every `monitor_every` steps (monitor.py); None: this task has none."""
+        return None
+
+    def embed(self, model: nn.Module, inputs: dict) -> torch.Tensor:
+        """(B, D) encoder embeddings of a batch of `monitor_inputs` (the unwrapped model, in eval mode)."""
+        raise NotImplementedError
+
     def export(self, model: nn.Module, path) -> None:
         """Writes the encoder to `path` at the end of a run (tasks without an export keep nothing)."""
 
@@ -63,6 +72,8 @@ class TrainPlan:
     warmup_fraction: float = 0.05
     log_every: int = 10
     eval_every: Optional[int] = None
+    monitor_every: int = 0  # 0: no representation checks
+    stop_on_collapse: bool = False
     checkpoint_every: Optional[int] = None  # None: no checkpoints (short fine-tune runs)
     keep_checkpoints: int = 2
     description: str = "train"
@@ -210,6 +221,7 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, preshard
 
     model.train()
     step, epoch, skip, last_row = state["step"], state["epoch"], state["batch_in_epoch"], {}
+    shown: dict = {}  # the last representation check, kept on the progress bar
     window = _Window(accelerator.device)
     while step < total_steps:
         if not presharded:
@@ -242,8 +254,15 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, preshard
                 window.check_finite()  # before a log row or a checkpoint: a diverged run never saves
             if log_now:
                 last_row = window.row(step, epoch + batch_index / (batches_per_epoch or batch_index), scheduler, accelerator)
-                bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}")
+                bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", **shown)
                 metrics.write(last_row, step)
+            if plan.monitor_every and (step % plan.monitor_every == 0 or step == total_steps):
+                health = _monitor(task, model, accelerator)
+                if health:
+                    metrics.write({"step": step, "epoch": epoch, **health}, step)
+                    shown.update(_short(health))
+                    bar.set_postfix(loss=f"{last_row.get('loss', float('nan')):.4f}", **shown)
+                    _alarm(health, step, plan, accelerator, bar)
             if plan.eval_every and (step % plan.eval_every == 0 or step == total_steps):
                 model.eval()
                 ev = task.evaluate(model, accelerator)
@@ -266,6 +285,49 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, preshard
                 break
         epoch += 1
     return last_row
+
+
+def _monitor(task: Task, model: nn.Module, accelerator, batch: int = 256) -> dict:
+    """Embeds the task's fixed check set and measures it; every process does the same work on the same inputs
+    (so a stop on collapse is the same decision everywhere), the main process writes it."""
+    from .monitor import measure
+
+    data = task.monitor_inputs()
+    if data is None:
+        return {}
+    inputs, labels = data
+    net = accelerator.unwrap_model(model)
+    net.eval()
+    chunks = []
+    with torch.no_grad(), accelerator.autocast():
+        n = len(next(iter(inputs.values())))
+        for i in range(0, n, batch):
+            part = {k: v[i: i + batch].to(accelerator.device) for k, v in inputs.items()}
+            chunks.append(task.embed(net, part).float().cpu())
+    net.train()
+    return measure(torch.cat(chunks), labels)
+
+
+def _short(health: dict) -> dict:
+    out = {"rank": f"{health['rankme']:.0f}", "std": f"{health['embedding_std']:.2f}"}
+    if "knn_accuracy" in health:
+        out["knn"] = f"{100 * health['knn_accuracy']:.1f}%"
+    return out
+
+
+def _alarm(health: dict, step: int, plan: TrainPlan, accelerator, bar) -> None:
+    from .monitor import COLLAPSE_THRESHOLD, collapsed
+
+    if not collapsed(health):
+        return
+    what = (f"embeddings collapsed at step {step}: embedding_std {health['embedding_std']:.3f} < "
+            f"{COLLAPSE_THRESHOLD} (RankMe {health['rankme']:.1f})")
+    if plan.stop_on_collapse:
+        bar.close()
+        raise UserError(f"{what}; stopped (pretrain.stop_on_collapse=true): try a lower learning rate, a larger "
+                        "batch or stronger augmentation; checkpoints so far are kept")
+    if accelerator.is_main_process:
+        bar.write(f"warning: {what} (pretrain.stop_on_collapse=true stops such a run)")
 
 
 def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | None = None):

@@ -39,7 +39,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     plan = TrainPlan(batch_size=p.batch_size, epochs=p.epochs, max_steps=p.max_steps,
                      learning_rate=scaled_lr(p.learning_rate, global_batch, p.lr_scaling), optimizer=p.optimizer,
                      weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
-                     eval_every=p.eval_every, checkpoint_every=p.checkpoint_every,
+                     eval_every=p.eval_every, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,
+                     checkpoint_every=p.checkpoint_every,
                      keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
     if p.compile:
         task.model = torch.compile(task.model)

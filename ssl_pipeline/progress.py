@@ -1,7 +1,7 @@
 """Progress a person can follow: a tqdm bar on a terminal, plain periodic lines in logs and cluster jobs.
 
 tqdm writes carriage-return updates even when its output is a file, which turns a job log into one huge line;
-it has no line mode, hence this small wrapper with the same three calls (update, set_postfix, close).
+it has no line mode, hence this small wrapper with the same calls (update, set_postfix, write, close).
 """
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ class LineProgress:
 
     def set_postfix(self, **values) -> None:
         self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
+
+    def write(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
 
     def update(self, n: int = 1) -> None:
         self.n += n

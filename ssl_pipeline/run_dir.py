@@ -17,7 +17,8 @@ PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "pretrain_done.js
 DONE_FILE = "pretrain_done.json"
 # keys (or key prefixes ending in '.') that may differ between the runs that write one output_dir
 FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
-             "pretrain.log_every", "pretrain.eval_every", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
+             "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
+             "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
              "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.cache_dir", "data.download",
              "data.validation_files")
 

@@ -68,3 +68,57 @@ def test_non_finite_loss_names_its_step_and_saves_nothing(accelerator, tmp_path)
         train(LinearRegression(), plan, accelerator, seed=0, output_dir=tmp_path, step_hooks=(nan_at_3,))
     assert "loss is nan at step 3" in str(err.value)
     assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").glob("step_*"))
+
+
+class Collapsing(LinearRegression):
+    """Embeds its check set as a spread code at first and as one point from step 8 on."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(1)
+        self.labels = torch.arange(64) % 4
+        self.spread = torch.randn(64, 16, generator=g) + 3 * nn.functional.one_hot(self.labels, 16).float()
+        self.step = 0
+
+    def after_optimizer_step(self, model, step, total_steps):
+        self.step = step
+
+    def monitor_inputs(self):
+        return {"i": torch.arange(64)}, self.labels
+
+    def embed(self, model, inputs):
+        assert not model.training  # checked in eval mode
+        z = self.spread[inputs["i"]]
+        return z if self.step < 8 else torch.ones_like(z) + 1e-4 * z
+
+
+def test_monitor_logs_health_warns_on_collapse_and_can_stop(accelerator, tmp_path, capsys):
+    import json
+
+    plan = TrainPlan(batch_size=32, epochs=2, max_steps=12, learning_rate=0.1, optimizer="sgd", log_every=4,
+                     monitor_every=4, show_progress=True)
+    train(Collapsing(), plan, accelerator, seed=0, output_dir=tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    health = [r for r in rows if "rankme" in r]
+    assert [r["step"] for r in health] == [4, 8, 12]
+    assert health[0]["knn_accuracy"] > 0.9 and health[0]["embedding_std"] > 0.5 and health[0]["rankme"] > 8
+    assert health[1]["embedding_std"] < 0.02 and health[1]["rankme"] < 2
+    err = capsys.readouterr().err
+    assert "warning: embeddings collapsed at step 8" in err and "knn=" in err
+    (tmp_path / "stop").mkdir()
+    with pytest.raises(UserError) as stop:
+        train(Collapsing(), TrainPlan(**{**plan.__dict__, "stop_on_collapse": True}), accelerator, seed=0,
+              output_dir=tmp_path / "stop")
+    assert "embeddings collapsed at step 8" in str(stop.value) and "stop_on_collapse" in str(stop.value)
+
+
+def test_rankme_and_knn_match_hand_computed_values():
+    from ssl_pipeline.monitor import knn_accuracy, rankme
+
+    z = torch.zeros(6, 4)
+    z[:3, 0], z[3:, 1] = 1.0, 2.0  # two directions, singular values sqrt(3) and 2*sqrt(3)
+    p = torch.tensor([1 / 3, 2 / 3])
+    assert rankme(z) == pytest.approx(float(torch.exp(-(p * p.log()).sum())), rel=1e-4)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    assert knn_accuracy(z + 0.01 * torch.randn(6, 4), labels, k=2) == 1.0
+    assert knn_accuracy(z, torch.tensor([0, 1, 0, 1, 0, 1]), k=2) < 0.5

@@ -119,6 +119,40 @@ class TextTask(Task):
             raise UserError(f"model.init_from {cfg.model.init_from}: its tokenizer has {self.vocab_size} tokens "
                             f"but the model only {self.init_model.config.vocab_size} embeddings")
 
+    def encoder(self, model):
+        """The transformer whose embeddings are exported (and checked by the engine's monitor)."""
+        raise NotImplementedError
+
+    def monitor_inputs(self):
+        """A fixed, seeded sample of the labeled train texts (any corpus texts without labels), tokenized once."""
+        d = self.cfg.data
+        if d.source == "synthetic" or d.streaming:  # no texts / an unbounded stream: nothing fixed to check
+            return None
+        if not hasattr(self, "_monitor_set"):
+            try:
+                split = load_texts(d, "train")
+            except UserError:  # an unlabeled corpus
+                split = load_texts(d, "pretrain")
+            g = torch.Generator().manual_seed(d.split_seed)
+            idx = torch.randperm(len(split), generator=g)[: self.cfg.pretrain.monitor_samples].tolist()
+            enc = self.tokenizer([split.texts[i] for i in idx], padding="max_length", truncation=True,
+                                 max_length=d.max_length, return_tensors="pt")
+            # shortest first, so that `embed` can cut each slice's padding (the measures ignore order)
+            order = enc["attention_mask"].sum(1).argsort()
+            enc = {k: enc[k][order] for k in ("input_ids", "attention_mask")}
+            labels = None if split.labels is None else torch.as_tensor(split.labels[idx], dtype=torch.long)[order]
+            self._monitor_set = ({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}, labels)
+        return self._monitor_set
+
+    def embed(self, model, inputs: dict) -> torch.Tensor:
+        from ..models.text import attention_backend, mean_pool
+
+        longest = int(inputs["attention_mask"].sum(1).max())
+        inputs = {k: v[:, :longest] for k, v in inputs.items()}  # padding past the slice's longest text is waste
+        with attention_backend(inputs["input_ids"].device):
+            hidden = self.encoder(model)(**inputs).last_hidden_state
+        return mean_pool(hidden, inputs["attention_mask"])
+
     def dataloader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
         if self.presharded:
             return DataLoader(self.data, batch_size=batch_size, num_workers=0)

@@ -83,6 +83,29 @@ class VisionTask(Task):
                 x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def monitor_inputs(self):
+        """A fixed, seeded sample of the labeled train split (the pretraining images when there are no labels)."""
+        if not hasattr(self, "_monitor_set"):
+            try:
+                split = load_images(self.cfg.data, "train")
+            except UserError:  # unlabeled data
+                split = None
+            if split is None or split.labels is None:
+                split = self.data
+            g = torch.Generator().manual_seed(self.cfg.data.split_seed)
+            idx = torch.randperm(len(split), generator=g)[: self.cfg.pretrain.monitor_samples].tolist()
+            images = getattr(split.dataset, "images", None)
+            images = images[idx] if images is not None else torch.stack([split.dataset[i]["images"] for i in idx])
+            labels = None if split.labels is None else split.labels[idx]
+            self._monitor_set = ({"images": images}, labels)
+        return self._monitor_set
+
+    def embed(self, model: nn.Module, inputs: dict) -> torch.Tensor:
+        x = normalize(to_unit_float(inputs["images"]))
+        if self.cfg.pretrain.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return model.backbone(x)
+
     def export(self, model: nn.Module, path) -> None:
         save_vision_encoder(model.backbone, path, self.cfg, extra={"leakage": self.leakage})
 

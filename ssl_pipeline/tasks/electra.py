@@ -92,6 +92,9 @@ class ElectraTask(TextTask):
         out["eval_generator_perplexity"] = math.exp(min(out["eval_generator_loss"], 50.0))
         return out
 
+    def encoder(self, model):
+        return model.discriminator
+
     def export(self, model, path) -> None:
         from ..export import save_text_encoder
 

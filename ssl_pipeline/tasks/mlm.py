@@ -72,6 +72,9 @@ class MLMTask(TextTask):
         mean = total / max(count, 1)
         return {"eval_loss": mean, "eval_perplexity": math.exp(min(mean, 50.0))}
 
+    def encoder(self, model):
+        return model.mlm.base_model
+
     def export(self, model, path) -> None:
         from ..export import save_text_encoder
 
