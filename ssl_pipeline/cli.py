@@ -62,6 +62,11 @@ def finetune_main(argv=None) -> None:
 
     args = _parse("finetune", argv)
     cfg = load_config(args.config, args.overrides)
+    if cfg.finetune.checkpoints:
+        from .finetune.checkpoint_curve import run_checkpoint_curve
+
+        run_checkpoint_curve(cfg)
+        return
     from .finetune.runner import run_finetune
 
     run_finetune(cfg)

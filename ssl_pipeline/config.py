@@ -133,6 +133,7 @@ def _resolve(t):
 @dataclass
 class FinetuneConfig:
     encoder: Optional[str] = None  # exported encoder directory (default OUTPUT_DIR/encoder)
+    checkpoints: Optional[list[str]] = None  # label efficiency vs pretraining step: several exported encoders, or [all] = every kept checkpoint of this run (exported to OUTPUT_DIR/checkpoint_encoders) + its final encoder; one grid each, then checkpoint_curve.{md,json,png}
     base_encoder: Optional[str] = None  # the starting checkpoint for the base_probe / base_finetune rows (default model.init_from): what you would use without the SSL stage
     label_fractions: Optional[list[float]] = None  # fractions of the train split's labels, e.g. [0.01, 0.1, 1.0]
     labels_per_class: Optional[list[int]] = None  # alternative to label_fractions
