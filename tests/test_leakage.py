@@ -97,3 +97,17 @@ def test_the_pool_shrinks_by_the_dropped_images():
     split = ImageSplit(TensorImages(imgs[:100]), None, 0, 8, 1, [], list(range(100)))
     kept = without(split, np.array([3, 5]))
     assert len(kept) == 98 and 3 not in kept.ids and torch.equal(kept.dataset.images[3], imgs[4])
+
+
+def test_dedupe_and_checkpoints_do_not_change_the_finetune_fingerprint(tmp_path):
+    """Both are settled by the encoder's weights; reports written before the keys existed stay resumable."""
+    from ssl_pipeline.config import load_config
+    from ssl_pipeline.finetune.runner import _fingerprint
+
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "ssl_encoder.json").write_text("{}")
+    plain = load_config("configs/vision/simclr_digits.yaml", [])
+    other = load_config("configs/vision/simclr_digits.yaml", ["data.dedupe=true", "finetune.checkpoints=[all]"])
+    changed = load_config("configs/vision/simclr_digits.yaml", ["finetune.knn_k=5"])
+    assert _fingerprint(plain, enc) == _fingerprint(other, enc) != _fingerprint(changed, enc)

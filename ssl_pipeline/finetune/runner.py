@@ -31,9 +31,12 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
             h.update(f.name.encode())
             h.update(f.read_bytes())
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
-                                                                           "labels_per_class", "encoder")}
+                                                                           "labels_per_class", "encoder", "checkpoints")}
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
-    h.update(json.dumps({"data": cfg.to_dict()["data"], "finetune": ft}, sort_keys=True).encode())
+    # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
+    # keeps reports written before the key existed resumable
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k != "dedupe"}
+    h.update(json.dumps({"data": data, "finetune": ft}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
