@@ -58,7 +58,8 @@ class DataConfig:
     test_fraction: float = 0.2  # held-out split carved (stratified, seeded) when a source has no test split
     split_seed: int = 0  # seed of that carve; fixed so pretraining and finetuning agree on it
     skip_corrupt: bool = False  # folder: skip unreadable images (counted and reported) instead of failing
-    dedupe: bool = False  # drop pretraining examples that duplicate a test example, exactly or nearly (always counted and reported; README 'Leakage guard')
+    leakage_check: bool = True  # before pretraining, count pretraining examples that duplicate a test example (README 'Leakage guard'); off only to save the pass over a very large image folder
+    dedupe: bool = False  # drop those duplicates from pretraining (needs data.leakage_check)
     num_workers: int = 0  # DataLoader workers for sources decoded per sample (folder, hf)
     cache_dir: Optional[str] = None  # text: where tokenized datasets are cached (default OUTPUT_DIR/cache)
 
@@ -375,6 +376,8 @@ def base_encoder_ref(cfg: Config) -> Optional[str]:
 
 def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
+    if cfg.data.dedupe and not cfg.data.leakage_check:
+        raise UserError("data.dedupe=true needs data.leakage_check=true (duplicates must be found to be dropped)")
     if cfg.pretrain.monitor_every < 0:
         raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
     positive = {

@@ -3,6 +3,7 @@ from look-alikes, dropped by data.dedupe=true, recorded in the encoder's spec an
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from ssl_pipeline.cli import finetune_main, pretrain_main
@@ -108,6 +109,22 @@ def test_dedupe_and_checkpoints_do_not_change_the_finetune_fingerprint(tmp_path)
     enc.mkdir()
     (enc / "ssl_encoder.json").write_text("{}")
     plain = load_config("configs/vision/simclr_digits.yaml", [])
-    other = load_config("configs/vision/simclr_digits.yaml", ["data.dedupe=true", "finetune.checkpoints=[all]"])
+    other = load_config("configs/vision/simclr_digits.yaml", ["data.dedupe=true", "finetune.checkpoints=[all]",
+                                                           "data.leakage_check=true"])
     changed = load_config("configs/vision/simclr_digits.yaml", ["finetune.knn_k=5"])
     assert _fingerprint(plain, enc) == _fingerprint(other, enc) != _fingerprint(changed, enc)
+
+
+def test_the_check_can_be_turned_off_but_not_while_deduping(tmp_path, capsys):
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.config import load_config
+
+    with pytest.raises(UserError) as err:
+        load_config("configs/vision/simclr_digits.yaml", ["data.dedupe=true", "data.leakage_check=false"])
+    assert "data.dedupe=true needs data.leakage_check=true" in str(err.value)
+    out = tmp_path / "off"
+    pretrain_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=1",
+                   "pretrain.batch_size=32", "data.leakage_check=false"])
+    assert "not checked (data.leakage_check=false)" in capsys.readouterr().out
+    spec = json.loads((out / "encoder" / "ssl_encoder.json").read_text())
+    assert spec["leakage"] == {"checked": False, "reason": "data.leakage_check=false"}

@@ -35,7 +35,7 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
-    data = {k: v for k, v in cfg.to_dict()["data"].items() if k != "dedupe"}
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("dedupe", "leakage_check")}
     h.update(json.dumps({"data": data, "finetune": ft}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 

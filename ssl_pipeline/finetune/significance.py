@@ -35,36 +35,39 @@ class Bootstrap:
     """Resampled mean accuracies of every (method, label fraction) cell of the grid, drawn once and shared."""
 
     def __init__(self, rows: list[dict], n_test: int, resamples: int = RESAMPLES, seed: int = 0):
-        rng = np.random.default_rng(seed)
         self.resamples = resamples
         self.n_test = n_test
         self.per_example = bool(rows) and n_test > 0 and all("correct" in r for r in rows)
         self.seeds = sorted({r["seed"] for r in rows})
-        # one draw of seed positions for every cell: position k of a resample is seed self.seeds[draw[b, k]]
+        rng = np.random.default_rng(seed)
+        # one draw of seed positions for every cell: position k of a resample is the k-th drawn seed
         self.seed_draw = rng.integers(0, max(1, len(self.seeds)), size=(resamples, max(1, len(self.seeds))))
-        if self.per_example:
-            # example weights (how often each test example was drawn), so a cell's accuracy is one matmul
-            self.weights = np.stack([np.bincount(rng.integers(0, n_test, n_test), minlength=n_test)
-                                     for _ in range(resamples)]).astype(np.float32)
-        self.cells: dict[tuple, dict[int, np.ndarray]] = {}
+        self.cells: dict[tuple, dict[int, dict]] = {}
         for r in rows:
             self.cells.setdefault((r["method"], r["label_fraction"]), {})[r["seed"]] = r
+        self._per_seed = self._resampled_accuracies(rows, rng) if self.per_example else {}
         self._samples: dict[tuple, np.ndarray] = {}
-        self._per_seed: dict[tuple, dict[int, np.ndarray]] = {}
+
+    def _resampled_accuracies(self, rows: list[dict], rng, chunk_bytes: int = 64 << 20) -> dict:
+        """(method, fraction, seed) -> accuracy in each resample of the test examples. The example weights (how
+        often each test example is drawn) are made a chunk of resamples at a time, so memory stays bounded for
+        large test splits; every row is scored on the same draws."""
+        n = self.n_test
+        correct = np.stack([unpack_correct(r["correct"], n) for r in rows], axis=1).astype(np.float32)  # (n, rows)
+        out = np.empty((self.resamples, len(rows)), dtype=np.float64)
+        per_chunk = max(1, chunk_bytes // (4 * n))
+        for start in range(0, self.resamples, per_chunk):
+            stop = min(self.resamples, start + per_chunk)
+            weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(start, stop)])
+            out[start:stop] = weights.astype(np.float32) @ correct / n
+        return {(r["method"], r["label_fraction"], r["seed"]): out[:, i] for i, r in enumerate(rows)}
 
     def per_seed(self, method: str, frac: float) -> dict[int, np.ndarray]:
         """seed -> accuracy in each resample of the test examples (constant without per-example results)."""
-        key = (method, frac)
-        if key not in self._per_seed:
-            out = {}
-            for seed, row in self.cells[key].items():
-                if self.per_example:
-                    correct = unpack_correct(row["correct"], self.n_test).astype(np.float32)
-                    out[seed] = self.weights @ correct / self.n_test
-                else:
-                    out[seed] = np.full(self.resamples, row["accuracy"], dtype=np.float64)
-            self._per_seed[key] = out
-        return self._per_seed[key]
+        if self.per_example:
+            return {seed: self._per_seed[(method, frac, seed)] for seed in self.cells[(method, frac)]}
+        return {seed: np.full(self.resamples, row["accuracy"], dtype=np.float64)
+                for seed, row in self.cells[(method, frac)].items()}
 
     def samples(self, method: str, frac: float) -> np.ndarray:
         """Mean accuracy over the drawn seeds, per resample: shape (resamples,)."""

@@ -50,11 +50,11 @@ def guard_leakage(texts: list[str], d, accelerator) -> tuple[list[str], dict]:
     from ..data.leakage import describe, leakage_record, text_duplicates, text_split_fingerprint
 
     try:
-        test = load_texts(d, "test")
+        test = load_texts(d, "test") if d.leakage_check else None
     except UserError:  # an unlabeled corpus: nothing is scored, nothing can leak into a score
         test = None
     if test is None:
-        record = leakage_record(None, None, False, "no test split")
+        record = leakage_record(None, None, False, "no test split" if d.leakage_check else "data.leakage_check=false")
     else:
         dups = text_duplicates(texts, test.texts)
         if d.dedupe and len(dups.pool_indices):

@@ -44,11 +44,13 @@ class VisionTask(Task):
         from ..data.leakage import describe, image_duplicates, image_split_fingerprint, leakage_record
 
         try:
-            test = load_images(cfg.data, "test")
+            test = load_images(cfg.data, "test") if cfg.data.leakage_check else None
         except UserError:  # unlabeled data: nothing is scored, nothing can leak into a score
             test = None
-        if test is None or cfg.data.source == "synthetic":
-            record = leakage_record(None, None, False, "no test split" if test is None else "synthetic data")
+        if test is None or cfg.data.source == "synthetic" or not cfg.data.leakage_check:
+            why = ("data.leakage_check=false" if not cfg.data.leakage_check else
+                   "no test split" if test is None else "synthetic data")
+            record = leakage_record(None, None, False, why)
         else:
             dups = image_duplicates(self.data.dataset, test.dataset)
             if cfg.data.dedupe and len(dups.pool_indices):
