@@ -51,6 +51,9 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
                       f"mixed precision {accelerator.mixed_precision}")
     row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume, step_hooks=step_hooks)
     if accelerator.is_main_process:
+        from .curves import plot_pretraining
+
+        plot_pretraining(output_dir, f"{cfg.task} on {cfg.data.name or cfg.data.source}")
         mark_complete(output_dir, row.get("step", 0), cfg)
     accelerator.end_training()
     accelerator.print(f"encoder exported to {output_dir / 'encoder'}")

@@ -110,6 +110,11 @@ def test_monitor_logs_health_warns_on_collapse_and_can_stop(accelerator, tmp_pat
         train(Collapsing(), TrainPlan(**{**plan.__dict__, "stop_on_collapse": True}), accelerator, seed=0,
               output_dir=tmp_path / "stop")
     assert "embeddings collapsed at step 8" in str(stop.value) and "stop_on_collapse" in str(stop.value)
+    from ssl_pipeline.curves import plot_pretraining
+
+    png = plot_pretraining(tmp_path, "collapsing")
+    assert png == tmp_path / "pretrain_curves.png" and png.stat().st_size > 10_000
+    assert plot_pretraining(tmp_path / "stop" / "nothing") is None
 
 
 def test_rankme_and_knn_match_hand_computed_values():
