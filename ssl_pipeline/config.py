@@ -21,7 +21,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from .errors import UserError
-from .finetune.evaluators import BASE_METHODS, DEFAULT_METHODS, ORDER
+from .finetune.evaluators import BASE_METHODS, DEFAULT_METHODS, ORDER, REQUESTABLE
 
 
 @dataclass
@@ -153,6 +153,11 @@ class FinetuneConfig:
     knn_k: int = 20  # neighbours for the kNN method (cosine distance, distance-weighted vote)
     augment: bool = True  # finetune / supervised: weak augmentation of labeled images
     probe_batch_size: int = 512  # batch size for embedding extraction
+    distill_temperature: float = 1.0  # distill: softmax temperature of the teacher's soft labels (and the student's)
+    distill_label_weight: float = 1.0  # distill: weight of the cross-entropy on the labeled subset next to the soft-label loss
+    distill_epochs: int = 2  # distill: epochs of the student over the unlabeled train pool (capped by finetune.max_steps)
+    student: Optional[str] = None  # distill_small: the smaller student, a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch
+    quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
     validation_fraction: float = 0.1  # size of that carve
 
@@ -426,12 +431,20 @@ def validate(cfg: Config) -> None:
                         f"one, or one per label budget ({budgets})")
     if any(s < 0 for s in cfg.finetune.encoder_lr_scale):
         raise UserError("config key 'finetune.encoder_lr_scale' must be >= 0")
-    known_methods = set(ORDER)
+    known_methods = set(REQUESTABLE)
     for m in cfg.finetune.methods:
+        if m in ORDER and m not in known_methods:
+            raise UserError(f"config key 'finetune.methods': '{m}' is written by its float row; request "
+                            f"'{m.removesuffix('_int8')}' with finetune.quantize=int8")
         if m not in known_methods:
             close = difflib.get_close_matches(m, sorted(known_methods), n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"config key 'finetune.methods' has unknown method '{m}'{hint}")
+    if "distill_small" in cfg.finetune.methods and not cfg.finetune.student:
+        raise UserError("finetune.methods distill_small needs finetune.student (a timm name, or a text size preset)")
+    if cfg.finetune.distill_temperature <= 0 or cfg.finetune.distill_epochs < 1 or cfg.finetune.distill_label_weight < 0:
+        raise UserError("config keys 'finetune.distill_temperature' (> 0), 'finetune.distill_epochs' (>= 1) and "
+                        "'finetune.distill_label_weight' (>= 0) are out of range")
     if any(m in BASE_METHODS for m in cfg.finetune.methods) and not base_encoder_ref(cfg):
         raise UserError("finetune.methods base_probe / base_finetune need a starting checkpoint: set "
                         "finetune.base_encoder or model.init_from")

@@ -15,6 +15,7 @@ class Evaluator:
     protocol: str  # finetune | linear_probe | knn | supervised | classic (see runner.run_cell)
     default: bool = True  # in finetune.methods unless the user lists them
     needs_base: bool = False  # scores the starting checkpoint (finetune.base_encoder / model.init_from)
+    derived: bool = False  # written by another row's cell (its int8 copy), not requested in finetune.methods
     about: str = ""
 
 
@@ -22,6 +23,15 @@ EVALUATORS = (  # report order
     Evaluator("finetune", "ssl", "finetune", about="end to end, the head starting from the converged probe (LP-FT)"),
     Evaluator("linear_probe", "ssl", "linear_probe", about="logistic regression on frozen, standardised embeddings"),
     Evaluator("knn", "ssl", "knn", about="cosine kNN on frozen embeddings"),
+    Evaluator("distill", "ssl", "distill", default=False,
+              about="SimCLRv2's step 3: the fine-tuned model soft-labels the unlabeled train pool; a student of the "
+                    "same architecture (from the SSL encoder) learns from them + the labeled subset"),
+    Evaluator("distill_small", "ssl", "distill_small", default=False,
+              about="the same with a smaller student from scratch (finetune.student)"),
+    Evaluator("distill_int8", "ssl", "distill", default=False, derived=True,
+              about="the distill student, int8-quantized (finetune.quantize=int8)"),
+    Evaluator("distill_small_int8", "ssl", "distill_small", default=False, derived=True,
+              about="the distill_small student, int8-quantized (finetune.quantize=int8)"),
     Evaluator("base_finetune", "baseline", "finetune", default=False, needs_base=True,
               about="finetune on the starting checkpoint, without the SSL stage"),
     Evaluator("base_probe", "baseline", "linear_probe", default=False, needs_base=True,
@@ -35,3 +45,5 @@ SSL_METHODS = tuple(e.name for e in EVALUATORS if e.role == "ssl")
 BASELINES = tuple(e.name for e in EVALUATORS if e.role == "baseline")
 BASE_METHODS = tuple(e.name for e in EVALUATORS if e.needs_base)
 DEFAULT_METHODS = tuple(e.name for e in EVALUATORS if e.default)
+DISTILL_METHODS = ("distill", "distill_small")
+REQUESTABLE = tuple(e.name for e in EVALUATORS if not e.derived)

@@ -79,6 +79,13 @@ class VisionLabeled:
         backbone = create_backbone(self.spec["timm_name"], self.spec["channels"], self.spec["small_stem"])
         return VisionEncoder(backbone, self.spec)
 
+    def student_encoder(self, name: str, path) -> nn.Module:
+        """distill_small's student: timm model `name` from random weights, same input size and channels."""
+        from ..models.vision import VisionEncoder, create_backbone
+
+        backbone = create_backbone(name, self.spec["channels"], self.spec["small_stem"])
+        return VisionEncoder(backbone, {**self.spec, "timm_name": name, "embedding_dim": int(backbone.num_features)})
+
     def train_transform(self, batch: dict) -> dict:
         """Weak augmentation (crop + flip) on the device, same for fine-tuning and the supervised baseline."""
         if not self.cfg.finetune.augment:
@@ -156,6 +163,22 @@ class TextLabeled:
         if pretrained:
             return load_encoder(path, expect_modality="text").train()
         config = AutoConfig.from_pretrained(str(path))
+        model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="sdpa")
+        return TextEncoder(model, self.tokenizer, self.spec)
+
+    def student_encoder(self, name: str, path) -> nn.Module:
+        """distill_small's student: the encoder's architecture and tokenizer at size preset `name`, from random
+        weights."""
+        from transformers import AutoConfig, AutoModel
+
+        from ..models.text import SIZE_PRESETS, TextEncoder
+
+        if name not in SIZE_PRESETS:
+            raise UserError(f"finetune.student '{name}' is not a text size preset; choose one of {list(SIZE_PRESETS)}")
+        hidden, layers, heads, inter = SIZE_PRESETS[name]
+        config = AutoConfig.from_pretrained(str(path))
+        config.update({"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
+                       "intermediate_size": inter})
         model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="sdpa")
         return TextEncoder(model, self.tokenizer, self.spec)
 

@@ -160,6 +160,18 @@ def findings(summary: list[dict]) -> list[str]:
     return out
 
 
+def students(rows: list[dict]) -> dict:
+    """Per distilled row: parameters, size on disk and CPU throughput (median over its cells), next to the
+    teacher's parameter count — the deployment side of the trade-off."""
+    out = {}
+    for m in dict.fromkeys(r["method"] for r in rows if "params" in r):
+        rs = [r for r in rows if r["method"] == m]
+        out[m] = {"params": rs[0]["params"], "size_bytes": rs[0]["size_bytes"],
+                  "teacher_params": rs[0]["teacher_params"],
+                  "examples_per_sec": float(np.median([r["examples_per_sec"] for r in rs]))}
+    return out
+
+
 def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
     summary = summarize(rows)
     boot = Bootstrap(rows, header.get("n_test", 0))
@@ -174,7 +186,7 @@ def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
            "gain_over_best_baseline": gains_over_best_baseline(summary, boot),
            "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, baseline="best"), summary,
                                                                boot, "best"),
-           "significance": significance(summary, boot),
+           "significance": significance(summary, boot), "students": students(rows),
            "findings": findings(summary)}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
@@ -268,6 +280,12 @@ def markdown(doc: dict) -> str:
                           f"{lmb['ssl_method']} with {lmb['n_labels']} labels{_multiplier_ci(lmb)}."]
     if doc.get("findings"):
         lines += [""] + [f"- **{f[0].upper()}{f[1:]}.**" for f in doc["findings"]]
+    if doc.get("students"):
+        lines += ["", "Distilled students (CPU inference, examples/s at the threads of this run; median over cells):", "",
+                  "| row | parameters | × teacher | size on disk | examples/s |", "| --- | --- | --- | --- | --- |"]
+        for m, st in doc["students"].items():
+            lines.append(f"| {m} | {st['params'] / 1e6:.2f} M | {st['params'] / st['teacher_params']:.2f} | "
+                         f"{st['size_bytes'] / 2 ** 20:.1f} MiB | {st['examples_per_sec']:,.0f} |")
     if "test_duplicates_in_pretraining" in doc:
         from ..data.leakage import describe
 

@@ -17,7 +17,7 @@ from ..export import read_spec, resolve_encoder_path
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
-from .evaluators import BASE_METHODS, BY_NAME
+from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS
 from .labeled import labeled_data
 from .report import write_report
 from .significance import pack_correct
@@ -158,13 +158,18 @@ def run_finetune(cfg: Config) -> dict:
             set_seed(cell["seed"])
             on = base if cell["method"] in BASE_METHODS else ssl
             method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
-            preds = run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path, cell["seed"],
-                             cell["encoder_lr_scale"], on.probes)
-            correct = np.asarray(preds) == data.test_labels
-            row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
-            row["accuracy"] = float(correct.mean())
-            row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
-            rows.append(row)
+            if method in DISTILL_METHODS:
+                results = run_distill_cell(cell["method"], idx, on.data, on.features, cfg, accelerator, on.path,
+                                           cell["seed"], cell["encoder_lr_scale"], on.probes)
+            else:
+                results = [(cell["method"], run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path,
+                                                     cell["seed"], cell["encoder_lr_scale"], on.probes), {})]
+            for name, preds, extra in results:  # one row, or a student and its int8 copy (written together)
+                correct = np.asarray(preds) == data.test_labels
+                row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
+                row.update(method=name, accuracy=float(correct.mean()), **extra)
+                row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
+                rows.append(row)
             if accelerator.is_main_process:
                 write_report(report_dir, header, rows)
             bar.update(1)
@@ -176,7 +181,7 @@ def run_finetune(cfg: Config) -> dict:
     return doc
 
 
-SSL_FEATURE_METHODS = ("linear_probe", "knn", "finetune")
+SSL_FEATURE_METHODS = ("linear_probe", "knn", "finetune") + DISTILL_METHODS
 BASE_FEATURE_METHODS = BASE_METHODS
 
 
@@ -192,7 +197,8 @@ class Evaluated:
 def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list[str], users: tuple):
     """Frozen train/test embeddings when a pending cell needs them (probes, kNN, the LP-FT head)."""
     probe_init = cfg.finetune.head == "linear" and cfg.finetune.head_init == "probe"
-    needed = [m for m in todo if m in users and (BY_NAME[m].protocol != "finetune" or probe_init)]
+    trained = ("finetune",) + DISTILL_METHODS  # these need embeddings only for the probe that starts their head
+    needed = [m for m in todo if m in users and (BY_NAME[m].protocol not in trained or probe_init)]
     if not needed:
         return None
     from ..export import load_encoder
@@ -238,14 +244,61 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
         if ft.head == "mlp":
             return M.mlp_probe(features[0][idx], labels, features[1], data.num_classes, ft, accelerator, seed)
         return probe().predict(features[1])
-    pretrained = method == "finetune"
+    trained = trained_classifier(method == "finetune", idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale,
+                                 probe)
+    return M.predict(trained, data.dataset("test", test_idx), accelerator, ft.probe_batch_size)
+
+
+def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, encoder_path, seed: int,
+                       encoder_lr_scale: float, probe):
+    """`finetune` (the SSL encoder, head from the converged probe) or `supervised` (random weights) on a subset."""
+    ft = cfg.finetune
     encoder = data.encoder(pretrained=pretrained, path=encoder_path)
     if pretrained and ft.head == "linear" and ft.head_init == "probe":
         head = probe().as_head()
     else:
         head = M.make_head(ft.head, encoder.embedding_dim, data.num_classes)
     model = M.Classifier(encoder, head, data.input_keys)
-    trained = M.train_classifier(model, data.dataset("train", idx), ft, accelerator, seed,
-                                 transform=data.train_transform,
-                                 encoder_lr_scale=encoder_lr_scale if pretrained else 1.0)
-    return M.predict(trained, data.dataset("test", test_idx), accelerator, ft.probe_batch_size)
+    return M.train_classifier(model, data.dataset("train", idx), ft, accelerator, seed, transform=data.train_transform,
+                              encoder_lr_scale=encoder_lr_scale if pretrained else 1.0)
+
+
+def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,
+                     encoder_lr_scale: float, probes: dict) -> list[tuple[str, np.ndarray, dict]]:
+    """Teacher = `finetune` on the subset; student = the SSL encoder (distill) or finetune.student from scratch
+    (distill_small), distilled on the train pool; with finetune.quantize=int8 also the student in int8.
+    -> [(row name, test predictions, row extras)]."""
+    from . import distill as D
+
+    ft = cfg.finetune
+    labels = data.train_labels[idx]
+
+    def probe() -> M.LinearProbe:
+        key = hashlib.sha1(np.ascontiguousarray(idx)).hexdigest()
+        if key not in probes:
+            probes.clear()
+            probes[key] = M.LinearProbe(features[0][idx], labels, data.num_classes, ft.probe_c)
+        return probes[key]
+
+    teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
+    if method == "distill":
+        encoder = data.encoder(pretrained=True, path=encoder_path)
+        head = (probe().as_head() if ft.head == "linear" and ft.head_init == "probe"
+                else M.make_head(ft.head, encoder.embedding_dim, data.num_classes))
+    else:
+        encoder = data.student_encoder(ft.student, encoder_path)
+        head = M.make_head(ft.head, encoder.embedding_dim, data.num_classes)
+    student = D.distill(teacher, M.Classifier(encoder, head, data.input_keys), data, idx, ft, accelerator, seed,
+                        encoder_lr_scale if method == "distill" else 1.0)  # a pretrained encoder moves slowly
+    test = data.dataset("test", np.arange(len(data.test_labels)))
+    preds = M.predict(student, test, accelerator, ft.probe_batch_size)
+    sample = test.__getitems__(list(range(min(256, len(test)))))
+    teacher_params = sum(p.numel() for p in teacher.parameters())
+    stats = {**D.student_stats(student, sample), "teacher_params": int(teacher_params)}
+    out = [(method, preds, stats)]
+    if ft.quantize == "int8":
+        q = D.quantized_int8(student)
+        q_stats = D.student_stats(q, sample, size_of=D.bytes_of)
+        out.append((f"{method}_int8", D.predict_cpu(q, test, ft.probe_batch_size),
+                    {**q_stats, "teacher_params": int(teacher_params)}))
+    return out
