@@ -97,6 +97,7 @@ class PretrainConfig:
     channels_last: bool = True  # vision: NHWC memory format (faster convolutions on CPU and GPU)
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
     log_every: int = 10  # steps between metrics.jsonl rows
+    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=lambda: ["tensorboard"])  # trackers (Accelerate's) besides metrics.jsonl; wandb honours WANDB_MODE=offline, mlflow writes to OUTPUT_DIR/mlruns unless MLFLOW_TRACKING_URI is set
     eval_every: int = 200  # text: steps between held-out evaluations (MLM perplexity, ELECTRA detection accuracy)
     monitor_every: int = 200  # steps between representation checks (embedding std, RankMe, kNN accuracy on a labeled train carve) and at the end; 0 = off
     monitor_samples: int = 1024  # examples in that fixed check set (labeled train examples when the data has labels)
@@ -158,6 +159,7 @@ class FinetuneConfig:
     distill_epochs: int = 2  # distill: epochs of the student over the unlabeled train pool (capped by finetune.max_steps)
     student: Optional[str] = None  # distill_small: the smaller student, a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch
     quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8
+    log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)  # trackers for the grid: each cell's accuracy as it finishes, and the summary
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
     validation_fraction: float = 0.1  # size of that carve
 

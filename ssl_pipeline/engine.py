@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,8 +331,13 @@ def _alarm(health: dict, step: int, plan: TrainPlan, accelerator, bar) -> None:
         bar.write(f"warning: {what} (pretrain.stop_on_collapse=true stops such a run)")
 
 
-def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | None = None):
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+
+def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | None = None,
+                     log_with: tuple = ("tensorboard",), stage: str = "pretrain"):
     """One Accelerator per stage; `pretrain.mixed_precision` (when set) wins over `accelerate launch` flags.
+    With `log_dir`, the trackers in `log_with` (Accelerate's) log there.
 
     Also sets the CPU thread count (see threads.py) and says it, since it decides CPU speed."""
     from accelerate import Accelerator
@@ -340,8 +346,13 @@ def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | 
     kwargs = {}
     if cfg.pretrain.mixed_precision is not None:
         kwargs["mixed_precision"] = cfg.pretrain.mixed_precision
-    if log_dir is not None:
-        kwargs |= {"log_with": "tensorboard",
+    if log_dir is not None and log_with:
+        _check_trackers(log_with, stage)
+        if "mlflow" in log_with and not os.environ.get("MLFLOW_TRACKING_URI"):
+            # a local file store, as the docs promise; MLflow 3 keeps it working but asks for an explicit opt-in
+            os.environ["MLFLOW_TRACKING_URI"] = (Path(log_dir).resolve() / "mlruns").as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        kwargs |= {"log_with": list(log_with),
                    "project_config": ProjectConfiguration(project_dir=str(log_dir), logging_dir=str(log_dir / "tensorboard"))}
     from .threads import configure_threads
 
@@ -352,6 +363,25 @@ def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | 
                               **kwargs)
     accelerator.print(f"CPU threads per process: {threads} ({why})")
     return accelerator
+
+
+def _check_trackers(log_with, stage: str) -> None:
+    """Accelerate silently drops a tracker whose package is missing; say so instead."""
+    import importlib.util
+
+    for name in log_with:
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+            raise UserError(f"{stage}.log_with={name} needs the {TRACKER_PACKAGES[name]} package: "
+                            f"pip install {TRACKER_PACKAGES[name]} (or ssl_pipeline[trackers])")
+
+
+def start_trackers(accelerator, project: str, config: dict) -> None:
+    """`init_trackers` with a one-line error when a tracker cannot start (no login, bad URI, offline hub)."""
+    try:
+        accelerator.init_trackers(project, config=config)
+    except Exception as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UserError(f"a tracker in log_with could not start: {first}") from None
 
 
 class _Window:

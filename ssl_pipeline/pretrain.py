@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config, flatten
-from .engine import TrainPlan, make_accelerator, scaled_lr, train
+from .engine import TrainPlan, make_accelerator, scaled_lr, start_trackers, train
 from .run_dir import check_pretrain_dir, clear_pretrain_dir, mark_complete
 
 
@@ -22,7 +22,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
               "Raise pretrain.max_steps / pretrain.epochs to continue it, or use another output_dir.", flush=True)
         return {}
     resume = state == "resume"
-    accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir)
+    accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir, cfg.pretrain.log_with)
     set_seed(cfg.seed)
     task = build_task(cfg, accelerator)  # validates data and model before anything is written
     task.dataloader(cfg.pretrain.batch_size, torch.Generator())  # ... and the batch size against the data
@@ -33,7 +33,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "config.json", cfg.to_dict())
     hparams = {k: v for k, v in flatten(cfg.to_dict(), sep="/").items() if isinstance(v, (int, float, str, bool))}
-    accelerator.init_trackers("pretrain", config=hparams)
+    start_trackers(accelerator, "pretrain", hparams)
     global_batch = cfg.pretrain.batch_size * accelerator.num_processes * cfg.pretrain.gradient_accumulation_steps
     p = cfg.pretrain
     plan = TrainPlan(batch_size=p.batch_size, epochs=p.epochs, max_steps=p.max_steps,

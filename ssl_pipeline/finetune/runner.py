@@ -80,6 +80,10 @@ def _load_rows(path: Path, header: dict, overwrite: bool) -> list[dict]:
     return doc.get("rows", [])
 
 
+def _pct_key(frac: float) -> str:
+    return f"{frac * 100:g}pct"
+
+
 def _leakage(spec: dict, data, cfg: Config) -> dict:
     """The leakage guard's count for the split this report scores, as recorded when the encoder was pretrained."""
     record = spec.get("leakage")
@@ -107,7 +111,11 @@ def run_finetune(cfg: Config) -> dict:
     if spec["modality"] != want:
         raise UserError(f"encoder {encoder_path} is a {spec['modality']} encoder but task={cfg.task} needs a {want} "
                         "encoder (set task to match, or point finetune.encoder at the right export)")
-    accelerator = make_accelerator(cfg)
+    report_dir = output_dir if cfg.finetune.evaluate_on == "test" else output_dir / "validation"
+    if cfg.finetune.log_with:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = make_accelerator(cfg, log_dir=report_dir if cfg.finetune.log_with else None,
+                                   log_with=tuple(cfg.finetune.log_with), stage="finetune")
     data = labeled_data(cfg, spec, encoder_path)
     n_train = len(data.train_labels)
 
@@ -129,7 +137,6 @@ def run_finetune(cfg: Config) -> dict:
               "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg)}
-    report_dir = output_dir if cfg.finetune.evaluate_on == "test" else output_dir / "validation"
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg.overwrite)
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}
@@ -148,6 +155,11 @@ def run_finetune(cfg: Config) -> dict:
         base.features = _features(base, cfg, accelerator, want, [c["method"] for c in todo], BASE_FEATURE_METHODS)
 
     from ..interrupt import RememberedCtrlC
+
+    if cfg.finetune.log_with:
+        from ..engine import start_trackers
+
+        start_trackers(accelerator, "finetune", {k: v for k, v in header.items() if isinstance(v, (int, float, str, bool))})
 
     bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
     with RememberedCtrlC() as ctrl_c:
@@ -172,10 +184,16 @@ def run_finetune(cfg: Config) -> dict:
                 rows.append(row)
             if accelerator.is_main_process:
                 write_report(report_dir, header, rows)
+            if cfg.finetune.log_with:  # each finished cell, as it lands
+                accelerator.log({f"{r['method']}/{_pct_key(r['label_fraction'])}/seed_{r['seed']}": r["accuracy"]
+                                 for r in rows[-len(results):]}, step=len(rows))
             bar.update(1)
         ctrl_c.check()
     bar.close()
     doc = write_report(report_dir, header, rows) if accelerator.is_main_process else {}
+    if cfg.finetune.log_with and doc:
+        accelerator.log({f"mean/{s['method']}/{_pct_key(s['label_fraction'])}": s["mean"] for s in doc["summary"]},
+                        step=len(rows))
     accelerator.end_training()
     accelerator.print(f"label-efficiency report: {report_dir / 'label_efficiency.md'} (+ .json, .csv, .png)")
     return doc
