@@ -65,6 +65,7 @@ def test_teachers_follow_the_online_network():
 
     class OneProcess:
         num_processes = 1
+        print = staticmethod(print)  # the task logs its data checks through it
 
         @staticmethod
         def main_process_first():
