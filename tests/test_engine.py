@@ -71,7 +71,7 @@ def test_non_finite_loss_names_its_step_and_saves_nothing(accelerator, tmp_path)
 
 
 class Collapsing(LinearRegression):
-    """Embeds its check set as a spread code at first and as one point from step 8 on."""
+    """Embeds its check set as a spread code at first and as one point from step 120 on."""
 
     def __init__(self):
         super().__init__()
@@ -89,27 +89,34 @@ class Collapsing(LinearRegression):
     def embed(self, model, inputs):
         assert not model.training  # checked in eval mode
         z = self.spread[inputs["i"]]
-        return z if self.step < 8 else torch.ones_like(z) + 1e-4 * z
+        return z if self.step < 120 else torch.ones_like(z) + 1e-4 * z
 
 
 def test_monitor_logs_health_warns_on_collapse_and_can_stop(accelerator, tmp_path, capsys):
     import json
 
-    plan = TrainPlan(batch_size=32, epochs=2, max_steps=12, learning_rate=0.1, optimizer="sgd", log_every=4,
-                     monitor_every=4, show_progress=True)
+    plan = TrainPlan(batch_size=32, epochs=40, max_steps=240, learning_rate=0.1, optimizer="sgd", log_every=60,
+                     monitor_every=60, warmup_fraction=0.05, show_progress=True)
     train(Collapsing(), plan, accelerator, seed=0, output_dir=tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     health = [r for r in rows if "rankme" in r]
-    assert [r["step"] for r in health] == [4, 8, 12]
+    assert [r["step"] for r in health] == [60, 120, 180, 240]
     assert health[0]["knn_accuracy"] > 0.9 and health[0]["embedding_std"] > 0.5 and health[0]["rankme"] > 8
     assert health[1]["embedding_std"] < 0.02 and health[1]["rankme"] < 2
     err = capsys.readouterr().err
-    assert "warning: embeddings collapsed at step 8" in err and "knn=" in err
+    assert "warning: embeddings collapsed at step 120" in err and "knn=" in err
+    # no alarm in the first 100 steps (BatchNorm's running statistics are still warming up)
+    early = TrainPlan(**{**plan.__dict__, "max_steps": 60, "monitor_every": 20})
+    (tmp_path / "early").mkdir()
+    collapsing_early = Collapsing()
+    collapsing_early.embed = lambda model, inputs: torch.ones(len(inputs["i"]), 16)
+    train(collapsing_early, early, accelerator, seed=0, output_dir=tmp_path / "early")
+    assert "warning" not in capsys.readouterr().err
     (tmp_path / "stop").mkdir()
     with pytest.raises(UserError) as stop:
         train(Collapsing(), TrainPlan(**{**plan.__dict__, "stop_on_collapse": True}), accelerator, seed=0,
               output_dir=tmp_path / "stop")
-    assert "embeddings collapsed at step 8" in str(stop.value) and "stop_on_collapse" in str(stop.value)
+    assert "embeddings collapsed at step 120" in str(stop.value) and "stop_on_collapse" in str(stop.value)
     from ssl_pipeline.curves import plot_pretraining
 
     png = plot_pretraining(tmp_path, "collapsing")
