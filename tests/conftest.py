@@ -51,8 +51,11 @@ def run_stage(stage: str, args: list[str], nproc: int = 1, timeout: int = 600, c
     return proc
 
 
-def read_metrics(output_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+def read_metrics(output_dir: Path, every_row: bool = False) -> list[dict]:
+    """The training log rows of metrics.jsonl (those with a loss); `every_row`: also the representation-check and
+    evaluation rows."""
+    rows = [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
+    return rows if every_row else [r for r in rows if "loss" in r]
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,9 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     assert last_resumed["loss"] == pytest.approx(last_full["loss"], abs=1e-6)
     # the resumed run's metrics.jsonl reads like the uninterrupted one: each logged step once, in order
     assert [r["step"] for r in read_metrics(crashed)] == [r["step"] for r in read_metrics(full)]
+    health = [[r for r in read_metrics(d, every_row=True) if "rankme" in r] for d in (full, crashed)]
+    assert [r["step"] for r in health[1]] == [r["step"] for r in health[0]] == [12]  # the end-of-run check
+    assert health[1][0]["embedding_std"] == pytest.approx(health[0][0]["embedding_std"], abs=1e-5)
     # only the newest K=2 complete checkpoints are kept
     assert [p.name for p in ckpt.complete(crashed / "checkpoints")] == ["step_0000009", "step_0000012"]
 
