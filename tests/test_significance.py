@@ -93,3 +93,32 @@ def test_one_seed_still_gets_an_interval_from_the_test_examples(tmp_path):
     doc = write_report(tmp_path, {"n_test": N_TEST}, rows)
     lo, hi = doc["gain_over_supervised"][0]["ci95"]
     assert 0 < lo < 0.05 < hi
+
+
+def test_compare_merges_reports_with_one_shared_baseline(tmp_path, capsys):
+    import pytest as _pytest
+
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.finetune.compare import comparison, main, merged_rows
+
+    rows = _grid({0.01: 0.05, 1.0: 0.0})
+    a = {"task": "simclr", "data": "d", "n_test": N_TEST, "rows": rows}
+    better = [dict(r, method="finetune") for r in _grid({0.01: 0.08, 1.0: 0.0}) if r["method"] == "finetune"]
+    b = {"task": "dino", "data": "d", "n_test": N_TEST,
+         "rows": better + [r for r in rows if r["method"] == "supervised"]}
+    merged = merged_rows([a, b])
+    assert {r["method"] for r in merged} == {"simclr:finetune", "dino:finetune", "supervised"}
+    assert sum(r["method"] == "supervised" for r in merged) == 6  # taken once: 2 fractions x 3 seeds
+    doc = comparison([a, b])
+    g = {(x["method"], x["label_fraction"]): x for x in doc["gains"]}
+    assert g[("dino:finetune", 0.01)]["significant"] and not g[("simclr:finetune", 1.0)]["significant"]
+    for path, d in (("a.json", a), ("b.json", b)):
+        (tmp_path / path).write_text(json.dumps(d))
+    main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "cmp.md")])
+    md = (tmp_path / "cmp.md").read_text()
+    assert "| dino:finetune |" in md and "n.s." in md and (tmp_path / "cmp.json").is_file()
+    other = dict(b, rows=[dict(r, accuracy=r["accuracy"] + 0.01) if r["method"] == "supervised" else r for r in b["rows"]])
+    with _pytest.raises(UserError, match="cannot share a baseline"):
+        merged_rows([a, other])
+    with _pytest.raises(UserError, match="different data"):
+        merged_rows([a, dict(b, n_test=5)])

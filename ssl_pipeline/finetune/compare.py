@@ -1,0 +1,124 @@
+"""Which method saves the most labels on my data? One table from several label-efficiency reports of the same
+data (e.g. SimCLR, BYOL, VICReg and DINO encoders), with paired 95 % intervals against `supervised`:
+
+    python -m ssl_pipeline.finetune.compare runs/simclr/label_efficiency.json runs/dino/label_efficiency.json \
+        [--out comparison.md]
+
+SSL rows are named `<task>:<row>` (dino:finetune); baseline rows (supervised, classic) do not depend on the
+encoder — same subsets, seeds and recipe — so they are taken once, and must agree between the reports that have
+them (checked). The reports must score the same split of the same data (checked: size, labels and per-example
+results' length) for the comparison to be paired.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError, exit_on_user_error
+from .evaluators import BASELINES
+from .report import label_multiplier, summarize
+from .significance import Bootstrap
+
+
+def merged_rows(docs: list[dict]) -> list[dict]:
+    keys = {(d.get("data"), d.get("n_test"), d.get("evaluated_on", "test"), d.get("num_classes")) for d in docs}
+    if len(keys) > 1:
+        raise UserError(f"the reports score different data or splits: {sorted(map(str, keys))}")
+    rows, baselines = [], {}
+    for d in docs:
+        task = d.get("task", "ssl")
+        for r in d["rows"]:
+            if r["method"] in BASELINES:
+                key = (r["method"], r["label_fraction"], r["seed"])
+                if key in baselines and abs(baselines[key]["accuracy"] - r["accuracy"]) > 1e-9:
+                    raise UserError(f"{r['method']} at {r['label_fraction']} seed {r['seed']} differs between the "
+                                    "reports (different fine-tune recipes?): they cannot share a baseline")
+                baselines.setdefault(key, r)
+            else:
+                rows.append({**r, "method": f"{task}:{r['method']}"})
+    return rows + list(baselines.values())
+
+
+def comparison(docs: list[dict]) -> dict:
+    rows = merged_rows(docs)
+    summary = summarize(rows)
+    boot = Bootstrap(rows, docs[0].get("n_test", 0))
+    for s in summary:
+        s["ci95"] = boot.interval(s["method"], s["label_fraction"])
+    have_sup = {s["label_fraction"] for s in summary if s["method"] == "supervised"}
+    gains = []
+    for s in summary:
+        if s["method"] not in BASELINES and s["label_fraction"] in have_sup:
+            sup = next(x for x in summary if x["method"] == "supervised" and x["label_fraction"] == s["label_fraction"])
+            gains.append({"method": s["method"], "label_fraction": s["label_fraction"], "gain": s["mean"] - sup["mean"],
+                          **boot.difference(s["method"], "supervised", s["label_fraction"])})
+    multipliers = {}
+    sup_rows = [s for s in summary if s["method"] == "supervised"]
+    for m in dict.fromkeys(s["method"] for s in summary if s["method"] not in BASELINES):
+        own = [{**s, "method": "finetune"} for s in summary if s["method"] == m]  # one SSL row vs supervised
+        lm = label_multiplier(own + sup_rows)
+        multipliers[m] = lm["text"] if lm else "–"
+    return {"summary": summary, "gains": gains, "label_multiplier": multipliers,
+            "bootstrap": {"over": "seeds and test examples" if boot.per_example else "seeds only"}}
+
+
+def markdown(doc: dict) -> str:
+    summary = doc["summary"]
+    fracs = sorted({s["label_fraction"] for s in summary})
+    n_of = {f: next(s["n_labels"] for s in summary if s["label_fraction"] == f) for f in fracs}
+    cell = {(s["method"], s["label_fraction"]): s for s in summary}
+    gain = {(g["method"], g["label_fraction"]): g for g in doc["gains"]}
+    methods = list(dict.fromkeys(s["method"] for s in summary if s["method"] not in BASELINES))
+    methods += [m for m in BASELINES if any(s["method"] == m for s in summary)]
+    lines = [f"Accuracy (%), mean ± std over seeds; in brackets the gain over `supervised` with its 95 % interval "
+             f"(paired bootstrap over {doc['bootstrap']['over']}; n.s. = not significant).", "",
+             "| row | " + " | ".join(f"{f * 100:g} % ({n_of[f]} labels)" for f in fracs) + " | label multiplier |",
+             "| --- | " + " | ".join("---" for _ in fracs) + " | --- |"]
+    for m in methods:
+        vals = []
+        for f in fracs:
+            s = cell.get((m, f))
+            if s is None:
+                vals.append("–")
+                continue
+            text = f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+            g = gain.get((m, f))
+            if g and "ci95" in g:
+                lo, hi = g["ci95"]
+                text += (f" ({100 * g['gain']:+.1f}, {100 * lo:+.1f} to {100 * hi:+.1f}"
+                         f"{'' if g['significant'] else ', n.s.'})")
+            vals.append(text)
+        lines.append(f"| {m} | " + " | ".join(vals) + f" | {doc['label_multiplier'].get(m, '')} |")
+    return "\n".join(lines) + "\n"
+
+
+@exit_on_user_error
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m ssl_pipeline.finetune.compare", description=__doc__.split("\n\n")[0])
+    ap.add_argument("reports", nargs="+")
+    ap.add_argument("--out", default=None, help="also write the table (markdown) and OUT.json")
+    args = ap.parse_args(argv)
+    docs = []
+    for p in args.reports:
+        path = Path(p)
+        if not path.is_file():
+            raise UserError(f"{p} is not a file (a label_efficiency.json)")
+        try:
+            docs.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            raise UserError(f"{p} is not valid JSON") from None
+    doc = comparison(docs)
+    md = markdown(doc)
+    print(md, end="")
+    if args.out:
+        from ..atomic import write_json, write_text
+
+        write_text(Path(args.out), md)
+        write_json(Path(args.out).with_suffix(".json"), doc)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+
