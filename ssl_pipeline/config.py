@@ -38,7 +38,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "embedded"  # embedded | torchvision | hf | folder | synthetic (vision); embedded | text | jsonl | csv | parquet | hf | synthetic (text)
+    source: str = "embedded"  # embedded | torchvision | hf | folder | webdataset | synthetic (vision); embedded | text | jsonl | csv | parquet | hf | synthetic (text)
     name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
     root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
     files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet): the training pool
@@ -55,6 +55,7 @@ class DataConfig:
     label_column: str = "label"  # labeled sources: column holding the label
     max_length: int = 128  # text: tokens per packed block
     streaming: bool = False  # hf text: stream the corpus, each process reading its own shard
+    shuffle_buffer: int = 2000  # webdataset: images held in each reader's shuffle buffer
     test_fraction: float = 0.2  # held-out split carved (stratified, seeded) when a source has no test split
     split_seed: int = 0  # seed of that carve; fixed so pretraining and finetuning agree on it
     skip_corrupt: bool = False  # folder: skip unreadable images (counted and reported) instead of failing
@@ -399,6 +400,7 @@ def validate(cfg: Config) -> None:
         "data.image_size": cfg.data.image_size,
         "data.num_samples": cfg.data.num_samples,
         "data.max_length": cfg.data.max_length,
+        "data.shuffle_buffer": cfg.data.shuffle_buffer,
         "finetune.epochs": cfg.finetune.epochs,
         "finetune.batch_size": cfg.finetune.batch_size,
         "finetune.learning_rate": cfg.finetune.learning_rate,

@@ -350,7 +350,14 @@ LOADERS = {
     "torchvision": load_torchvision,
     "folder": load_folder,
     "hf": load_hf,
+    "webdataset": lambda cfg, split: _shards().read_split(cfg, split),
 }
+
+
+def _shards():
+    from . import shards
+
+    return shards
 
 
 def without(split: ImageSplit, drop: np.ndarray) -> ImageSplit:
@@ -374,7 +381,7 @@ def load_images(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     when it has none) or 'test'."""
     if cfg.source not in LOADERS:
         raise UserError(f"data.source '{cfg.source}' is not an image source; choose one of {sorted(LOADERS)}")
-    own_pretrain = cfg.source in ("torchvision", "folder", "hf")  # these know their unlabeled/extra images
+    own_pretrain = cfg.source in ("torchvision", "folder", "hf", "webdataset")  # these know their unlabeled/extra images
     out = LOADERS[cfg.source](cfg, "train" if split == "pretrain" and not own_pretrain else split)
     if out is None:
         return None

@@ -24,8 +24,18 @@ class VisionTask(Task):
     modality = "vision"
 
     def __init__(self, cfg: Config, accelerator):
-        self.data = load_images(cfg.data, "pretrain")
-        self.leakage = self._guard_leakage(cfg, accelerator)
+        if cfg.data.source == "webdataset":  # streamed tar shards: each process reads its own
+            from ..data.shards import StreamedImages, shard_urls
+
+            if cfg.pretrain.max_steps is None:
+                raise UserError("data.source=webdataset needs pretrain.max_steps (a stream has no epoch length)")
+            self.presharded = True
+            self.data = StreamedImages(shard_urls(cfg.data, "pretrain"), cfg.data, accelerator.process_index,
+                                       accelerator.num_processes, cfg.seed)
+            self.leakage = {"checked": False, "reason": "streamed shards"}
+        else:
+            self.data = load_images(cfg.data, "pretrain")
+            self.leakage = self._guard_leakage(cfg, accelerator)
         if cfg.model.init_from:  # continued pretraining: the architecture comes from the checkpoint
             from ..models.init import vision_init
 
@@ -67,6 +77,9 @@ class VisionTask(Task):
         return model
 
     def dataloader(self, batch_size: int, generator: torch.Generator) -> DataLoader:
+        if self.presharded:
+            return DataLoader(self.data, batch_size=batch_size, num_workers=self.cfg.data.num_workers,
+                              persistent_workers=self.cfg.data.num_workers > 0)
         n = len(self.data)
         if self.cfg.pretrain.drop_last and batch_size > n:
             raise UserError(f"pretrain.batch_size={batch_size} is larger than the {n} training images "
@@ -87,6 +100,21 @@ class VisionTask(Task):
 
     def monitor_inputs(self):
         """A fixed, seeded sample of the labeled train split (the pretraining images when there are no labels)."""
+        if not hasattr(self, "_monitor_set") and self.presharded:  # the first images of the labeled train shards
+            from ..data.shards import StreamedImages, shard_urls
+
+            import dataclasses as dc
+
+            try:
+                urls = shard_urls(self.cfg.data, "train")  # labeled, when data.root is a make_shards directory
+            except UserError:
+                urls = shard_urls(self.cfg.data, "pretrain")
+            labeled = all(u.split("/")[-1].startswith("train-") for u in urls)
+            stream = iter(StreamedImages(urls, dc.replace(self.cfg.data, num_workers=0), 0, 1, self.cfg.data.split_seed,
+                                         labels=labeled))
+            items = [next(stream) for _ in range(self.cfg.pretrain.monitor_samples)]
+            labels = torch.stack([i["labels"] for i in items]) if all("labels" in i for i in items) else None
+            self._monitor_set = ({"images": torch.stack([i["images"] for i in items])}, labels)
         if not hasattr(self, "_monitor_set"):
             try:
                 split = load_images(self.cfg.data, "train")
