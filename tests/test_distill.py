@@ -93,3 +93,17 @@ def test_int8_rows_are_not_requested_directly_and_small_needs_a_student():
         load_config("configs/vision/simclr_digits.yaml", ["finetune.methods=[distill_int8]"])
     with pytest.raises(UserError, match="needs finetune.student"):
         load_config("configs/vision/simclr_digits.yaml", ["finetune.methods=[distill_small]"])
+
+
+def test_teacher_soft_labels_gathered_over_two_processes_keep_pool_order(tmp_path):
+    import subprocess
+
+    from conftest import ROOT, cli_env, launch_args
+
+    out = tmp_path / "logits.pt"
+    cmd = launch_args(2)[:-1] + [str(ROOT / "tests/scripts/distill_logits_dist.py"), str(out)]
+    proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = torch.load(out)
+    assert got["logits"].shape == (37, 3)  # the padding that evens out the last batch is dropped
+    assert torch.allclose(got["logits"], got["expected"], atol=1e-6)
