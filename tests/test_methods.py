@@ -134,7 +134,7 @@ def test_electra_learns_on_two_processes_and_exports_the_discriminator(tmp_path)
     for key in ("generator_loss", "discriminator_loss", "discriminator_accuracy", "replaced_fraction"):
         assert key in rows[-1]
     assert 0.05 < rows[-1]["replaced_fraction"] < 0.2  # ~15 % of the tokens are filled in by the generator
-    evals = [r for r in read_metrics(out) if "eval_discriminator_accuracy" in r]
+    evals = [r for r in read_metrics(out, every_row=True) if "eval_discriminator_accuracy" in r]
     assert evals and all(math.isfinite(evals[-1][k]) for k in ("eval_generator_perplexity", "eval_discriminator_loss"))
     spec = json.loads((out / "encoder" / "ssl_encoder.json").read_text())
     assert spec["pretext"] == "electra" and spec["embedding_dim"] == 64

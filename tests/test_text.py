@@ -87,7 +87,7 @@ def test_two_process_mlm_learns(mlm_run):
     for key in ("loss", "masked_accuracy", "samples_per_sec", "tokens_per_sec", "lr"):
         assert key in rows[-1]
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
-    evals = [r for r in read_metrics(mlm_run) if "eval_perplexity" in r]
+    evals = [r for r in read_metrics(mlm_run, every_row=True) if "eval_perplexity" in r]
     assert evals and evals[-1]["eval_perplexity"] < evals[0]["eval_perplexity"] or len(evals) == 1
 
 
