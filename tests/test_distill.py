@@ -12,7 +12,7 @@ from ssl_pipeline.cli import finetune_main, pretrain_main
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=4", "pretrain.batch_size=32",
         "model.projection_hidden_dim=32"]
-FT = ["finetune.seeds=[0,1]", "finetune.label_fractions=[0.1]", "finetune.min_steps=8", "finetune.max_steps=8",
+FT = ["finetune.seeds=[0,1]", "finetune.label_fractions=[0.1]", "finetune.min_steps=4", "finetune.max_steps=4",
       "finetune.student=test_resnet", "finetune.quantize=int8"]
 
 

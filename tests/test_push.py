@@ -12,8 +12,7 @@ def vision_run(tmp_path_factory):
     base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
             "pretrain.batch_size=32", "model.projection_hidden_dim=32"]
     pretrain_main(base)
-    finetune_main(base + ["finetune.methods=[knn,supervised]", "finetune.seeds=[0]", "finetune.max_steps=5",
-                          "finetune.min_steps=5"])
+    finetune_main(base + ["finetune.methods=[knn,classic]", "finetune.seeds=[0]"])
     return out
 
 
@@ -23,7 +22,7 @@ def test_dry_run_writes_a_card_with_data_budget_and_label_efficiency(vision_run,
     card = (vision_run / "encoder" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: timm\npipeline_tag: image-feature-extraction")
     assert "pretrained with **simclr**" in card and "budget: 2 optimizer steps" in card
-    assert "| knn |" in card and "| supervised |" in card and "![label efficiency](label_efficiency.png)" in card
+    assert "| knn |" in card and "| classic |" in card and "![label efficiency](label_efficiency.png)" in card
     assert (vision_run / "encoder" / "label_efficiency.png").is_file()
     assert "snapshot_download('me/digits-simclr')" in card
 
