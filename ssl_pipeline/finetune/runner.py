@@ -238,6 +238,15 @@ def methods_for(cfg: Config) -> list[str]:
     return methods
 
 
+def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
+    """The converged linear probe of a labeled subset, shared by the probe row and every LP-FT head on it."""
+    key = hashlib.sha1(np.ascontiguousarray(idx)).hexdigest()  # the subset alone determines the probe
+    if key not in probes:
+        probes.clear()  # subsets change cell by cell in grid order: keep only the latest
+        probes[key] = M.LinearProbe(features[0][idx], data.train_labels[idx], data.num_classes, ft.probe_c)
+    return probes[key]
+
+
 def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,
              encoder_lr_scale: float, probes: dict | None = None):
     ft = cfg.finetune
@@ -246,11 +255,7 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
     probes = {} if probes is None else probes
 
     def probe() -> M.LinearProbe:
-        key = hashlib.sha1(np.ascontiguousarray(idx)).hexdigest()  # the subset alone determines the probe
-        if key not in probes:
-            probes.clear()  # subsets change cell by cell in grid order: keep only the latest
-            probes[key] = M.LinearProbe(features[0][idx], labels, data.num_classes, ft.probe_c)
-        return probes[key]
+        return subset_probe(idx, data, features, ft, probes)
 
     if method == "classic":
         model = data.classic_model()
@@ -289,14 +294,9 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
     from . import distill as D
 
     ft = cfg.finetune
-    labels = data.train_labels[idx]
 
     def probe() -> M.LinearProbe:
-        key = hashlib.sha1(np.ascontiguousarray(idx)).hexdigest()
-        if key not in probes:
-            probes.clear()
-            probes[key] = M.LinearProbe(features[0][idx], labels, data.num_classes, ft.probe_c)
-        return probes[key]
+        return subset_probe(idx, data, features, ft, probes)
 
     teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
     if method == "distill":
