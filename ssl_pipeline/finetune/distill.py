@@ -22,9 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ..data.splits import collate_batch
 from . import methods as M
 
 
@@ -65,25 +64,11 @@ class DistillTask(M.ClassifierTask):
         return soft + self.label_weight * hard, {"soft_loss": soft.detach(), "label_loss": hard.detach()}
 
 
-@torch.no_grad()
-def logits_of(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) -> torch.Tensor:
-    """The teacher's logits for a whole split, sharded over processes and gathered in order."""
-    loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate_batch))
-    model = model.to(accelerator.device).eval()
-    out = []
-    for batch in loader:
-        with accelerator.autocast():
-            logits = model(batch).float()
-        out.append(accelerator.gather_for_metrics(logits))
-    accelerator.free_memory(loader)
-    return torch.cat(out).cpu()
-
-
 def distill(teacher: nn.Module, student: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int,
             encoder_lr_scale: float = 1.0) -> M.Classifier:
     pool = np.arange(len(data.train_labels))
     base = data.dataset("train", pool)
-    logits = logits_of(teacher, base, accelerator, ft.probe_batch_size)
+    logits = M.logits_of(teacher, base, accelerator, ft.probe_batch_size)
     labeled = torch.zeros(len(pool), dtype=torch.float32)
     labeled[torch.as_tensor(idx)] = 1.0
     labels = torch.as_tensor(data.train_labels, dtype=torch.long)  # read only where `labeled` is 1

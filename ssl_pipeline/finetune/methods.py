@@ -89,17 +89,22 @@ class ClassifierTask(Task):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) -> np.ndarray:
-    """Test predictions, sharded over processes and gathered (duplicates from even batches removed)."""
+def logits_of(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) -> torch.Tensor:
+    """A split's logits, sharded over processes and gathered in order (duplicates from even batches removed)."""
     loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate_batch))
     model = model.to(accelerator.device).eval()
-    preds = []
+    out = []
     for batch in loader:
         with accelerator.autocast():
-            logits = model(batch)
-        preds.append(accelerator.gather_for_metrics(logits.argmax(-1)))
+            logits = model(batch).float()
+        out.append(accelerator.gather_for_metrics(logits))
     accelerator.free_memory(loader)
-    return torch.cat(preds).cpu().numpy()
+    return torch.cat(out).cpu()
+
+
+def predict(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) -> np.ndarray:
+    """Test predictions (the argmax of `logits_of`)."""
+    return logits_of(model, dataset, accelerator, batch_size).argmax(-1).numpy()
 
 
 @torch.no_grad()

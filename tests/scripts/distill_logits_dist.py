@@ -6,8 +6,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from ssl_pipeline.finetune.distill import logits_of
-from ssl_pipeline.finetune.methods import Classifier, Features, FeatureSet
+from ssl_pipeline.finetune.methods import Classifier, Features, FeatureSet, logits_of
 
 acc = Accelerator(cpu=not torch.cuda.is_available())
 torch.manual_seed(0)
