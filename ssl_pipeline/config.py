@@ -96,6 +96,7 @@ class PretrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # vision methods' view augmentations
     mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = None  # None: what `accelerate launch` says
     channels_last: bool = True  # vision: NHWC memory format (faster convolutions on CPU and GPU)
+    overlap_views: bool = True  # vision: make the next batch's augmented views in a background thread while the model trains on this one (the same views either way)
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
     log_every: int = 10  # steps between metrics.jsonl rows
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=lambda: ["tensorboard"])  # trackers (Accelerate's) besides metrics.jsonl; wandb honours WANDB_MODE=offline, mlflow writes to OUTPUT_DIR/mlruns unless MLFLOW_TRACKING_URI is set

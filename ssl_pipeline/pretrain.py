@@ -40,6 +40,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
                      learning_rate=scaled_lr(p.learning_rate, global_batch, p.lr_scaling), optimizer=p.optimizer,
                      weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
                      eval_every=p.eval_every, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,
+                     overlap=p.overlap_views,
                      checkpoint_every=p.checkpoint_every,
                      keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
     if p.compile:

@@ -134,3 +134,53 @@ def test_rankme_and_knn_match_hand_computed_values():
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
     assert knn_accuracy(z + 0.01 * torch.randn(6, 4), labels, k=2) == 1.0
     assert knn_accuracy(z, torch.tensor([0, 1, 0, 1, 0, 1]), k=2) < 0.5
+
+
+class NoisyInputs(LinearRegression):
+    """`prepare` draws random noise (like view augmentations) and records where and when it ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.events, self.seen = [], []
+
+    def prepare(self, batch):
+        import threading
+        import time
+
+        self.events.append(("prepare", time.perf_counter(), threading.current_thread().name))
+        return {**batch, "noise": torch.rand(len(batch["x"]), 1)}
+
+    def loss(self, model, batch, accelerator):
+        import time
+
+        self.events.append(("loss start", time.perf_counter(), None))
+        self.seen.append(batch["noise"].clone())
+        time.sleep(0.02)  # a model step long enough for the next batch's work to start meanwhile
+        self.events.append(("loss end", time.perf_counter(), None))
+        err = model(batch["x"] + 0.01 * batch["noise"]) - batch["y"]
+        return (err ** 2).mean(), {}
+
+
+def test_prepare_runs_one_batch_ahead_in_a_thread_with_the_same_results(accelerator):
+    """The views a run trains on do not depend on the overlap (seeded per batch), and with it batch k+1 is
+    prepared on a background thread while batch k trains."""
+    plan = TrainPlan(batch_size=32, epochs=2, max_steps=None, learning_rate=0.1, optimizer="sgd", log_every=4,
+                     show_progress=False)
+    inline, ahead = NoisyInputs(), NoisyInputs()
+    torch.manual_seed(123)
+    train(inline, plan, accelerator, seed=0)
+    torch.manual_seed(456)  # the global RNG's history does not matter either
+    train(ahead, TrainPlan(**{**plan.__dict__, "overlap": True}), accelerator, seed=0)
+    assert len(inline.seen) == len(ahead.seen) == 16
+    assert all(torch.equal(a, b) for a, b in zip(inline.seen, ahead.seen))
+    assert not torch.equal(inline.seen[0], inline.seen[1])  # each batch has its own noise
+    assert {t for kind, _, t in inline.events if kind == "prepare"} == {"MainThread"}
+    assert all(t.startswith("prepare") for kind, _, t in ahead.events if kind == "prepare")
+    # in the overlapped run, the next batch's prepare started before the current loss ended (within an epoch)
+    starts = [t for kind, t, _ in ahead.events if kind == "prepare"]
+    ends = [t for kind, t, _ in ahead.events if kind == "loss end"]
+    assert sum(starts[k + 1] < ends[k] for k in range(7)) == 7
+    # a different seed gives different noise
+    other = NoisyInputs()
+    train(other, TrainPlan(**{**plan.__dict__, "max_steps": 1}), accelerator, seed=1)
+    assert not torch.equal(other.seen[0], inline.seen[0])

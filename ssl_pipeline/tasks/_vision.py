@@ -88,6 +88,13 @@ class VisionTask(Task):
                           collate_fn=collate_batch, num_workers=self.cfg.data.num_workers, generator=generator,
                           persistent_workers=self.cfg.data.num_workers > 0)
 
+    def prepare(self, batch: dict) -> dict:
+        """Adds the two augmented views (`views`); the engine runs this ahead of the model step (prefetch.py)."""
+        return {**batch, "views": self.views(batch["images"])}
+
+    def batch_items(self, batch: dict) -> dict:
+        return {"samples": len(batch["images"])}
+
     def views(self, images: torch.Tensor, n_views: int = 2, augment: nn.Module | None = None) -> torch.Tensor:
         """uint8 (B, C, H, W) -> normalised float (n_views * B, C, H', W'), view k at rows [k*B, (k+1)*B)."""
         with torch.no_grad():

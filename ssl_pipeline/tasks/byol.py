@@ -60,7 +60,7 @@ class BYOLTask(VisionTask):
         self.criterion = NegativeCosineSimilarity()
 
     def loss(self, model: nn.Module, batch: dict, accelerator) -> tuple[torch.Tensor, dict]:
-        x = self.views(batch["images"])
+        x = batch["views"]
         with accelerator.autocast():
             p, t = model(x)
         p0, p1 = p.float().chunk(2)

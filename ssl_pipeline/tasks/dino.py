@@ -110,16 +110,20 @@ class DINOTask(VisionTask):
             return s.teacher_temperature
         return s.warmup_teacher_temperature + (s.teacher_temperature - s.warmup_teacher_temperature) * step / warmup
 
+    def prepare(self, batch: dict) -> dict:
+        """Two global views and, with multi-crop, `local_crops` small local views of every image."""
+        out = super().prepare(batch)
+        if self.local_augment:
+            out["local_views"] = self.views(batch["images"], self.settings.local_crops, self.local_augment)
+        return out
+
     def loss(self, model: nn.Module, batch: dict, accelerator) -> tuple[torch.Tensor, dict]:
         raw = self.model  # the unwrapped module: its buffers, not DDP's
         if self._progress is None:
             self._progress = tuple(raw.progress.tolist())
-        images = batch["images"]
-        global_views = self.views(images)
-        local_views = self.views(images, self.settings.local_crops, self.local_augment) if self.local_augment else None
         with accelerator.autocast():
-            student, teacher = model(global_views, local_views)
-        n = images.shape[0]
+            student, teacher = model(batch["views"], batch.get("local_views"))
+        n = batch["images"].shape[0]
         temp = self.teacher_temperature(*self._progress) if self._progress[1] else self.settings.warmup_teacher_temperature
         loss = raw.criterion(list(teacher.float().split(n)), list(student.float().split(n)), teacher_temp=temp)
         return loss, {"teacher_temperature": temp}
