@@ -27,15 +27,76 @@ def simclr_augment(cfg: AugmentConfig, image_size: int, channels: int,
     ]
     if cfg.jitter_p > 0 and s > 0:
         if channels == 3:
-            ops.append(K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=cfg.jitter_p))
+            ops.append(ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=cfg.jitter_p))
         else:  # saturation and hue have no meaning for one channel
-            ops.append(K.ColorJitter(0.8 * s, 0.8 * s, p=cfg.jitter_p))
+            ops.append(ColorJitter(0.8 * s, 0.8 * s, p=cfg.jitter_p))
     if channels == 3 and cfg.grayscale_p > 0:
         ops.append(K.RandomGrayscale(p=cfg.grayscale_p))
     if cfg.blur_p > 0:
         k = max(3, (image_size // 10) | 1)  # ~10 % of the image side, odd, as in SimCLR
         ops.append(K.RandomGaussianBlur((k, k), (0.1, 2.0), p=cfg.blur_p))
     return ClampedAugment(*ops)
+
+
+# RGB -> YIQ (NTSC): Y is luma, (I, Q) the chroma plane that a hue shift rotates
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_LUMA = _YIQ[0]
+
+
+class ColorJitter(nn.Module):
+    """kornia's ColorJitter on a batch, ~10x cheaper: the same per-image factors (additive brightness,
+    multiplicative contrast, saturation and hue), applied with probability `p` per image, in a random order of
+    the four per batch, clamped to [0, 1] after each.
+
+    Why not kornia's own: it converts RGB -> HSV -> RGB twice (saturation and hue), 25 of the 42 ms that the
+    views of a 256-image batch at 32 px took on 2 CPU cores (the model step there is ~260 ms). Here saturation
+    is a blend with the grey image (torchvision's formula) and hue a rotation of the chroma plane in YIQ
+    (NVIDIA DALI's hue op): each a 3x3 matrix per image, ~2 ms together. Hue in turns ([-0.5, 0.5])."""
+
+    def __init__(self, brightness: float, contrast: float, saturation: float = 0.0, hue: float = 0.0, p: float = 1.0):
+        super().__init__()
+        self.brightness, self.contrast, self.saturation, self.hue, self.p = brightness, contrast, saturation, hue, p
+        self.yiq, self.yiq_inv = _YIQ.float(), torch.linalg.inv(_YIQ).float()  # per-image matrices are made on
+        # the CPU (n x 3 x 3, tiny) and moved to the images' device
+
+    def _factors(self, n: int, spread: float, applied: torch.Tensor) -> torch.Tensor:
+        u = torch.empty(n).uniform_(max(0.0, 1.0 - spread), 1.0 + spread)
+        return torch.where(applied, u, torch.ones(n))
+
+    def _mix(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """Per-image 3x3 colour matrix `m` (B, 3, 3) applied to every pixel."""
+        return torch.einsum("bij,bjhw->bihw", m.to(x.dtype), x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, device = x.shape[0], x.device
+        applied = torch.rand(n) < self.p
+        brightness = self._factors(n, self.brightness, applied) - 1.0
+        contrast = self._factors(n, self.contrast, applied)
+        saturation = self._factors(n, self.saturation, applied) if self.saturation else None
+        hue = torch.where(applied, torch.empty(n).uniform_(-self.hue, self.hue), torch.zeros(n)) if self.hue else None
+        order = torch.randperm(4).tolist()
+        x = x.clamp(0.0, 1.0)
+        for k in order:
+            if k == 0:
+                x = x + brightness.to(device).view(-1, 1, 1, 1)
+            elif k == 1:
+                x = x * contrast.to(device).view(-1, 1, 1, 1)
+            elif k == 2 and saturation is not None:  # s * x + (1 - s) * grey
+                s = saturation.view(-1, 1, 1)
+                m = s * torch.eye(3) + (1 - s) * _LUMA.float().view(1, 1, 3).expand(n, 3, 3)
+                x = self._mix(x, m.to(device))
+            elif k == 3 and hue is not None:
+                theta = hue * 2 * torch.pi
+                rot = torch.zeros(n, 3, 3)
+                rot[:, 0, 0] = 1.0
+                rot[:, 1, 1], rot[:, 1, 2] = theta.cos(), -theta.sin()
+                rot[:, 2, 1], rot[:, 2, 2] = theta.sin(), theta.cos()
+                m = torch.where(applied.view(-1, 1, 1), self.yiq_inv @ rot @ self.yiq, torch.eye(3))  # exact when off
+                x = self._mix(x, m.to(device))
+            else:
+                continue
+            x = x.clamp(0.0, 1.0)
+        return x
 
 
 class ClampedAugment(nn.Sequential):

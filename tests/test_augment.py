@@ -49,3 +49,31 @@ def test_two_views_differ_and_are_normalised():
     assert v.shape == (16, 3, 16, 16)
     assert not torch.allclose(v[:8], v[8:])
     assert v.min() >= -1.0 - 1e-6 and v.max() <= 1.0 + 1e-6
+
+
+def test_color_jitter_identity_grey_and_hue_keep_their_meaning():
+    from ssl_pipeline.augment import ColorJitter
+
+    torch.manual_seed(0)
+    x = _images(16)
+    assert torch.equal(ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.0)(x), x)  # p=0: untouched
+    neutral = ColorJitter(0.0, 0.0, 0.0, 1e-9)(x)  # factors 1, hue ~0: the colour matrices are the identity
+    assert torch.allclose(neutral, x, atol=1e-5)
+    # saturation 0 (brightness and contrast forced to identity below): every channel equals the luma
+    jit = ColorJitter(0.0, 0.0, 1.0)
+    jit._factors = lambda n, spread, applied: torch.zeros(n) if spread == 1.0 else torch.ones(n)
+    g = jit(x)
+    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    assert torch.allclose(g[:, 0], luma, atol=1e-5) and torch.allclose(g[:, 1], g[:, 2], atol=1e-5)
+    # a hue shift keeps luma (before clamping) and moves colour; a grey image has no hue to shift
+    mid = 0.45 + 0.1 * _images(16)  # chroma small enough that no rotation leaves [0, 1]
+    h = ColorJitter(0.0, 0.0, 0.0, 0.5)(mid)
+    assert torch.allclose(0.299 * h[:, 0] + 0.587 * h[:, 1] + 0.114 * h[:, 2],
+                          0.299 * mid[:, 0] + 0.587 * mid[:, 1] + 0.114 * mid[:, 2], atol=2e-3)
+    assert (h - mid).abs().mean() > 0.005
+    flat = torch.full((4, 3, 8, 8), 0.4)
+    assert torch.allclose(ColorJitter(0.0, 0.0, 0.0, 0.5)(flat), flat, atol=1e-5)
+    # brightness is additive and contrast multiplicative, as in kornia; one channel works
+    one = _images(64, c=1)
+    y = ColorJitter(0.4, 0.4)(one)
+    assert y.shape == one.shape and y.min() >= 0 and y.max() <= 1 and not torch.allclose(y, one)
