@@ -76,6 +76,49 @@ def test_unlabeled_folder_pretrains_on_every_image_and_cannot_finetune(tmp_path,
     assert "unlabeled" in str(err.value) and "class" in str(err.value)
 
 
+def test_folder_listing_follows_linked_class_folders_once_and_checks_headers_in_processes(tmp_path, monkeypatch):
+    """Class folders that are symlinks (to another disk) are read; a link cycle is read once; hidden entries are
+    skipped; the header check gives the same verdicts in worker processes as in threads."""
+    from ssl_pipeline.data import headers
+    from ssl_pipeline.data.images import _list_images
+
+    elsewhere = tmp_path / "disk2"
+    _images(elsewhere, ["cat"], n=3)
+    root = tmp_path / "pool"
+    _images(root, ["dog"], n=3)
+    (root / "cat").symlink_to(elsewhere / "cat", target_is_directory=True)
+    (root / "dog" / "loop").symlink_to(root / "dog", target_is_directory=True)  # a cycle
+    (root / ".thumbnails").mkdir()
+    Image.new("RGB", (4, 4)).save(root / ".thumbnails" / "t.png")
+    (root / "dog" / "broken.png").write_bytes(b"not a png")
+    files = _list_images(root)
+    assert [os.path.relpath(f, root) for f in files] == (
+        ["cat/cat_0.png", "cat/cat_1.png", "cat/cat_2.png", "dog/broken.png", "dog/dog_0.png", "dog/dog_1.png",
+         "dog/dog_2.png"])
+    threads = headers.readable(files)
+    monkeypatch.setattr(headers, "PROCESS_THRESHOLD", 1)
+    assert headers.readable(files, workers=2) == threads == [True] * 3 + [False] + [True] * 3
+    pool = load_images(DataConfig(source="folder", root=str(root), skip_corrupt=True, image_size=8, channels=3),
+                       "pretrain")
+    assert len(pool) >= 3 and not any("broken" in f for f in pool.ids)  # the carve keeps some of the 6 good ones
+    test = load_images(DataConfig(source="folder", root=str(root), skip_corrupt=True, image_size=8, channels=3), "test")
+    assert test.class_names == ["cat", "dog"]
+
+
+def test_unreadable_folder_is_named(tmp_path, monkeypatch):
+    _images(tmp_path / "pool", ["a", "b"], n=2)
+    real = os.scandir
+
+    def scandir(path):
+        if str(path).endswith("/b"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(UserError, match=r"cannot list the folder .*pool/b: Permission denied"):
+        load_images(DataConfig(source="folder", root=str(tmp_path / "pool")), "train")
+
+
 def test_folder_test_class_unknown_to_train_is_named(tmp_path):
     root = tmp_path / "r"
     _images(root / "train", ["circle", "square"], n=2)
