@@ -45,3 +45,9 @@ def ssl_cnn6(pretrained: bool = False, **kwargs) -> SmallCNN:
 @register_model
 def ssl_cnn6_wide(pretrained: bool = False, **kwargs) -> SmallCNN:
     return SmallCNN(width=64, **kwargs)
+
+
+@register_model
+def ssl_cnn6_narrow(pretrained: bool = False, **kwargs) -> SmallCNN:
+    """A quarter of ssl_cnn6's parameters: a compact distillation student (finetune.student)."""
+    return SmallCNN(width=16, **kwargs)
