@@ -30,19 +30,22 @@ def project(args, bf16: bool, attention_dropout: float = 0.0, compile: bool = Fa
     from ssl_pipeline.engine import TrainPlan, build_optimizer, param_groups
     from ssl_pipeline.tasks.mlm import MLMTask
 
+    device = torch.device(args.device)
+
     class Acc:
-        num_processes, process_index, device = 1, 0, torch.device("cpu")
+        num_processes, process_index = 1, 0
 
         @staticmethod
         def autocast():
-            return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+            return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
         @staticmethod
         def main_process_first():
             return contextlib.nullcontext()
 
+    Acc.device = device
     task = MLMTask(config(args, attention_dropout), Acc())
-    model = task.model.train()
+    task.model = model = task.model.to(device).train()
     if compile:  # what pretrain.compile=true does; dynamic: the masked-position count changes per batch
         task.model = model = torch.compile(model, dynamic=True)
     opt = build_optimizer(param_groups(model, 0.01), TrainPlan(batch_size=args.batch, epochs=1, max_steps=1,
@@ -51,6 +54,7 @@ def project(args, bf16: bool, attention_dropout: float = 0.0, compile: bool = Fa
     def step(i):
         n = len(task.data)
         batch = task.data.__getitems__([(i * args.batch + j) % n for j in range(args.batch)])
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         loss, _ = task.loss(model, batch, Acc())
         loss.backward()
         opt.step()
@@ -58,10 +62,17 @@ def project(args, bf16: bool, attention_dropout: float = 0.0, compile: bool = Fa
 
     for i in range(args.warmup):
         step(i)
+    sync(args.device)
     t0 = time.perf_counter()
     for i in range(args.steps):
         step(i)
+    sync(args.device)
     return args.steps * args.batch * args.length / (time.perf_counter() - t0)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def hf_trainer(args, bf16: bool, tmp: str) -> float:
@@ -101,10 +112,11 @@ def hf_trainer(args, bf16: bool, tmp: str) -> float:
 
     class Timer(TrainerCallback):
         def on_step_end(self, a, state, control, **kw):
+            sync(args.device)
             times.append(time.perf_counter())
 
     targs = TrainingArguments(output_dir=tmp, per_device_train_batch_size=args.batch, max_steps=args.steps + args.warmup,
-                              learning_rate=1e-4, bf16=bf16, use_cpu=True, report_to=[], logging_strategy="no",
+                              learning_rate=1e-4, bf16=bf16, use_cpu=args.device == "cpu", report_to=[], logging_strategy="no",
                               save_strategy="no", dataloader_num_workers=0, disable_tqdm=True)
     collator = DataCollatorForLanguageModeling(Tok(args.vocab), mlm_probability=0.15)
     Trainer(model=model, args=targs, train_dataset=ds, data_collator=collator, callbacks=[Timer()]).train()
@@ -112,9 +124,7 @@ def hf_trainer(args, bf16: bool, tmp: str) -> float:
     return args.steps * args.batch * args.length / dt
 
 
-def main() -> None:
-    import tempfile
-
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=4)
@@ -124,22 +134,42 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also time the project step under torch.compile")
-    args = ap.parse_args()
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    return ap
+
+
+def measure(args) -> list[dict]:
+    """One row per precision: tokens/s of the project's step (and with attention dropout 0.1) and of the Trainer."""
+    import tempfile
+
     print(f"hidden {args.hidden}, {args.layers} layers, vocab {args.vocab}, length {args.length}, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads, {args.steps} timed steps")
+          f"{args.device}, {torch.get_num_threads()} threads, {args.steps} timed steps")
     # the project's default has no attention dropout (fused SDPA); HF's BertConfig default has 0.1, so the
     # project is also timed with 0.1 to show what comes from the recipe and what from the implementation
     print(f"{'precision':<10} {'project tok/s':>14} {'(attn drop 0.1)':>16} {'Trainer tok/s':>14} {'ratio':>7} {'(same dropout)':>15}")
-    for bf16 in (False, True):
+    rows = []
+    for precision in args.precisions:
+        bf16 = precision == "bf16"
         ours = project(args, bf16)
         ours_same = project(args, bf16, attention_dropout=0.1)
         with tempfile.TemporaryDirectory() as tmp:
             peer = hf_trainer(args, bf16, tmp)
-        print(f"{'bf16' if bf16 else 'fp32':<10} {ours:>14.0f} {ours_same:>16.0f} {peer:>14.0f} {ours / peer:>6.2f}x "
+        print(f"{precision:<10} {ours:>14.0f} {ours_same:>16.0f} {peer:>14.0f} {ours / peer:>6.2f}x "
               f"{ours_same / peer:>14.2f}x", flush=True)
+        row = {"hidden": args.hidden, "layers": args.layers, "length": args.length, "batch": args.batch,
+               "precision": precision, "project": ours, "project_attention_dropout": ours_same, "trainer": peer,
+               "ratio": ours / peer}
         if args.compile:
             compiled = project(args, bf16, compile=True)
             print(f"{'':<10} torch.compile: {compiled:.0f} tokens/s ({compiled / peer:.2f}x)", flush=True)
+            row["project_compiled"] = compiled
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    measure(parser().parse_args())
 
 
 if __name__ == "__main__":
