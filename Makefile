@@ -26,6 +26,7 @@ bench: setup
 	$(PY) benchmarks/text_throughput.py
 	$(PY) benchmarks/streaming_memory.py
 	$(PY) benchmarks/folder_index.py
+	$(PY) benchmarks/shard_stream.py
 
 # The GPU check (benchmarks/gpu_check.sh) runs where no registry is reachable and the image holds only the packages
 # below: gpu-wheels resolves the rest against a virtualenv with just those (.gpu-image/) and downloads them to
