@@ -49,12 +49,9 @@ def plot_pretraining(output_dir: Path, title: str = "") -> Path | None:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    out = Path(output_dir) / "pretrain_curves.png"
-    tmp = out.with_name(f".tmp-{out.name}")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    from .atomic import save_figure
+
+    return save_figure(fig, Path(output_dir) / "pretrain_curves.png")
 
 
 def main(argv=None) -> None:

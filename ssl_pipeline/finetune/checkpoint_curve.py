@@ -190,7 +190,6 @@ def _plot(path: Path, rows: list[dict]) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    from ..atomic import save_figure
+
+    save_figure(fig, path)

@@ -75,13 +75,7 @@ def distill(teacher: nn.Module, student: M.Classifier, data, idx: np.ndarray, ft
     dataset = SoftLabeled(base, logits, labels, labeled)
     task = DistillTask(student, dataset, data.train_transform, accelerator.num_processes, ft.distill_temperature,
                        ft.distill_label_weight)
-    per_step = M.per_process_batch(ft.batch_size, len(dataset), accelerator.num_processes) * accelerator.num_processes
-    steps = max(ft.min_steps, ft.distill_epochs * (len(dataset) // per_step))
-    if ft.max_steps:
-        steps = min(steps, ft.max_steps)
-    plan = M.TrainPlan(batch_size=ft.batch_size, epochs=1, max_steps=steps, learning_rate=ft.learning_rate,
-                       optimizer="adamw", weight_decay=ft.weight_decay, warmup_fraction=0.05, log_every=10 ** 9,
-                       description="distill", show_progress=False)
+    plan = M.plan_for(len(dataset), ft, accelerator, "distill", epochs=ft.distill_epochs)
     M.train(task, plan, accelerator, seed, groups=M.param_groups(student, plan.weight_decay, {"encoder.": encoder_lr_scale}))
     accelerator.free_memory()
     return task.model

@@ -125,9 +125,10 @@ def per_process_batch(batch_size: int, n: int, num_processes: int) -> int:
     return max(1, min(batch_size, n // num_processes))
 
 
-def plan_for(n_train: int, ft, accelerator, description: str) -> TrainPlan:
+def plan_for(n_train: int, ft, accelerator, description: str, epochs: int | None = None) -> TrainPlan:
+    """`epochs` (default finetune.epochs) over `n_train` examples, bounded by finetune.min_steps / max_steps."""
     per_step = per_process_batch(ft.batch_size, n_train, accelerator.num_processes) * accelerator.num_processes
-    steps = max(ft.min_steps, ft.epochs * math.ceil(n_train / per_step))
+    steps = max(ft.min_steps, (ft.epochs if epochs is None else epochs) * math.ceil(n_train / per_step))
     if ft.max_steps:
         steps = min(steps, ft.max_steps)
     return TrainPlan(batch_size=ft.batch_size, epochs=1, max_steps=steps, learning_rate=ft.learning_rate,

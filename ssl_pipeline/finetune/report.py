@@ -336,7 +336,6 @@ def _plot(path: Path, summary: list[dict], title: str, validation: bool = False,
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(path)
+    from ..atomic import save_figure
+
+    save_figure(fig, path)
