@@ -54,8 +54,8 @@ class DataConfig:
     text_column: str = "text"  # text sources: column holding the text
     label_column: str = "label"  # labeled sources: column holding the label
     max_length: int = 128  # text: tokens per packed block
-    streaming: bool = False  # hf text: stream the corpus, each process reading its own shard
-    shuffle_buffer: int = 2000  # webdataset: images held in each reader's shuffle buffer
+    streaming: bool = False  # hf (text or images): stream the dataset as it trains, each process reading its own part (needs pretrain.max_steps)
+    shuffle_buffer: int = 2000  # webdataset and streamed hf images: images held in each reader's shuffle buffer
     test_fraction: float = 0.2  # held-out split carved (stratified, seeded) when a source has no test split
     split_seed: int = 0  # seed of that carve; fixed so pretraining and finetuning agree on it
     skip_corrupt: bool = False  # folder: skip unreadable images (counted and reported) instead of failing

@@ -275,7 +275,7 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
         if not batches.presharded:
             loader.set_epoch(epoch)  # the sampler's order is a function of (seed, epoch): resumable exactly
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
-        batch_index, skip = skip, 0
+        batch_index, skip, first = skip, 0, skip
         for batch in batches.epoch(epoch_loader, epoch, batch_index):
             batch_index += 1
             with accelerator.accumulate(model):
@@ -329,6 +329,8 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 raise Interrupted(step, signum)
             if step >= total_steps:
                 break
+        if batch_index == first:  # a stream that ends without a single batch would loop here for ever
+            raise UserError("the training data gave no batch: the stream is empty, or smaller than one batch")
         epoch += 1
     return last_row
 

@@ -184,3 +184,15 @@ def test_prepare_runs_one_batch_ahead_in_a_thread_with_the_same_results(accelera
     other = NoisyInputs()
     train(other, TrainPlan(**{**plan.__dict__, "max_steps": 1}), accelerator, seed=1)
     assert not torch.equal(other.seen[0], inline.seen[0])
+
+
+def test_an_empty_stream_is_an_error_not_a_hang(accelerator):
+    class EmptyStream(LinearRegression):
+        presharded = True
+
+        def dataloader(self, batch_size, generator):
+            return []
+
+    plan = TrainPlan(batch_size=32, epochs=1, max_steps=5, learning_rate=0.1, optimizer="sgd", show_progress=False)
+    with pytest.raises(UserError, match="the training data gave no batch"):
+        train(EmptyStream(), plan, accelerator, seed=0)

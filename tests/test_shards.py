@@ -4,6 +4,7 @@ import json
 import tarfile
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -66,3 +67,61 @@ def test_each_reader_needs_a_shard(tmp_path):
 
     with pytest.raises(UserError, match="every reader needs a shard"):
         StreamedImages(["a.tar"], DataConfig(source="webdataset", num_workers=2), 0, 2, 0)
+
+
+def _parquet_images(path, n=24, shards=4):
+    """`n` labeled PNGs as an image dataset in `shards` parquet files (what a hub image dataset is made of)."""
+    import datasets
+
+    rng = np.random.default_rng(1)
+    files = []
+    for s in range(shards):
+        rows = {"image": [], "label": []}
+        for i in range(s, n, shards):
+            light = (i // shards) % 2  # alternating within each file
+            rows["image"].append(Image.fromarray(np.clip(rng.normal(200 if light else 40, 30, (12, 12)), 0, 255)
+                                                 .astype(np.uint8)))
+            rows["label"].append(["dark", "light"][light])
+        ds = datasets.Dataset.from_dict(rows).cast_column("image", datasets.Image())
+        files.append(path / f"train-{s}.parquet")
+        ds.to_parquet(str(files[-1]))
+    return files
+
+
+def test_streamed_hub_images_split_between_processes_and_pretrain(tmp_path):
+    """data.source=hf data.streaming=true: each process reads its own shards (together: every image once per
+    pass), images decode to the configured size, and pretraining runs from the stream."""
+    from ssl_pipeline.config import DataConfig
+    from ssl_pipeline.data.hub_images import StreamedHubImages, first_images
+
+    files = _parquet_images(tmp_path)
+    cfg = DataConfig(source="hf", files=[str(f) for f in files], streaming=True, image_size=8, channels=1,
+                     shuffle_buffer=4)
+    seen = []
+    for rank in (0, 1):
+        it = iter(StreamedHubImages(cfg, rank, 2, seed=0))
+        part = [next(it)["images"] for _ in range(12)]  # one pass over this process's half
+        assert all(x.shape == (1, 8, 8) and x.dtype == torch.uint8 for x in part)
+        seen.append({tuple(x.flatten().tolist()) for x in part})
+    assert len(seen[0]) == len(seen[1]) == 12 and not seen[0] & seen[1]  # disjoint halves of 24 distinct images
+    images, labels = first_images(cfg, 6)
+    assert images["images"].shape == (6, 1, 8, 8) and labels.tolist() == [0, 1, 0, 1, 0, 1]
+    out = tmp_path / "run"
+    args = ["--config", "configs/vision/simclr_digits.yaml", "data.source=hf", f"data.files=[{','.join(map(str, files))}]",
+            "data.streaming=true", "data.image_size=12", f"output_dir={out}", "pretrain.max_steps=3",
+            "pretrain.batch_size=8", "model.projection_hidden_dim=32", "data.shuffle_buffer=8",
+            "pretrain.monitor_samples=16", "data.num_workers=2"]
+    proc = run_stage("pretrain", args)
+    assert (out / "encoder" / "model.safetensors").is_file(), proc.stderr[-2000:]
+    health = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "knn_accuracy" in line]
+    assert health and health[-1]["step"] == 3  # the monitor's labeled set came from the stream
+
+
+def test_streaming_without_max_steps_is_refused(tmp_path, capsys):
+    from ssl_pipeline.cli import pretrain_main
+
+    files = _parquet_images(tmp_path, n=8, shards=1)
+    with pytest.raises(SystemExit):
+        pretrain_main(["--config", "configs/vision/simclr_digits.yaml", "data.source=hf", f"data.files=[{files[0]}]",
+                       "data.streaming=true", f"output_dir={tmp_path / 'run'}", "data.image_size=12"])
+    assert "data.streaming=true needs pretrain.max_steps" in capsys.readouterr().err

@@ -33,6 +33,14 @@ class VisionTask(Task):
             self.data = StreamedImages(shard_urls(cfg.data, "pretrain"), cfg.data, accelerator.process_index,
                                        accelerator.num_processes, cfg.seed)
             self.leakage = {"checked": False, "reason": "streamed shards"}
+        elif cfg.data.source == "hf" and cfg.data.streaming:  # a hub image dataset read as it trains
+            from ..data.hub_images import StreamedHubImages
+
+            if cfg.pretrain.max_steps is None:
+                raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
+            self.presharded = True
+            self.data = StreamedHubImages(cfg.data, accelerator.process_index, accelerator.num_processes, cfg.seed)
+            self.leakage = {"checked": False, "reason": "streamed dataset"}
         else:
             self.data = load_images(cfg.data, "pretrain")
             self.leakage = self._guard_leakage(cfg, accelerator)
@@ -107,6 +115,10 @@ class VisionTask(Task):
 
     def monitor_inputs(self):
         """A fixed, seeded sample of the labeled train split (the pretraining images when there are no labels)."""
+        if not hasattr(self, "_monitor_set") and self.presharded and self.cfg.data.source == "hf":
+            from ..data.hub_images import first_images
+
+            self._monitor_set = first_images(self.cfg.data, self.cfg.pretrain.monitor_samples)
         if not hasattr(self, "_monitor_set") and self.presharded:  # the first images of the labeled train shards
             from ..data.shards import StreamedImages, shard_urls
 
