@@ -381,6 +381,18 @@ def _alarm(health: dict, step: int, total_steps: int, plan: TrainPlan, accelerat
         bar.write(f"warning: {what} (pretrain.stop_on_collapse=true stops such a run)")
 
 
+def computed_once(accelerator, fn):
+    """`fn()` on the main process only, its (picklable) result sent to every process: for start-up work whose
+    answer is the same everywhere (the leakage guard's pass over the test split), done once, not once per process."""
+    if getattr(accelerator, "num_processes", 1) <= 1:
+        return fn()
+    from accelerate.utils import broadcast_object_list
+
+    box = [fn() if accelerator.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
 ALARM_AFTER_STEPS = 100
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 

@@ -31,6 +31,9 @@ def test_two_process_run_learns_and_logs(vision_run):
     assert rows[-1]["step"] == 8 * (1437 // 128)
     assert list((vision_run / "tensorboard").rglob("events.out.tfevents*"))
     assert (vision_run / "checkpoints").is_dir()
+    # the leakage guard ran once (main process) and every process got its verdict: the run went on, and said it
+    spec = json.loads((vision_run / "encoder" / "ssl_encoder.json").read_text())
+    assert spec["leakage"]["checked"] is True and spec["leakage"]["test_examples_with_exact_duplicates"] == 0
 
 
 def test_export_loads_with_load_encoder_and_timm(vision_run):

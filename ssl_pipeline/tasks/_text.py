@@ -48,19 +48,22 @@ def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator,
 def guard_leakage(texts: list[str], d, accelerator) -> tuple[list[str], dict]:
     """Count pretraining texts that duplicate a test text; with data.dedupe drop them (before the tokenizer)."""
     from ..data.leakage import describe, leakage_record, text_duplicates, text_split_fingerprint
+    from ..engine import computed_once
 
-    try:
-        test = load_texts(d, "test") if d.leakage_check else None
-    except UserError:  # an unlabeled corpus: nothing is scored, nothing can leak into a score
-        test = None
-    if test is None:
-        record = leakage_record(None, None, False, "no test split" if d.leakage_check else "data.leakage_check=false")
-    else:
+    def check() -> tuple[dict, object]:
+        try:
+            test = load_texts(d, "test") if d.leakage_check else None
+        except UserError:  # an unlabeled corpus: nothing is scored, nothing can leak into a score
+            test = None
+        if test is None:
+            return leakage_record(None, None, False, "no test split" if d.leakage_check else "data.leakage_check=false"), None
         dups = text_duplicates(texts, test.texts)
-        if d.dedupe and len(dups.pool_indices):
-            drop = set(dups.pool_indices.tolist())
-            texts = [t for i, t in enumerate(texts) if i not in drop]
-        record = leakage_record(dups, text_split_fingerprint(test.texts), d.dedupe)
+        return leakage_record(dups, text_split_fingerprint(test.texts), d.dedupe), dups.pool_indices
+
+    record, drop = computed_once(accelerator, check)
+    if d.dedupe and drop is not None and len(drop):
+        drop = set(drop.tolist())
+        texts = [t for i, t in enumerate(texts) if i not in drop]
     accelerator.print(describe(record, "texts"))
     return texts, record
 

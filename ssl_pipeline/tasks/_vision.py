@@ -60,20 +60,23 @@ class VisionTask(Task):
         """Count pretraining images that duplicate a test image; with data.dedupe drop them (before training)."""
         from ..data.images import without
         from ..data.leakage import describe, image_duplicates, image_split_fingerprint, leakage_record
+        from ..engine import computed_once
 
-        try:
-            test = load_images(cfg.data, "test") if cfg.data.leakage_check else None
-        except UserError:  # unlabeled data: nothing is scored, nothing can leak into a score
-            test = None
-        if test is None or cfg.data.source == "synthetic" or not cfg.data.leakage_check:
-            why = ("data.leakage_check=false" if not cfg.data.leakage_check else
-                   "no test split" if test is None else "synthetic data")
-            record = leakage_record(None, None, False, why)
-        else:
+        def check() -> tuple[dict, object]:
+            try:
+                test = load_images(cfg.data, "test") if cfg.data.leakage_check else None
+            except UserError:  # unlabeled data: nothing is scored, nothing can leak into a score
+                test = None
+            if test is None or cfg.data.source == "synthetic" or not cfg.data.leakage_check:
+                why = ("data.leakage_check=false" if not cfg.data.leakage_check else
+                       "no test split" if test is None else "synthetic data")
+                return leakage_record(None, None, False, why), None
             dups = image_duplicates(self.data.dataset, test.dataset)
-            if cfg.data.dedupe and len(dups.pool_indices):
-                self.data = without(self.data, dups.pool_indices)
-            record = leakage_record(dups, image_split_fingerprint(test.dataset), cfg.data.dedupe)
+            return leakage_record(dups, image_split_fingerprint(test.dataset), cfg.data.dedupe), dups.pool_indices
+
+        record, drop = computed_once(accelerator, check)
+        if cfg.data.dedupe and drop is not None and len(drop):
+            self.data = without(self.data, drop)
         accelerator.print(describe(record, "images"))
         return record
 
