@@ -223,7 +223,8 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
         if accelerator.is_main_process:
             task.export(accelerator.unwrap_model(model), output_dir / "encoder")
         accelerator.wait_for_everyone()
-    task.model = accelerator.unwrap_model(model)
+    task.model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # a plain module again: no autocast
+    # left in its forward (an int8 copy of a bf16-trained student failed on bf16 activations)
     return last_row
 
 

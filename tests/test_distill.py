@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import run_stage
 from ssl_pipeline.cli import finetune_main, pretrain_main
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=4", "pretrain.batch_size=32",
@@ -98,7 +99,7 @@ def test_int8_rows_are_not_requested_directly_and_small_needs_a_student():
 def test_teacher_soft_labels_gathered_over_two_processes_keep_pool_order(tmp_path):
     import subprocess
 
-    from conftest import ROOT, cli_env, launch_args
+    from conftest import run_stage, ROOT, cli_env, launch_args
 
     out = tmp_path / "logits.pt"
     cmd = launch_args(2)[:-1] + [str(ROOT / "tests/scripts/distill_logits_dist.py"), str(out)]
@@ -107,3 +108,14 @@ def test_teacher_soft_labels_gathered_over_two_processes_keep_pool_order(tmp_pat
     got = torch.load(out)
     assert got["logits"].shape == (37, 3)  # the padding that evens out the last batch is dropped
     assert torch.allclose(got["logits"], got["expected"], atol=1e-6)
+
+
+def test_int8_student_of_a_bf16_run(tmp_path):
+    """Under bf16 the students train with autocast in their forward; the trained model handed back must be a plain
+    module again, or its int8 copy meets bf16 activations (seen on Fashion-MNIST: 'expected Float but found BFloat16')."""
+    out = tmp_path / "run"
+    run_stage("pretrain", BASE + [f"output_dir={out}"])
+    run_stage("finetune", BASE + FT + [f"output_dir={out}", "finetune.methods=[distill]", "finetune.seeds=[0]",
+                                       "pretrain.mixed_precision=bf16"])
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    assert {r["method"] for r in doc["rows"]} == {"distill", "distill_int8"}
