@@ -14,6 +14,7 @@ from ssl_pipeline.cli import finetune_main, pretrain_main
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=4", "pretrain.batch_size=32",
         "model.projection_hidden_dim=32"]
 FT = ["finetune.seeds=[0,1]", "finetune.label_fractions=[0.1]", "finetune.min_steps=4", "finetune.max_steps=4",
+      "finetune.distill_epochs=1",
       "finetune.student=test_resnet", "finetune.quantize=int8"]
 
 
@@ -119,3 +120,16 @@ def test_int8_student_of_a_bf16_run(tmp_path):
                                        "pretrain.mixed_precision=bf16"])
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert {r["method"] for r in doc["rows"]} == {"distill", "distill_int8"}
+
+
+def test_the_students_budget_is_distill_epochs_not_the_subset_cap():
+    from types import SimpleNamespace
+
+    from ssl_pipeline.config import FinetuneConfig
+    from ssl_pipeline.finetune.methods import plan_for
+
+    ft = FinetuneConfig(batch_size=256, min_steps=150, max_steps=500, epochs=30)
+    one = SimpleNamespace(num_processes=1)
+    assert plan_for(600, ft, one, "cell").max_steps == 150  # a 1 % subset: min_steps
+    assert plan_for(60000, ft, one, "cell").max_steps == 500  # the labeled pool: capped
+    assert plan_for(60000, ft, one, "distill", epochs=10, capped=False).max_steps == 10 * 235

@@ -125,11 +125,13 @@ def per_process_batch(batch_size: int, n: int, num_processes: int) -> int:
     return max(1, min(batch_size, n // num_processes))
 
 
-def plan_for(n_train: int, ft, accelerator, description: str, epochs: int | None = None) -> TrainPlan:
-    """`epochs` (default finetune.epochs) over `n_train` examples, bounded by finetune.min_steps / max_steps."""
+def plan_for(n_train: int, ft, accelerator, description: str, epochs: int | None = None,
+             capped: bool = True) -> TrainPlan:
+    """`epochs` (default finetune.epochs) over `n_train` examples, at least finetune.min_steps and, when `capped`,
+    at most finetune.max_steps (a bound meant for the labeled subsets, not for a student's pass over the pool)."""
     per_step = per_process_batch(ft.batch_size, n_train, accelerator.num_processes) * accelerator.num_processes
     steps = max(ft.min_steps, (ft.epochs if epochs is None else epochs) * math.ceil(n_train / per_step))
-    if ft.max_steps:
+    if ft.max_steps and capped:
         steps = min(steps, ft.max_steps)
     return TrainPlan(batch_size=ft.batch_size, epochs=1, max_steps=steps, learning_rate=ft.learning_rate,
                      optimizer="adamw", weight_decay=ft.weight_decay, warmup_fraction=0.05,
