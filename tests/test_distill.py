@@ -85,6 +85,11 @@ def test_int8_agrees_with_float_on_most_inputs():
         agree = (q(batch).argmax(-1) == model(batch).argmax(-1)).float().mean()
     assert agree > 0.95
     assert any("quantized" in type(m).__module__ for m in q.modules())
+    # the int8 copy has as many weights as the float model (packed, not nn.Parameters), in fewer bytes
+    from ssl_pipeline.finetune.distill import bytes_of, weight_count
+
+    assert weight_count(q) == weight_count(model) == sum(p.numel() for p in model.parameters())
+    assert bytes_of(q) < 0.5 * bytes_of(model)
 
 
 def test_int8_rows_are_not_requested_directly_and_small_needs_a_student():

@@ -96,7 +96,7 @@ def student_stats(model: nn.Module, sample: dict, repeats: int = 3, size_of=safe
     run uses, a batch of `sample`, best of `repeats`). An int8 model's packed weights are not parameters: its size
     is what `torch.save` writes (`size_of=bytes_of`)."""
     model = model.cpu().eval()
-    params = sum(p.numel() for p in model.parameters())
+    params = weight_count(model)
     size = size_of(model)
     n = len(next(iter(sample.values())))
     best = float("inf")
@@ -107,6 +107,19 @@ def student_stats(model: nn.Module, sample: dict, repeats: int = 3, size_of=safe
             model(sample)
             best = min(best, time.perf_counter() - t)
     return {"params": int(params), "size_bytes": int(size), "examples_per_sec": n / best}
+
+
+def weight_count(model: nn.Module) -> int:
+    """Parameters, counting an int8 Linear's packed weight and bias too (they are not `nn.Parameter`s): an int8
+    model has as many weights as its float original, each in a quarter of the bytes."""
+    from torch.ao.nn.quantized.dynamic import Linear as QLinear
+
+    count = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        if isinstance(m, QLinear):
+            weight, bias = m._packed_params._weight_bias()
+            count += weight.numel() + (bias.numel() if bias is not None else 0)
+    return count
 
 
 def _untied(state: dict) -> dict:
