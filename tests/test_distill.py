@@ -138,3 +138,14 @@ def test_the_students_budget_is_distill_epochs_not_the_subset_cap():
     assert plan_for(600, ft, one, "cell").max_steps == 150  # a 1 % subset: min_steps
     assert plan_for(60000, ft, one, "cell").max_steps == 500  # the labeled pool: capped
     assert plan_for(60000, ft, one, "distill", epochs=10, capped=False).max_steps == 10 * 235
+
+
+def test_students_on_the_validation_carve(tmp_path):
+    """evaluate_on=validation scores every row on a carve of train, the students included."""
+    out = tmp_path / "run"
+    pretrain_main(BASE + [f"output_dir={out}"])
+    finetune_main(BASE + FT + [f"output_dir={out}", "finetune.methods=[distill_small]", "finetune.seeds=[0]",
+                               "finetune.evaluate_on=validation", "finetune.quantize=none"])
+    doc = json.loads((out / "validation" / "label_efficiency.json").read_text())
+    assert {r["method"] for r in doc["rows"]} == {"distill_small"} and doc["evaluated_on"] == "validation"
+    assert not (out / "label_efficiency.json").exists()  # the test split's report is not written

@@ -214,9 +214,13 @@ class ValidationView:
             all_idx, test_size=fraction, random_state=seed + 1, stratify=data.train_labels))
         self.train_labels = data.train_labels[self.fit_idx]
         self.test_labels = data.train_labels[self.val_idx]
-        for name in ("modality", "input_keys", "num_classes", "class_names", "encoder", "train_transform",
-                     "classic_model"):
-            setattr(self, name, getattr(data, name))
+
+    def __getattr__(self, name: str):
+        """Everything that does not depend on which rows are train or scored (encoders, students, transforms, class
+        names ...) is the wrapped data's; a list of names here once missed `student_encoder`."""
+        if name == "data":  # not set yet (copy / pickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.data, name)
 
     def _map(self, split: str, idx):
         return self.fit_idx[np.asarray(idx)] if split == "train" else self.val_idx[np.asarray(idx)]
