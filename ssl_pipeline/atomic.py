@@ -36,16 +36,28 @@ def atomic_dir(target: str | os.PathLike):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
+@contextlib.contextmanager
+def _replaced(path: str | os.PathLike, mode: str):
+    """Yields a file opened (`mode`) beside `path`; on success it is synced, made as readable as any new file
+    (mkstemp makes 0600) and renamed over `path`; on failure it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with _replaced(path, "w") as fh:
         fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results must be readable like any new file
-    os.replace(tmp, path)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
@@ -53,19 +65,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Writes a matplotlib figure as PNG atomically (as readable as any new file) and closes it."""
+    """Writes a matplotlib figure as PNG atomically and closes it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with _replaced(path, "wb") as fh:
             fig.savefig(fh, format="png")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
