@@ -91,3 +91,19 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
         return HFSplit(ds, labels, names, list(range(len(ds))))
     idx = carve(train_labels, split, cfg, names) if carved else np.arange(len(train))
     return HFSplit(train.select(idx), train_labels[idx], names, idx.tolist())
+
+
+def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text"):
+    """The train split of hub dataset `name`, or of `files`, as a streaming `datasets.IterableDataset` (nothing is
+    downloaded up front); a one-line error naming `where` when it cannot be opened. Text and image streams both."""
+    import datasets
+
+    try:
+        if files:
+            return datasets.load_dataset(file_format(files[0], default=default_format), data_files=files, split="train",
+                                         streaming=True)
+        return datasets.load_dataset(name, split="train", streaming=True)
+    except UserError:
+        raise
+    except Exception as err:
+        raise UserError(f"cannot stream {where}: {str(err).splitlines()[0]}") from None

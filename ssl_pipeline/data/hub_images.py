@@ -17,24 +17,14 @@ from ..errors import UserError
 
 def open_stream(cfg: DataConfig):
     """The source's train split as a `datasets.IterableDataset` (nothing is downloaded up front)."""
-    import datasets
-
-    from .files import expand_files, file_format
+    from .files import expand_files
+    from .hf import stream_train
 
     where = cfg.name or cfg.files
-    try:
-        if cfg.files:
-            files = expand_files(list(cfg.files))
-            ds = datasets.load_dataset(file_format(files[0], default="parquet"), data_files=files, split="train",
-                                       streaming=True)
-        elif cfg.name:
-            ds = datasets.load_dataset(cfg.name, split="train", streaming=True)
-        else:
-            raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
-    except UserError:
-        raise
-    except Exception as err:
-        raise UserError(f"cannot stream HF dataset {where}: {str(err).splitlines()[0]}") from None
+    if not (cfg.files or cfg.name):
+        raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
+    files = expand_files(list(cfg.files)) if cfg.files else None
+    ds = stream_train(cfg.name, files, f"HF dataset {where}", default_format="parquet")
     columns = ds.column_names  # None when the format does not say before reading
     if columns is not None and cfg.image_column not in columns:
         raise UserError(f"data.image_column '{cfg.image_column}' is not a column of {where} ({columns})")

@@ -187,19 +187,11 @@ def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
 
 def stream_texts(cfg: DataConfig, rank: int, world_size: int):
     """An HF streaming corpus, sharded so that each process reads its own, disjoint part."""
-    import datasets
     from datasets.distributed import split_dataset_by_node
 
-    try:
-        if cfg.name:
-            ds = datasets.load_dataset(cfg.name, split="train", streaming=True)
-        else:
-            files = _corpus_files(cfg)
-            ds = datasets.load_dataset(file_format(files[0]), data_files=files, split="train", streaming=True)
-    except UserError:
-        raise
-    except Exception as err:
-        raise UserError(f"cannot stream {cfg.name or cfg.files}: {str(err).splitlines()[0]}") from None
+    from .hf import stream_train
+
+    ds = stream_train(cfg.name, None if cfg.name else _corpus_files(cfg), str(cfg.name or cfg.files))
     return split_dataset_by_node(ds, rank=rank, world_size=world_size)
 
 
