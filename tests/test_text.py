@@ -201,3 +201,38 @@ def test_tokenizer_is_trained_once_and_cached(tmp_path, monkeypatch):
     second = mlm_task.cached_tokenizer(texts, 300, str(tmp_path), OneProcess(), digest)
     assert second.get_vocab() == first.get_vocab()
     assert second("event loop")["input_ids"] == first("event loop")["input_ids"]
+
+
+@pytest.mark.parametrize("architecture", ["bert", "prelayernorm"])
+def test_electra_generator_shares_the_detector_token_table_and_updates_every_token(architecture):
+    """ELECTRA's tying: one token table (a single parameter of the combined model) that the generator's vocabulary
+    softmax updates for every token, also those absent from the batch; right padding does not move the real
+    tokens' positions (tokens enter as embeddings, so positions are not derived from the ids)."""
+    import torch.nn.functional as F
+
+    from ssl_pipeline.config import ModelConfig
+    from ssl_pipeline.models.text import (ReplacedTokenDetection, SharedEmbeddingGenerator, base_encoder,
+                                          scaled_model_config)
+
+    cfg = ModelConfig(architecture=architecture, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+                      dropout=0.0)
+    detector = base_encoder(cfg, 60, 16, 0)
+    small = base_encoder(scaled_model_config(cfg, 0.5), 60, 16, 0)
+    generator = SharedEmbeddingGenerator(small, detector.get_input_embeddings())
+    model = ReplacedTokenDetection(generator, detector).eval()
+    table = detector.get_input_embeddings().weight
+    assert sum(p is table for p in model.parameters()) == 1
+    assert small.config.hidden_size == 16 and small.embeddings.word_embeddings is None
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 30, (2, 16), generator=g)  # tokens 30..59 never appear
+    mask = torch.ones_like(ids)
+    ids[1, 10:], mask[1, 10:] = 0, 0
+    positions = torch.tensor([1, 5, 17, 25])  # two in each row, all before the padding
+    logits = generator(ids, mask, positions)
+    assert logits.shape == (4, 60)
+    with torch.no_grad():
+        alone = generator(ids[1:, :10], None, torch.tensor([1, 9]))
+    assert torch.allclose(logits[2:], alone, atol=1e-4)
+    F.cross_entropy(logits, ids.flatten()[positions]).backward()
+    assert (table.grad[30:].abs().sum(1) > 0).all()

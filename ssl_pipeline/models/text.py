@@ -162,13 +162,48 @@ def scaled_model_config(cfg: ModelConfig, width: float) -> ModelConfig:
                                intermediate_size=max(4, round(inter * width)))
 
 
+class SharedEmbeddingGenerator(nn.Module):
+    """ELECTRA's small generator reading and predicting through the discriminator's token embeddings (Clark et al.
+    2020, section 3.2). The generator's softmax over the vocabulary updates every token's embedding at every step,
+    while the detection loss alone only reaches the tokens present in the batch; the paper measures the gain, and
+    without it a short budget leaves the detector's embeddings close to their initialisation.
+
+    `body` is a bare encoder of the generator's width; its own token table is dropped: tokens enter through the
+    shared table and a projection to the generator's width (ELECTRA's `embeddings_project`), and leave through
+    transformers' `ElectraGeneratorPredictions` (back to the table's width) and the shared table, transposed."""
+
+    def __init__(self, body: nn.Module, embeddings: nn.Embedding):
+        from transformers import ElectraConfig
+        from transformers.models.electra.modeling_electra import ElectraGeneratorPredictions
+
+        super().__init__()
+        body.embeddings.word_embeddings = None  # tokens enter as `inputs_embeds` from the shared table
+        width, dim, std = body.config.hidden_size, embeddings.embedding_dim, body.config.initializer_range
+        self.body, self.embeddings = body, embeddings
+        self.project_in = nn.Linear(dim, width)
+        self.predictions = ElectraGeneratorPredictions(
+            ElectraConfig(hidden_size=width, embedding_size=dim, layer_norm_eps=body.config.layer_norm_eps))
+        self.bias = nn.Parameter(torch.zeros(embeddings.num_embeddings))
+        for linear in (self.project_in, self.predictions.dense):  # transformers' own initialisation of its layers
+            nn.init.normal_(linear.weight, std=std)
+            nn.init.zeros_(linear.bias)
+
+    def forward(self, input_ids, attention_mask, positions):
+        """-> vocabulary logits at `positions` (flat indices into the (batch x length) tokens), like `MaskedLM`."""
+        with attention_backend(input_ids.device):
+            hidden = self.body(inputs_embeds=self.project_in(self.embeddings(input_ids)),
+                               attention_mask=attention_mask).last_hidden_state
+        out = self.predictions(hidden.flatten(0, 1)[positions])
+        return nn.functional.linear(out, self.embeddings.weight, self.bias)
+
+
 class ReplacedTokenDetection(nn.Module):
     """ELECTRA (Clark et al. 2020) as one module, so DDP sees one forward per step: a small masked-LM generator
     fills the masked positions with sampled tokens, and the discriminator (the encoder that is exported) tells, at
     every position, whether the token is the original or a replacement. The discriminator head is transformers'
     own `ElectraDiscriminatorPredictions`; both networks use `model.architecture`."""
 
-    def __init__(self, generator: MaskedLM, discriminator: nn.Module):
+    def __init__(self, generator: MaskedLM | SharedEmbeddingGenerator, discriminator: nn.Module):
         from transformers.models.electra.modeling_electra import ElectraDiscriminatorPredictions
 
         super().__init__()

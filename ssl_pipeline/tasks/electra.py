@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from ..config import Config
 from ..errors import UserError
 from ..masking import IGNORE, bucketed_positions, mask_tokens, special_table
-from ..models.text import MaskedLM, ReplacedTokenDetection, base_encoder, masked_lm, scaled_model_config
+from ..models.text import (ReplacedTokenDetection, SharedEmbeddingGenerator, base_encoder, masked_lm,
+                           scaled_model_config)
 from ._text import TextTask
 from .registry import register
 
@@ -22,6 +23,7 @@ class ElectraConfig:
     mask_probability: float = 0.15  # fraction of tokens the generator fills in (80/10/10 rule)
     generator_width: float = 0.25  # generator width (hidden, heads, feed-forward) relative to the discriminator; depth is the same (ELECTRA: 1/4-1/2)
     discriminator_weight: float = 50.0  # lambda: weight of the replaced-token loss against the generator's MLM loss
+    share_embeddings: bool = True  # generator reads and predicts through the discriminator's token embeddings (ELECTRA's tying); false = its own
 
     def __post_init__(self):
         if not 0.0 < self.mask_probability < 1.0:
@@ -43,8 +45,15 @@ class ElectraTask(TextTask):
                             "pretraining from model.init_from use task=mlm")
         super().__init__(cfg, accelerator)
         L, pad = cfg.data.max_length, self.tokenizer.pad_token_id
-        generator = masked_lm(scaled_model_config(cfg.model, cfg.pretrain.electra.generator_width), self.vocab_size, L, pad)
-        self.model = ReplacedTokenDetection(generator, base_encoder(cfg.model, self.vocab_size, L, pad))
+        s = cfg.pretrain.electra
+        discriminator = base_encoder(cfg.model, self.vocab_size, L, pad)
+        small = scaled_model_config(cfg.model, s.generator_width)
+        if s.share_embeddings:
+            generator = SharedEmbeddingGenerator(base_encoder(small, self.vocab_size, L, pad),
+                                                 discriminator.get_input_embeddings())
+        else:
+            generator = masked_lm(small, self.vocab_size, L, pad)
+        self.model = ReplacedTokenDetection(generator, discriminator)
         self.special = special_table(self.tokenizer, self.vocab_size)
         self.mask_id = self.tokenizer.mask_token_id
 
