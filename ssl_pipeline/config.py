@@ -158,6 +158,7 @@ class FinetuneConfig:
     probe_batch_size: int = 512  # batch size for embedding extraction
     distill_temperature: float = 1.0  # distill: softmax temperature of the teacher's soft labels (and the student's)
     distill_label_weight: float = 1.0  # distill: weight of the cross-entropy on the labeled subset next to the soft-label loss
+    distill_consistent: bool = True  # distill: with a train augmentation (vision), the teacher labels the student's own augmented view at every step (consistent teaching); false: soft labels once, on unaugmented examples (cheaper)
     distill_epochs: int = 2  # distill: epochs of the student over the unlabeled train pool (not capped by finetune.max_steps)
     student: Optional[str] = None  # distill_small: the smaller student, a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch
     quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8

@@ -38,7 +38,7 @@ def test_distill_rows_teachers_and_test_isolation(tmp_path, monkeypatch):
         return real_distill(teacher, student, data, idx, ft, accelerator, seed, *rest)
 
     def spy_train(task, plan, *args, **kwargs):
-        trained_sets.append(task.dataset)
+        trained_sets.append((task.dataset, getattr(task, "teacher", None)))
         return real_train(task, plan, *args, **kwargs)
 
     monkeypatch.setattr(R, "trained_classifier", spy_trained)
@@ -50,9 +50,11 @@ def test_distill_rows_teachers_and_test_isolation(tmp_path, monkeypatch):
     assert len({own for _, own, _, _ in distilled}) == 2
     n_train, n_test = distilled[0][2], distilled[0][3]
     # students train on the train pool (soft labels), never on anything the size of the test split
-    pools = [d for d in trained_sets if isinstance(d, D.SoftLabeled)]
-    assert len(pools) == 4 and all(len(d) == n_train for d in pools) and n_train != n_test
-    assert all(abs(int(d.labeled.sum()) - 0.1 * n_train) < 10 for d in pools)  # the labeled subset, class-balanced
+    pools = [(d, t) for d, t in trained_sets if isinstance(d, D.SoftLabeled)]
+    assert len(pools) == 4 and all(len(d) == n_train for d, _ in pools) and n_train != n_test
+    assert all(abs(int(d.labeled.sum()) - 0.1 * n_train) < 10 for d, _ in pools)  # the labeled subset, class-balanced
+    # digits train with augmentation: the subset's own teacher labels every augmented batch (nothing precomputed)
+    assert all(d.logits is None and teachers[id(t)] == own for (d, t), (_, own, _, _) in zip(pools, distilled))
     doc = json.loads((out / "label_efficiency.json").read_text())
     methods = {r["method"] for r in doc["rows"]}
     assert methods == {"distill", "distill_int8", "distill_small", "distill_small_int8"}
@@ -149,3 +151,31 @@ def test_students_on_the_validation_carve(tmp_path):
     doc = json.loads((out / "validation" / "label_efficiency.json").read_text())
     assert {r["method"] for r in doc["rows"]} == {"distill_small"} and doc["evaluated_on"] == "validation"
     assert not (out / "label_efficiency.json").exists()  # the test split's report is not written
+
+
+def test_consistent_teaching_labels_the_students_own_view():
+    """A student identical to its teacher has no soft loss when the teacher labels the student's augmented view
+    (online), and a positive one when the soft labels were computed on the unaugmented images (fixed)."""
+    from contextlib import nullcontext
+    from types import SimpleNamespace
+
+    from ssl_pipeline.finetune.distill import DistillTask
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+
+    def model(batch):
+        return net(batch["images"])
+
+    def flip(batch):
+        return {**batch, "images": batch["images"].flip(-1)}
+
+    x = torch.randn(8, 1, 4, 4)
+    batch = {"images": x, "labels": torch.zeros(8, dtype=torch.long), "labeled": torch.zeros(8)}
+    accelerator = SimpleNamespace(autocast=nullcontext)
+    _, online = DistillTask(None, None, flip, 1, 2.0, 1.0, teacher=model).loss(model, dict(batch), accelerator)
+    with torch.no_grad():
+        fixed_logits = net(x)
+    _, fixed = DistillTask(None, None, flip, 1, 2.0, 1.0).loss(model, {**batch, "teacher": fixed_logits}, accelerator)
+    assert float(online["soft_loss"]) < 1e-6 < 1e-3 < float(fixed["soft_loss"])
+    assert float(online["label_loss"]) == 0.0  # no labeled example in this batch

@@ -8,6 +8,11 @@ never touched — and a student learns from them, plus cross-entropy on the labe
 
     loss = T^2 * KL(softmax(teacher / T) || softmax(student / T)) + w * CE(student, y)[labeled examples]
 
+With a train-time augmentation (vision), the teacher labels the very view the student sees, at every step
+("consistent teaching", Beyer et al. 2022, "Knowledge distillation: A good teacher is patient and consistent"):
+soft labels computed once on the unaugmented pool ask the student to give a crop the label of the whole image.
+`finetune.distill_consistent=false` (or no augmentation, text) computes them once instead, which is cheaper.
+
 Students: the same architecture initialised from the SSL encoder (row `distill`), or a smaller one from scratch
 (`finetune.student`: a timm name or a text size preset; row `distill_small`). Both train on the shared engine
 (multi-process like every cell). Each student row also reports its parameter count, size on disk and measured
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import io
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -28,31 +34,40 @@ from . import methods as M
 
 
 class SoftLabeled(Dataset):
-    """The train pool with the teacher's logits; `labeled` marks the examples of the labeled subset."""
+    """The train pool with the teacher's logits (None: the teacher labels each batch online); `labeled` marks the
+    examples of the labeled subset."""
 
-    def __init__(self, base: Dataset, logits: torch.Tensor, labels: torch.Tensor, labeled: torch.Tensor):
+    def __init__(self, base: Dataset, logits: Optional[torch.Tensor], labels: torch.Tensor, labeled: torch.Tensor):
         self.base, self.logits, self.labels, self.labeled = base, logits, labels, labeled
 
     def __len__(self) -> int:
-        return len(self.logits)
+        return len(self.labels)
 
     def __getitems__(self, idx):
         index = torch.as_tensor(idx, dtype=torch.long)
         batch = self.base.__getitems__(list(idx))
-        batch["teacher"] = self.logits[index]
+        if self.logits is not None:
+            batch["teacher"] = self.logits[index]
         batch["labels"] = self.labels[index]
         batch["labeled"] = self.labeled[index]
         return batch
 
 
 class DistillTask(M.ClassifierTask):
-    def __init__(self, model, dataset, transform, num_processes: int, temperature: float, label_weight: float):
+    """`teacher`: a frozen model that labels each (augmented) batch online; None: the batch carries `teacher`
+    logits computed beforehand."""
+
+    def __init__(self, model, dataset, transform, num_processes: int, temperature: float, label_weight: float,
+                 teacher: Optional[nn.Module] = None):
         super().__init__(model, dataset, transform, num_processes)
-        self.temperature, self.label_weight = temperature, label_weight
+        self.temperature, self.label_weight, self.teacher = temperature, label_weight, teacher
 
     def loss(self, model, batch, accelerator):
         if self.transform is not None:
             batch = self.transform(batch)
+        if self.teacher is not None:
+            with torch.no_grad(), accelerator.autocast():
+                batch["teacher"] = self.teacher(batch)
         with accelerator.autocast():
             logits = model(batch).float()
         t = self.temperature
@@ -68,13 +83,16 @@ def distill(teacher: nn.Module, student: M.Classifier, data, idx: np.ndarray, ft
             encoder_lr_scale: float = 1.0) -> M.Classifier:
     pool = np.arange(len(data.train_labels))
     base = data.dataset("train", pool)
-    logits = M.logits_of(teacher, base, accelerator, ft.probe_batch_size)
+    online = ft.distill_consistent and data.train_transform is not None
+    if online:
+        teacher = teacher.to(accelerator.device).eval().requires_grad_(False)
+    logits = None if online else M.logits_of(teacher, base, accelerator, ft.probe_batch_size)
     labeled = torch.zeros(len(pool), dtype=torch.float32)
     labeled[torch.as_tensor(idx)] = 1.0
     labels = torch.as_tensor(data.train_labels, dtype=torch.long)  # read only where `labeled` is 1
     dataset = SoftLabeled(base, logits, labels, labeled)
     task = DistillTask(student, dataset, data.train_transform, accelerator.num_processes, ft.distill_temperature,
-                       ft.distill_label_weight)
+                       ft.distill_label_weight, teacher if online else None)
     # the student's budget is finetune.distill_epochs over the pool, not finetune.max_steps: that cap, sized for
     # a labeled subset, had cut Debian students to 1.3 epochs and left a from-scratch student 14 points below its
     # teacher on Fashion-MNIST after 2 epochs (README)
