@@ -165,8 +165,8 @@ def scaled_model_config(cfg: ModelConfig, width: float) -> ModelConfig:
 class SharedEmbeddingGenerator(nn.Module):
     """ELECTRA's small generator reading and predicting through the discriminator's token embeddings (Clark et al.
     2020, section 3.2). The generator's softmax over the vocabulary updates every token's embedding at every step,
-    while the detection loss alone only reaches the tokens present in the batch; the paper measures the gain, and
-    without it a short budget leaves the detector's embeddings close to their initialisation.
+    while the detection loss alone only reaches the tokens present in the batch (the paper: GLUE 83.6 untied, 84.3
+    with tied token embeddings).
 
     `body` is a bare encoder of the generator's width; its own token table is dropped: tokens enter through the
     shared table and a projection to the generator's width (ELECTRA's `embeddings_project`), and leave through
