@@ -6,6 +6,7 @@ a gloo group: on CPU that is a few microseconds, and on GPUs it stays off the CU
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -75,10 +76,23 @@ class RememberedCtrlC:
     def __init__(self):
         self.pressed = False
         self._old = None
+        self._deferring = False
 
     def _handle(self, signum, frame) -> None:
         self.pressed = True
-        raise KeyboardInterrupt
+        if not self._deferring:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """A press inside is acted on when the block ends. For writing the report: a KeyboardInterrupt raised while
+        a C extension initialises (matplotlib's, on the first plot) surfaces as an ImportError with a traceback."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+        self.check()
 
     def __enter__(self) -> "RememberedCtrlC":
         if (threading.current_thread() is threading.main_thread()

@@ -183,7 +183,8 @@ def run_finetune(cfg: Config) -> dict:
                 row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
                 rows.append(row)
             if accelerator.is_main_process:
-                write_report(report_dir, header, rows)
+                with ctrl_c.deferred():
+                    write_report(report_dir, header, rows)
             if cfg.finetune.log_with:  # each finished cell, as it lands
                 accelerator.log({f"{r['method']}/{_pct_key(r['label_fraction'])}/seed_{r['seed']}": r["accuracy"]
                                  for r in rows[-len(results):]}, step=len(rows))
