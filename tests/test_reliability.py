@@ -230,12 +230,16 @@ def test_ctrl_c_while_the_report_is_written_is_acted_on_after_it():
     from ssl_pipeline.interrupt import RememberedCtrlC
 
     finished = False
-    with pytest.raises(KeyboardInterrupt):
-        with RememberedCtrlC() as ctrl_c:
-            assert ctrl_c._old is not None  # installed over Python's default handler
-            with ctrl_c.deferred():
-                os.kill(os.getpid(), signal.SIGINT)
-                time.sleep(0.05)  # the handler runs here, and must not raise
-                finished = True
-    assert finished and ctrl_c.pressed
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh CLI process (earlier tests' libraries may have replaced it)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with RememberedCtrlC() as ctrl_c:
+                assert ctrl_c._old is not None  # installed over Python's default handler
+                with ctrl_c.deferred():
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.05)  # the handler runs here, and must not raise
+                    finished = True
+        assert finished and ctrl_c.pressed
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
