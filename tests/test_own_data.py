@@ -55,6 +55,40 @@ def test_folder_split_layout_is_read_as_splits(tmp_path):
     assert not any("/test/" in p or "/val/" in p for p in pre.ids)
 
 
+def test_folder_images_of_every_common_kind_decode_to_what_a_viewer_shows(tmp_path):
+    """16-bit and float greyscale, transparent PNGs and EXIF-rotated photos: PIL's plain `convert` turns the first
+    white, the second black, drops the transparent background's colour and ignores the rotation."""
+    ramp = np.linspace(0, 1, 8 * 8).reshape(8, 8)
+    Image.fromarray((ramp * 65535).astype(np.uint16)).save(tmp_path / "xray16.png")
+    Image.fromarray(ramp.astype(np.float32)).save(tmp_path / "float.tif")
+    glyph = np.zeros((8, 8, 4), np.uint8)  # black line art, transparent (and black) elsewhere
+    glyph[2:6, 3, 3] = 255
+    Image.fromarray(glyph, "RGBA").save(tmp_path / "glyph.png")
+    palette = Image.fromarray(glyph[..., 3] // 255, "P")  # index 0 transparent, index 1 black
+    palette.putpalette([0, 0, 0] * 256)
+    palette.save(tmp_path / "palette.png", transparency=0)
+    photo = np.zeros((8, 16, 3), np.uint8)
+    photo[:, :8] = 255  # left half white
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    Image.fromarray(photo).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+
+    def decoded(name, channels=1, size=8):
+        return load_images(DataConfig(source="folder", root=str(tmp_path), image_size=size, channels=channels),
+                           "pretrain").dataset[[p.endswith(name) for p in ids].index(True)]["images"]
+
+    ids = load_images(DataConfig(source="folder", root=str(tmp_path), image_size=8), "pretrain").ids
+    expected = torch.from_numpy(np.rint(ramp * 255)).to(torch.uint8)[None]
+    assert (decoded("xray16.png").int() - expected.int()).abs().max() <= 1  # the range kept, not clipped at 255
+    assert (decoded("float.tif").int() - expected.int()).abs().max() <= 1
+    assert (decoded("xray16.png", channels=3) == expected.expand(3, -1, -1)).float().mean() > 0.9
+    for name in ("glyph.png", "palette.png"):
+        g = decoded(name)[0]
+        assert (g[2:6, 3] == 0).all() and (g[:, :3] == 255).all() and (g[:, 4:] == 255).all(), (name, g)
+    upright = decoded("phone.jpg", size=16)[0].float()  # viewed upright: 16 tall, the white half on top
+    assert upright[:6].mean() > 200 and upright[10:].mean() < 50, upright
+
+
 @pytest.mark.parametrize("dirs", [["train", "cats"], ["test", "val"], ["train", "val", "validation"], ["train"] * 0 + ["Test", "dogs"]])
 def test_split_like_class_names_are_refused(tmp_path, dirs):
     for d in dirs:

@@ -77,15 +77,44 @@ def pil_to_tensor(img, image_size: int, channels: int) -> torch.Tensor:
 
     if isinstance(img, str):
         with Image.open(img) as f:
-            img = f.convert("L" if channels == 1 else "RGB")
+            img = to_8bit(f, channels)
     elif not isinstance(img, Image.Image):
         img = Image.fromarray(np.asarray(img))
-    img = img.convert("L" if channels == 1 else "RGB")
+    img = to_8bit(img, channels)
     if img.size != (image_size, image_size):
         img = img.resize((image_size, image_size), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.uint8)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(arr.copy())
+
+
+_INTEGER_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
+def to_8bit(img, channels: int):
+    """Any PIL image -> 8-bit "L" (channels=1) or "RGB", upright, transparent pixels on white.
+
+    PIL's own `convert` is wrong for three kinds of files users have: 16-bit greyscale (microscopy, X-ray) is clipped
+    at 255, so nearly every pixel turns white, and float images turn black; transparent PNGs keep whatever colour
+    lies under alpha 0 (often black, so black line art on a transparent background vanishes); and phone photos store
+    their rotation in EXIF instead of in the pixels."""
+    from PIL import Image, ImageOps
+
+    img = ImageOps.exif_transpose(img)
+    if img.mode in _INTEGER_GREY or img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        if img.mode.startswith("I;16") or (img.mode == "I" and 255 < arr.max() <= 65535):
+            arr = arr / 257.0  # the 16-bit range onto 0..255
+        elif img.mode == "F" and 0 <= arr.min() and arr.max() <= 1:
+            arr = arr * 255.0  # floats in [0, 1]
+        elif img.mode != "I" or arr.max() > 65535 or arr.min() < 0:
+            lo, hi = arr.min(), arr.max()  # any other range: stretched per image
+            arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L")
+    elif img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img if img.mode == ("L" if channels == 1 else "RGB") else img.convert("L" if channels == 1 else "RGB")
 
 
 @dataclass
