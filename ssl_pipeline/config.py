@@ -10,6 +10,7 @@ from these docstrings' neighbours (the field comments). Unknown keys and badly t
 """
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import types
@@ -52,7 +53,9 @@ class DataConfig:
     num_classes: int = 10  # synthetic sources: number of classes
     image_column: str = "image"  # hf: column holding images
     text_column: str = "text"  # text sources: column holding the text
-    label_column: str = "label"  # labeled sources: column holding the label
+    label_column: str = "label"  # labeled sources: column holding the label; rows with an empty label are pretraining-only
+    encoding: str = "utf-8"  # text files (csv / jsonl / txt): character encoding, e.g. cp1252 for Excel exports on Windows
+    csv_delimiter: str = "auto"  # csv: field separator; auto = guessed from the header line (, ; tab |), tab for .tsv; or one character, or 'tab'
     max_length: int = 128  # text: tokens per packed block
     streaming: bool = False  # hf (text or images): stream the dataset as it trains, each process reading its own part (needs pretrain.max_steps)
     shuffle_buffer: int = 2000  # webdataset and streamed hf images: images held in each reader's shuffle buffer
@@ -419,6 +422,13 @@ def validate(cfg: Config) -> None:
     _check_task_fits_source(cfg)
     if cfg.data.channels not in (1, 3):
         raise UserError(f"config key 'data.channels' must be 1 or 3, got {cfg.data.channels}")
+    if cfg.data.csv_delimiter not in ("auto", "tab") and len(cfg.data.csv_delimiter) != 1:
+        raise UserError(f"config key 'data.csv_delimiter' must be 'auto', 'tab' or one character, got {cfg.data.csv_delimiter!r}")
+    try:
+        codecs.lookup(cfg.data.encoding)
+    except LookupError:
+        raise UserError(f"config key 'data.encoding' names no known encoding: {cfg.data.encoding!r} "
+                        "(e.g. utf-8, cp1252, latin-1)") from None
     if not 0.0 < cfg.data.test_fraction < 1.0:
         raise UserError(f"config key 'data.test_fraction' must be in (0, 1), got {cfg.data.test_fraction}")
     if not 0.0 < cfg.pretrain.augment.crop_scale_min <= 1.0:

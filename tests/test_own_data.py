@@ -229,6 +229,46 @@ def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path):
     assert len(load_texts(DataConfig(source="text", files=[str(corpus)]), "pretrain")) == 25
 
 
+def _table(path, rows, sep=",", encoding="utf-8"):
+    import csv
+
+    with open(path, "w", encoding=encoding, newline="") as f:
+        csv.writer(f, delimiter=sep).writerows([("text", "label")] + rows)
+    return str(path)
+
+
+def test_text_files_as_users_have_them(tmp_path, capsys):
+    """Excel's cp1252, semicolon- and tab-separated files, and a label column that is only partly filled in."""
+    rows = [(f"caf\u00e9 review {i} {'good fine' if i % 2 else 'bad awful'}", "pos" if i % 2 else "neg")
+            for i in range(20)]
+    latin = _table(tmp_path / "excel.csv", rows, encoding="cp1252")
+    with pytest.raises(UserError) as err:
+        load_texts(DataConfig(source="csv", files=[latin]), "train")
+    assert f"{latin} is not utf-8 text (byte 0xe9" in str(err.value) and "data.encoding" in str(err.value)
+    for path, extra in ((latin, {"encoding": "cp1252"}), (_table(tmp_path / "semi.csv", rows, sep=";"), {}),
+                        (_table(tmp_path / "tabs.tsv", rows, sep="\t"), {}),
+                        (_table(tmp_path / "pipes.txt", rows, sep="|"), {"csv_delimiter": "|"})):
+        train = load_texts(DataConfig(source="csv", files=[path], **extra), "train")
+        assert train.class_names == ["neg", "pos"] and len(train) == 16, path
+        assert all(t.startswith("caf\u00e9 review") for t in train.texts), (path, train.texts[0])
+
+    partly = _table(tmp_path / "partly.csv", rows + [(f"unlabeled note {i}", "") for i in range(30)])
+    d = DataConfig(source="csv", files=[partly])
+    train, test, pre = (load_texts(d, s) for s in ("train", "test", "pretrain"))
+    assert "30 of 50 rows have no label: used for pretraining only" in capsys.readouterr().out
+    assert len(train) == 16 and len(test) == 4 and not any("unlabeled" in t for t in train.texts + test.texts)
+    assert len(pre) == 16 + 30 and not set(pre.texts) & set(test.texts)  # the unlabeled rows, never the test carve
+    numeric = tmp_path / "numeric.csv"
+    numeric.write_text("text,label\n" + "".join(f"row {i},{'' if i % 5 == 0 else i % 2}\n" for i in range(20)))
+    assert load_texts(DataConfig(source="csv", files=[str(numeric)]), "train").class_names == ["0", "1"]  # not 0.0
+
+
+def test_bad_text_file_settings_are_named(capsys):
+    base = ["--config", "configs/text/mlm_embedded.yaml"]
+    _fails(pretrain_main, base + ["data.encoding=klingon"], capsys, "'data.encoding' names no known encoding")
+    _fails(pretrain_main, base + ["data.csv_delimiter=;;"], capsys, "'data.csv_delimiter' must be")
+
+
 def test_string_label_names_reach_errors(tmp_path, capsys):
     with pytest.raises(UserError) as err:  # one 'neg' example cannot be split into train and test
         load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "one.jsonl", [_review(i, "pos") for i in range(9)]

@@ -12,13 +12,19 @@ import numpy as np
 from ..errors import UserError
 
 
+def is_missing(value) -> bool:
+    """An empty label cell: None, NaN (a numeric CSV column with holes) or blank text."""
+    return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+
+
 def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str = "the data",
                   feature_names: Optional[list[str]] = None) -> tuple[np.ndarray, list[str]]:
     """-> (ids, names). `names` (the train split's) fixes the mapping; `feature_names` are a ClassLabel's."""
     raw = list(raw)
-    if any(v is None for v in raw):
-        raise UserError(f"{where} has {sum(v is None for v in raw)} example(s) without a label; drop them or "
-                        "remove the label column to use the file as unlabeled data")
+    if any(is_missing(v) for v in raw):
+        raise UserError(f"{where} has {sum(map(is_missing, raw))} example(s) without a label; label or drop them")
+    if raw and all(isinstance(v, (float, np.floating)) and float(v).is_integer() for v in raw):
+        raw = [int(v) for v in raw]  # an integer column read as floats because some of its cells were empty
     ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in raw)
     if ints and feature_names:  # ClassLabel: ids are already right, names come with the feature
         raw = [feature_names[int(v)] for v in raw]

@@ -21,9 +21,10 @@ import torch
 
 from ..config import DataConfig
 from ..errors import UserError
-from .files import expand_files, file_format
+from .files import expand_files
 from .splits import carve
-from .labels import encode_labels
+from .text_files import load_table
+from .labels import encode_labels, is_missing
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
                      "unittest", "urllib", "xml")
@@ -76,14 +77,7 @@ def _corpus_files(cfg: DataConfig) -> list[str]:
 
 
 def _load_table(cfg: DataConfig, files: Optional[list[str]] = None):
-    import datasets
-
-    fmt = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}[cfg.source]
-    files = files or _corpus_files(cfg)
-    try:
-        return datasets.load_dataset(fmt, data_files=files, split="train")
-    except Exception as err:  # malformed files surface as many exception types
-        raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
+    return load_table(cfg, files or _corpus_files(cfg))
 
 
 def _read(cfg: DataConfig, files: Optional[list[str]], what: str):
@@ -133,6 +127,18 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         ids = list(range(len(texts)))
     else:
         texts, raw_labels, ids = _read(cfg, None, f"the {cfg.source} corpus")
+    unlabeled, unlabeled_ids = [], []  # rows whose label cell is empty: pretraining only
+    if raw_labels is not None:
+        missing = [is_missing(v) for v in raw_labels]
+        if all(missing):
+            raw_labels = None
+        elif any(missing):
+            if split in ("pretrain", "train"):
+                print(f"data: {sum(missing)} of {len(texts)} rows have no {cfg.label_column}: used for pretraining "
+                      "only", flush=True)
+            unlabeled = [t for t, m in zip(texts, missing) if m]
+            unlabeled_ids = [i for i, m in zip(ids, missing) if m]
+            texts, raw_labels, ids = ([x for x, m in zip(seq, missing) if not m] for seq in (texts, raw_labels, ids))
     carved = raw_labels is not None and "test" not in own
     if raw_labels is None:
         if split == "pretrain":
@@ -143,7 +149,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         if carved:  # the test carve is excluded from pretraining
             idx = carve(labels, "train", cfg, names)
             texts, ids = [texts[i] for i in idx], [ids[i] for i in idx]
-        return TextSplit(texts, None, [], ids)
+        return TextSplit(texts + unlabeled, None, [], ids + unlabeled_ids)
     if split in own:
         o_texts, o_raw, o_ids = _read(cfg, own[split], f"data.{split}_files")
         if o_raw is None:
@@ -161,7 +167,7 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
     import dataclasses
 
     suffix = Path(cfg.extra_pretrain_files[0]).suffix.lower()
-    source = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(suffix, "text")
+    source = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}.get(suffix, "text")
     extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None, source=source)
     table = _load_table(extra)
     column = "text" if extra.source == "text" else cfg.text_column

@@ -1,0 +1,75 @@
+"""Reading users' text files (csv / tsv / JSON lines / parquet / plain text) into a `datasets` table.
+
+Files as users have them: Excel exports in cp1252 (`data.encoding`), semicolon- or tab-separated "csv" files
+(`data.csv_delimiter`, guessed from the header line by default), and an error that names the file and the byte
+when the encoding is wrong, instead of `datasets`' "An error occurred while generating the dataset".
+"""
+from __future__ import annotations
+
+import codecs
+import contextlib
+import logging
+
+from ..config import DataConfig
+from ..errors import UserError
+
+BUILDERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def load_table(cfg: DataConfig, files: list[str]):
+    """-> a `datasets.Dataset` of every row of `files` (all of format `cfg.source`)."""
+    import datasets
+
+    builder = BUILDERS[cfg.source]
+    options = {} if builder == "parquet" else {"encoding": cfg.encoding}
+    if builder == "csv":
+        options["sep"] = csv_delimiter(cfg, files)
+    try:
+        with _quiet_datasets_errors():  # it logs the failure it then raises; the user gets one line, below
+            return datasets.load_dataset(builder, data_files=files, split="train", **options)
+    except Exception as err:  # malformed files surface as many exception types
+        wrong = None if builder == "parquet" else undecodable(files, cfg.encoding)
+        if wrong:
+            raise UserError(f"{wrong}; set data.encoding (cp1252 for Excel files from Windows, latin-1) or convert "
+                            "the file to UTF-8") from None
+        raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
+
+
+def csv_delimiter(cfg: DataConfig, files: list[str]) -> str:
+    """`data.csv_delimiter`; `auto`: tab for .tsv files, else the candidate found most often in the header line."""
+    if cfg.csv_delimiter != "auto":
+        return "\t" if cfg.csv_delimiter == "tab" else cfg.csv_delimiter
+    if all(f.lower().endswith(".tsv") for f in files):
+        return "\t"
+    with open(files[0], encoding=cfg.encoding, errors="replace", newline="") as f:
+        header = f.readline()
+    counts = {d: header.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def undecodable(files: list[str], encoding: str) -> str | None:
+    """'FILE is not ENCODING text (byte 0x.. near offset N)' for the first such file, else None."""
+    for path in files:
+        decoder, offset = codecs.getincrementaldecoder(encoding)(), 0
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as err:
+                    return (f"{path} is not {encoding} text (byte 0x{err.object[err.start]:02x} near offset "
+                            f"{offset + err.start})")
+                offset += len(chunk)
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_datasets_errors():
+    log = logging.getLogger("datasets")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
