@@ -223,6 +223,26 @@ def test_hf_local_directory_with_string_labels(tmp_path):
     assert len(load_texts(d, "pretrain")) == 30  # the hub-style test file is never pretrained on
 
 
+def test_hf_rows_without_a_label_are_pretraining_only(tmp_path, capsys):
+    """Hub-style data marks unlabeled rows with an empty label or a ClassLabel's -1 (STL-10 style)."""
+    import datasets
+
+    names = ["neg", "pos"]
+    rows = {"text": [f"review number {i} says {'yes' if i % 2 else 'no'}" for i in range(40)],
+            "label": [i % 2 if i < 20 else -1 for i in range(40)]}
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "classlabel.parquet")
+    ds_dir = tmp_path / "reviews"
+    ds_dir.mkdir()
+    _jsonl(ds_dir / "train.jsonl", [_review(i, names[i % 2]) for i in range(20)] +
+           [{"text": f"unlabeled remark {i}"} for i in range(20)])
+    for d in (DataConfig(source="hf", files=[str(tmp_path / "classlabel.parquet")]), DataConfig(source="hf", name=str(ds_dir))):
+        train, test, pre = (load_texts(d, s) for s in ("train", "test", "pretrain"))
+        assert train.class_names == names and len(train) == 16 and len(test) == 4, d
+        assert len(pre) == 16 + 20 and not set(pre.texts) & set(test.texts) and set(train.texts) <= set(pre.texts)
+        assert "20 of 40 rows have no label: used for pretraining only" in capsys.readouterr().out
+
+
 def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path):
     corpus = tmp_path / "notes.txt"
     corpus.write_text("".join(f"note number {i} about something\n" for i in range(25)))

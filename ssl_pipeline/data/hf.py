@@ -15,7 +15,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import UserError
 from .files import expand_files, file_format
-from .labels import encode_labels
+from .labels import encode_labels, is_missing
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
 VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
@@ -66,7 +66,17 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
     feature = train.features.get(cfg.label_column)
     feature_names = getattr(feature, "names", None)
     raw = train[cfg.label_column] if cfg.label_column in train.column_names else None
-    train_labels, names = (None, []) if raw is None else encode_labels(raw, where="the train split",
+    # rows without a label (an empty cell, or -1: a ClassLabel's "no label") are pretraining-only
+    missing = np.zeros(len(train), bool) if raw is None else np.array(
+        [is_missing(v) or (feature_names is not None and v == -1) for v in raw], dtype=bool)
+    if raw is not None and missing.all():
+        raw = None
+    labeled = np.flatnonzero(~missing)  # row indices of the labeled examples
+    if raw is not None and missing.any() and split in ("pretrain", "train"):
+        print(f"data: {int(missing.sum())} of {len(train)} rows have no {cfg.label_column}: used for pretraining only",
+              flush=True)
+    train_labels, names = (None, []) if raw is None else encode_labels([raw[i] for i in labeled],
+                                                                       where="the train split",
                                                                        feature_names=feature_names)
     own_test = "test" in dsd
     val_name = next((v for v in VALIDATION_SPLITS if v in dsd), None)
@@ -74,7 +84,9 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
     if split == "pretrain":
         import datasets
 
-        idx = carve(train_labels, "train", cfg, names) if carved else np.arange(len(train))
+        idx = labeled[carve(train_labels, "train", cfg, names)] if carved else np.arange(len(train))
+        if carved and missing.any():
+            idx = np.sort(np.concatenate([idx, np.flatnonzero(missing)]))
         parts = [train.select(idx).select_columns([column])]
         parts += [dsd[u].select_columns([column]) for u in UNLABELED_SPLITS if u in dsd]
         return HFSplit(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], None, [], list(range(sum(map(len, parts)))))
@@ -89,8 +101,8 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
         labels, _ = encode_labels(ds[cfg.label_column], names, where=f"the {split} split",
                                   feature_names=getattr(ds.features.get(cfg.label_column), "names", None))
         return HFSplit(ds, labels, names, list(range(len(ds))))
-    idx = carve(train_labels, split, cfg, names) if carved else np.arange(len(train))
-    return HFSplit(train.select(idx), train_labels[idx], names, idx.tolist())
+    idx = carve(train_labels, split, cfg, names) if carved else np.arange(len(train_labels))
+    return HFSplit(train.select(labeled[idx]), train_labels[idx], names, labeled[idx].tolist())
 
 
 def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text"):
