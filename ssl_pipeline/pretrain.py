@@ -25,7 +25,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir, cfg.pretrain.log_with)
     set_seed(cfg.seed)
     task = build_task(cfg, accelerator)  # validates data and model before anything is written
-    task.dataloader(cfg.pretrain.batch_size, torch.Generator())  # ... and the batch size against the data
+    batch_size = fitted_batch_size(task, cfg, accelerator)
+    task.dataloader(batch_size, torch.Generator())  # ... and the batch size against the data
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if cfg.overwrite and not resume:
@@ -34,9 +35,9 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
         write_json(output_dir / "config.json", cfg.to_dict())
     hparams = {k: v for k, v in flatten(cfg.to_dict(), sep="/").items() if isinstance(v, (int, float, str, bool))}
     start_trackers(accelerator, "pretrain", hparams)
-    global_batch = cfg.pretrain.batch_size * accelerator.num_processes * cfg.pretrain.gradient_accumulation_steps
+    global_batch = batch_size * accelerator.num_processes * cfg.pretrain.gradient_accumulation_steps
     p = cfg.pretrain
-    plan = TrainPlan(batch_size=p.batch_size, epochs=p.epochs, max_steps=p.max_steps,
+    plan = TrainPlan(batch_size=batch_size, epochs=p.epochs, max_steps=p.max_steps,
                      learning_rate=scaled_lr(p.learning_rate, global_batch, p.lr_scaling), optimizer=p.optimizer,
                      weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
                      eval_every=p.eval_every, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,
@@ -45,9 +46,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
                      keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
     if p.compile:
         task.model = torch.compile(task.model)
-    unit = "packed token blocks" if task.modality == "text" else "images"
     size = len(task.data) if hasattr(task.data, "__len__") else "a stream of"
-    accelerator.print(f"pretraining {cfg.task} on {size} {unit}, "
+    accelerator.print(f"pretraining {cfg.task} on {size} {_unit(task)}, "
                       f"{accelerator.num_processes} process(es) on {accelerator.device}, global batch {global_batch}, "
                       f"mixed precision {accelerator.mixed_precision}")
     row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume, step_hooks=step_hooks)
@@ -59,3 +59,27 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     accelerator.end_training()
     accelerator.print(f"encoder exported to {output_dir / 'encoder'}")
     return row
+
+
+def _unit(task) -> str:
+    return "packed token blocks" if task.modality == "text" else "images"
+
+
+def fitted_batch_size(task, cfg: Config, accelerator) -> int:
+    """pretrain.batch_size, lowered to what the data holds when it has fewer examples than one batch per process:
+    a small folder or corpus then pretrains on batches of all its examples instead of stopping on a setting that
+    was chosen for a larger dataset. A stream (no length) keeps the setting."""
+    from .errors import UserError
+
+    asked, processes = cfg.pretrain.batch_size, accelerator.num_processes
+    if getattr(task, "presharded", False) or not hasattr(task.data, "__len__") or not cfg.pretrain.drop_last:
+        return asked
+    n = len(task.data)
+    if asked * processes <= n:
+        return asked
+    if n < 2 * processes:
+        raise UserError(f"only {n} {_unit(task)} to pretrain on: at least 2 per process are needed")
+    fitted = n // processes
+    accelerator.print(f"pretrain.batch_size={asked} is more than the {n} {_unit(task)} hold: batches of {fitted} "
+                      f"per process instead (set pretrain.batch_size to choose)")
+    return fitted

@@ -108,12 +108,32 @@ def test_label_fraction_leaving_class_empty(vision_encoder, tmp_path, capsys):
     _fails(finetune_main, VISION + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}",
                                     "finetune.label_fractions=[0.001]"], capsys, "with no labels")
     assert not (tmp_path / "o").exists()
+    # beside a usable fraction (the default 1 % on a small dataset), it is skipped, said and recorded
+    finetune_main(VISION + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}",
+                            "finetune.label_fractions=[0.001,1.0]", "finetune.methods=[knn]", "finetune.seeds=[0]"])
+    assert "skipped: label fraction 0.001 leaves class" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "o" / "label_efficiency.json").read_text())
+    assert {r["label_fraction"] for r in doc["rows"]} == {1.0} and "label fraction 0.001" in doc["skipped_label_fractions"][0]
+    assert "Skipped: label fraction 0.001 leaves class" in (tmp_path / "o" / "label_efficiency.md").read_text()
 
 
-def test_batch_larger_than_dataset(tmp_path, capsys):
-    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "pretrain.batch_size=5000"], capsys,
-           "pretrain.batch_size=5000 is larger than the 1437 training images")
-    assert not (tmp_path / "o").exists()
+def test_batch_larger_than_dataset_is_fitted_to_it(tmp_path, capsys):
+    """A setting chosen for a large dataset (the shipped folder config's 256) runs on a small folder."""
+    for c_i, c in enumerate(["a", "b"]):
+        (tmp_path / "small" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (12, 12), (100 * c_i, 20 * i, 50)).save(tmp_path / "small" / c / f"{i}.png")
+    args = ["--config", "configs/vision/simclr_folder.yaml", f"data.root={tmp_path / 'small'}", "data.image_size=16",
+            "data.num_workers=0", f"output_dir={tmp_path / 'o'}", "pretrain.max_steps=2", "pretrain.log_every=1"]
+    pretrain_main(args)
+    assert "pretrain.batch_size=256 is more than the 16 images hold: batches of 16 per process" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r][-1] == 2
+    (tmp_path / "tiny" / "a").mkdir(parents=True)
+    Image.new("RGB", (12, 12)).save(tmp_path / "tiny" / "a" / "only.png")
+    _fails(pretrain_main, args[:3] + [f"data.root={tmp_path / 'tiny'}", f"output_dir={tmp_path / 't'}"], capsys,
+           "only 1 images to pretrain on: at least 2 per process are needed")
+    assert not (tmp_path / "t").exists()
 
 
 def test_image_too_small_for_backbone(tmp_path, capsys):

@@ -286,6 +286,8 @@ def markdown(doc: dict) -> str:
         for m, st in doc["students"].items():
             lines.append(f"| {m} | {st['params'] / 1e6:.2f} M | {st['params'] / st['teacher_params']:.2f} | "
                          f"{st['size_bytes'] / 2 ** 20:.1f} MiB | {st['examples_per_sec']:,.0f} |")
+    for skipped in doc.get("skipped_label_fractions", []):
+        lines += ["", f"Skipped: {skipped}."]
     if "test_duplicates_in_pretraining" in doc:
         from ..data.leakage import describe
 

@@ -21,7 +21,7 @@ from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS
 from .labeled import labeled_data
 from .report import write_report
 from .significance import pack_correct
-from .subsets import balanced_subset, per_class_counts
+from .subsets import EmptyClassError, balanced_subset, per_class_counts
 
 def _fingerprint(cfg: Config, encoder: Path) -> str:
     """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows."""
@@ -120,23 +120,32 @@ def run_finetune(cfg: Config) -> dict:
     n_train = len(data.train_labels)
 
     # validate every request before any training: impossible subsets fail fast
-    cells = []
+    cells, too_small = [], []
     methods = methods_for(cfg)
     for kind, value, lr_scale in _requests(cfg):
         kwargs = {"fraction": value} if kind == "label_fraction" else {"per_class": value}
-        n_labels = int(per_class_counts(data.train_labels, data.num_classes, names=data.class_names, **kwargs).sum())
+        try:
+            n_labels = int(per_class_counts(data.train_labels, data.num_classes, names=data.class_names, **kwargs).sum())
+        except EmptyClassError as err:  # e.g. the default 1 % on a small folder: the larger fractions still run
+            too_small.append(err)
+            continue
         frac = value if kind == "label_fraction" else n_labels / n_train
         for seed in cfg.finetune.seeds:
             for method in methods:
                 cells.append({"method": method, "label_fraction": frac, "n_labels": n_labels, "seed": seed,
                               "kwargs": kwargs, "encoder_lr_scale": lr_scale})
 
+    if too_small and not cells:
+        raise too_small[0]
+    for err in too_small:
+        accelerator.print(f"skipped: {err}")
     header = {"task": cfg.task, "modality": spec["modality"], "encoder": str(encoder_path), "encoder_model": encoder_label(spec),
               "data": data_label(cfg.data, spec["modality"]), "class_names": list(data.class_names),
               "evaluated_on": cfg.finetune.evaluate_on,
               "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
-              "test_duplicates_in_pretraining": _leakage(spec, data, cfg)}
+              "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
+              "skipped_label_fractions": [str(err) for err in too_small]}
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg.overwrite)
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}

@@ -11,6 +11,10 @@ import numpy as np
 from ..errors import UserError
 
 
+class EmptyClassError(UserError):
+    """A label fraction too small for the data: some class would get no label at all."""
+
+
 def per_class_counts(labels: np.ndarray, num_classes: int, fraction: float | None = None,
                      per_class: int | None = None, names: list[str] | None = None) -> np.ndarray:
     counts = np.bincount(labels, minlength=num_classes)
@@ -27,7 +31,7 @@ def per_class_counts(labels: np.ndarray, num_classes: int, fraction: float | Non
     empty = np.flatnonzero(k < 1)
     if len(empty):
         c = empty[0]
-        raise UserError(f"label fraction {fraction} leaves class {_name(c, names)} ({counts[c]} training examples) "
+        raise EmptyClassError(f"label fraction {fraction} leaves class {_name(c, names)} ({counts[c]} training examples) "
                         f"with no labels: use a fraction >= {0.5 / max(counts[c], 1):.4f} or finetune.labels_per_class")
     return k
 
