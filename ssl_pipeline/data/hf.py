@@ -15,7 +15,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import UserError
 from .files import expand_files, file_format
-from .labels import encode_labels, is_missing
+from .labels import encode_labels, is_missing, say_unlabeled
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
 VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
@@ -73,8 +73,7 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
         raw = None
     labeled = np.flatnonzero(~missing)  # row indices of the labeled examples
     if raw is not None and missing.any() and split in ("pretrain", "train"):
-        print(f"data: {int(missing.sum())} of {len(train)} rows have no {cfg.label_column}: used for pretraining only",
-              flush=True)
+        say_unlabeled(int(missing.sum()), len(train), cfg.label_column)
     train_labels, names = (None, []) if raw is None else encode_labels([raw[i] for i in labeled],
                                                                        where="the train split",
                                                                        feature_names=feature_names)

@@ -17,6 +17,11 @@ def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
 
 
+def say_unlabeled(n_missing: int, n: int, column: str) -> None:
+    """The one line users see when a labeled source has rows without a label (they go to pretraining only)."""
+    print(f"data: {n_missing} of {n} rows have no {column}: used for pretraining only", flush=True)
+
+
 def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str = "the data",
                   feature_names: Optional[list[str]] = None) -> tuple[np.ndarray, list[str]]:
     """-> (ids, names). `names` (the train split's) fixes the mapping; `feature_names` are a ClassLabel's."""

@@ -24,7 +24,7 @@ from ..errors import UserError
 from .files import expand_files
 from .splits import carve
 from .text_files import load_table
-from .labels import encode_labels, is_missing
+from .labels import encode_labels, is_missing, say_unlabeled
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
                      "unittest", "urllib", "xml")
@@ -134,8 +134,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
             raw_labels = None
         elif any(missing):
             if split in ("pretrain", "train"):
-                print(f"data: {sum(missing)} of {len(texts)} rows have no {cfg.label_column}: used for pretraining "
-                      "only", flush=True)
+                say_unlabeled(sum(missing), len(texts), cfg.label_column)
             unlabeled = [t for t, m in zip(texts, missing) if m]
             unlabeled_ids = [i for i, m in zip(ids, missing) if m]
             texts, raw_labels, ids = ([x for x, m in zip(seq, missing) if not m] for seq in (texts, raw_labels, ids))
