@@ -7,8 +7,10 @@ from pathlib import Path
 
 from ..errors import UserError
 
-# file suffix -> `datasets` packaged builder
-FORMATS = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet", "txt": "text", "text": "text"}
+# file suffix -> the data.source that reads it; data.source -> the `datasets` packaged builder behind it
+SOURCE_OF_SUFFIX = {"jsonl": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "csv", "parquet": "parquet",
+                    "txt": "text", "text": "text"}
+BUILDER_OF_SOURCE = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
 
 
 def expand_files(patterns: list[str]) -> list[str]:
@@ -26,6 +28,12 @@ def expand_files(patterns: list[str]) -> list[str]:
     return files
 
 
+def source_of(path: str, default: str = "text") -> str:
+    """The data.source for a text file, from its suffix."""
+    return SOURCE_OF_SUFFIX.get(Path(path).suffix.lower().lstrip("."), default)
+
+
 def file_format(path: str, default: str = "text") -> str:
-    """The `datasets` builder for a file, from its suffix."""
-    return FORMATS.get(Path(path).suffix.lower().lstrip("."), default)
+    """The `datasets` builder for a file, from its suffix (`default`: a builder, for unknown suffixes)."""
+    source = source_of(path, default="")
+    return BUILDER_OF_SOURCE[source] if source else default

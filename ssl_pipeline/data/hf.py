@@ -15,7 +15,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import UserError
 from .files import expand_files, file_format
-from .labels import encode_labels, is_missing, say_unlabeled
+from .labels import encode_labels, unlabeled_rows
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
 VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
@@ -66,14 +66,11 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
     feature = train.features.get(cfg.label_column)
     feature_names = getattr(feature, "names", None)
     raw = train[cfg.label_column] if cfg.label_column in train.column_names else None
-    # rows without a label (an empty cell, or -1: a ClassLabel's "no label") are pretraining-only
-    missing = np.zeros(len(train), bool) if raw is None else np.array(
-        [is_missing(v) or (feature_names is not None and v == -1) for v in raw], dtype=bool)
-    if raw is not None and missing.all():
-        raw = None
+    missing = unlabeled_rows(raw, cfg.label_column, say=split in ("pretrain", "train"),
+                             class_label=feature_names is not None)
+    if missing is None:
+        raw, missing = None, np.zeros(len(train), bool)
     labeled = np.flatnonzero(~missing)  # row indices of the labeled examples
-    if raw is not None and missing.any() and split in ("pretrain", "train"):
-        say_unlabeled(int(missing.sum()), len(train), cfg.label_column)
     train_labels, names = (None, []) if raw is None else encode_labels([raw[i] for i in labeled],
                                                                        where="the train split",
                                                                        feature_names=feature_names)

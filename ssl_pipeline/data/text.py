@@ -21,10 +21,10 @@ import torch
 
 from ..config import DataConfig
 from ..errors import UserError
-from .files import expand_files
+from .files import expand_files, source_of
 from .splits import carve
 from .text_files import load_table
-from .labels import encode_labels, is_missing, say_unlabeled
+from .labels import encode_labels, unlabeled_rows
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
                      "unittest", "urllib", "xml")
@@ -128,16 +128,13 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     else:
         texts, raw_labels, ids = _read(cfg, None, f"the {cfg.source} corpus")
     unlabeled, unlabeled_ids = [], []  # rows whose label cell is empty: pretraining only
-    if raw_labels is not None:
-        missing = [is_missing(v) for v in raw_labels]
-        if all(missing):
-            raw_labels = None
-        elif any(missing):
-            if split in ("pretrain", "train"):
-                say_unlabeled(sum(missing), len(texts), cfg.label_column)
-            unlabeled = [t for t, m in zip(texts, missing) if m]
-            unlabeled_ids = [i for i, m in zip(ids, missing) if m]
-            texts, raw_labels, ids = ([x for x, m in zip(seq, missing) if not m] for seq in (texts, raw_labels, ids))
+    missing = unlabeled_rows(raw_labels, cfg.label_column, say=split in ("pretrain", "train"))
+    if missing is None:
+        raw_labels = None
+    elif missing.any():
+        unlabeled = [t for t, m in zip(texts, missing) if m]
+        unlabeled_ids = [i for i, m in zip(ids, missing) if m]
+        texts, raw_labels, ids = ([x for x, m in zip(seq, missing) if not m] for seq in (texts, raw_labels, ids))
     carved = raw_labels is not None and "test" not in own
     if raw_labels is None:
         if split == "pretrain":
@@ -165,8 +162,7 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
         return []
     import dataclasses
 
-    suffix = Path(cfg.extra_pretrain_files[0]).suffix.lower()
-    source = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}.get(suffix, "text")
+    source = source_of(cfg.extra_pretrain_files[0])
     extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None, source=source)
     table = _load_table(extra)
     column = "text" if extra.source == "text" else cfg.text_column

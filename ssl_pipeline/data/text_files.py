@@ -12,8 +12,7 @@ import logging
 
 from ..config import DataConfig
 from ..errors import UserError
-
-BUILDERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
+from .files import BUILDER_OF_SOURCE
 DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -21,7 +20,7 @@ def load_table(cfg: DataConfig, files: list[str]):
     """-> a `datasets.Dataset` of every row of `files` (all of format `cfg.source`)."""
     import datasets
 
-    builder = BUILDERS[cfg.source]
+    builder = BUILDER_OF_SOURCE[cfg.source]
     options = {} if builder == "parquet" else {"encoding": cfg.encoding}
     if builder == "csv":
         options["sep"] = csv_delimiter(cfg, files)
