@@ -42,7 +42,9 @@ def plot_pretraining(output_dir: Path, title: str = "") -> Path | None:
         pts = sorted((r["step"], r[key]) for r in rows if key in r and r[key] is not None)
         x = [p[0] for p in pts]
         y = [100 * p[1] if key == "knn_accuracy" else p[1] for p in pts]
-        ax.plot(x, y, marker="o" if len(pts) < 40 else None, markersize=3)
+        ax.plot(x, y, marker="o" if len(pts) < 40 else None, markersize=3, label="training")
+        if key == "loss":
+            _held_out(ax, rows)
         ax.set_xlabel("pretraining step")
         ax.set_title(label, fontsize=8)
         ax.grid(True, alpha=0.3)
@@ -52,6 +54,19 @@ def plot_pretraining(output_dir: Path, title: str = "") -> Path | None:
     from .atomic import save_figure
 
     return save_figure(fig, Path(output_dir) / "pretrain_curves.png")
+
+
+def _held_out(ax, rows: list[dict]) -> None:
+    """Text: the held-out MLM loss and, dashed, the loss of knowing token frequencies alone — the plateau an
+    encoder has to leave before it has learned from context (pretraining_record.py)."""
+    pts = sorted((r["step"], r["eval_loss"]) for r in rows if r.get("eval_loss") is not None)
+    if not pts:
+        return
+    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", markersize=3, label="held-out")
+    freq = next((r["eval_token_frequency_loss"] for r in rows if r.get("eval_token_frequency_loss") is not None), None)
+    if freq is not None:
+        ax.axhline(freq, color="grey", linestyle="--", linewidth=1, label="token frequencies alone")
+    ax.legend(fontsize=6)
 
 
 def main(argv=None) -> None:

@@ -40,6 +40,15 @@ def save_vision_encoder(backbone, path, cfg, pretext: str | None = None, extra: 
         (tmp / SPEC_FILE).write_text(json.dumps(spec, indent=2) + "\n")
 
 
+def add_to_spec(path, key: str, value) -> None:
+    """One more field in an exported encoder's spec (the pretraining record), written atomically."""
+    from .atomic import write_json
+
+    spec = read_spec(path)
+    spec[key] = value
+    write_json(Path(path) / SPEC_FILE, spec)
+
+
 def resolve_encoder_path(cfg) -> Path:
     """finetune.encoder, or the run's own export; a missing default export means pretraining has not run."""
     path = Path(cfg.finetune.encoder or Path(cfg.output_dir) / "encoder")

@@ -48,3 +48,16 @@ def bucketed_positions(selected: torch.Tensor, labels: torch.Tensor) -> tuple[to
         idx = torch.cat([idx, idx.new_zeros(pad)])
         labels = torch.cat([labels, labels.new_full((pad,), IGNORE)])
     return idx, labels
+
+
+def token_frequency_loss(train_ids: torch.Tensor, held_out_ids: torch.Tensor, special: torch.Tensor) -> float:
+    """Held-out cross-entropy (nats) of a predictor that knows only how often each token occurs in training
+    (add-one smoothed), over the tokens masking may select: the "frequent tokens" plateau a masked LM sits on
+    before it uses context. An MLM's held-out loss near this value means its encoder has learned little yet."""
+    vocab = len(special)
+    counts = torch.bincount(train_ids.flatten().long(), minlength=vocab)[:vocab].double() + 1.0
+    counts[special] = 0.0
+    log_p = torch.log(counts / counts.sum())
+    held = held_out_ids.flatten().long()
+    held = held[~special[held]]
+    return float(-log_p[held].mean()) if len(held) else float("nan")

@@ -53,8 +53,13 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     row = train(task, plan, accelerator, cfg.seed, output_dir=output_dir, resume=resume, step_hooks=step_hooks)
     if accelerator.is_main_process:
         from .curves import plot_pretraining
+        from .export import add_to_spec
+        from .pretraining_record import summarize
 
         plot_pretraining(output_dir, f"{cfg.task} on {cfg.data.name or cfg.data.source}")
+        add_to_spec(output_dir / "encoder", "pretraining",
+                    summarize(output_dir / "metrics.jsonl", len(task.data) if hasattr(task.data, "__len__") else None,
+                              _unit(task), cfg.model.init_from))
         mark_complete(output_dir, row.get("step", 0), cfg)
     accelerator.end_training()
     accelerator.print(f"encoder exported to {output_dir / 'encoder'}")

@@ -1,6 +1,7 @@
 """Fine-tune stage end to end (vision on digits, text on the embedded corpus) and the methods' guarantees."""
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from ssl_pipeline.export import read_spec
 from ssl_pipeline.finetune import methods as M
 from ssl_pipeline.finetune.labeled import labeled_data
 from ssl_pipeline.finetune.report import label_multiplier, summarize
+from ssl_pipeline.pretraining_record import on_plateau
 from ssl_pipeline.engine import make_accelerator
 
 FT_FAST = ["finetune.label_fractions=[0.05,1.0]", "finetune.seeds=[0,1]", "finetune.min_steps=4",
@@ -61,7 +63,13 @@ def test_text_pretrain_then_finetune(tmp_path):
     run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=5",
                            "model.vocab_size=1000"])
     run_stage("finetune", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", *FT_FAST])
-    _check_outputs(out, "mlm", 5)
+    doc = _check_outputs(out, "mlm", 5)
+    # the encoder carries what its pretraining did, and the report repeats it
+    record = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["pretraining"]
+    assert record["steps"] == 5 and record["unit"] == "packed token blocks" and record["examples"] > 0
+    assert 0 < record["final"]["eval_token_frequency_loss"] < math.log(1000)
+    assert on_plateau(record)  # 5 steps cannot take an MLM half a nat below knowing token frequencies
+    assert doc["pretraining"] == record and "Encoder: pretrained for 5 steps" in (out / "label_efficiency.md").read_text()
 
 
 def test_supervised_is_random_init_and_probe_keeps_encoder(vision_run):

@@ -463,6 +463,40 @@ def test_report_says_in_words_when_ssl_saves_nothing_and_when_classic_wins(tmp_p
     assert one["findings"][0].startswith("no label saving over supervised at 10 %")
 
 
+def test_report_says_why_pretraining_may_save_no_labels_from_the_encoders_record(tmp_path):
+    """A text encoder whose held-out MLM loss stayed near the token-frequency loss is named as the likely cause,
+    with a public checkpoint as the first thing to try; a trained one is described without that verdict."""
+    from ssl_pipeline.finetune.report import write_report
+    from ssl_pipeline.pretraining_record import PLATEAU_MARGIN, on_plateau
+
+    rows = [{"method": m, "label_fraction": 0.1, "n_labels": 100, "seed": s, "accuracy": a + 0.01 * s}
+            for s in (0, 1) for m, a in (("finetune", 0.50), ("supervised", 0.55))]
+    plateau = {"steps": 420, "epochs": 20.0, "examples": 4810, "unit": "packed token blocks", "init_from": None,
+               "final": {"eval_loss": 6.01, "eval_token_frequency_loss": 6.23, "knn_accuracy": 0.415},
+               "first_knn": {"step": 200, "accuracy": 0.383}}
+    header = {"task": "mlm", "modality": "text", "data": "csv files", "encoder": "runs/x/encoder",
+              "evaluated_on": "test", "pretraining": plateau}
+    doc = write_report(tmp_path, header, rows)
+    why = doc["findings"][-1]
+    assert why.startswith("why it may save no labels: the encoder was pretrained for 420 steps (20.0 passes over "
+                          "4,810 packed token blocks) from random weights; held-out MLM loss 6.01, 0.22 nats below")
+    assert "still on that plateau" in why and "kNN accuracy of its embeddings on a labeled train carve 38.3 % at " \
+        "step 200 → 41.5 %" in why
+    assert why.index("model.init_from") < why.index("pretrain.epochs") and "data.extra_pretrain_files" in why
+    md = (tmp_path / "label_efficiency.md").read_text()
+    assert "Encoder: pretrained for 420 steps" in md and "**Why it may save no labels" in md
+    assert doc["pretraining"] == plateau
+
+    trained = {**plateau, "final": {"eval_loss": 6.23 - PLATEAU_MARGIN - 0.01, "eval_token_frequency_loss": 6.23}}
+    assert on_plateau(plateau) and not on_plateau(trained)
+    doc = write_report(tmp_path, {**header, "pretraining": trained}, rows)
+    assert "plateau" not in doc["findings"][-1] and doc["findings"][-1].index("pretrain.epochs") < \
+        doc["findings"][-1].index("model.init_from")
+    gains = [{**r, "accuracy": r["accuracy"] + (0.1 if r["method"] == "finetune" else 0)} for r in rows]
+    assert not write_report(tmp_path, header, gains)["findings"]  # a saving: no "why" line, the facts stay in md
+    assert "Encoder: pretrained for 420 steps" in (tmp_path / "label_efficiency.md").read_text()
+
+
 def test_loading_a_text_encoder_prints_nothing(tmp_path):
     import subprocess
     import sys

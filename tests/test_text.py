@@ -1,5 +1,6 @@
 """MLM: masking statistics, packing, streaming shards, and a 2-process run whose export reloads with Auto*."""
 import json
+import math
 
 import pytest
 import torch
@@ -42,6 +43,17 @@ def test_packing_keeps_every_token_once():
     expected = [t for d in docs for t in d + [3]]
     assert stream == expected
     assert all(len(b) == 32 for b in blocks[:-1]) and 1 <= len(blocks[-1]) <= 32
+
+
+def test_token_frequency_loss_is_the_held_out_cross_entropy_of_smoothed_training_frequencies():
+    from ssl_pipeline.masking import token_frequency_loss
+
+    special = torch.tensor([True, True, False, False, False])  # ids 0, 1 special (pad, sep); 2..4 ordinary
+    train = torch.tensor([[2, 2, 2, 3, 1], [2, 3, 0, 0, 0]], dtype=torch.int32)  # counts 2:4, 3:2, 4:0
+    held = torch.tensor([[2, 4, 1, 0]], dtype=torch.int32)  # specials are never masked, so never scored
+    p = {2: 5 / 9, 3: 3 / 9, 4: 1 / 9}  # add-one smoothing over the ordinary tokens
+    expected = -(math.log(p[2]) + math.log(p[4])) / 2
+    assert token_frequency_loss(train, held, special) == pytest.approx(expected)
 
 
 def test_packed_batches_carry_a_mask_only_when_padded():

@@ -136,9 +136,11 @@ def _with_interval(multiplier: dict | None, summary: list[dict], boot: Bootstrap
     return {**multiplier, "ci95": multiplier_interval(values)}
 
 
-def findings(summary: list[dict]) -> list[str]:
-    """Plain-language verdicts per label fraction: where SSL saves no labels, and where `classic` wins outright."""
+def findings(summary: list[dict], pretraining: dict | None = None, modality: str = "") -> list[str]:
+    """Plain-language verdicts per label fraction: where SSL saves no labels, and where `classic` wins outright;
+    where it saves none, what the encoder's pretraining record (`pretraining`) says about why and what to try."""
     out = []
+    no_saving = False
     for frac in sorted({s["label_fraction"] for s in summary}):
         at = {s["method"]: s for s in summary if s["label_fraction"] == frac}
         ssl = [s for m, s in at.items() if m in SSL_METHODS]
@@ -147,6 +149,7 @@ def findings(summary: list[dict]) -> list[str]:
         best = max(ssl, key=lambda s: s["mean"])
         sup, classic = at.get("supervised"), at.get("classic")
         if sup and best["mean"] <= sup["mean"]:
+            no_saving = True
             out.append(f"no label saving over supervised at {_pct(frac)}: the best SSL method ({best['method']}, "
                        f"{100 * best['mean']:.1f} %) does not beat the same model trained from scratch "
                        f"({100 * sup['mean']:.1f} %)")
@@ -157,6 +160,10 @@ def findings(summary: list[dict]) -> list[str]:
         if base and base["mean"] >= best["mean"]:
             out.append(f"no label saving over the starting checkpoint at {_pct(frac)}: {base['method']} "
                        f"{100 * base['mean']:.1f} % vs {100 * best['mean']:.1f} % for {best['method']} after SSL")
+    if no_saving and pretraining:
+        from ..pretraining_record import advice, describe
+
+        out.append(f"why it may save no labels: the encoder was {describe(pretraining)}; {advice(pretraining, modality)}")
     return out
 
 
@@ -187,7 +194,7 @@ def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
            "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, baseline="best"), summary,
                                                                boot, "best"),
            "significance": significance(summary, boot), "students": students(rows),
-           "findings": findings(summary)}
+           "findings": findings(summary, header.get("pretraining"), header.get("modality", ""))}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
@@ -288,6 +295,10 @@ def markdown(doc: dict) -> str:
                          f"{st['size_bytes'] / 2 ** 20:.1f} MiB | {st['examples_per_sec']:,.0f} |")
     for skipped in doc.get("skipped_label_fractions", []):
         lines += ["", f"Skipped: {skipped}."]
+    if doc.get("pretraining"):
+        from ..pretraining_record import describe as pretraining
+
+        lines += ["", f"Encoder: {pretraining(doc['pretraining'])}."]
     if "test_duplicates_in_pretraining" in doc:
         from ..data.leakage import describe
 

@@ -145,6 +145,7 @@ def run_finetune(cfg: Config) -> dict:
               "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
+              "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
               "skipped_label_fractions": [str(err) for err in too_small]}
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg.overwrite)

@@ -170,6 +170,18 @@ class TextTask(Task):
         ids, att = batch["input_ids"], batch.get("attention_mask")
         return {"samples": ids.shape[0], "tokens": ids.numel() if att is None else int(att.sum())}
 
+    def frequency_baseline(self) -> dict:
+        """{'eval_token_frequency_loss': L} beside each held-out evaluation (computed once; {} without held-out
+        blocks): the loss of knowing only token frequencies, the plateau the MLM loss has to leave."""
+        if self.eval_data is None or isinstance(self.tokenizer, SyntheticTokenizer):
+            return {}
+        if not hasattr(self, "_frequency_loss"):
+            from ..masking import special_table, token_frequency_loss
+
+            self._frequency_loss = token_frequency_loss(self.data.ids, self.eval_data.ids,
+                                                        special_table(self.tokenizer, self.vocab_size))
+        return {"eval_token_frequency_loss": self._frequency_loss}
+
     def eval_batches(self, accelerator, size: int = 64):
         """The held-out blocks, in order, on the device."""
         for start in range(0, len(self.eval_data), size):

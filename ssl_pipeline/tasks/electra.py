@@ -99,7 +99,7 @@ class ElectraTask(TextTask):
             n += len(batch["input_ids"])
         out = {f"eval_{k}": v / n for k, v in sums.items()}
         out["eval_generator_perplexity"] = math.exp(min(out["eval_generator_loss"], 50.0))
-        return out
+        return {**out, **self.frequency_baseline()}
 
     def encoder(self, model):
         return model.discriminator

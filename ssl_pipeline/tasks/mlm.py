@@ -70,7 +70,7 @@ class MLMTask(TextTask):
             total += loss.item() * n
             count += n
         mean = total / max(count, 1)
-        return {"eval_loss": mean, "eval_perplexity": math.exp(min(mean, 50.0))}
+        return {"eval_loss": mean, "eval_perplexity": math.exp(min(mean, 50.0)), **self.frequency_baseline()}
 
     def encoder(self, model):
         return model.mlm.base_model
