@@ -54,6 +54,10 @@ def model_card(encoder_dir: Path, repo_id: str) -> str:
                        f"{p.get('learning_rate', '?')} ({p.get('optimizer', '?')}), mixed precision "
                        f"{p.get('mixed_precision') or 'as launched'}",
                      f"- started from: {spec.get('init_from') or 'random weights'}"]
+    if spec.get("pretraining"):
+        from .pretraining_record import describe
+
+        lines.append(f"- what it reached: {describe(spec['pretraining'])}")
     if vision:
         lines.append(f"- input: {spec.get('channels')}-channel {spec.get('image_size')}×{spec.get('image_size')} "
                      f"images; {spec.get('input')}")

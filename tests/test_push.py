@@ -22,6 +22,7 @@ def test_dry_run_writes_a_card_with_data_budget_and_label_efficiency(vision_run,
     card = (vision_run / "encoder" / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: timm\npipeline_tag: image-feature-extraction")
     assert "pretrained with **simclr**" in card and "budget: 2 optimizer steps" in card
+    assert "- what it reached: pretrained for 2 steps (" in card  # the encoder's pretraining record
     assert "| knn |" in card and "| classic |" in card and "![label efficiency](label_efficiency.png)" in card
     assert (vision_run / "encoder" / "label_efficiency.png").is_file()
     assert "snapshot_download('me/digits-simclr')" in card
