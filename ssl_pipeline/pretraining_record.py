@@ -44,6 +44,7 @@ def on_plateau(record: dict) -> bool:
 
 def describe(record: dict) -> str:
     """One sentence of facts: 'pretrained for 420 steps (20.0 passes over 4,810 packed token blocks) from …'."""
+    from .engine import ALARM_AFTER_STEPS
     from .monitor import COLLAPSE_THRESHOLD
 
     passes = "" if record.get("epochs") is None else (
@@ -63,7 +64,8 @@ def describe(record: dict) -> str:
         start = (f"{100 * first['accuracy']:.1f} % at step {first['step']:,} → "
                  if first and first["step"] != record["steps"] else "")
         parts.append(f"kNN accuracy of its embeddings on a labeled train carve {start}{100 * f['knn_accuracy']:.1f} %")
-    if "embedding_std" in f and f["embedding_std"] < COLLAPSE_THRESHOLD:
+    # as the engine's alarm: in the first steps BatchNorm's running statistics make any network look collapsed
+    if "embedding_std" in f and f["embedding_std"] < COLLAPSE_THRESHOLD and record["steps"] >= ALARM_AFTER_STEPS:
         parts.append(f"its embeddings collapsed (std {f['embedding_std']:.3f})")
     return "; ".join(parts)
 

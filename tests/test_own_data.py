@@ -467,7 +467,7 @@ def test_report_says_why_pretraining_may_save_no_labels_from_the_encoders_record
     """A text encoder whose held-out MLM loss stayed near the token-frequency loss is named as the likely cause,
     with a public checkpoint as the first thing to try; a trained one is described without that verdict."""
     from ssl_pipeline.finetune.report import write_report
-    from ssl_pipeline.pretraining_record import PLATEAU_MARGIN, on_plateau
+    from ssl_pipeline.pretraining_record import PLATEAU_MARGIN, describe, on_plateau
 
     rows = [{"method": m, "label_fraction": 0.1, "n_labels": 100, "seed": s, "accuracy": a + 0.01 * s}
             for s in (0, 1) for m, a in (("finetune", 0.50), ("supervised", 0.55))]
@@ -492,6 +492,9 @@ def test_report_says_why_pretraining_may_save_no_labels_from_the_encoders_record
     doc = write_report(tmp_path, {**header, "pretraining": trained}, rows)
     assert "plateau" not in doc["findings"][-1] and doc["findings"][-1].index("pretrain.epochs") < \
         doc["findings"][-1].index("model.init_from")
+    collapsed = {**plateau, "final": {"embedding_std": 0.001}}
+    assert "collapsed (std 0.001)" in describe(collapsed)
+    assert "collapsed" not in describe({**collapsed, "steps": 2})  # BatchNorm's first steps look collapsed: no alarm
     gains = [{**r, "accuracy": r["accuracy"] + (0.1 if r["method"] == "finetune" else 0)} for r in rows]
     assert not write_report(tmp_path, header, gains)["findings"]  # a saving: no "why" line, the facts stay in md
     assert "Encoder: pretrained for 420 steps" in (tmp_path / "label_efficiency.md").read_text()
