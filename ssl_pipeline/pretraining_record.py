@@ -77,4 +77,4 @@ def advice(record: dict, modality: str) -> str:
     levers = ["longer pretraining (pretrain.epochs or pretrain.max_steps)", more_data]
     if not record.get("init_from"):
         levers.insert(0 if on_plateau(record) else 2, "starting from a public checkpoint (model.init_from)")
-    return "to try: " + "; ".join(levers)
+    return "To try: " + "; ".join(levers)

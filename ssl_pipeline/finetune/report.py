@@ -163,7 +163,7 @@ def findings(summary: list[dict], pretraining: dict | None = None, modality: str
     if no_saving and pretraining:
         from ..pretraining_record import advice, describe
 
-        out.append(f"why it may save no labels: the encoder was {describe(pretraining)}; {advice(pretraining, modality)}")
+        out.append(f"why it may save no labels: the encoder was {describe(pretraining)}. {advice(pretraining, modality)}")
     return out
 
 
