@@ -9,7 +9,6 @@ after 1,600 steps and −2.21 after 3,085: both saved labels, significantly).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -19,8 +18,9 @@ PLATEAU_MARGIN = 0.5  # nats below the token-frequency loss an MLM must reach be
 
 def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from: Optional[str]) -> dict:
     """The record, from the run's metrics.jsonl (rows re-logged after a resume are already deduplicated there)."""
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()] \
-        if metrics_path.is_file() else []
+    from .curves import read_metrics
+
+    rows = read_metrics(metrics_path) if metrics_path.is_file() else []
     final, first_knn = {}, None
     for r in rows:
         final.update({k: r[k] for k in KEYS if k in r})
@@ -43,7 +43,7 @@ def on_plateau(record: dict) -> bool:
 
 
 def describe(record: dict) -> str:
-    """One sentence of facts: 'pretrained for 420 steps (20.0 passes over 4,810 packed token blocks) from …'."""
+    """One sentence of facts: 'pretrained for 420 steps (20.0 passes over 1,380 packed token blocks) from …'."""
     from .engine import ALARM_AFTER_STEPS
     from .monitor import COLLAPSE_THRESHOLD
 
