@@ -365,12 +365,10 @@ def _short(health: dict) -> dict:
 
 
 def _alarm(health: dict, step: int, total_steps: int, plan: TrainPlan, accelerator, bar) -> None:
-    """A collapse warning (or stop), not before ALARM_AFTER_STEPS and the end of warm-up: until then BatchNorm's
-    running statistics, which eval mode uses, are still near their initial values and make any network's
-    embeddings look collapsed (measured: embedding std 0.015-0.02 and RankMe ~2.4 after 4 steps on digits)."""
-    from .monitor import COLLAPSE_THRESHOLD, collapsed
+    """A collapse warning (or stop), once `monitor.collapse_claim_due` says it is one."""
+    from .monitor import COLLAPSE_THRESHOLD, collapse_claim_due
 
-    if step < max(ALARM_AFTER_STEPS, plan.warmup_fraction * total_steps) or not collapsed(health):
+    if not collapse_claim_due(health, step, plan.warmup_fraction * total_steps):
         return
     what = (f"embeddings collapsed at step {step}: embedding_std {health['embedding_std']:.3f} < "
             f"{COLLAPSE_THRESHOLD} (RankMe {health['rankme']:.1f})")
@@ -394,7 +392,6 @@ def computed_once(accelerator, fn):
     return box[0]
 
 
-ALARM_AFTER_STEPS = 100
 TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
 
 

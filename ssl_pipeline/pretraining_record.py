@@ -44,8 +44,7 @@ def on_plateau(record: dict) -> bool:
 
 def describe(record: dict) -> str:
     """One sentence of facts: 'pretrained for 420 steps (20.0 passes over 1,380 packed token blocks) from …'."""
-    from .engine import ALARM_AFTER_STEPS
-    from .monitor import collapsed
+    from .monitor import collapse_claim_due
 
     passes = "" if record.get("epochs") is None else (
         f" ({record['epochs']:.1f} passes over {record['examples']:,} {record['unit']})" if record.get("examples")
@@ -64,8 +63,8 @@ def describe(record: dict) -> str:
         start = (f"{100 * first['accuracy']:.1f} % at step {first['step']:,} → "
                  if first and first["step"] != record["steps"] else "")
         parts.append(f"kNN accuracy of its embeddings on a labeled train carve {start}{100 * f['knn_accuracy']:.1f} %")
-    # as the engine's alarm: in the first steps BatchNorm's running statistics make any network look collapsed
-    if "embedding_std" in f and collapsed(f) and record["steps"] >= ALARM_AFTER_STEPS:
+    # the run's last step is past its warm-up; the engine's alarm asked the same at every check
+    if "embedding_std" in f and collapse_claim_due(f, record["steps"]):
         parts.append(f"its embeddings collapsed (std {f['embedding_std']:.3f})")
     return "; ".join(parts)
 

@@ -136,6 +136,15 @@ def test_rankme_and_knn_match_hand_computed_values():
     assert knn_accuracy(z, torch.tensor([0, 1, 0, 1, 0, 1]), k=2) < 0.5
 
 
+def test_collapse_is_claimed_only_after_the_alarm_step_and_the_warm_up():
+    from ssl_pipeline.monitor import ALARM_AFTER_STEPS, collapse_claim_due
+
+    flat, spread = {"embedding_std": 0.001}, {"embedding_std": 0.5}
+    assert not collapse_claim_due(flat, ALARM_AFTER_STEPS - 1)
+    assert collapse_claim_due(flat, ALARM_AFTER_STEPS) and not collapse_claim_due(spread, 10 * ALARM_AFTER_STEPS)
+    assert not collapse_claim_due(flat, 150, warmup_steps=200) and collapse_claim_due(flat, 200, warmup_steps=200)
+
+
 class NoisyInputs(LinearRegression):
     """`prepare` draws random noise (like view augmentations) and records where and when it ran."""
 
