@@ -14,6 +14,7 @@ from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pre
                          train_tokenizer)
 from ..engine import Task
 from ..errors import UserError
+from ..masking import bucketed_positions, mask_tokens, special_table
 
 EVAL_BLOCKS = 256  # held-out blocks for evaluation (a fixed slice of the training split, never trained on)
 
@@ -108,6 +109,8 @@ class TextTask(Task):
                 with accelerator.main_process_first():
                     blocks = tokenize_and_pack(texts, self.tokenizer, L, cache, digest)
         self.vocab_size = len(self.tokenizer)
+        self.special = special_table(self.tokenizer, self.vocab_size)  # tokens masking never selects
+        self.mask_id = self.tokenizer.mask_token_id
         if blocks is not None:
             n_eval = min(EVAL_BLOCKS, len(blocks) // 20)
             self.eval_data = PackedBlocks(blocks[:n_eval], L, self.tokenizer.pad_token_id) if n_eval else None
@@ -170,16 +173,23 @@ class TextTask(Task):
         ids, att = batch["input_ids"], batch.get("attention_mask")
         return {"samples": ids.shape[0], "tokens": ids.numel() if att is None else int(att.sum())}
 
+    def mask(self, ids: torch.Tensor, probability: float, generator=None):
+        """BERT's 80/10/10 corruption of `ids` -> (corrupted ids, flat positions of the selected tokens, their
+        original ids), positions bucketed so the head's input shape repeats (`masking.bucketed_positions`)."""
+        if self.special.device != ids.device:
+            self.special = self.special.to(ids.device)
+        masked, selected, labels = mask_tokens(ids, self.special, self.mask_id, self.vocab_size, probability, generator)
+        return (masked, *bucketed_positions(selected, labels))
+
     def frequency_baseline(self) -> dict:
         """{'eval_token_frequency_loss': L} beside each held-out evaluation (computed once; {} without held-out
         blocks): the loss of knowing only token frequencies, the plateau the MLM loss has to leave."""
         if self.eval_data is None or isinstance(self.tokenizer, SyntheticTokenizer):
             return {}
         if not hasattr(self, "_frequency_loss"):
-            from ..masking import special_table, token_frequency_loss
+            from ..masking import token_frequency_loss
 
-            self._frequency_loss = token_frequency_loss(self.data.ids, self.eval_data.ids,
-                                                        special_table(self.tokenizer, self.vocab_size))
+            self._frequency_loss = token_frequency_loss(self.data.ids, self.eval_data.ids, self.special.cpu())
         return {"eval_token_frequency_loss": self._frequency_loss}
 
     def eval_batches(self, accelerator, size: int = 64):

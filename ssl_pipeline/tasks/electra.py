@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..errors import UserError
-from ..masking import IGNORE, bucketed_positions, mask_tokens, special_table
+from ..masking import IGNORE
 from ..models.text import (ReplacedTokenDetection, SharedEmbeddingGenerator, base_encoder, masked_lm,
                            scaled_model_config)
 from ._text import TextTask
@@ -54,17 +54,11 @@ class ElectraTask(TextTask):
         else:
             generator = masked_lm(small, self.vocab_size, L, pad)
         self.model = ReplacedTokenDetection(generator, discriminator)
-        self.special = special_table(self.tokenizer, self.vocab_size)
-        self.mask_id = self.tokenizer.mask_token_id
 
     def _forward(self, model, batch, accelerator, generator=None):
         ids, att = batch["input_ids"], batch.get("attention_mask")  # no mask: full packed blocks
-        if self.special.device != ids.device:
-            self.special = self.special.to(ids.device)
         s = self.cfg.pretrain.electra
-        masked, selected, labels = mask_tokens(ids, self.special, self.mask_id, self.vocab_size, s.mask_probability,
-                                               generator)
-        positions, labels = bucketed_positions(selected, labels)
+        masked, positions, labels = self.mask(ids, s.mask_probability, generator)
         with accelerator.autocast():
             gen_logits, disc_logits, replaced = model(masked, att, positions, labels, ids)
         gen_loss = F.cross_entropy(gen_logits.float(), labels, ignore_index=IGNORE)

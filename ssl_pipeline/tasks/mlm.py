@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..config import Config
 from ..errors import UserError
-from ..masking import IGNORE, bucketed_positions, mask_tokens, special_table
+from ..masking import IGNORE
 from ..models.text import MaskedLM, masked_lm
 from ._text import TextTask
 from .registry import register
@@ -34,16 +34,10 @@ class MLMTask(TextTask):
             self.model = MaskedLM(self.init_model)
         else:
             self.model = masked_lm(cfg.model, self.vocab_size, cfg.data.max_length, self.tokenizer.pad_token_id)
-        self.special = special_table(self.tokenizer, self.vocab_size)
-        self.mask_id = self.tokenizer.mask_token_id
 
     def _forward(self, model, batch, accelerator, generator=None):
         ids, att = batch["input_ids"], batch.get("attention_mask")  # no mask: a batch of full packed blocks
-        if self.special.device != ids.device:
-            self.special = self.special.to(ids.device)
-        masked, selected, labels = mask_tokens(ids, self.special, self.mask_id, self.vocab_size,
-                                               self.cfg.pretrain.mlm.mask_probability, generator)
-        positions, labels = bucketed_positions(selected, labels)
+        masked, positions, labels = self.mask(ids, self.cfg.pretrain.mlm.mask_probability, generator)
         with accelerator.autocast():
             logits = model(masked, att, positions)
         logits = logits.float()  # loss in fp32; argmax for the accuracy is also much faster in fp32 on CPU
