@@ -179,3 +179,15 @@ def test_consistent_teaching_labels_the_students_own_view():
     _, fixed = DistillTask(None, None, flip, 1, 2.0, 1.0).loss(model, {**batch, "teacher": fixed_logits}, accelerator)
     assert float(online["soft_loss"]) < 1e-6 < 1e-3 < float(fixed["soft_loss"])
     assert float(online["label_loss"]) == 0.0  # no labeled example in this batch
+
+
+def test_compact_students_are_the_advertised_fraction_of_ssl_cnn6():
+    import timm
+
+    import ssl_pipeline.models.small_cnn  # noqa: F401  (registers the small CNNs with timm)
+
+    def weights(name):
+        return sum(p.numel() for p in timm.create_model(name, in_chans=1).parameters())
+
+    full = weights("ssl_cnn6")
+    assert 0.4 < weights("ssl_cnn6_half") / full < 0.5 and 0.2 < weights("ssl_cnn6_narrow") / full < 0.3

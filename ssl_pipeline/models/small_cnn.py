@@ -51,3 +51,9 @@ def ssl_cnn6_wide(pretrained: bool = False, **kwargs) -> SmallCNN:
 def ssl_cnn6_narrow(pretrained: bool = False, **kwargs) -> SmallCNN:
     """A quarter of ssl_cnn6's parameters: a compact distillation student (finetune.student)."""
     return SmallCNN(width=16, **kwargs)
+
+
+@register_model
+def ssl_cnn6_half(pretrained: bool = False, **kwargs) -> SmallCNN:
+    """Under half of ssl_cnn6's parameters (0.47x): the largest student that still halves the encoder."""
+    return SmallCNN(width=22, **kwargs)
