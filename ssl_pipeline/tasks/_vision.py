@@ -116,6 +116,13 @@ class VisionTask(Task):
                 x = x.contiguous(memory_format=torch.channels_last)
         return x
 
+    def paired_view_loss(self, model: nn.Module, batch: dict, accelerator) -> torch.Tensor:
+        """`self.criterion(z0, z1)` on both views' outputs from one forward (one BatchNorm batch; the loss in fp32):
+        the whole loss of the joint-embedding methods without a teacher (SimCLR, VICReg)."""
+        with accelerator.autocast():
+            z = model(batch["views"])
+        return self.criterion(*z.float().chunk(2))
+
     def monitor_inputs(self):
         """A fixed, seeded sample of the labeled train split (the pretraining images when there are no labels)."""
         if not hasattr(self, "_monitor_set") and self.presharded and self.cfg.data.source == "hf":

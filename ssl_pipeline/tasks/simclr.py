@@ -40,8 +40,4 @@ class SimCLRTask(VisionTask):
         self.criterion = NTXentLoss(temperature=s.temperature, gather_distributed=accelerator.num_processes > 1)
 
     def loss(self, model: nn.Module, batch: dict, accelerator) -> tuple[torch.Tensor, dict]:
-        x = batch["views"]
-        with accelerator.autocast():
-            z = model(x)
-        z0, z1 = z.float().chunk(2)
-        return self.criterion(z0, z1), {}
+        return self.paired_view_loss(model, batch, accelerator), {}
