@@ -163,7 +163,7 @@ class FinetuneConfig:
     distill_label_weight: float = 1.0  # distill: weight of the cross-entropy on the labeled subset next to the soft-label loss
     distill_consistent: bool = True  # distill: with a train augmentation (vision), the teacher labels the student's own augmented view at every step (consistent teaching); false: soft labels once, on unaugmented examples (cheaper)
     distill_epochs: int = 2  # distill: epochs of the student over the unlabeled train pool (not capped by finetune.max_steps)
-    student: Optional[str] = None  # distill_small: the smaller student, a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch
+    student: Optional[str] = None  # distill_small: the smaller student: a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch; or an exported encoder directory (e.g. a smaller encoder pretrained on the same data)
     quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)  # trackers for the grid: each cell's accuracy as it finishes, and the summary
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
@@ -457,7 +457,8 @@ def validate(cfg: Config) -> None:
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise UserError(f"config key 'finetune.methods' has unknown method '{m}'{hint}")
     if "distill_small" in cfg.finetune.methods and not cfg.finetune.student:
-        raise UserError("finetune.methods distill_small needs finetune.student (a timm name, or a text size preset)")
+        raise UserError("finetune.methods distill_small needs finetune.student (a timm name, a text size preset, or an "
+                        "exported encoder directory)")
     if cfg.finetune.distill_temperature <= 0 or cfg.finetune.distill_epochs < 1 or cfg.finetune.distill_label_weight < 0:
         raise UserError("config keys 'finetune.distill_temperature' (> 0), 'finetune.distill_epochs' (>= 1) and "
                         "'finetune.distill_label_weight' (>= 0) are out of range")

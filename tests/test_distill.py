@@ -191,3 +191,79 @@ def test_compact_students_are_the_advertised_fraction_of_ssl_cnn6():
 
     full = weights("ssl_cnn6")
     assert 0.4 < weights("ssl_cnn6_half") / full < 0.5 and 0.2 < weights("ssl_cnn6_narrow") / full < 0.3
+
+
+def test_a_pretrained_student_starts_from_its_export_and_a_mismatched_one_fails_before_training(tmp_path, monkeypatch,
+                                                                                                   capsys):
+    """finetune.student may name an exported encoder (a smaller one pretrained on the same data): the student starts
+    from exactly those weights; one made for other inputs is refused, naming the field, before any teacher trains."""
+    import shutil
+
+    from ssl_pipeline.export import load_encoder
+    from ssl_pipeline.finetune import distill as D
+
+    out, small = tmp_path / "run", tmp_path / "small"
+    pretrain_main(BASE + [f"output_dir={out}"])
+    pretrain_main(BASE + [f"output_dir={small}", "model.backbone=test_resnet"])
+    exported = load_encoder(small / "encoder").state_dict()
+    started, real = [], D.distill
+
+    def spy(teacher, student, *rest):
+        started.append({k: v.clone() for k, v in student.encoder.state_dict().items()})
+        return real(teacher, student, *rest)
+
+    monkeypatch.setattr(D, "distill", spy)
+    run = BASE + FT + [f"output_dir={out}", "finetune.methods=[distill_small]", "finetune.seeds=[0]",
+                       "finetune.quantize=none"]
+    finetune_main(run + [f"finetune.student={small / 'encoder'}"])
+    assert len(started) == 1 and started[0].keys() == exported.keys()
+    assert all(torch.equal(started[0][k], v) for k, v in exported.items())
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    student = load_encoder(small / "encoder")
+    head_params = 10 * (student.embedding_dim + 1)  # linear head, digits' 10 classes
+    assert doc["students"]["distill_small"]["params"] == sum(p.numel() for p in student.parameters()) + head_params
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(small / "encoder", wrong)
+    spec = json.loads((wrong / "ssl_encoder.json").read_text())
+    (wrong / "ssl_encoder.json").write_text(json.dumps({**spec, "image_size": spec["image_size"] * 2}))
+    started.clear()
+    with pytest.raises(SystemExit):
+        finetune_main(run + [f"output_dir={tmp_path / 'run2'}", f"finetune.encoder={out / 'encoder'}",
+                             f"finetune.student={wrong}"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "finetune.student" in err and "image_size" in err and not started
+    with pytest.raises(SystemExit):
+        finetune_main(run + [f"output_dir={tmp_path / 'run3'}", f"finetune.encoder={out / 'encoder'}",
+                             f"finetune.student={tmp_path}"])
+    assert "not an exported encoder" in capsys.readouterr().err
+
+
+def test_a_text_student_must_read_the_teachers_tokens(tmp_path):
+    """Texts are tokenized once, with the teacher's tokenizer: an exported text student with another vocabulary,
+    or fewer positions than the texts' length, is refused by name; one with the same tokenizer loads."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from ssl_pipeline.config import Config
+    from ssl_pipeline.data.text import stdlib_docstrings, train_tokenizer
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.export import save_text_encoder
+    from ssl_pipeline.finetune.labeled import TextLabeled
+
+    texts = stdlib_docstrings()[0][:300]
+    teacher_tok, other_tok = train_tokenizer(texts, 300), train_tokenizer(texts, 200)
+
+    def export(tokenizer, name, positions=64):
+        model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1,
+                                           num_attention_heads=2, intermediate_size=32,
+                                           max_position_embeddings=positions))
+        save_text_encoder(model, tokenizer, tmp_path / name, Config())
+        return str(tmp_path / name)
+
+    data = object.__new__(TextLabeled)  # only the tokenizer and the texts' length matter here
+    data.tokenizer, data.max_length = teacher_tok, 64
+    assert data.student_encoder(export(teacher_tok, "same"), tmp_path).embedding_dim == 16
+    with pytest.raises(UserError, match="another tokenizer than the teacher's"):
+        data.student_encoder(export(other_tok, "other"), tmp_path)
+    with pytest.raises(UserError, match="reads at most 32 tokens"):
+        data.student_encoder(export(teacher_tok, "short", positions=32), tmp_path)

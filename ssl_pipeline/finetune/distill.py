@@ -13,9 +13,9 @@ With a train-time augmentation (vision), the teacher labels the very view the st
 soft labels computed once on the unaugmented pool ask the student to give a crop the label of the whole image.
 `finetune.distill_consistent=false` (or no augmentation, text) computes them once instead, which is cheaper.
 
-Students: the same architecture initialised from the SSL encoder (row `distill`), or a smaller one from scratch
-(`finetune.student`: a timm name or a text size preset; row `distill_small`). Both train on the shared engine
-(multi-process like every cell). Each student row also reports its parameter count, size on disk and measured
+Students: the same architecture initialised from the SSL encoder (row `distill`), or a smaller one (row
+`distill_small`, `finetune.student`: a timm name or a text size preset from scratch, or an exported encoder, e.g. a
+smaller one pretrained on the same data). Both train on the shared engine (multi-process like every cell). Each student row also reports its parameter count, size on disk and measured
 CPU inference throughput.
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ EVALUATORS = (  # report order
               about="SimCLRv2's step 3: the fine-tuned model soft-labels the unlabeled train pool; a student of the "
                     "same architecture (from the SSL encoder) learns from them + the labeled subset"),
     Evaluator("distill_small", "ssl", "distill_small", default=False,
-              about="the same with a smaller student from scratch (finetune.student)"),
+              about="the same with a smaller student (finetune.student: from scratch, or a smaller exported encoder)"),
     Evaluator("distill_int8", "ssl", "distill", default=False, derived=True,
               about="the distill student, int8-quantized (finetune.quantize=int8)"),
     Evaluator("distill_small_int8", "ssl", "distill_small", default=False, derived=True,

@@ -6,6 +6,8 @@ a device-side training transform, and raw inputs for the classic scikit-learn ba
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import nn
@@ -14,6 +16,29 @@ from torch.utils.data import Dataset
 from ..augment import to_unit_float, weak_augment
 from ..config import Config
 from ..errors import UserError
+
+
+def pretrained_student(name: str, modality: str, expected: dict) -> nn.Module | None:
+    """`finetune.student` naming an encoder directory this project exported (a smaller encoder pretrained on the
+    same unlabeled data, say): that encoder, in train mode — or None when `name` is not one. `expected`: the spec
+    fields the labeled data here were prepared for (image size, channels, ...); a student that differs would
+    read them wrongly, so it is refused with the field named."""
+    from ..export import load_encoder
+    from ..spec import spec_if_exported
+
+    spec = spec_if_exported(name)
+    if spec is None:
+        if Path(name).exists():
+            raise UserError(f"finetune.student {name} is not an exported encoder (no ssl_encoder.json); name a "
+                            "directory `pretrain` wrote (OUTPUT_DIR/encoder), a timm model or a text size preset")
+        return None
+    if spec.get("modality") != modality:
+        raise UserError(f"finetune.student {name} is a {spec.get('modality')} encoder; this run's data are {modality}")
+    for key, want in expected.items():
+        if spec.get(key) != want:
+            raise UserError(f"finetune.student {name}: its {key} is {spec.get(key)!r}, but the teacher's and this "
+                            f"run's data are {want!r}")
+    return load_encoder(name, expect_modality=modality).train()
 
 
 class SubsetView(Dataset):
@@ -80,8 +105,13 @@ class VisionLabeled:
         return VisionEncoder(backbone, self.spec)
 
     def student_encoder(self, name: str, path) -> nn.Module:
-        """distill_small's student: timm model `name` from random weights, same input size and channels."""
+        """distill_small's student: an exported encoder directory (pretrained), or timm model `name` from random
+        weights, with the teacher's input size and channels."""
         from ..models.vision import VisionEncoder, create_backbone
+
+        pretrained = pretrained_student(name, "vision", {k: self.spec[k] for k in ("image_size", "channels")})
+        if pretrained is not None:
+            return pretrained
 
         backbone = create_backbone(name, self.spec["channels"], self.spec["small_stem"])
         return VisionEncoder(backbone, {**self.spec, "timm_name": name, "embedding_dim": int(backbone.num_features)})
@@ -167,14 +197,25 @@ class TextLabeled:
         return TextEncoder(model, self.tokenizer, self.spec)
 
     def student_encoder(self, name: str, path) -> nn.Module:
-        """distill_small's student: the encoder's architecture and tokenizer at size preset `name`, from random
-        weights."""
+        """distill_small's student: an exported encoder directory (pretrained, with the teacher's tokenizer), or the
+        encoder's architecture and tokenizer at size preset `name`, from random weights."""
         from transformers import AutoConfig, AutoModel
 
         from ..models.text import SIZE_PRESETS, TextEncoder
 
+        pretrained = pretrained_student(name, "text", {})
+        if pretrained is not None:
+            if pretrained.tokenizer.get_vocab() != self.tokenizer.get_vocab():
+                raise UserError(f"finetune.student {name} has another tokenizer than the teacher's: the texts are "
+                                "tokenized once, with the teacher's; pretrain the student with model.tokenizer="
+                                f"{path}")
+            if pretrained.model.config.max_position_embeddings < self.max_length:
+                raise UserError(f"finetune.student {name} reads at most {pretrained.model.config.max_position_embeddings}"
+                                f" tokens; this run's texts are {self.max_length}")
+            return pretrained
         if name not in SIZE_PRESETS:
-            raise UserError(f"finetune.student '{name}' is not a text size preset; choose one of {list(SIZE_PRESETS)}")
+            raise UserError(f"finetune.student '{name}' is neither an exported encoder directory nor a text size "
+                            f"preset; choose one of {list(SIZE_PRESETS)}")
         hidden, layers, heads, inter = SIZE_PRESETS[name]
         config = AutoConfig.from_pretrained(str(path))
         config.update({"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,

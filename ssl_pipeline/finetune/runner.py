@@ -14,6 +14,7 @@ import numpy as np
 from ..config import Config, base_encoder_ref, explicit
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
+from ..spec import spec_if_exported
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
@@ -122,6 +123,8 @@ def run_finetune(cfg: Config) -> dict:
     # validate every request before any training: impossible subsets fail fast
     cells, too_small = [], []
     methods = methods_for(cfg)
+    if "distill_small" in methods:  # a student that cannot be built fails now, not after the first teacher trained
+        data.student_encoder(cfg.finetune.student, encoder_path)
     for kind, value, lr_scale in _requests(cfg):
         kwargs = {"fraction": value} if kind == "label_fraction" else {"per_class": value}
         try:
@@ -299,8 +302,8 @@ def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, en
 
 def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,
                      encoder_lr_scale: float, probes: dict) -> list[tuple[str, np.ndarray, dict]]:
-    """Teacher = `finetune` on the subset; student = the SSL encoder (distill) or finetune.student from scratch
-    (distill_small), distilled on the train pool; with finetune.quantize=int8 also the student in int8.
+    """Teacher = `finetune` on the subset; student = the SSL encoder (distill) or finetune.student (distill_small:
+    from scratch, or an exported encoder), distilled on the train pool; with finetune.quantize=int8 also the student in int8.
     -> [(row name, test predictions, row extras)]."""
     from . import distill as D
 
@@ -317,8 +320,9 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
     else:
         encoder = data.student_encoder(ft.student, encoder_path)
         head = M.make_head(ft.head, encoder.embedding_dim, data.num_classes)
+    pretrained_student = method == "distill" or spec_if_exported(ft.student) is not None
     student = D.distill(teacher, M.Classifier(encoder, head, data.input_keys), data, idx, ft, accelerator, seed,
-                        encoder_lr_scale if method == "distill" else 1.0)  # a pretrained encoder moves slowly
+                        encoder_lr_scale if pretrained_student else 1.0)  # a pretrained encoder moves slowly
     test = data.dataset("test", np.arange(len(data.test_labels)))
     preds = M.predict(student, test, accelerator, ft.probe_batch_size)
     sample = test.__getitems__(list(range(min(256, len(test)))))
