@@ -267,3 +267,5 @@ def test_a_text_student_must_read_the_teachers_tokens(tmp_path):
         data.student_encoder(export(other_tok, "other"), tmp_path)
     with pytest.raises(UserError, match="reads at most 32 tokens"):
         data.student_encoder(export(teacher_tok, "short", positions=32), tmp_path)
+    with pytest.raises(UserError, match="neither an exported encoder directory nor a text size preset"):
+        data.student_encoder("huge", tmp_path)

@@ -38,7 +38,7 @@ def pretrained_student(name: str, modality: str, expected: dict) -> nn.Module | 
         if spec.get(key) != want:
             raise UserError(f"finetune.student {name}: its {key} is {spec.get(key)!r}, but the teacher's and this "
                             f"run's data are {want!r}")
-    return load_encoder(name, expect_modality=modality).train()
+    return load_encoder(name).train()
 
 
 class SubsetView(Dataset):
