@@ -122,3 +122,14 @@ def test_compare_merges_reports_with_one_shared_baseline(tmp_path, capsys):
         merged_rows([a, other])
     with _pytest.raises(UserError, match="different data"):
         merged_rows([a, dict(b, n_test=5)])
+    # two reports of the same method (two SimCLR runs): rows kept apart, named by their run, each its own mean
+    rerun = dict(a, rows=[dict(r, accuracy=r["accuracy"] - 0.1) if r["method"] == "finetune" else r for r in rows])
+    for run, d in (("run_a", a), ("run_b", rerun)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "label_efficiency.json").write_text(json.dumps(d))
+    main([str(tmp_path / "run_a" / "label_efficiency.json"), str(tmp_path / "run_b" / "label_efficiency.json"),
+          "--out", str(tmp_path / "same.md")])
+    same = json.loads((tmp_path / "same.json").read_text())
+    mean = {(x["method"], x["label_fraction"]): x["mean"] for x in same["summary"]}
+    assert set(m for m, _ in mean) == {"simclr:finetune (run_a)", "simclr:finetune (run_b)", "supervised"}
+    assert mean[("simclr:finetune (run_a)", 0.01)] - mean[("simclr:finetune (run_b)", 0.01)] == _pytest.approx(0.1)

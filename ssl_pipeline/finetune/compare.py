@@ -22,12 +22,21 @@ from .report import label_multiplier, summarize
 from .significance import Bootstrap
 
 
-def merged_rows(docs: list[dict]) -> list[dict]:
+def merged_rows(docs: list[dict], names: list[str] | None = None) -> list[dict]:
+    """SSL rows as `<task>:<row>`; a name two reports share (two SimCLR runs, say) gets its report's name appended,
+    `simclr:finetune (run_a)`, so their seeds are never pooled into one row. `names`: one per report (default
+    "report 1", "report 2", ...)."""
+    names = names or [f"report {i + 1}" for i in range(len(docs))]
+    owners: dict[str, set] = {}
+    for i, d in enumerate(docs):
+        for r in d["rows"]:
+            if r["method"] not in BASELINES:
+                owners.setdefault(f"{d.get('task', 'ssl')}:{r['method']}", set()).add(i)
     keys = {(d.get("data"), d.get("n_test"), d.get("evaluated_on", "test"), d.get("num_classes")) for d in docs}
     if len(keys) > 1:
         raise UserError(f"the reports score different data or splits: {sorted(map(str, keys))}")
     rows, baselines = [], {}
-    for d in docs:
+    for i, d in enumerate(docs):
         task = d.get("task", "ssl")
         for r in d["rows"]:
             if r["method"] in BASELINES:
@@ -37,12 +46,13 @@ def merged_rows(docs: list[dict]) -> list[dict]:
                                     "reports (different fine-tune recipes?): they cannot share a baseline")
                 baselines.setdefault(key, r)
             else:
-                rows.append({**r, "method": f"{task}:{r['method']}"})
+                name = f"{task}:{r['method']}"
+                rows.append({**r, "method": name if len(owners[name]) == 1 else f"{name} ({names[i]})"})
     return rows + list(baselines.values())
 
 
-def comparison(docs: list[dict]) -> dict:
-    rows = merged_rows(docs)
+def comparison(docs: list[dict], names: list[str] | None = None) -> dict:
+    rows = merged_rows(docs, names)
     summary = summarize(rows)
     boot = Bootstrap(rows, docs[0].get("n_test", 0))
     for s in summary:
@@ -109,7 +119,10 @@ def main(argv=None) -> None:
             docs.append(json.loads(path.read_text()))
         except json.JSONDecodeError:
             raise UserError(f"{p} is not valid JSON") from None
-    doc = comparison(docs)
+    names = [Path(p).resolve().parent.name for p in args.reports]  # the run directory, e.g. runs/simclr_a -> simclr_a
+    if len(set(names)) < len(names):
+        names = list(args.reports)
+    doc = comparison(docs, names)
     md = markdown(doc)
     print(md, end="")
     if args.out:
