@@ -15,8 +15,8 @@ soft labels computed once on the unaugmented pool ask the student to give a crop
 
 Students: the same architecture initialised from the SSL encoder (row `distill`), or a smaller one (row
 `distill_small`, `finetune.student`: a timm name or a text size preset from scratch, or an exported encoder, e.g. a
-smaller one pretrained on the same data). Both train on the shared engine (multi-process like every cell). Each student row also reports its parameter count, size on disk and measured
-CPU inference throughput.
+smaller one pretrained on the same data). Both train on the shared engine (multi-process like every cell). Each
+student row also reports its parameter count, size on disk and measured CPU inference throughput.
 """
 from __future__ import annotations
 

@@ -209,9 +209,10 @@ class TextLabeled:
                 raise UserError(f"finetune.student {name} has another tokenizer than the teacher's: the texts are "
                                 "tokenized once, with the teacher's; pretrain the student with model.tokenizer="
                                 f"{path}")
-            if pretrained.model.config.max_position_embeddings < self.max_length:
-                raise UserError(f"finetune.student {name} reads at most {pretrained.model.config.max_position_embeddings}"
-                                f" tokens; this run's texts are {self.max_length}")
+            positions = pretrained.model.config.max_position_embeddings
+            if positions < self.max_length:
+                raise UserError(f"finetune.student {name} reads at most {positions} tokens; this run's texts are "
+                                f"{self.max_length}")
             return pretrained
         if name not in SIZE_PRESETS:
             raise UserError(f"finetune.student '{name}' is neither an exported encoder directory nor a text size "

@@ -303,7 +303,8 @@ def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, en
 def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,
                      encoder_lr_scale: float, probes: dict) -> list[tuple[str, np.ndarray, dict]]:
     """Teacher = `finetune` on the subset; student = the SSL encoder (distill) or finetune.student (distill_small:
-    from scratch, or an exported encoder), distilled on the train pool; with finetune.quantize=int8 also the student in int8.
+    from scratch, or an exported encoder), distilled on the train pool; with finetune.quantize=int8 also the
+    student in int8.
     -> [(row name, test predictions, row extras)]."""
     from . import distill as D
 
