@@ -116,6 +116,35 @@ def weak_augment(image_size: int) -> nn.Module:
     )
 
 
+class StrongAugment(nn.Module):
+    """FixMatch's strong view (Sohn et al. 2020): the weak crop + flip, RandAugment (`ops` random operations at
+    magnitude `magnitude`, kornia) and a cutout; float [0, 1] in and out.
+
+    kornia's RandAugment draws one operation sequence per call, so it runs on chunks of `chunk` images to give
+    a batch many different sequences; its colour operations need RGB, so a grey batch passes through it as three
+    equal channels and comes back as their mean."""
+
+    def __init__(self, image_size: int, ops: int = 2, magnitude: int = 10, chunk: int = 32):
+        super().__init__()
+        import kornia.augmentation as K
+        from kornia.augmentation.auto import RandAugment
+
+        self.weak = weak_augment(image_size)
+        self.rand_augment = RandAugment(n=ops, m=magnitude)
+        self.cutout = K.RandomErasing(scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.5, p=1.0)
+        self.chunk = chunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.weak(x)
+        grey = x.shape[1] == 1
+        if grey:
+            x = x.expand(-1, 3, -1, -1)
+        x = torch.cat([self.rand_augment(part) for part in x.split(self.chunk)]).clamp_(0.0, 1.0)
+        if grey:
+            x = x.mean(1, keepdim=True)
+        return self.cutout(x)
+
+
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float32 [0, 1]; float inputs pass through."""
     return images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()

@@ -138,6 +138,17 @@ def _resolve(t):
 
 
 @dataclass
+class FixMatchConfig:
+    """The `fixmatch` row's own keys (finetune.fixmatch.*)."""
+
+    threshold: float = 0.95  # a pool example teaches only when the model's confidence on its weak view is at least this
+    unlabeled_ratio: int = 7  # mu: unlabeled examples per labeled example in a batch (the batch holds finetune.batch_size unlabeled ones)
+    unlabeled_weight: float = 1.0  # lambda_u: weight of the pseudo-label loss on the strong views next to the labeled cross-entropy
+    epochs: int = 4  # epochs over the unlabeled train pool (not capped by finetune.max_steps)
+    text_mask_probability: float = 0.15  # text: the strong view masks this fraction of the tokens, BERT-style (80 % [MASK], 10 % random, 10 % kept)
+
+
+@dataclass
 class FinetuneConfig:
     encoder: Optional[str] = None  # exported encoder directory (default OUTPUT_DIR/encoder)
     checkpoints: Optional[list[str]] = None  # label efficiency vs pretraining step: several exported encoders, or [all] = every kept checkpoint of this run (exported to OUTPUT_DIR/checkpoint_encoders) + its final encoder; one grid each, then checkpoint_curve.{md,json,png}
@@ -165,6 +176,7 @@ class FinetuneConfig:
     distill_epochs: int = 2  # distill: epochs of the student over the unlabeled train pool (not capped by finetune.max_steps)
     student: Optional[str] = None  # distill_small: the smaller student: a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch; or an exported encoder directory (e.g. a smaller encoder pretrained on the same data)
     quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8
+    fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)  # trackers for the grid: each cell's accuracy as it finishes, and the summary
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
     validation_fraction: float = 0.1  # size of that carve
@@ -462,6 +474,12 @@ def validate(cfg: Config) -> None:
     if cfg.finetune.distill_temperature <= 0 or cfg.finetune.distill_epochs < 1 or cfg.finetune.distill_label_weight < 0:
         raise UserError("config keys 'finetune.distill_temperature' (> 0), 'finetune.distill_epochs' (>= 1) and "
                         "'finetune.distill_label_weight' (>= 0) are out of range")
+    fm = cfg.finetune.fixmatch
+    if not 0.0 <= fm.threshold <= 1.0 or fm.unlabeled_ratio < 1 or fm.unlabeled_weight < 0 or fm.epochs < 1 \
+            or not 0.0 <= fm.text_mask_probability < 1.0:
+        raise UserError("config keys 'finetune.fixmatch.threshold' (in [0, 1]), 'finetune.fixmatch.unlabeled_ratio' "
+                        "(>= 1), 'finetune.fixmatch.unlabeled_weight' (>= 0), 'finetune.fixmatch.epochs' (>= 1) and "
+                        "'finetune.fixmatch.text_mask_probability' (in [0, 1)) are out of range")
     if any(m in BASE_METHODS for m in cfg.finetune.methods) and not base_encoder_ref(cfg):
         raise UserError("finetune.methods base_probe / base_finetune need a starting checkpoint: set "
                         "finetune.base_encoder or model.init_from")

@@ -32,6 +32,9 @@ EVALUATORS = (  # report order
               about="the distill student, int8-quantized (finetune.quantize=int8)"),
     Evaluator("distill_small_int8", "ssl", "distill_small", default=False, derived=True,
               about="the distill_small student, int8-quantized (finetune.quantize=int8)"),
+    Evaluator("fixmatch", "ssl", "fixmatch", default=False,
+              about="FixMatch on the SSL encoder: the labeled subset plus the unlabeled train pool, each pool example "
+                    "teaching its own strong view the label the model gives its weak view when confident"),
     Evaluator("base_finetune", "baseline", "finetune", default=False, needs_base=True,
               about="finetune on the starting checkpoint, without the SSL stage"),
     Evaluator("base_probe", "baseline", "linear_probe", default=False, needs_base=True,

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..augment import to_unit_float, weak_augment
+from ..augment import StrongAugment, to_unit_float, weak_augment
 from ..config import Config
 from ..errors import UserError
 
@@ -85,6 +85,7 @@ class VisionLabeled:
                 imgs = torch.stack([split.dataset[i]["images"] for i in range(len(split.dataset))])
                 split.dataset = TensorImages(imgs, split.labels)
         self.augment = weak_augment(spec["image_size"])
+        self.strong = StrongAugment(spec["image_size"])
 
     def dataset(self, split: str, idx) -> Dataset:
         base = (self.train if split == "train" else self.test).dataset
@@ -122,6 +123,11 @@ class VisionLabeled:
             return batch
         with torch.no_grad():
             return {**batch, "images": self.augment(to_unit_float(batch["images"]))}
+
+    def strong_transform(self, batch: dict) -> dict:
+        """fixmatch's strong view: crop + flip, RandAugment and a cutout (augment.StrongAugment)."""
+        with torch.no_grad():
+            return {**batch, "images": self.strong(to_unit_float(batch["images"]))}
 
     def classic_inputs(self, split: str, idx) -> np.ndarray:
         images = (self.train if split == "train" else self.test).dataset.images[torch.as_tensor(idx)]
@@ -168,6 +174,11 @@ class TextLabeled:
         self.test_labels = None if self.test is None else self.test.labels
         self.tokenizer = AutoTokenizer.from_pretrained(str(encoder_path))
         self.max_length = spec.get("max_length", 128)
+        from ..masking import special_table
+
+        self.special = special_table(self.tokenizer, len(self.tokenizer))  # tokens the strong view never masks
+        tok = self.tokenizer
+        self.mask_id = next((i for i in (tok.mask_token_id, tok.unk_token_id) if i is not None), 0)
         self._sets = {name: self._tokenize(split) for name, split in (("train", self.train), ("test", self.test))
                       if split is not None}
 
@@ -226,6 +237,18 @@ class TextLabeled:
 
     def train_transform(self, batch: dict) -> dict:
         return batch
+
+    def strong_transform(self, batch: dict) -> dict:
+        """fixmatch's strong view: BERT-style masking of finetune.fixmatch.text_mask_probability of the tokens (the
+        corruption an MLM-pretrained encoder knows; a tokenizer without [MASK] gets [UNK] there)."""
+        from ..masking import mask_tokens
+
+        ids = batch["input_ids"]
+        if self.special.device != ids.device:
+            self.special = self.special.to(ids.device)
+        masked, _, _ = mask_tokens(ids, self.special, self.mask_id, len(self.special),
+                                   self.cfg.finetune.fixmatch.text_mask_probability)
+        return {**batch, "input_ids": masked}
 
     def classic_inputs(self, split: str, idx) -> list[str]:
         texts = (self.train if split == "train" else self.test).texts

@@ -5,13 +5,14 @@ it stopped. All requests are validated (encoder, modality, labels, subset sizes)
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, base_encoder_ref, explicit
+from ..config import Config, FixMatchConfig, base_encoder_ref, explicit
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
 from ..spec import spec_if_exported
@@ -33,6 +34,8 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
             h.update(f.read_bytes())
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
                                                                            "labels_per_class", "encoder", "checkpoints")}
+    if ft["fixmatch"] == dataclasses.asdict(FixMatchConfig()):  # at its defaults, reports written before the
+        del ft["fixmatch"]  # section existed stay resumable; changed fixmatch settings make a new recipe
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
@@ -213,7 +216,7 @@ def run_finetune(cfg: Config) -> dict:
     return doc
 
 
-SSL_FEATURE_METHODS = ("linear_probe", "knn", "finetune") + DISTILL_METHODS
+SSL_FEATURE_METHODS = ("linear_probe", "knn", "finetune", "fixmatch") + DISTILL_METHODS
 BASE_FEATURE_METHODS = BASE_METHODS
 
 
@@ -229,7 +232,7 @@ class Evaluated:
 def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list[str], users: tuple):
     """Frozen train/test embeddings when a pending cell needs them (probes, kNN, the LP-FT head)."""
     probe_init = cfg.finetune.head == "linear" and cfg.finetune.head_init == "probe"
-    trained = ("finetune",) + DISTILL_METHODS  # these need embeddings only for the probe that starts their head
+    trained = ("finetune", "fixmatch") + DISTILL_METHODS  # these need embeddings only for the probe that starts their head
     needed = [m for m in todo if m in users and (BY_NAME[m].protocol not in trained or probe_init)]
     if not needed:
         return None
@@ -281,23 +284,34 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
         if ft.head == "mlp":
             return M.mlp_probe(features[0][idx], labels, features[1], data.num_classes, ft, accelerator, seed)
         return probe().predict(features[1])
-    trained = trained_classifier(method == "finetune", idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale,
-                                 probe)
+    if method == "fixmatch":
+        from .fixmatch import fixmatch
+
+        model = initial_classifier(True, data, cfg, encoder_path, probe)
+        trained = fixmatch(model, data, idx, ft, accelerator, seed, encoder_lr_scale)
+    else:
+        trained = trained_classifier(method == "finetune", idx, data, cfg, accelerator, encoder_path, seed,
+                                     encoder_lr_scale, probe)
     return M.predict(trained, data.dataset("test", test_idx), accelerator, ft.probe_batch_size)
 
 
-def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, encoder_path, seed: int,
-                       encoder_lr_scale: float, probe):
-    """`finetune` (the SSL encoder, head from the converged probe) or `supervised` (random weights) on a subset."""
+def initial_classifier(pretrained: bool, data, cfg: Config, encoder_path, probe) -> M.Classifier:
+    """The SSL encoder with its head from the converged probe (LP-FT), or the architecture from random weights."""
     ft = cfg.finetune
     encoder = data.encoder(pretrained=pretrained, path=encoder_path)
     if pretrained and ft.head == "linear" and ft.head_init == "probe":
         head = probe().as_head()
     else:
         head = M.make_head(ft.head, encoder.embedding_dim, data.num_classes)
-    model = M.Classifier(encoder, head, data.input_keys)
-    return M.train_classifier(model, data.dataset("train", idx), ft, accelerator, seed, transform=data.train_transform,
-                              encoder_lr_scale=encoder_lr_scale if pretrained else 1.0)
+    return M.Classifier(encoder, head, data.input_keys)
+
+
+def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, encoder_path, seed: int,
+                       encoder_lr_scale: float, probe):
+    """`finetune` (the SSL encoder, head from the converged probe) or `supervised` (random weights) on a subset."""
+    model = initial_classifier(pretrained, data, cfg, encoder_path, probe)
+    return M.train_classifier(model, data.dataset("train", idx), cfg.finetune, accelerator, seed,
+                              transform=data.train_transform, encoder_lr_scale=encoder_lr_scale if pretrained else 1.0)
 
 
 def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,
@@ -315,14 +329,12 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
 
     teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
     if method == "distill":
-        encoder = data.encoder(pretrained=True, path=encoder_path)
-        head = (probe().as_head() if ft.head == "linear" and ft.head_init == "probe"
-                else M.make_head(ft.head, encoder.embedding_dim, data.num_classes))
+        model = initial_classifier(True, data, cfg, encoder_path, probe)
     else:
         encoder = data.student_encoder(ft.student, encoder_path)
-        head = M.make_head(ft.head, encoder.embedding_dim, data.num_classes)
+        model = M.Classifier(encoder, M.make_head(ft.head, encoder.embedding_dim, data.num_classes), data.input_keys)
     pretrained_student = method == "distill" or spec_if_exported(ft.student) is not None
-    student = D.distill(teacher, M.Classifier(encoder, head, data.input_keys), data, idx, ft, accelerator, seed,
+    student = D.distill(teacher, model, data, idx, ft, accelerator, seed,
                         encoder_lr_scale if pretrained_student else 1.0)  # a pretrained encoder moves slowly
     test = data.dataset("test", np.arange(len(data.test_labels)))
     preds = M.predict(student, test, accelerator, ft.probe_batch_size)

@@ -1,0 +1,103 @@
+"""Use the unlabeled data at fine-tune time: FixMatch (Sohn et al. 2020, "FixMatch: Simplifying Semi-Supervised
+Learning with Consistency and Confidence") started from the SSL encoder — the recipe of SimCLRv2-style
+"pretrain, then semi-supervised fine-tune" papers (e.g. SelfMatch, Kim et al. 2021).
+
+Each step takes `finetune.batch_size` examples of the unlabeled *train* pool (their labels are dropped before
+the batch is built; the test split is never touched) and 1/`unlabeled_ratio` as many of the labeled subset:
+
+    loss = CE(model(weak(x_l)), y) + lambda_u * mean_u[ 1{max p(weak(u)) >= tau} * CE(model(strong(u)), argmax p(weak(u))) ]
+
+The model labels each pool example's weak view (no gradient) and learns to give its strong view that label, only
+where it is confident. Unlike `distill` there is no frozen teacher: the pseudo-labels improve as the model does.
+The model starts as the `finetune` row does (SSL encoder, head from the converged linear probe), so its first
+pseudo-labels are already the probe's; the encoder trains at `finetune.encoder_lr_scale`.
+
+Written here rather than taken from a library: the field's FixMatch code (USB, TorchSSL) is a framework of its
+own with its own trainer and data pipeline; the method itself is the loss above, on this project's engine.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from . import methods as M
+
+
+class PoolWithLabeled(Dataset):
+    """The unlabeled train pool (its labels dropped), each batch paired with a batch of the labeled subset; the
+    labeled subset is walked in a seeded random order, reshuffled whenever it runs out."""
+
+    def __init__(self, pool: Dataset, labeled: Dataset, labeled_batch: int, seed: int):
+        self.pool, self.labeled, self.labeled_batch = pool, labeled, labeled_batch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.queue: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def _next_labeled(self) -> list[int]:
+        while len(self.queue) < self.labeled_batch:
+            self.queue += torch.randperm(len(self.labeled), generator=self.generator).tolist()
+        take, self.queue = self.queue[:self.labeled_batch], self.queue[self.labeled_batch:]
+        return take
+
+    def __getitems__(self, positions):
+        unlabeled = self.pool.__getitems__(list(positions))
+        unlabeled.pop("labels", None)  # the pool is unlabeled: its labels must not reach the loss
+        return {"unlabeled": unlabeled, "labeled": self.labeled.__getitems__(self._next_labeled())}
+
+
+def concat_inputs(a: dict, b: dict, keys) -> dict:
+    """Two batches of encoder inputs as one (a single forward, as DDP needs): token batches are right-padded with
+    zeros (an attention mask of 0 there) to the wider one's length."""
+    out = {}
+    for k in keys:
+        x, y = a[k], b[k]
+        if x.dim() == 2 and x.shape[1] != y.shape[1]:
+            width = max(x.shape[1], y.shape[1])
+            x, y = (F.pad(t, (0, width - t.shape[1])) for t in (x, y))
+        out[k] = torch.cat([x, y])
+    return out
+
+
+class FixMatchTask(M.ClassifierTask):
+    def __init__(self, model, dataset, data, num_processes: int, threshold: float, unlabeled_weight: float):
+        super().__init__(model, dataset, data.train_transform, num_processes)
+        self.data, self.threshold, self.unlabeled_weight = data, threshold, unlabeled_weight
+
+    def loss(self, model, batch, accelerator):
+        labeled, unlabeled = batch["labeled"], batch["unlabeled"]
+        with torch.no_grad(), accelerator.autocast():
+            probs = model(self.transform(unlabeled)).float().softmax(-1)
+        confidence, pseudo = probs.max(-1)
+        confident = (confidence >= self.threshold).float()
+        both = concat_inputs(self.transform(labeled), self.data.strong_transform(unlabeled), self.data.input_keys)
+        with accelerator.autocast():
+            logits = model(both).float()
+        n = len(labeled["labels"])
+        label_loss = F.cross_entropy(logits[:n], labeled["labels"])
+        # FixMatch's normalisation: over all unlabeled examples, so few confident ones give a small loss
+        pseudo_loss = (F.cross_entropy(logits[n:], pseudo, reduction="none") * confident).mean()
+        return label_loss + self.unlabeled_weight * pseudo_loss, {
+            "label_loss": label_loss.detach(), "pseudo_loss": pseudo_loss.detach(), "confident": confident.mean()}
+
+    def batch_items(self, batch: dict) -> dict:
+        return {"samples": len(batch["labeled"]["labels"]) + len(next(iter(batch["unlabeled"].values())))}
+
+
+def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int,
+             encoder_lr_scale: float) -> M.Classifier:
+    """`model` (SSL encoder + probe head) trained with FixMatch on labeled subset `idx` and the whole train pool,
+    for finetune.fixmatch.epochs over the pool."""
+    fm = ft.fixmatch
+    pool = data.dataset("train", np.arange(len(data.train_labels)))
+    labeled_batch = max(1, min(len(idx), ft.batch_size // fm.unlabeled_ratio))
+    dataset = PoolWithLabeled(pool, data.dataset("train", idx), labeled_batch,
+                              seed * 1000 + accelerator.process_index)  # each process its own labeled batches
+    task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight)
+    plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False)
+    M.train(task, plan, accelerator, seed, groups=M.param_groups(model, plan.weight_decay, {"encoder.": encoder_lr_scale}))
+    accelerator.free_memory()
+    return task.model

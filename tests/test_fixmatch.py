@@ -1,0 +1,176 @@
+"""fixmatch: the labeled subset plus the unlabeled train pool (its labels dropped, the test split never seen);
+confident pseudo-labels only; one DDP forward per step (2 processes); vision and text end to end."""
+import json
+from contextlib import nullcontext
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import run_stage
+from ssl_pipeline.cli import finetune_main, pretrain_main
+
+BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=4", "pretrain.batch_size=32",
+        "model.projection_hidden_dim=32"]
+FT = ["finetune.seeds=[0]", "finetune.label_fractions=[0.1]", "finetune.min_steps=4", "finetune.max_steps=4",
+      "finetune.batch_size=64", "finetune.fixmatch.epochs=1", "finetune.methods=[fixmatch]"]
+
+
+class Items(torch.utils.data.Dataset):
+    """Example i is the image filled with value i and label i % 3."""
+
+    def __init__(self, ids):
+        self.ids = list(ids)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitems__(self, idx):
+        ids = torch.as_tensor([self.ids[i] for i in idx], dtype=torch.float32)
+        return {"images": ids.view(-1, 1, 1, 1).expand(-1, 1, 2, 2).clone(), "labels": ids.long() % 3}
+
+
+def test_labeled_batches_come_from_the_subset_and_the_pool_loses_its_labels():
+    from ssl_pipeline.finetune.fixmatch import PoolWithLabeled
+
+    subset = [3, 7, 11, 20, 21]
+    ds = PoolWithLabeled(Items(range(30)), Items(subset), labeled_batch=2, seed=0)
+    seen = []
+    for start in range(0, 10, 2):
+        batch = ds.__getitems__([start, start + 1])
+        assert "labels" not in batch["unlabeled"]  # the pool is unlabeled, whatever its source knows
+        assert batch["unlabeled"]["images"][:, 0, 0, 0].tolist() == [start, start + 1]
+        seen += batch["labeled"]["images"][:, 0, 0, 0].long().tolist()
+        assert torch.equal(batch["labeled"]["labels"], batch["labeled"]["images"][:, 0, 0, 0].long() % 3)
+    assert set(seen) == set(subset) and set(seen[:5]) == set(subset)  # every labeled example once per round
+
+
+def _task(threshold):
+    from ssl_pipeline.finetune.fixmatch import FixMatchTask
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    data = SimpleNamespace(train_transform=lambda b: b, input_keys=("images",),
+                           strong_transform=lambda b: {**b, "images": b["images"].flip(-1)})
+    task = FixMatchTask(None, None, data, 1, threshold, unlabeled_weight=1.0)
+    batch = {"labeled": {"images": torch.randn(4, 1, 4, 4), "labels": torch.tensor([0, 1, 2, 0])},
+             "unlabeled": {"images": torch.randn(12, 1, 4, 4)}}
+    return task, net, batch
+
+
+def test_only_confident_pool_examples_teach_and_their_strong_view_learns_the_weak_views_label():
+    import torch.nn.functional as F
+
+    acc = SimpleNamespace(autocast=nullcontext)
+    task, net, batch = _task(threshold=1.01)  # no prediction is that confident: the labeled loss alone
+    loss, extra = task.loss(lambda b: net(b["images"]), batch, acc)
+    assert float(extra["confident"]) == 0.0 and float(extra["pseudo_loss"]) == 0.0
+    assert torch.isclose(loss, F.cross_entropy(net(batch["labeled"]["images"]), batch["labeled"]["labels"]))
+
+    task, net, batch = _task(threshold=0.0)  # every pool example teaches
+    loss, extra = task.loss(lambda b: net(b["images"]), batch, acc)
+    u = batch["unlabeled"]["images"]
+    expected = F.cross_entropy(net(u.flip(-1)), net(u).argmax(-1))  # strong view -> the weak view's label
+    assert float(extra["confident"]) == 1.0
+    assert torch.isclose(extra["pseudo_loss"], expected.detach())
+    loss.backward()  # one graph over labeled + strong views
+    assert net[1].weight.grad is not None
+
+
+def test_token_batches_of_different_widths_are_joined_with_a_masked_pad():
+    from ssl_pipeline.finetune.fixmatch import concat_inputs
+
+    a = {"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3, dtype=torch.long)}
+    b = {"input_ids": torch.full((1, 5), 7), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    both = concat_inputs(a, b, ("input_ids", "attention_mask"))
+    assert both["input_ids"].shape == (3, 5) and both["attention_mask"][:2, 3:].sum() == 0
+    assert both["attention_mask"][2].sum() == 5
+
+
+def test_strong_views_differ_from_weak_ones_and_stay_images():
+    from ssl_pipeline.augment import StrongAugment
+
+    torch.manual_seed(0)
+    for channels in (1, 3):
+        x = torch.rand(70, channels, 16, 16)  # more than one RandAugment chunk
+        y = StrongAugment(16)(x)
+        assert y.shape == x.shape and 0.0 <= float(y.min()) and float(y.max()) <= 1.0
+        assert (y - x).abs().mean() > 0.05
+
+
+def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
+    from ssl_pipeline.finetune import fixmatch as FM
+
+    out = tmp_path / "run"
+    pretrain_main(BASE + [f"output_dir={out}"])
+    seen = []
+    real_loss = FM.FixMatchTask.loss
+
+    def spy_loss(self, model, batch, accelerator):
+        seen.append((len(self.dataset), len(self.dataset.labeled), sorted(batch["unlabeled"])))
+        return real_loss(self, model, batch, accelerator)
+
+    monkeypatch.setattr(FM.FixMatchTask, "loss", spy_loss)
+    finetune_main(BASE + FT + [f"output_dir={out}"])
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    assert [r["method"] for r in doc["rows"]] == ["fixmatch"] and 0.0 <= doc["rows"][0]["accuracy"] <= 1.0
+    pool, labeled, keys = seen[0]
+    assert pool == doc["n_train"] != doc["n_test"] and labeled == doc["rows"][0]["n_labels"]
+    assert keys == ["images"]  # no labels in the pool's batches
+    # one epoch over the 1,437-image pool at 64 per step (the subset's caps do not apply)
+    assert len(seen) == -(-1437 // 64)
+    assert "fixmatch" in (out / "label_efficiency.md").read_text()
+
+
+def test_fixmatch_two_processes_and_text(tmp_path):
+    out = tmp_path / "run"
+    run_stage("pretrain", BASE + [f"output_dir={out}"])
+    run_stage("finetune", BASE + FT + [f"output_dir={out}"], nproc=2)
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    assert [r["method"] for r in doc["rows"]] == ["fixmatch"]
+
+    text = tmp_path / "text"
+    cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}"]
+    run_stage("pretrain", cfg + ["pretrain.max_steps=3", "model.vocab_size=1000"])
+    run_stage("finetune", cfg + FT + ["finetune.label_fractions=[0.2]"])
+    doc = json.loads((text / "label_efficiency.json").read_text())
+    assert [r["method"] for r in doc["rows"]] == ["fixmatch"] and doc["rows"][0]["accuracy"] > 0
+
+
+def test_text_strong_view_masks_only_ordinary_tokens():
+    from ssl_pipeline.finetune.labeled import TextLabeled
+
+    tok = SimpleNamespace(mask_token_id=4, unk_token_id=1, all_special_ids=[0, 1, 2, 3, 4])
+    data = TextLabeled.__new__(TextLabeled)
+    data.cfg = SimpleNamespace(finetune=SimpleNamespace(fixmatch=SimpleNamespace(text_mask_probability=0.5)))
+    data.special = torch.zeros(50, dtype=torch.bool)
+    data.special[:5] = True
+    data.mask_id, data.tokenizer = tok.mask_token_id, tok
+    torch.manual_seed(0)
+    ids = torch.cat([torch.full((64, 1), 2), torch.randint(5, 50, (64, 30)), torch.full((64, 1), 3)], 1)
+    out = data.strong_transform({"input_ids": ids, "attention_mask": torch.ones_like(ids)})["input_ids"]
+    changed = out != ids
+    assert not changed[:, 0].any() and not changed[:, -1].any()  # [CLS] / [SEP] kept
+    assert 0.3 < changed[:, 1:-1].float().mean() < 0.55 and (out == 4).float().mean() > 0.3
+
+
+def test_fixmatch_settings_are_checked_and_defaults_keep_old_reports_resumable(tmp_path):
+    from ssl_pipeline.config import load_config
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.finetune.runner import _fingerprint
+
+    with pytest.raises(UserError, match="finetune.fixmatch.threshold"):
+        load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=1.5"])
+    with pytest.raises(UserError, match="unknown config key 'finetune.fixmatch.treshold'"):
+        load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.treshold=0.9"])
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "ssl_encoder.json").write_text("{}\n")
+    default = load_config("configs/vision/simclr_digits.yaml", [])
+    changed = load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=0.9"])
+    assert _fingerprint(default, enc) != _fingerprint(changed, enc)
+    # the value a report written before finetune.fixmatch existed holds for this config and encoder (computed with
+    # the previous release): adding the section at its defaults must not make such a report unresumable
+    assert _fingerprint(default, enc) == "63c1b433eaf94b0a"
