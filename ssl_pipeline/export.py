@@ -68,11 +68,12 @@ def read_spec(path) -> dict:
     return json.loads(spec_file.read_text())
 
 
-def load_encoder(path, expect_modality: str | None = None):
-    """Rebuilds an exported encoder as an eval-mode `torch.nn.Module` returning embeddings (B, D)."""
+def load_encoder(path, expect_modality: str | None = None, role: str = "encoder"):
+    """Rebuilds an exported encoder as an eval-mode `torch.nn.Module` returning embeddings (B, D). `role`: what
+    the user called it (a config key), for the modality error."""
     spec = read_spec(path)
     if expect_modality and spec["modality"] != expect_modality:
-        raise UserError(f"encoder {path} is a {spec['modality']} encoder, but this config needs a "
+        raise UserError(f"{role} {path} is a {spec['modality']} encoder, but this config needs a "
                         f"{expect_modality} encoder")
     if spec["modality"] == "vision":
         from safetensors.torch import load_file

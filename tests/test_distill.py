@@ -262,10 +262,15 @@ def test_a_text_student_must_read_the_teachers_tokens(tmp_path):
 
     data = object.__new__(TextLabeled)  # only the tokenizer and the texts' length matter here
     data.tokenizer, data.max_length = teacher_tok, 64
-    assert data.student_encoder(export(teacher_tok, "same"), tmp_path).embedding_dim == 16
+    student, pretrained = data.student_encoder(export(teacher_tok, "same"), tmp_path)
+    assert student.embedding_dim == 16 and pretrained
     with pytest.raises(UserError, match="another tokenizer than the teacher's"):
         data.student_encoder(export(other_tok, "other"), tmp_path)
     with pytest.raises(UserError, match="reads at most 32 tokens"):
         data.student_encoder(export(teacher_tok, "short", positions=32), tmp_path)
     with pytest.raises(UserError, match="neither an exported encoder directory nor a text size preset"):
         data.student_encoder("huge", tmp_path)
+    from ssl_pipeline.finetune.labeled import pretrained_student
+
+    with pytest.raises(UserError, match="finetune.student .* is a text encoder, but this config needs a vision"):
+        pretrained_student(export(teacher_tok, "text_for_vision"), "vision", {})

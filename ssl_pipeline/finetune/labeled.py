@@ -24,21 +24,19 @@ def pretrained_student(name: str, modality: str, expected: dict) -> nn.Module | 
     fields the labeled data here were prepared for (image size, channels, ...); a student that differs would
     read them wrongly, so it is refused with the field named."""
     from ..export import load_encoder
-    from ..spec import spec_if_exported
+    from ..spec import SPEC_FILE
 
-    spec = spec_if_exported(name)
-    if spec is None:
+    if not (Path(name) / SPEC_FILE).is_file():
         if Path(name).exists():
-            raise UserError(f"finetune.student {name} is not an exported encoder (no ssl_encoder.json); name a "
+            raise UserError(f"finetune.student {name} is not an exported encoder (no {SPEC_FILE}); name a "
                             "directory `pretrain` wrote (OUTPUT_DIR/encoder), a timm model or a text size preset")
         return None
-    if spec.get("modality") != modality:
-        raise UserError(f"finetune.student {name} is a {spec.get('modality')} encoder; this run's data are {modality}")
+    student = load_encoder(name, expect_modality=modality, role="finetune.student")
     for key, want in expected.items():
-        if spec.get(key) != want:
-            raise UserError(f"finetune.student {name}: its {key} is {spec.get(key)!r}, but the teacher's and this "
-                            f"run's data are {want!r}")
-    return load_encoder(name).train()
+        if student.spec.get(key) != want:
+            raise UserError(f"finetune.student {name}: its {key} is {student.spec.get(key)!r}, but the teacher's and "
+                            f"this run's data are {want!r}")
+    return student.train()
 
 
 class SubsetView(Dataset):
@@ -105,17 +103,16 @@ class VisionLabeled:
         backbone = create_backbone(self.spec["timm_name"], self.spec["channels"], self.spec["small_stem"])
         return VisionEncoder(backbone, self.spec)
 
-    def student_encoder(self, name: str, path) -> nn.Module:
-        """distill_small's student: an exported encoder directory (pretrained), or timm model `name` from random
-        weights, with the teacher's input size and channels."""
+    def student_encoder(self, name: str, path) -> tuple[nn.Module, bool]:
+        """distill_small's student and whether it is pretrained: an exported encoder directory, or timm model `name`
+        from random weights, with the teacher's input size and channels."""
         from ..models.vision import VisionEncoder, create_backbone
 
         pretrained = pretrained_student(name, "vision", {k: self.spec[k] for k in ("image_size", "channels")})
         if pretrained is not None:
-            return pretrained
-
+            return pretrained, True
         backbone = create_backbone(name, self.spec["channels"], self.spec["small_stem"])
-        return VisionEncoder(backbone, {**self.spec, "timm_name": name, "embedding_dim": int(backbone.num_features)})
+        return VisionEncoder(backbone, {**self.spec, "timm_name": name, "embedding_dim": int(backbone.num_features)}), False
 
     def train_transform(self, batch: dict) -> dict:
         """Weak augmentation (crop + flip) on the device, same for fine-tuning and the supervised baseline."""
@@ -207,9 +204,9 @@ class TextLabeled:
         model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="sdpa")
         return TextEncoder(model, self.tokenizer, self.spec)
 
-    def student_encoder(self, name: str, path) -> nn.Module:
-        """distill_small's student: an exported encoder directory (pretrained, with the teacher's tokenizer), or the
-        encoder's architecture and tokenizer at size preset `name`, from random weights."""
+    def student_encoder(self, name: str, path) -> tuple[nn.Module, bool]:
+        """distill_small's student and whether it is pretrained: an exported encoder directory (with the teacher's
+        tokenizer), or the encoder's architecture and tokenizer at size preset `name`, from random weights."""
         from transformers import AutoConfig, AutoModel
 
         from ..models.text import SIZE_PRESETS, TextEncoder
@@ -224,7 +221,7 @@ class TextLabeled:
             if positions < self.max_length:
                 raise UserError(f"finetune.student {name} reads at most {positions} tokens; this run's texts are "
                                 f"{self.max_length}")
-            return pretrained
+            return pretrained, True
         if name not in SIZE_PRESETS:
             raise UserError(f"finetune.student '{name}' is neither an exported encoder directory nor a text size "
                             f"preset; choose one of {list(SIZE_PRESETS)}")
@@ -233,7 +230,7 @@ class TextLabeled:
         config.update({"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
                        "intermediate_size": inter})
         model = AutoModel.from_config(config, add_pooling_layer=False, attn_implementation="sdpa")
-        return TextEncoder(model, self.tokenizer, self.spec)
+        return TextEncoder(model, self.tokenizer, self.spec), False
 
     def train_transform(self, batch: dict) -> dict:
         return batch

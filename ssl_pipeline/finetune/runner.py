@@ -15,7 +15,6 @@ import numpy as np
 from ..config import Config, FixMatchConfig, base_encoder_ref, explicit
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
-from ..spec import spec_if_exported
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
@@ -329,11 +328,10 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
 
     teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
     if method == "distill":
-        model = initial_classifier(True, data, cfg, encoder_path, probe)
+        model, pretrained_student = initial_classifier(True, data, cfg, encoder_path, probe), True
     else:
-        encoder = data.student_encoder(ft.student, encoder_path)
+        encoder, pretrained_student = data.student_encoder(ft.student, encoder_path)
         model = M.Classifier(encoder, M.make_head(ft.head, encoder.embedding_dim, data.num_classes), data.input_keys)
-    pretrained_student = method == "distill" or spec_if_exported(ft.student) is not None
     student = D.distill(teacher, model, data, idx, ft, accelerator, seed,
                         encoder_lr_scale if pretrained_student else 1.0)  # a pretrained encoder moves slowly
     test = data.dataset("test", np.arange(len(data.test_labels)))
