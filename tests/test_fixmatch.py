@@ -127,9 +127,11 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
 def test_fixmatch_two_processes_and_text(tmp_path):
     out = tmp_path / "run"
     run_stage("pretrain", BASE + [f"output_dir={out}"])
-    run_stage("finetune", BASE + FT + [f"output_dir={out}"], nproc=2)
+    proc = run_stage("finetune", BASE + FT + [f"output_dir={out}"], nproc=2)
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"]
+    # a pass over the pool takes minutes on real data: it shows its own progress and loss
+    assert "fixmatch: " in proc.stderr and "loss=" in proc.stderr
 
     text = tmp_path / "text"
     cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}"]
