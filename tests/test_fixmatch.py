@@ -112,8 +112,18 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
         seen.append((len(self.dataset), len(self.dataset.labeled), sorted(batch["unlabeled"])))
         return real_loss(self, model, batch, accelerator)
 
+    scales = []
+    real_train = FM.M.train
+
+    def spy_train(task, plan, accelerator, seed, groups):
+        scales.append({g["lr_scale"] for g in groups})
+        return real_train(task, plan, accelerator, seed, groups=groups)
+
     monkeypatch.setattr(FM.FixMatchTask, "loss", spy_loss)
-    finetune_main(BASE + FT + [f"output_dir={out}"])
+    monkeypatch.setattr(FM.M, "train", spy_train)
+    finetune_main(BASE + FT + [f"output_dir={out}", "finetune.encoder_lr_scale=0.1",
+                               "finetune.fixmatch.encoder_lr_scale=0.5"])
+    assert scales == [{1.0, 0.5}]  # head at the full lr, encoder at fixmatch's own scale (not the finetune row's)
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"] and 0.0 <= doc["rows"][0]["accuracy"] <= 1.0
     pool, labeled, keys = seen[0]
