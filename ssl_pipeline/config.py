@@ -145,7 +145,7 @@ class FixMatchConfig:
     unlabeled_ratio: int = 7  # mu: unlabeled examples per labeled example in a batch (the batch holds finetune.batch_size unlabeled ones)
     unlabeled_weight: float = 1.0  # lambda_u: weight of the pseudo-label loss on the strong views next to the labeled cross-entropy
     epochs: int = 4  # epochs over the unlabeled train pool (not capped by finetune.max_steps)
-    encoder_lr_scale: Optional[float] = None  # encoder lr = finetune.learning_rate * this; null: finetune.encoder_lr_scale (the pool's many examples let the encoder move faster than 1 % labels alone would)
+    encoder_lr_scale: float = 1.0  # encoder lr = finetune.learning_rate * this: the whole network at one lr, as FixMatch trains it (the pool's many examples keep the encoder from overfitting the few labels that make the finetune row's 0.1 right)
     text_mask_probability: float = 0.15  # text: the strong view masks this fraction of the tokens, BERT-style (80 % [MASK], 10 % random, 10 % kept)
 
 
@@ -476,8 +476,8 @@ def validate(cfg: Config) -> None:
         raise UserError("config keys 'finetune.distill_temperature' (> 0), 'finetune.distill_epochs' (>= 1) and "
                         "'finetune.distill_label_weight' (>= 0) are out of range")
     fm = cfg.finetune.fixmatch
-    if not 0.0 <= fm.threshold <= 1.0 or fm.unlabeled_ratio < 1 or (fm.encoder_lr_scale or 0.0) < 0 or fm.unlabeled_weight < 0 or fm.epochs < 1 \
-            or not 0.0 <= fm.text_mask_probability < 1.0:
+    if (not 0.0 <= fm.threshold <= 1.0 or fm.unlabeled_ratio < 1 or fm.encoder_lr_scale < 0 or fm.unlabeled_weight < 0
+            or fm.epochs < 1 or not 0.0 <= fm.text_mask_probability < 1.0):
         raise UserError("config keys 'finetune.fixmatch.threshold' (in [0, 1]), 'finetune.fixmatch.unlabeled_ratio' "
                         "(>= 1), 'finetune.fixmatch.unlabeled_weight' (>= 0), 'finetune.fixmatch.epochs' (>= 1), "
                         "'finetune.fixmatch.encoder_lr_scale' (>= 0) and "

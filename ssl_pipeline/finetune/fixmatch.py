@@ -10,8 +10,9 @@ the batch is built; the test split is never touched) and 1/`unlabeled_ratio` as 
 The model labels each pool example's weak view (no gradient) and learns to give its strong view that label, only
 where it is confident. Unlike `distill` there is no frozen teacher: the pseudo-labels improve as the model does.
 The model starts as the `finetune` row does (SSL encoder, head from the converged linear probe), so its first
-pseudo-labels are already the probe's; the encoder trains at `finetune.fixmatch.encoder_lr_scale` (default: the
-`finetune` row's `finetune.encoder_lr_scale`).
+pseudo-labels are already the probe's. The encoder trains at `finetune.fixmatch.encoder_lr_scale` (1: the whole
+network at one lr, as FixMatch does), not at the `finetune` row's 0.1: the unlabeled pool keeps it from overfitting
+the few labels (Fashion-MNIST validation carve, 1 % labels: 84.5 / 85.4 / 85.6 % at 0.1 / 0.5 / 1).
 
 Written here rather than taken from a library: the field's FixMatch code (USB, TorchSSL) is a framework of its
 own with its own trainer and data pipeline; the method itself is the loss above, on this project's engine.
@@ -88,11 +89,9 @@ class FixMatchTask(M.ClassifierTask):
         return {"samples": len(batch["labeled"]["labels"]) + len(next(iter(batch["unlabeled"].values())))}
 
 
-def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int,
-             encoder_lr_scale: float) -> M.Classifier:
+def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int) -> M.Classifier:
     """`model` (SSL encoder + probe head) trained with FixMatch on labeled subset `idx` and the whole train pool,
-    for finetune.fixmatch.epochs over the pool; the encoder at finetune.fixmatch.encoder_lr_scale when set, else at
-    `encoder_lr_scale` (the `finetune` row's for this label budget)."""
+    for finetune.fixmatch.epochs over the pool, the encoder at finetune.fixmatch.encoder_lr_scale."""
     fm = ft.fixmatch
     pool = data.dataset("train", np.arange(len(data.train_labels)))
     labeled_batch = max(1, min(len(idx), ft.batch_size // fm.unlabeled_ratio))
@@ -100,8 +99,7 @@ def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: 
                               seed * 1000 + accelerator.process_index)  # each process its own labeled batches
     task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight)
     plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False)
-    if fm.encoder_lr_scale is not None:
-        encoder_lr_scale = fm.encoder_lr_scale
-    M.train(task, plan, accelerator, seed, groups=M.param_groups(model, plan.weight_decay, {"encoder.": encoder_lr_scale}))
+    M.train(task, plan, accelerator, seed, groups=M.param_groups(model, plan.weight_decay,
+                                                                 {"encoder.": fm.encoder_lr_scale}))
     accelerator.free_memory()
     return task.model

@@ -287,7 +287,7 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
         from .fixmatch import fixmatch
 
         model = initial_classifier(True, data, cfg, encoder_path, probe)
-        trained = fixmatch(model, data, idx, ft, accelerator, seed, encoder_lr_scale)
+        trained = fixmatch(model, data, idx, ft, accelerator, seed)
     else:
         trained = trained_classifier(method == "finetune", idx, data, cfg, accelerator, encoder_path, seed,
                                      encoder_lr_scale, probe)
