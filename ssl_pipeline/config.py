@@ -144,8 +144,8 @@ class FixMatchConfig:
     threshold: float = 0.95  # a pool example teaches only when the model's confidence on its weak view is at least this
     unlabeled_ratio: int = 7  # mu: unlabeled examples per labeled example in a batch (the batch holds finetune.batch_size unlabeled ones)
     unlabeled_weight: float = 1.0  # lambda_u: weight of the pseudo-label loss on the strong views next to the labeled cross-entropy
-    epochs: int = 4  # epochs over the unlabeled train pool (not capped by finetune.max_steps)
-    encoder_lr_scale: float = 1.0  # encoder lr = finetune.learning_rate * this: the whole network at one lr, as FixMatch trains it (the pool's many examples keep the encoder from overfitting the few labels that make the finetune row's 0.1 right)
+    epochs: int = 8  # epochs over the unlabeled train pool (not capped by finetune.max_steps)
+    encoder_lr_scale: float = 0.5  # encoder lr = finetune.learning_rate * this: higher than the finetune row's 0.1, as the pool's many examples keep the encoder from overfitting the few labels
     text_mask_probability: float = 0.15  # text: the strong view masks this fraction of the tokens, BERT-style (80 % [MASK], 10 % random, 10 % kept)
 
 
