@@ -161,6 +161,7 @@ class TextLabeled:
         from transformers import AutoTokenizer
 
         from ..data.text import load_texts
+        from ..masking import special_table
 
         self.cfg, self.spec = cfg, spec
         self.train = load_texts(cfg.data, "train")
@@ -171,11 +172,8 @@ class TextLabeled:
         self.test_labels = None if self.test is None else self.test.labels
         self.tokenizer = AutoTokenizer.from_pretrained(str(encoder_path))
         self.max_length = spec.get("max_length", 128)
-        from ..masking import special_table
-
         self.special = special_table(self.tokenizer, len(self.tokenizer))  # tokens the strong view never masks
-        tok = self.tokenizer
-        self.mask_id = next((i for i in (tok.mask_token_id, tok.unk_token_id) if i is not None), 0)
+        self.mask_id = next((i for i in (self.tokenizer.mask_token_id, self.tokenizer.unk_token_id) if i is not None), 0)
         self._sets = {name: self._tokenize(split) for name, split in (("train", self.train), ("test", self.test))
                       if split is not None}
 
