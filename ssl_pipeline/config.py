@@ -147,6 +147,7 @@ class FixMatchConfig:
     epochs: int = 8  # epochs over the unlabeled train pool (not capped by finetune.max_steps)
     encoder_lr_scale: float = 0.5  # encoder lr = finetune.learning_rate * this: higher than the finetune row's 0.1, as the pool's many examples keep the encoder from overfitting the few labels
     text_mask_probability: float = 0.15  # text: the strong view masks this fraction of the tokens, BERT-style (80 % [MASK], 10 % random, 10 % kept)
+    ema_decay: float = 0.0  # > 0: score an exponential moving average of the weights (FixMatch's paper: 0.999) instead of the last ones; 0 = off
 
 
 @dataclass
@@ -477,11 +478,11 @@ def validate(cfg: Config) -> None:
                         "'finetune.distill_label_weight' (>= 0) are out of range")
     fm = cfg.finetune.fixmatch
     if (not 0.0 <= fm.threshold <= 1.0 or fm.unlabeled_ratio < 1 or fm.encoder_lr_scale < 0 or fm.unlabeled_weight < 0
-            or fm.epochs < 1 or not 0.0 <= fm.text_mask_probability < 1.0):
+            or fm.epochs < 1 or not 0.0 <= fm.text_mask_probability < 1.0 or not 0.0 <= fm.ema_decay < 1.0):
         raise UserError("config keys 'finetune.fixmatch.threshold' (in [0, 1]), 'finetune.fixmatch.unlabeled_ratio' "
                         "(>= 1), 'finetune.fixmatch.unlabeled_weight' (>= 0), 'finetune.fixmatch.epochs' (>= 1), "
-                        "'finetune.fixmatch.encoder_lr_scale' (>= 0) and "
-                        "'finetune.fixmatch.text_mask_probability' (in [0, 1)) are out of range")
+                        "'finetune.fixmatch.encoder_lr_scale' (>= 0), 'finetune.fixmatch.text_mask_probability' (in "
+                        "[0, 1)) and 'finetune.fixmatch.ema_decay' (in [0, 1)) are out of range")
     if any(m in BASE_METHODS for m in cfg.finetune.methods) and not base_encoder_ref(cfg):
         raise UserError("finetune.methods base_probe / base_finetune need a starting checkpoint: set "
                         "finetune.base_encoder or model.init_from")

@@ -79,6 +79,32 @@ def test_only_confident_pool_examples_teach_and_their_strong_view_learns_the_wea
     assert net[1].weight.grad is not None
 
 
+def test_ema_scores_the_moving_average_of_weights_and_batchnorm_statistics():
+    from ssl_pipeline.finetune.fixmatch import FixMatchTask
+
+    def task_of(decay):
+        net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+        return FixMatchTask(net, Items(range(4)), SimpleNamespace(train_transform=None), 1, 0.9, 1.0, decay), net
+
+    task, net = task_of(0.0)
+    task.after_optimizer_step(net, 1, 3)
+    assert task.scored_model() is net  # off: the trained weights themselves
+
+    task, net = task_of(0.75)
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[1].running_mean.fill_(1.0)
+    task.after_optimizer_step(net, 1, 3)  # the average starts from the weights after the first step
+    with torch.no_grad():
+        net[0].weight.fill_(5.0)
+        net[1].running_mean.fill_(5.0)
+    task.after_optimizer_step(net, 2, 3)
+    scored = task.scored_model()
+    assert scored is not net and torch.allclose(scored[0].weight, torch.full((2, 2), 2.0))  # 0.75 * 1 + 0.25 * 5
+    assert torch.allclose(scored[1].running_mean, torch.full((2,), 2.0))
+    assert torch.equal(net[0].weight, torch.full((2, 2), 5.0))  # the trained model is left as it is
+
+
 def test_token_batches_of_different_widths_are_joined_with_a_masked_pad():
     from ssl_pipeline.finetune.fixmatch import concat_inputs
 
@@ -137,7 +163,7 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
 def test_fixmatch_two_processes_and_text(tmp_path):
     out = tmp_path / "run"
     run_stage("pretrain", BASE + [f"output_dir={out}"])
-    proc = run_stage("finetune", BASE + FT + [f"output_dir={out}"], nproc=2)
+    proc = run_stage("finetune", BASE + FT + [f"output_dir={out}", "finetune.fixmatch.ema_decay=0.9"], nproc=2)
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"]
     # a pass over the pool takes minutes on real data: it shows its own progress and loss
@@ -175,6 +201,8 @@ def test_fixmatch_settings_are_checked_and_defaults_keep_old_reports_resumable(t
 
     with pytest.raises(UserError, match="finetune.fixmatch.threshold"):
         load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=1.5"])
+    with pytest.raises(UserError, match="finetune.fixmatch.ema_decay"):
+        load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.ema_decay=1"])
     with pytest.raises(UserError, match="unknown config key 'finetune.fixmatch.treshold'"):
         load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.treshold=0.9"])
     enc = tmp_path / "enc"
@@ -182,7 +210,9 @@ def test_fixmatch_settings_are_checked_and_defaults_keep_old_reports_resumable(t
     (enc / "ssl_encoder.json").write_text("{}\n")
     default = load_config("configs/vision/simclr_digits.yaml", [])
     changed = load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=0.9"])
-    assert _fingerprint(default, enc) != _fingerprint(changed, enc)
+    explicit_default = load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=0.9",
+                                                                         "finetune.fixmatch.ema_decay=0"])
+    assert _fingerprint(default, enc) != _fingerprint(changed, enc) == _fingerprint(explicit_default, enc)
     # the value a report written before finetune.fixmatch existed holds for this config and encoder (computed with
     # the previous release): adding the section at its defaults must not make such a report unresumable
     assert _fingerprint(default, enc) == "63c1b433eaf94b0a"

@@ -66,9 +66,26 @@ def concat_inputs(a: dict, b: dict, keys) -> dict:
 
 
 class FixMatchTask(M.ClassifierTask):
-    def __init__(self, model, dataset, data, num_processes: int, threshold: float, unlabeled_weight: float):
+    def __init__(self, model, dataset, data, num_processes: int, threshold: float, unlabeled_weight: float,
+                 ema_decay: float = 0.0):
         super().__init__(model, dataset, data.train_transform, num_processes)
         self.data, self.threshold, self.unlabeled_weight = data, threshold, unlabeled_weight
+        self.ema_decay, self.ema = ema_decay, None
+
+    def after_optimizer_step(self, model, step, total_steps):
+        """FixMatch scores an exponential moving average of the weights (timm's ModelEmaV3: parameters and
+        BatchNorm statistics alike). Started from the weights after the first step, so it sits on the model's
+        device whatever `accelerator.prepare` did."""
+        if not self.ema_decay:
+            return
+        if self.ema is None:
+            from timm.utils import ModelEmaV3
+            self.ema = ModelEmaV3(model, decay=self.ema_decay)
+        else:
+            self.ema.update(model)
+
+    def scored_model(self) -> M.Classifier:
+        return self.ema.module if self.ema is not None else self.model
 
     def loss(self, model, batch, accelerator):
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
@@ -92,15 +109,17 @@ class FixMatchTask(M.ClassifierTask):
 
 def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int) -> M.Classifier:
     """`model` (SSL encoder + probe head) trained with FixMatch on labeled subset `idx` and the whole train pool,
-    for finetune.fixmatch.epochs over the pool, the encoder at finetune.fixmatch.encoder_lr_scale."""
+    for finetune.fixmatch.epochs over the pool, the encoder at finetune.fixmatch.encoder_lr_scale; the weights'
+    moving average when finetune.fixmatch.ema_decay > 0."""
     fm = ft.fixmatch
     pool = data.dataset("train", np.arange(len(data.train_labels)))
     labeled_batch = max(1, min(len(idx), ft.batch_size // fm.unlabeled_ratio))
     dataset = PoolWithLabeled(pool, data.dataset("train", idx), labeled_batch,
                               seed * 1000 + accelerator.process_index)  # each process its own labeled batches
-    task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight)
+    task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight,
+                        fm.ema_decay)
     plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False)
     M.train(task, plan, accelerator, seed, groups=M.param_groups(model, plan.weight_decay,
                                                                  {"encoder.": fm.encoder_lr_scale}))
     accelerator.free_memory()
-    return task.model
+    return task.scored_model()

@@ -33,8 +33,12 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
             h.update(f.read_bytes())
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
                                                                            "labels_per_class", "encoder", "checkpoints")}
-    if ft["fixmatch"] == dataclasses.asdict(FixMatchConfig()):  # at its defaults, reports written before the
-        del ft["fixmatch"]  # section existed stay resumable; changed fixmatch settings make a new recipe
+    # only fixmatch keys off their defaults count: reports written before the section (or one of its keys) existed
+    # stay resumable, while changed fixmatch settings make a new recipe
+    default = dataclasses.asdict(FixMatchConfig())
+    ft["fixmatch"] = {k: v for k, v in ft["fixmatch"].items() if v != default[k]}
+    if not ft["fixmatch"]:
+        del ft["fixmatch"]
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
