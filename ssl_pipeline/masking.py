@@ -29,6 +29,20 @@ def special_table(tokenizer, vocab_size: int, device=None) -> torch.Tensor:
     return table
 
 
+class TokenMasker:
+    """`mask_tokens` for one tokenizer: its special-token table (moved once to the device of the batches it
+    masks), its [MASK] id and vocabulary size. Shared by the MLM-style pretext tasks and fixmatch's text view."""
+
+    def __init__(self, tokenizer, vocab_size: int, mask_id: int):
+        self.special = special_table(tokenizer, vocab_size)
+        self.mask_id, self.vocab_size = mask_id, vocab_size
+
+    def __call__(self, input_ids: torch.Tensor, p: float, generator: torch.Generator | None = None):
+        if self.special.device != input_ids.device:
+            self.special = self.special.to(input_ids.device)
+        return mask_tokens(input_ids, self.special, self.mask_id, self.vocab_size, p, generator)
+
+
 IGNORE = -100  # label of padding positions (cross_entropy's default ignore_index)
 
 

@@ -179,13 +179,12 @@ def test_fixmatch_two_processes_and_text(tmp_path):
 
 def test_text_strong_view_masks_only_ordinary_tokens():
     from ssl_pipeline.finetune.labeled import TextLabeled
+    from ssl_pipeline.masking import TokenMasker
 
     tok = SimpleNamespace(mask_token_id=4, unk_token_id=1, all_special_ids=[0, 1, 2, 3, 4])
     data = TextLabeled.__new__(TextLabeled)
     data.cfg = SimpleNamespace(finetune=SimpleNamespace(fixmatch=SimpleNamespace(text_mask_probability=0.5)))
-    data.special = torch.zeros(50, dtype=torch.bool)
-    data.special[:5] = True
-    data.mask_id, data.tokenizer = tok.mask_token_id, tok
+    data.masker = TokenMasker(tok, 50, tok.mask_token_id)
     torch.manual_seed(0)
     ids = torch.cat([torch.full((64, 1), 2), torch.randint(5, 50, (64, 30)), torch.full((64, 1), 3)], 1)
     out = data.strong_transform({"input_ids": ids, "attention_mask": torch.ones_like(ids)})["input_ids"]

@@ -6,6 +6,7 @@ a device-side training transform, and raw inputs for the classic scikit-learn ba
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,11 @@ class VisionLabeled:
                 imgs = torch.stack([split.dataset[i]["images"] for i in range(len(split.dataset))])
                 split.dataset = TensorImages(imgs, split.labels)
         self.augment = weak_augment(spec["image_size"])
-        self.strong = StrongAugment(spec["image_size"])
+
+    @functools.cached_property
+    def strong(self) -> StrongAugment:
+        """Built on first use: only the fixmatch row needs it."""
+        return StrongAugment(self.spec["image_size"])
 
     def dataset(self, split: str, idx) -> Dataset:
         base = (self.train if split == "train" else self.test).dataset
@@ -161,7 +166,7 @@ class TextLabeled:
         from transformers import AutoTokenizer
 
         from ..data.text import load_texts
-        from ..masking import special_table
+        from ..masking import TokenMasker
 
         self.cfg, self.spec = cfg, spec
         self.train = load_texts(cfg.data, "train")
@@ -172,8 +177,8 @@ class TextLabeled:
         self.test_labels = None if self.test is None else self.test.labels
         self.tokenizer = AutoTokenizer.from_pretrained(str(encoder_path))
         self.max_length = spec.get("max_length", 128)
-        self.special = special_table(self.tokenizer, len(self.tokenizer))  # tokens the strong view never masks
-        self.mask_id = next((i for i in (self.tokenizer.mask_token_id, self.tokenizer.unk_token_id) if i is not None), 0)
+        mask_id = next((i for i in (self.tokenizer.mask_token_id, self.tokenizer.unk_token_id) if i is not None), 0)
+        self.masker = TokenMasker(self.tokenizer, len(self.tokenizer), mask_id)  # fixmatch's strong view
         self._sets = {name: self._tokenize(split) for name, split in (("train", self.train), ("test", self.test))
                       if split is not None}
 
@@ -236,13 +241,7 @@ class TextLabeled:
     def strong_transform(self, batch: dict) -> dict:
         """fixmatch's strong view: BERT-style masking of finetune.fixmatch.text_mask_probability of the tokens (the
         corruption an MLM-pretrained encoder knows; a tokenizer without [MASK] gets [UNK] there)."""
-        from ..masking import mask_tokens
-
-        ids = batch["input_ids"]
-        if self.special.device != ids.device:
-            self.special = self.special.to(ids.device)
-        masked, _, _ = mask_tokens(ids, self.special, self.mask_id, len(self.special),
-                                   self.cfg.finetune.fixmatch.text_mask_probability)
+        masked, _, _ = self.masker(batch["input_ids"], self.cfg.finetune.fixmatch.text_mask_probability)
         return {**batch, "input_ids": masked}
 
     def classic_inputs(self, split: str, idx) -> list[str]:

@@ -14,7 +14,7 @@ from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pre
                          train_tokenizer)
 from ..engine import Task
 from ..errors import UserError
-from ..masking import bucketed_positions, mask_tokens, special_table
+from ..masking import TokenMasker, bucketed_positions
 
 EVAL_BLOCKS = 256  # held-out blocks for evaluation (a fixed slice of the training split, never trained on)
 
@@ -109,8 +109,7 @@ class TextTask(Task):
                 with accelerator.main_process_first():
                     blocks = tokenize_and_pack(texts, self.tokenizer, L, cache, digest)
         self.vocab_size = len(self.tokenizer)
-        self.special = special_table(self.tokenizer, self.vocab_size)  # tokens masking never selects
-        self.mask_id = self.tokenizer.mask_token_id
+        self.masker = TokenMasker(self.tokenizer, self.vocab_size, self.tokenizer.mask_token_id)
         if blocks is not None:
             n_eval = min(EVAL_BLOCKS, len(blocks) // 20)
             self.eval_data = PackedBlocks(blocks[:n_eval], L, self.tokenizer.pad_token_id) if n_eval else None
@@ -176,9 +175,7 @@ class TextTask(Task):
     def mask(self, ids: torch.Tensor, probability: float, generator=None):
         """BERT's 80/10/10 corruption of `ids` -> (corrupted ids, flat positions of the selected tokens, their
         original ids), positions bucketed so the head's input shape repeats (`masking.bucketed_positions`)."""
-        if self.special.device != ids.device:
-            self.special = self.special.to(ids.device)
-        masked, selected, labels = mask_tokens(ids, self.special, self.mask_id, self.vocab_size, probability, generator)
+        masked, selected, labels = self.masker(ids, probability, generator)
         return (masked, *bucketed_positions(selected, labels))
 
     def frequency_baseline(self) -> dict:
@@ -189,7 +186,7 @@ class TextTask(Task):
         if not hasattr(self, "_frequency_loss"):
             from ..masking import token_frequency_loss
 
-            self._frequency_loss = token_frequency_loss(self.data.ids, self.eval_data.ids, self.special.cpu())
+            self._frequency_loss = token_frequency_loss(self.data.ids, self.eval_data.ids, self.masker.special.cpu())
         return {"eval_token_frequency_loss": self._frequency_loss}
 
     def eval_batches(self, accelerator, size: int = 64):
