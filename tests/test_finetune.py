@@ -108,6 +108,22 @@ def test_linear_probe_head_reproduces_the_probe_on_raw_embeddings():
     assert (probe.predict(feats[keep]) == labels[keep]).mean() > 0.8
 
 
+def test_frozen_embeddings_are_computed_only_for_rows_that_read_them():
+    from types import SimpleNamespace
+
+    from ssl_pipeline.finetune.runner import needs_embeddings
+
+    lp_ft, random_head = SimpleNamespace(head="linear", head_init="probe"), SimpleNamespace(head="linear", head_init="random")
+    for row in ("linear_probe", "knn"):
+        assert needs_embeddings([row, "supervised"], random_head, base=False)
+    for row in ("finetune", "fixmatch", "distill", "distill_small"):  # only for the probe their head starts from
+        assert needs_embeddings([row], lp_ft, base=False) and not needs_embeddings([row], random_head, base=False)
+    assert not needs_embeddings(["supervised", "classic"], lp_ft, base=False)
+    # the starting checkpoint's embeddings only for its own rows, and the SSL encoder's never for those
+    assert needs_embeddings(["base_probe"], random_head, base=True) and not needs_embeddings(["base_probe"], lp_ft, base=False)
+    assert not needs_embeddings(["linear_probe", "finetune"], lp_ft, base=True)
+
+
 def test_label_multiplier_interpolates_on_log_scale():
     rows = []
     for n, sup, ssl in ((10, 0.5, 0.7), (100, 0.7, 0.8), (1000, 0.9, 0.95)):

@@ -16,28 +16,32 @@ class Evaluator:
     default: bool = True  # in finetune.methods unless the user lists them
     needs_base: bool = False  # scores the starting checkpoint (finetune.base_encoder / model.init_from)
     derived: bool = False  # written by another row's cell (its int8 copy), not requested in finetune.methods
+    embeddings: str = ""  # frozen: scores frozen train/test embeddings; probe_head: needs them only for the linear
+    #                       probe its head starts from (finetune.head_init=probe); "": never
     about: str = ""
 
 
 EVALUATORS = (  # report order
-    Evaluator("finetune", "ssl", "finetune", about="end to end, the head starting from the converged probe (LP-FT)"),
-    Evaluator("linear_probe", "ssl", "linear_probe", about="logistic regression on frozen, standardised embeddings"),
-    Evaluator("knn", "ssl", "knn", about="cosine kNN on frozen embeddings"),
-    Evaluator("distill", "ssl", "distill", default=False,
+    Evaluator("finetune", "ssl", "finetune", embeddings="probe_head",
+              about="end to end, the head starting from the converged probe (LP-FT)"),
+    Evaluator("linear_probe", "ssl", "linear_probe", embeddings="frozen",
+              about="logistic regression on frozen, standardised embeddings"),
+    Evaluator("knn", "ssl", "knn", embeddings="frozen", about="cosine kNN on frozen embeddings"),
+    Evaluator("distill", "ssl", "distill", default=False, embeddings="probe_head",
               about="SimCLRv2's step 3: the fine-tuned model soft-labels the unlabeled train pool; a student of the "
                     "same architecture (from the SSL encoder) learns from them + the labeled subset"),
-    Evaluator("distill_small", "ssl", "distill_small", default=False,
+    Evaluator("distill_small", "ssl", "distill_small", default=False, embeddings="probe_head",
               about="the same with a smaller student (finetune.student: from scratch, or a smaller exported encoder)"),
     Evaluator("distill_int8", "ssl", "distill", default=False, derived=True,
               about="the distill student, int8-quantized (finetune.quantize=int8)"),
     Evaluator("distill_small_int8", "ssl", "distill_small", default=False, derived=True,
               about="the distill_small student, int8-quantized (finetune.quantize=int8)"),
-    Evaluator("fixmatch", "ssl", "fixmatch", default=False,
+    Evaluator("fixmatch", "ssl", "fixmatch", default=False, embeddings="probe_head",
               about="FixMatch on the SSL encoder: the labeled subset plus the unlabeled train pool, each pool example "
                     "teaching its own strong view the label the model gives its weak view when confident"),
-    Evaluator("base_finetune", "baseline", "finetune", default=False, needs_base=True,
+    Evaluator("base_finetune", "baseline", "finetune", default=False, needs_base=True, embeddings="probe_head",
               about="finetune on the starting checkpoint, without the SSL stage"),
-    Evaluator("base_probe", "baseline", "linear_probe", default=False, needs_base=True,
+    Evaluator("base_probe", "baseline", "linear_probe", default=False, needs_base=True, embeddings="frozen",
               about="linear_probe on the starting checkpoint, without the SSL stage"),
     Evaluator("supervised", "baseline", "supervised", about="the same architecture from random weights"),
     Evaluator("classic", "baseline", "classic", about="scikit-learn logistic regression on pixels / TF-IDF"),

@@ -164,14 +164,14 @@ def run_finetune(cfg: Config) -> dict:
                       f"{n_train} labeled train / {len(data.test_labels)} test examples, {data.num_classes} classes")
 
     ssl = Evaluated(encoder_path, data)
-    ssl.features = _features(ssl, cfg, accelerator, want, [c["method"] for c in todo], SSL_FEATURE_METHODS)
+    ssl.features = _features(ssl, cfg, accelerator, want, [c["method"] for c in todo], base=False)
     base = None
     if any(c["method"] in BASE_METHODS for c in todo):
         base_path = base_encoder_dir(cfg, output_dir, want, accelerator)
         base = Evaluated(base_path, labeled_data(cfg, read_spec(base_path), base_path))
         if not np.array_equal(base.data.train_labels, data.train_labels):
             raise UserError("the base encoder's view of the data differs from the SSL encoder's (labels out of order)")
-        base.features = _features(base, cfg, accelerator, want, [c["method"] for c in todo], BASE_FEATURE_METHODS)
+        base.features = _features(base, cfg, accelerator, want, [c["method"] for c in todo], base=True)
 
     from ..interrupt import RememberedCtrlC
 
@@ -219,10 +219,6 @@ def run_finetune(cfg: Config) -> dict:
     return doc
 
 
-SSL_FEATURE_METHODS = ("linear_probe", "knn", "finetune", "fixmatch") + DISTILL_METHODS
-BASE_FEATURE_METHODS = BASE_METHODS
-
-
 class Evaluated:
     """One encoder the grid scores: its export, its view of the labeled data, frozen features and probes."""
 
@@ -232,12 +228,18 @@ class Evaluated:
         self.probes: dict = {}  # one converged probe per labeled subset, shared by the probe and the LP-FT head
 
 
-def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list[str], users: tuple):
+def needs_embeddings(todo: list[str], ft, base: bool) -> bool:
+    """Whether a pending row reads frozen embeddings of the SSL encoder (or, `base`, of the starting checkpoint):
+    probes and kNN always, LP-FT-style rows only for the probe their linear head starts from (`evaluators`)."""
+    probe_init = ft.head == "linear" and ft.head_init == "probe"
+    return any(BY_NAME[m].needs_base == base and
+               (BY_NAME[m].embeddings == "frozen" or (BY_NAME[m].embeddings == "probe_head" and probe_init))
+               for m in todo)
+
+
+def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list[str], base: bool):
     """Frozen train/test embeddings when a pending cell needs them (probes, kNN, the LP-FT head)."""
-    probe_init = cfg.finetune.head == "linear" and cfg.finetune.head_init == "probe"
-    trained = ("finetune", "fixmatch") + DISTILL_METHODS  # these need embeddings only for the probe that starts their head
-    needed = [m for m in todo if m in users and (BY_NAME[m].protocol not in trained or probe_init)]
-    if not needed:
+    if not needs_embeddings(todo, cfg.finetune, base):
         return None
     from ..export import load_encoder
 
