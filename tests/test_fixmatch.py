@@ -152,6 +152,7 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
     assert scales == [{1.0, 0.5}]  # head at the full lr, encoder at fixmatch's own scale (not the finetune row's)
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"] and 0.0 <= doc["rows"][0]["accuracy"] <= 1.0
+    assert doc["rows"][0]["settings"]["fixmatch"]["encoder_lr_scale"] == 0.5  # the row says how it was made
     pool, labeled, keys = seen[0]
     assert pool == doc["n_train"] != doc["n_test"] and labeled == doc["rows"][0]["n_labels"]
     assert keys == ["images"]  # no labels in the pool's batches
@@ -193,10 +194,10 @@ def test_text_strong_view_masks_only_ordinary_tokens():
     assert 0.3 < changed[:, 1:-1].float().mean() < 0.55 and (out == 4).float().mean() > 0.3
 
 
-def test_fixmatch_settings_are_checked_and_defaults_keep_old_reports_resumable(tmp_path):
+def test_fixmatch_settings_are_checked_and_stamped_on_its_rows(tmp_path):
     from ssl_pipeline.config import load_config
     from ssl_pipeline.errors import UserError
-    from ssl_pipeline.finetune.runner import _fingerprint
+    from ssl_pipeline.finetune.runner import _fingerprint, _load_rows, row_settings
 
     with pytest.raises(UserError, match="finetune.fixmatch.threshold"):
         load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=1.5"])
@@ -211,7 +212,37 @@ def test_fixmatch_settings_are_checked_and_defaults_keep_old_reports_resumable(t
     changed = load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=0.9"])
     explicit_default = load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=0.9",
                                                                          "finetune.fixmatch.ema_decay=0"])
-    assert _fingerprint(default, enc) != _fingerprint(changed, enc) == _fingerprint(explicit_default, enc)
     # the value a report written before finetune.fixmatch existed holds for this config and encoder (computed with
-    # the previous release): adding the section at its defaults must not make such a report unresumable
-    assert _fingerprint(default, enc) == "63c1b433eaf94b0a"
+    # that release): fixmatch settings stay out of the fingerprint, so they never orphan the other rows
+    assert _fingerprint(default, enc) == _fingerprint(changed, enc) == "63c1b433eaf94b0a"
+    # before the rows carried their settings, keys off their defaults entered the fingerprint: still accepted
+    legacy = _fingerprint(changed, enc, legacy=True)
+    assert legacy == _fingerprint(explicit_default, enc, legacy=True) != _fingerprint(default, enc, legacy=True)
+
+    path, header = tmp_path / "label_efficiency.json", {"fingerprint": _fingerprint(default, enc)}
+    cell = {"label_fraction": 0.1, "n_labels": 10, "seed": 0, "accuracy": 0.5}
+    stamped = [{"method": "finetune", **cell}, {"method": "fixmatch", **cell, "settings": row_settings(changed, "fixmatch")}]
+    path.write_text(json.dumps({"fingerprint": header["fingerprint"], "rows": stamped}))
+    assert len(_load_rows(path, header, changed, enc, ["finetune", "fixmatch"])) == 2
+    with pytest.raises(UserError, match=r"fixmatch rows made with other settings \(finetune.fixmatch.threshold=0.9 "
+                                        r"there, 0.95 here\)"):
+        _load_rows(path, header, default, enc, ["finetune", "fixmatch"])
+    # fixmatch not requested now: the other rows resume, the fixmatch rows keep their own stamp
+    kept = _load_rows(path, header, default, enc, ["finetune"])
+    assert [r["method"] for r in kept] == ["finetune", "fixmatch"] and kept[1]["settings"]["fixmatch"]["threshold"] == 0.9
+
+    # a report written before the stamp: resumes under its settings, its rows stamped with them; not under others
+    path.write_text(json.dumps({"fingerprint": legacy, "rows": [{"method": "fixmatch", **cell}]}))
+    loaded = _load_rows(path, header, changed, enc, ["fixmatch"])
+    assert loaded[0]["settings"] == row_settings(changed, "fixmatch")
+    with pytest.raises(UserError, match="different encoder or fine-tune recipe"):
+        _load_rows(path, header, default, enc, ["fixmatch"])
+    # a key added after a row was written counts at its default (the behaviour before it existed)
+    older = row_settings(default, "fixmatch")
+    del older["fixmatch"]["ema_decay"]
+    path.write_text(json.dumps({"fingerprint": header["fingerprint"], "rows": [{"method": "fixmatch", **cell,
+                                                                                "settings": older}]}))
+    assert len(_load_rows(path, header, default, enc, ["fixmatch"])) == 1
+    with pytest.raises(UserError, match="finetune.fixmatch.ema_decay"):
+        _load_rows(path, header, load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.ema_decay=0.9"]),
+                   enc, ["fixmatch"])

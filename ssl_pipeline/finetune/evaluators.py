@@ -18,6 +18,7 @@ class Evaluator:
     derived: bool = False  # written by another row's cell (its int8 copy), not requested in finetune.methods
     embeddings: str = ""  # frozen: scores frozen train/test embeddings; probe_head: needs them only for the linear
     #                       probe its head starts from (finetune.head_init=probe); "": never
+    settings: str = ""  # its own config section (finetune.<settings>): stamped on each of its rows, checked on resume
     about: str = ""
 
 
@@ -36,7 +37,7 @@ EVALUATORS = (  # report order
               about="the distill student, int8-quantized (finetune.quantize=int8)"),
     Evaluator("distill_small_int8", "ssl", "distill_small", default=False, derived=True,
               about="the distill_small student, int8-quantized (finetune.quantize=int8)"),
-    Evaluator("fixmatch", "ssl", "fixmatch", default=False, embeddings="probe_head",
+    Evaluator("fixmatch", "ssl", "fixmatch", default=False, embeddings="probe_head", settings="fixmatch",
               about="FixMatch on the SSL encoder: the labeled subset plus the unlabeled train pool, each pool example "
                     "teaching its own strong view the label the model gives its weak view when confident"),
     Evaluator("base_finetune", "baseline", "finetune", default=False, needs_base=True, embeddings="probe_head",

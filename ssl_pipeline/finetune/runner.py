@@ -12,20 +12,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, FixMatchConfig, base_encoder_ref, explicit
+from ..config import Config, base_encoder_ref, explicit
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
-from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS
+from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
 from .labeled import labeled_data
 from .report import write_report
 from .significance import pack_correct
 from .subsets import EmptyClassError, balanced_subset, per_class_counts
 
-def _fingerprint(cfg: Config, encoder: Path) -> str:
-    """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows."""
+# a method's own config section (finetune.fixmatch) changes only its rows: stamped on each, checked on resume
+SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
+
+
+def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
+    """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows.
+    Method sections stay out (`row_settings` stamps them on their rows), so changing one never orphans the other
+    rows. `legacy`: the value reports got before that, where a section's keys off their defaults entered —
+    accepted on load so those reports still resume (and are rewritten with the new value)."""
     h = hashlib.sha1()
     for f in sorted(encoder.iterdir()):
         if f.suffix in (".safetensors", ".json") and f.is_file():
@@ -33,18 +40,24 @@ def _fingerprint(cfg: Config, encoder: Path) -> str:
             h.update(f.read_bytes())
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
                                                                            "labels_per_class", "encoder", "checkpoints")}
-    # only fixmatch keys off their defaults count: reports written before the section (or one of its keys) existed
-    # stay resumable, while changed fixmatch settings make a new recipe
-    default = dataclasses.asdict(FixMatchConfig())
-    ft["fixmatch"] = {k: v for k, v in ft["fixmatch"].items() if v != default[k]}
-    if not ft["fixmatch"]:
-        del ft["fixmatch"]
+    for section in SECTIONS:
+        values = ft.pop(section)
+        default = dataclasses.asdict(type(getattr(cfg.finetune, section))())
+        off_default = {k: v for k, v in values.items() if v != default[k]}
+        if legacy and off_default:
+            ft[section] = off_default
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("dedupe", "leakage_check")}
     h.update(json.dumps({"data": data, "finetune": ft}, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def row_settings(cfg: Config, method: str) -> dict:
+    """The method's own config section as its rows record it ({} for methods without one)."""
+    section = BY_NAME[method].settings
+    return {section: dataclasses.asdict(getattr(cfg.finetune, section))} if section else {}
 
 
 def data_label(d, modality: str = "vision") -> str:
@@ -74,17 +87,35 @@ def _requests(cfg: Config) -> list[tuple[str, float | int, float]]:
     return [(kind, value, scale) for (kind, value), scale in zip(budgets, scales)]
 
 
-def _load_rows(path: Path, header: dict, overwrite: bool) -> list[dict]:
-    if not path.is_file() or overwrite:
+def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: list[str]) -> list[dict]:
+    """The stored rows of this recipe; a requested method's rows must have been made with its current settings."""
+    if not path.is_file() or cfg.overwrite:
         return []
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{path} is not valid JSON; move it away or set overwrite=true") from None
-    if doc.get("fingerprint") != header["fingerprint"]:
+    if doc.get("fingerprint") not in (header["fingerprint"], _fingerprint(cfg, encoder, legacy=True)):
         raise UserError(f"{path} holds results for a different encoder or fine-tune recipe; use another output_dir "
                         "or overwrite=true to replace them")
-    return doc.get("rows", [])
+    rows = doc.get("rows", [])
+    for row in rows:
+        evaluator = BY_NAME.get(row["method"])
+        if not evaluator or not evaluator.settings:
+            continue
+        section, current = evaluator.settings, row_settings(cfg, row["method"])
+        # rows written before the stamp: the report's (legacy) fingerprint held their section's values
+        stored = row.setdefault("settings", current)[section]
+        if row["method"] not in methods:
+            continue  # not requested now: the row keeps its own stamp
+        # a key added after a row was written counts at its default, the value that keeps the old behaviour
+        made = {**dataclasses.asdict(type(getattr(cfg.finetune, section))()), **stored}
+        differ = [k for k, v in current[section].items() if made[k] != v]
+        if differ:
+            shown = ", ".join(f"finetune.{section}.{k}={made[k]!r} there, {current[section][k]!r} here" for k in differ)
+            raise UserError(f"{path} holds {row['method']} rows made with other settings ({shown}); use those, "
+                            "another output_dir, or overwrite=true to replace them")
+    return rows
 
 
 def _pct_key(frac: float) -> str:
@@ -157,7 +188,7 @@ def run_finetune(cfg: Config) -> dict:
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
               "skipped_label_fractions": [str(err) for err in too_small]}
     results_path = report_dir / "label_efficiency.json"
-    rows = _load_rows(results_path, header, cfg.overwrite)
+    rows = _load_rows(results_path, header, cfg, encoder_path, methods)
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}
     todo = [c for c in cells if (c["method"], c["label_fraction"], c["seed"]) not in done]
     accelerator.print(f"finetune: {len(cells)} grid cells ({len(cells) - len(todo)} already done), "
@@ -199,6 +230,8 @@ def run_finetune(cfg: Config) -> dict:
                 correct = np.asarray(preds) == data.test_labels
                 row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
                 row.update(method=name, accuracy=float(correct.mean()), **extra)
+                if BY_NAME[name].settings:
+                    row["settings"] = row_settings(cfg, name)
                 row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
                 rows.append(row)
             if accelerator.is_main_process:
