@@ -23,12 +23,14 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False
 
 
 class LineProgress:
-    """One line per 5 % of the work, or per minute if that comes first, and one at the end."""
+    """One line per 5 % of the work since the last line, or per minute if that comes first, and one at the end
+    (counted from the last line, so a minute's line is never followed at once by a 5 % one)."""
 
-    def __init__(self, total: int, initial: int, desc: str, stream, every_seconds: float = 60.0):
+    def __init__(self, total: int, initial: int, desc: str, stream, every_seconds: float = 60.0,
+                 clock=time.perf_counter):
         self.total, self.n, self.desc, self.stream = total, initial, desc, stream
-        self.every_seconds, self.postfix = every_seconds, ""
-        self.t0 = self.last_time = time.perf_counter()
+        self.every_seconds, self.postfix, self.clock = every_seconds, "", clock
+        self.t0 = self.last_time = clock()
         self.start_n = initial
         self.step_every = max(total // 20, 1)
         self.last_n = initial
@@ -42,9 +44,8 @@ class LineProgress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        now = time.perf_counter()
-        if (self.n // self.step_every > self.last_n // self.step_every or now - self.last_time >= self.every_seconds
-                or self.n >= self.total):
+        now = self.clock()
+        if self.n - self.last_n >= self.step_every or now - self.last_time >= self.every_seconds or self.n >= self.total:
             self._line(now)
 
     def _line(self, now: float) -> None:
@@ -60,7 +61,7 @@ class LineProgress:
 
     def close(self) -> None:
         if self.n != self.last_n:
-            self._line(time.perf_counter())
+            self._line(self.clock())
 
 
 def _clock(seconds: float) -> str:

@@ -205,3 +205,21 @@ def test_an_empty_stream_is_an_error_not_a_hang(accelerator):
     plan = TrainPlan(batch_size=32, epochs=1, max_steps=5, learning_rate=0.1, optimizer="sgd", show_progress=False)
     with pytest.raises(UserError, match="the training data gave no batch"):
         train(EmptyStream(), plan, accelerator, seed=0)
+
+
+def test_progress_lines_in_logs_come_per_5_percent_or_per_minute_never_in_pairs():
+    import io
+
+    from ssl_pipeline.progress import LineProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    bar = LineProgress(100, 0, "fixmatch", out, every_seconds=60.0, clock=lambda: now[0])
+    for t, n in [(1, 3), (61, 1), (61.5, 2), (62, 2), (63, 1), (64, 91)]:  # a minute passes at 4 done, then work
+        now[0] = t
+        bar.update(n)
+    bar.close()
+    done = [int(line.split(": ")[1].split("/")[0]) for line in out.getvalue().splitlines()]
+    # the minute's line at 4, the next 5 steps later (not at 6, right after it), then the end, once
+    assert done == [4, 9, 100], out.getvalue()
+    assert "fixmatch: 100/100 (100 %)" in out.getvalue() and "eta" not in out.getvalue().splitlines()[-1]
