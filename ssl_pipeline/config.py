@@ -176,6 +176,7 @@ class FinetuneConfig:
     distill_label_weight: float = 1.0  # distill: weight of the cross-entropy on the labeled subset next to the soft-label loss
     distill_consistent: bool = True  # distill: with a train augmentation (vision), the teacher labels the student's own augmented view at every step (consistent teaching); false: soft labels once, on unaugmented examples (cheaper)
     distill_epochs: int = 2  # distill: epochs of the student over the unlabeled train pool (not capped by finetune.max_steps)
+    distill_teacher: Literal["finetune", "fixmatch"] = "finetune"  # distill: the subset's teacher — the finetune row's model (SimCLRv2), or the fixmatch row's, which has already used the unlabeled pool (its finetune.fixmatch.* settings apply)
     student: Optional[str] = None  # distill_small: the smaller student: a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch; or an exported encoder directory (e.g. a smaller encoder pretrained on the same data)
     quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8
     fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)

@@ -246,3 +246,36 @@ def test_fixmatch_settings_are_checked_and_stamped_on_its_rows(tmp_path):
     with pytest.raises(UserError, match="finetune.fixmatch.ema_decay"):
         _load_rows(path, header, load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.ema_decay=0.9"]),
                    enc, ["fixmatch"])
+
+
+def test_a_distilled_students_teacher_can_be_the_fixmatch_model_trained_once_for_both_rows(tmp_path, monkeypatch):
+    from ssl_pipeline.config import load_config
+    from ssl_pipeline.finetune import fixmatch as FM
+    from ssl_pipeline.finetune import runner as R
+
+    out = tmp_path / "run"
+    pretrain_main(BASE + [f"output_dir={out}"])
+    trained = []
+    real_fixmatch = FM.fixmatch
+
+    def spy_fixmatch(model, data, idx, ft, accelerator, seed):
+        trained.append((tuple(idx), seed))
+        return real_fixmatch(model, data, idx, ft, accelerator, seed)
+
+    monkeypatch.setattr(FM, "fixmatch", spy_fixmatch)
+    finetune_main(BASE + FT + [f"output_dir={out}", "finetune.methods=[distill,fixmatch]", "finetune.distill_epochs=1",
+                               "finetune.distill_teacher=fixmatch"])
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    rows = {r["method"]: r for r in doc["rows"]}
+    assert len(trained) == 1  # one fixmatch training: the distill cell's teacher, then the fixmatch row's model
+    assert rows["distill"]["teacher"] == "fixmatch" and doc["students"]["distill"]["teacher"] == "fixmatch"
+    assert rows["distill"]["teacher_accuracy"] == rows["fixmatch"]["accuracy"]  # the very model of the fixmatch row
+    # the student depends on fixmatch's settings too: its row records them, and resuming checks them
+    assert rows["distill"]["settings"]["fixmatch"]["epochs"] == 1 == rows["fixmatch"]["settings"]["fixmatch"]["epochs"]
+    assert "| distill | fixmatch |" in (out / "label_efficiency.md").read_text()
+    # another teacher is another recipe; the default (finetune) keeps reports written before the key resumable
+    enc = out / "encoder"
+    default = load_config("configs/vision/simclr_digits.yaml", [])
+    other = load_config("configs/vision/simclr_digits.yaml", ["finetune.distill_teacher=fixmatch"])
+    assert R._fingerprint(default, enc) != R._fingerprint(other, enc)
+    assert R.row_settings(default, "distill") == {} and set(R.row_settings(other, "distill_int8")) == {"fixmatch"}

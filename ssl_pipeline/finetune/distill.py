@@ -1,7 +1,8 @@
 """Use the unlabeled data twice: SimCLRv2's third step (Chen et al. 2020, "Big Self-Supervised Models are Strong
 Semi-Supervised Learners").
 
-For one labeled subset and seed: the fine-tuned SSL model of that subset (the teacher) gives soft labels
+For one labeled subset and seed: the fine-tuned SSL model of that subset (the teacher; or its FixMatch model,
+`finetune.distill_teacher=fixmatch`: a teacher that has already used the unlabeled pool, where SimCLRv2's has not) gives soft labels
 (softmax at `finetune.distill_temperature`) to every example of the *train* pool — labels unused, the test split
 never touched — and a student learns from them, plus cross-entropy on the labeled subset weighted by
 `finetune.distill_label_weight`:

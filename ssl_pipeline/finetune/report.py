@@ -174,7 +174,7 @@ def students(rows: list[dict]) -> dict:
     for m in dict.fromkeys(r["method"] for r in rows if "params" in r):
         rs = [r for r in rows if r["method"] == m]
         out[m] = {"params": rs[0]["params"], "size_bytes": rs[0]["size_bytes"],
-                  "teacher_params": rs[0]["teacher_params"],
+                  "teacher": rs[0].get("teacher", "finetune"), "teacher_params": rs[0]["teacher_params"],
                   "examples_per_sec": float(np.median([r["examples_per_sec"] for r in rs]))}
     return out
 
@@ -289,9 +289,11 @@ def markdown(doc: dict) -> str:
         lines += [""] + [f"- **{f[0].upper()}{f[1:]}.**" for f in doc["findings"]]
     if doc.get("students"):
         lines += ["", "Distilled students (CPU inference, examples/s at the threads of this run; median over cells):", "",
-                  "| row | parameters | × teacher | size on disk | examples/s |", "| --- | --- | --- | --- | --- |"]
+                  "| row | teacher | parameters | × teacher | size on disk | examples/s |",
+                  "| --- | --- | --- | --- | --- | --- |"]
         for m, st in doc["students"].items():
-            lines.append(f"| {m} | {st['params'] / 1e6:.2f} M | {st['params'] / st['teacher_params']:.2f} | "
+            lines.append(f"| {m} | {st.get('teacher', 'finetune')} | {st['params'] / 1e6:.2f} M | "
+                         f"{st['params'] / st['teacher_params']:.2f} | "
                          f"{st['size_bytes'] / 2 ** 20:.1f} MiB | {st['examples_per_sec']:,.0f} |")
     for skipped in doc.get("skipped_label_fractions", []):
         lines += ["", f"Skipped: {skipped}."]

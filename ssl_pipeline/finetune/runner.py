@@ -26,6 +26,9 @@ from .subsets import EmptyClassError, balanced_subset, per_class_counts
 
 # a method's own config section (finetune.fixmatch) changes only its rows: stamped on each, checked on resume
 SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
+# finetune keys added after reports were written, at the value that behaves as before they existed: left out of the
+# fingerprint there, so those reports stay resumable
+ADDED_KEYS = {"distill_teacher": "finetune"}
 
 
 def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
@@ -40,6 +43,9 @@ def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
             h.update(f.read_bytes())
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
                                                                            "labels_per_class", "encoder", "checkpoints")}
+    for key, neutral in ADDED_KEYS.items():
+        if ft[key] == neutral:
+            del ft[key]
     for section in SECTIONS:
         values = ft.pop(section)
         default = dataclasses.asdict(type(getattr(cfg.finetune, section))())
@@ -55,9 +61,13 @@ def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
 
 
 def row_settings(cfg: Config, method: str) -> dict:
-    """The method's own config section as its rows record it ({} for methods without one)."""
-    section = BY_NAME[method].settings
-    return {section: dataclasses.asdict(getattr(cfg.finetune, section))} if section else {}
+    """The config sections a row depends on beyond the fingerprint, as it records them: the method's own (fixmatch),
+    and fixmatch's for a distilled student whose teacher is the fixmatch model ({} for the other rows)."""
+    evaluator = BY_NAME[method]
+    sections = [evaluator.settings] if evaluator.settings else []
+    if evaluator.protocol in DISTILL_METHODS and cfg.finetune.distill_teacher == "fixmatch":
+        sections.append("fixmatch")
+    return {s: dataclasses.asdict(getattr(cfg.finetune, s)) for s in sections}
 
 
 def data_label(d, modality: str = "vision") -> str:
@@ -100,21 +110,21 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
                         "or overwrite=true to replace them")
     rows = doc.get("rows", [])
     for row in rows:
-        evaluator = BY_NAME.get(row["method"])
-        if not evaluator or not evaluator.settings:
+        current = row_settings(cfg, row["method"]) if row["method"] in BY_NAME else {}
+        if not current:
             continue
-        section, current = evaluator.settings, row_settings(cfg, row["method"])
-        # rows written before the stamp: the report's (legacy) fingerprint held their section's values
-        stored = row.setdefault("settings", current)[section]
+        # rows written before the stamp: the report's (legacy) fingerprint held their sections' values
+        stored = row.setdefault("settings", current)
         if row["method"] not in methods:
             continue  # not requested now: the row keeps its own stamp
-        # a key added after a row was written counts at its default, the value that keeps the old behaviour
-        made = {**dataclasses.asdict(type(getattr(cfg.finetune, section))()), **stored}
-        differ = [k for k, v in current[section].items() if made[k] != v]
-        if differ:
-            shown = ", ".join(f"finetune.{section}.{k}={made[k]!r} there, {current[section][k]!r} here" for k in differ)
-            raise UserError(f"{path} holds {row['method']} rows made with other settings ({shown}); use those, "
-                            "another output_dir, or overwrite=true to replace them")
+        for section, values in current.items():
+            # a key added after a row was written counts at its default, the value that keeps the old behaviour
+            made = {**dataclasses.asdict(type(getattr(cfg.finetune, section))()), **stored.get(section, {})}
+            differ = [k for k, v in values.items() if made[k] != v]
+            if differ:
+                shown = ", ".join(f"finetune.{section}.{k}={made[k]!r} there, {values[k]!r} here" for k in differ)
+                raise UserError(f"{path} holds {row['method']} rows made with other settings ({shown}); use those, "
+                                "another output_dir, or overwrite=true to replace them")
     return rows
 
 
@@ -222,15 +232,15 @@ def run_finetune(cfg: Config) -> dict:
             method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
             if method in DISTILL_METHODS:
                 results = run_distill_cell(cell["method"], idx, on.data, on.features, cfg, accelerator, on.path,
-                                           cell["seed"], cell["encoder_lr_scale"], on.probes)
+                                           cell["seed"], cell["encoder_lr_scale"], on.probes, on.models)
             else:
                 results = [(cell["method"], run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path,
-                                                     cell["seed"], cell["encoder_lr_scale"], on.probes), {})]
+                                                     cell["seed"], cell["encoder_lr_scale"], on.probes, on.models), {})]
             for name, preds, extra in results:  # one row, or a student and its int8 copy (written together)
                 correct = np.asarray(preds) == data.test_labels
                 row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
                 row.update(method=name, accuracy=float(correct.mean()), **extra)
-                if BY_NAME[name].settings:
+                if row_settings(cfg, name):
                     row["settings"] = row_settings(cfg, name)
                 row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
                 rows.append(row)
@@ -259,6 +269,7 @@ class Evaluated:
         self.path, self.data = path, data
         self.features = None
         self.probes: dict = {}  # one converged probe per labeled subset, shared by the probe and the LP-FT head
+        self.models: dict = {}  # the latest subset's fixmatch model: its row and a distilled student's teacher
 
 
 def needs_embeddings(todo: list[str], ft, base: bool) -> bool:
@@ -303,11 +314,12 @@ def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
 
 
 def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,
-             encoder_lr_scale: float, probes: dict | None = None):
+             encoder_lr_scale: float, probes: dict | None = None, models: dict | None = None):
     ft = cfg.finetune
     labels = data.train_labels[idx]
     test_idx = np.arange(len(data.test_labels))
     probes = {} if probes is None else probes
+    models = {} if models is None else models
 
     def probe() -> M.LinearProbe:
         return subset_probe(idx, data, features, ft, probes)
@@ -323,14 +335,25 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
             return M.mlp_probe(features[0][idx], labels, features[1], data.num_classes, ft, accelerator, seed)
         return probe().predict(features[1])
     if method == "fixmatch":
-        from .fixmatch import fixmatch
-
-        model = initial_classifier(True, data, cfg, encoder_path, probe)
-        trained = fixmatch(model, data, idx, ft, accelerator, seed)
+        trained = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, models)
     else:
         trained = trained_classifier(method == "finetune", idx, data, cfg, accelerator, encoder_path, seed,
                                      encoder_lr_scale, probe)
     return M.predict(trained, data.dataset("test", test_idx), accelerator, ft.probe_batch_size)
+
+
+def fixmatch_model(idx, data, cfg: Config, accelerator, encoder_path, seed: int, probe, models: dict):
+    """The fixmatch model of a subset and seed, trained once for both its row and a distilled student's teacher
+    (finetune.distill_teacher=fixmatch): the second use takes the first's model, as training it again from the same
+    seed would give (minutes per cell)."""
+    from .fixmatch import fixmatch
+
+    key = ("fixmatch", hashlib.sha1(np.ascontiguousarray(idx)).hexdigest(), seed)
+    if key not in models:
+        models.clear()  # grid order: keep only the latest subset's
+        models[key] = fixmatch(initial_classifier(True, data, cfg, encoder_path, probe), data, idx, cfg.finetune,
+                               accelerator, seed)
+    return models[key]
 
 
 def initial_classifier(pretrained: bool, data, cfg: Config, encoder_path, probe) -> M.Classifier:
@@ -353,10 +376,10 @@ def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, en
 
 
 def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,
-                     encoder_lr_scale: float, probes: dict) -> list[tuple[str, np.ndarray, dict]]:
-    """Teacher = `finetune` on the subset; student = the SSL encoder (distill) or finetune.student (distill_small:
-    from scratch, or an exported encoder), distilled on the train pool; with finetune.quantize=int8 also the
-    student in int8.
+                     encoder_lr_scale: float, probes: dict, models: dict | None = None) -> list[tuple[str, np.ndarray, dict]]:
+    """Teacher = the `finetune` (or, finetune.distill_teacher=fixmatch, the `fixmatch`) model of the subset; student
+    = the SSL encoder (distill) or finetune.student (distill_small: from scratch, or an exported encoder), distilled
+    on the train pool; with finetune.quantize=int8 also the student in int8.
     -> [(row name, test predictions, row extras)]."""
     from . import distill as D
 
@@ -365,7 +388,10 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
     def probe() -> M.LinearProbe:
         return subset_probe(idx, data, features, ft, probes)
 
-    teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
+    if ft.distill_teacher == "fixmatch":
+        teacher = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, {} if models is None else models)
+    else:
+        teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
     if method == "distill":
         model, pretrained_student = initial_classifier(True, data, cfg, encoder_path, probe), True
     else:
@@ -377,11 +403,14 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
     preds = M.predict(student, test, accelerator, ft.probe_batch_size)
     sample = test.__getitems__(list(range(min(256, len(test)))))
     teacher_params = sum(p.numel() for p in teacher.parameters())
-    stats = {**D.student_stats(student, sample), "teacher_params": int(teacher_params)}
+    teacher_correct = M.predict(teacher, test, accelerator, ft.probe_batch_size) == data.test_labels
+    about_teacher = {"teacher": ft.distill_teacher, "teacher_params": int(teacher_params),
+                     "teacher_accuracy": float(np.mean(teacher_correct))}  # "within a point of its teacher?"
+    stats = {**D.student_stats(student, sample), **about_teacher}
     out = [(method, preds, stats)]
     if ft.quantize == "int8":
         q = D.quantized_int8(student)
         q_stats = D.student_stats(q, sample, size_of=D.bytes_of)
         out.append((f"{method}_int8", D.predict_cpu(q, test, ft.probe_batch_size),
-                    {**q_stats, "teacher_params": int(teacher_params)}))
+                    {**q_stats, **about_teacher}))
     return out
