@@ -54,8 +54,9 @@ class LineProgress:
         eta = (self.total - self.n) / rate if rate > 0 else float("nan")
         pct = 100.0 * self.n / max(self.total, 1)
         eta_text = f", eta {_clock(eta)}" if eta == eta and self.n < self.total else ""
+        speed = f"{1 / rate:.1f} s/it" if 0 < rate < 1 else f"{rate:.2f} it/s"  # a grid of minute-long cells too
         self.stream.write(f"{self.desc}: {self.n}/{self.total} ({pct:.0f} %) {self.postfix} "
-                          f"[{_clock(elapsed)} elapsed, {rate:.2f} it/s{eta_text}]\n".replace("  ", " "))
+                          f"[{_clock(elapsed)} elapsed, {speed}{eta_text}]\n".replace("  ", " "))
         self.stream.flush()
         self.last_time, self.last_n = now, self.n
 

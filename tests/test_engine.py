@@ -223,3 +223,9 @@ def test_progress_lines_in_logs_come_per_5_percent_or_per_minute_never_in_pairs(
     # the minute's line at 4, the next 5 steps later (not at 6, right after it), then the end, once
     assert done == [4, 9, 100], out.getvalue()
     assert "fixmatch: 100/100 (100 %)" in out.getvalue() and "eta" not in out.getvalue().splitlines()[-1]
+
+    slow = io.StringIO()
+    grid = LineProgress(9, 0, "finetune grid", slow, clock=lambda: now[0])
+    now[0] += 120
+    grid.update(1)  # one cell in two minutes: not "0.01 it/s"
+    assert "1/9 (11 %) [02:00 elapsed, 120.0 s/it, eta 16:00]" in slow.getvalue(), slow.getvalue()
