@@ -240,8 +240,9 @@ def run_finetune(cfg: Config) -> dict:
                 correct = np.asarray(preds) == data.test_labels
                 row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
                 row.update(method=name, accuracy=float(correct.mean()), **extra)
-                if row_settings(cfg, name):
-                    row["settings"] = row_settings(cfg, name)
+                settings = row_settings(cfg, name)
+                if settings:
+                    row["settings"] = settings
                 row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
                 rows.append(row)
             if accelerator.is_main_process:
