@@ -45,7 +45,8 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = self.clock()
-        if self.n - self.last_n >= self.step_every or now - self.last_time >= self.every_seconds or self.n >= self.total:
+        due = self.n - self.last_n >= self.step_every or now - self.last_time >= self.every_seconds
+        if due or self.n >= self.total:
             self._line(now)
 
     def _line(self, now: float) -> None:

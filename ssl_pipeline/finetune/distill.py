@@ -2,10 +2,10 @@
 Semi-Supervised Learners").
 
 For one labeled subset and seed: the fine-tuned SSL model of that subset (the teacher; or its FixMatch model,
-`finetune.distill_teacher=fixmatch`: a teacher that has already used the unlabeled pool, where SimCLRv2's has not) gives soft labels
-(softmax at `finetune.distill_temperature`) to every example of the *train* pool — labels unused, the test split
-never touched — and a student learns from them, plus cross-entropy on the labeled subset weighted by
-`finetune.distill_label_weight`:
+`finetune.distill_teacher=fixmatch`: a teacher that has already used the unlabeled pool, where SimCLRv2's has
+not) gives soft labels (softmax at `finetune.distill_temperature`) to every example of the *train* pool — labels
+unused, the test split never touched — and a student learns from them, plus cross-entropy on the labeled subset
+weighted by `finetune.distill_label_weight`:
 
     loss = T^2 * KL(softmax(teacher / T) || softmax(student / T)) + w * CE(student, y)[labeled examples]
 

@@ -31,6 +31,11 @@ SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
 ADDED_KEYS = {"distill_teacher": "finetune"}
 
 
+def _section_defaults(cfg: Config, section: str) -> dict:
+    """A method section's shipped values (what a key missing from a stamp, or absent from a legacy fingerprint, was)."""
+    return dataclasses.asdict(type(getattr(cfg.finetune, section))())
+
+
 def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
     """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows.
     Method sections stay out (`row_settings` stamps them on their rows), so changing one never orphans the other
@@ -48,7 +53,7 @@ def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
             del ft[key]
     for section in SECTIONS:
         values = ft.pop(section)
-        default = dataclasses.asdict(type(getattr(cfg.finetune, section))())
+        default = _section_defaults(cfg, section)
         off_default = {k: v for k, v in values.items() if v != default[k]}
         if legacy and off_default:
             ft[section] = off_default
@@ -105,7 +110,9 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
         doc = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{path} is not valid JSON; move it away or set overwrite=true") from None
-    if doc.get("fingerprint") not in (header["fingerprint"], _fingerprint(cfg, encoder, legacy=True)):
+    stored_fingerprint = doc.get("fingerprint")
+    # the legacy value re-hashes the encoder's weights: computed only for a report that does not match at once
+    if stored_fingerprint != header["fingerprint"] and stored_fingerprint != _fingerprint(cfg, encoder, legacy=True):
         raise UserError(f"{path} holds results for a different encoder or fine-tune recipe; use another output_dir "
                         "or overwrite=true to replace them")
     rows = doc.get("rows", [])
@@ -119,7 +126,7 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
             continue  # not requested now: the row keeps its own stamp
         for section, values in current.items():
             # a key added after a row was written counts at its default, the value that keeps the old behaviour
-            made = {**dataclasses.asdict(type(getattr(cfg.finetune, section))()), **stored.get(section, {})}
+            made = {**_section_defaults(cfg, section), **stored.get(section, {})}
             differ = [k for k, v in values.items() if made[k] != v]
             if differ:
                 shown = ", ".join(f"finetune.{section}.{k}={made[k]!r} there, {values[k]!r} here" for k in differ)
@@ -377,7 +384,8 @@ def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, en
 
 
 def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,
-                     encoder_lr_scale: float, probes: dict, models: dict | None = None) -> list[tuple[str, np.ndarray, dict]]:
+                     encoder_lr_scale: float, probes: dict,
+                     models: dict | None = None) -> list[tuple[str, np.ndarray, dict]]:
     """Teacher = the `finetune` (or, finetune.distill_teacher=fixmatch, the `fixmatch`) model of the subset; student
     = the SSL encoder (distill) or finetune.student (distill_small: from scratch, or an exported encoder), distilled
     on the train pool; with finetune.quantize=int8 also the student in int8.
@@ -390,7 +398,8 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
         return subset_probe(idx, data, features, ft, probes)
 
     if ft.distill_teacher == "fixmatch":
-        teacher = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, {} if models is None else models)
+        models = {} if models is None else models
+        teacher = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, models)
     else:
         teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
     if method == "distill":
