@@ -180,3 +180,35 @@ def test_vicreg_and_dino_statistics_span_both_processes(tmp_path):
     expected_centre = (1 - 0.9) * teacher.mean(dim=(0, 1))  # centre starts at 0, momentum 0.9
     assert torch.allclose(got["centres"][0], got["centres"][1])
     assert torch.allclose(got["centres"][0], expected_centre, atol=1e-6)
+
+
+def test_electra_uniform_replacement_diagnostic_fills_only_masked_positions_with_ordinary_tokens():
+    """docs/diagnostics/electra_uniform_replacements.py (docs/results.md) swaps the generator's samples for uniform
+    ones; it must corrupt exactly the masked positions, never with a special token, and keep the forward's outputs."""
+    import importlib.util
+
+    from ssl_pipeline.masking import IGNORE
+    from ssl_pipeline.models.text import ReplacedTokenDetection, base_encoder, masked_lm
+
+    spec = importlib.util.spec_from_file_location("diag", ROOT / "docs/diagnostics/electra_uniform_replacements.py")
+    diag = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diag)
+    m = load_config("configs/text/mlm_embedded.yaml", ["model.hidden_size=32", "model.num_layers=1", "model.num_heads=2",
+                                                       "model.intermediate_size=64"]).model
+    vocab, L = 300, 16
+    model = ReplacedTokenDetection(masked_lm(m, vocab, L, 0), base_encoder(m, vocab, L, 0))
+    torch.manual_seed(0)
+    ids = torch.randint(5, vocab, (4, L))
+    positions = torch.tensor([1, 7, 20, 33, 50, 0])  # flat indices into the 4 x 16 tokens; the last one is padding
+    labels = ids.flatten()[positions].clone()
+    labels[-1] = IGNORE
+    masked = ids.flatten().clone()
+    masked[positions[:-1]] = 4
+    seen = []
+    model.discriminator.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs["input_ids"]),
+                                                  with_kwargs=True)
+    gen_logits, disc_logits, replaced = diag.uniform_replacements(model, masked.view_as(ids), None, positions, labels, ids)
+    assert gen_logits.shape == (6, vocab) and disc_logits.shape == (4, L)
+    flat, corrupted = replaced.flatten(), seen[0].flatten()
+    assert flat.sum() >= 4 and not flat[[i for i in range(4 * L) if i not in positions[:-1].tolist()]].any()
+    assert torch.equal(flat, corrupted != ids.flatten()) and corrupted.min() >= 5  # no [PAD] [UNK] [CLS] [SEP] [MASK]
