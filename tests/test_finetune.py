@@ -136,3 +136,39 @@ def test_label_multiplier_interpolates_on_log_scale():
     rows += [{"method": "knn", "label_fraction": 0.01, "n_labels": 10, "seed": s, "accuracy": 0.99} for s in (0, 1)]
     lm = label_multiplier(summarize(rows))
     assert lm["multiplier"] is None and lm["text"] == "> 100.0×"
+
+
+def test_a_report_from_another_recipe_names_the_changed_key_and_keys_added_later_resume(tmp_path):
+    """A report stores its recipe: resuming under other settings names each changed key with both values; a key the
+    report lacks (added to the schema after it was written) counts at its default; other weights are named as such."""
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.finetune.runner import _load_rows, report_identity
+
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "ssl_encoder.json").write_text("{}\n")
+    (enc / "model.safetensors").write_bytes(b"weights")
+    default = load_config("configs/vision/simclr_digits.yaml", [])
+    path, row = tmp_path / "label_efficiency.json", {"method": "knn", "label_fraction": 0.1, "seed": 0, "accuracy": 0.5}
+    stored = report_identity(default, enc)
+    path.write_text(json.dumps({**stored, "rows": [row]}))
+    assert _load_rows(path, report_identity(default, enc), default, enc, ["knn"]) == [row]
+
+    other = load_config("configs/vision/simclr_digits.yaml", ["finetune.knn_k=5", "finetune.epochs=7"])
+    with pytest.raises(UserError, match=r"another recipe: finetune.epochs \(30 there, 7 now\), finetune.knn_k "
+                                        r"\(20 there, 5 now\); use those settings"):
+        _load_rows(path, report_identity(other, enc), other, enc, ["knn"])
+
+    # a report written before finetune.quantize existed: resumes at the key's default, not off it
+    older = json.loads(json.dumps(stored))
+    del older["recipe"]["finetune"]["quantize"]
+    older["fingerprint"] = "written-by-an-older-release"
+    path.write_text(json.dumps({**older, "rows": [row]}))
+    assert _load_rows(path, report_identity(default, enc), default, enc, ["knn"]) == [row]
+    int8 = load_config("configs/vision/simclr_digits.yaml", ["finetune.quantize=int8"])
+    with pytest.raises(UserError, match=r"finetune.quantize \('none' there, 'int8' now\)"):
+        _load_rows(path, report_identity(int8, enc), int8, enc, ["knn"])
+
+    (enc / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(UserError, match="holds results for another encoder"):
+        _load_rows(path, report_identity(default, enc), default, enc, ["knn"])

@@ -27,8 +27,12 @@ from .subsets import EmptyClassError, balanced_subset, per_class_counts
 # a method's own config section (finetune.fixmatch) changes only its rows: stamped on each, checked on resume
 SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
 # finetune keys added after reports were written, at the value that behaves as before they existed: left out of the
-# fingerprint there, so those reports stay resumable
+# fingerprint there, so those reports stay resumable. Only reports without a stored `recipe` need this (written before
+# it existed); newer ones are compared key by key, where a key the report lacks counts at its default.
 ADDED_KEYS = {"distill_teacher": "finetune"}
+# keys the results do not depend on: what the grid covers, and what the encoder's weights already identify
+GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder", "checkpoints")
+PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
 
 
 def _section_defaults(cfg: Config, section: str) -> dict:
@@ -36,33 +40,66 @@ def _section_defaults(cfg: Config, section: str) -> dict:
     return dataclasses.asdict(type(getattr(cfg.finetune, section))())
 
 
-def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
-    """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows.
-    Method sections stay out (`row_settings` stamps them on their rows), so changing one never orphans the other
-    rows. `legacy`: the value reports got before that, where a section's keys off their defaults entered —
-    accepted on load so those reports still resume (and are rewritten with the new value)."""
+def _encoder_hash(encoder: Path):
+    """sha1 over the exported encoder's weights and json files (names and bytes), still open for more input."""
     h = hashlib.sha1()
     for f in sorted(encoder.iterdir()):
         if f.suffix in (".safetensors", ".json") and f.is_file():
             h.update(f.name.encode())
             h.update(f.read_bytes())
-    ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in ("methods", "seeds", "label_fractions",
-                                                                           "labels_per_class", "encoder", "checkpoints")}
+    return h
+
+
+def _recipe(cfg: Config) -> dict:
+    """The data and fine-tune keys the stored rows depend on (method sections stay out: stamped on their rows)."""
+    ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in GRID_KEYS and k not in SECTIONS}
+    ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
+    # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
+    # keeps reports written before the key existed resumable
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in PRETRAINING_DATA_KEYS}
+    return json.loads(json.dumps({"data": data, "finetune": ft}))  # as it reads back from the report
+
+
+def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False, encoder_hash=None) -> str:
+    """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows.
+    Method sections stay out (`row_settings` stamps them on their rows), so changing one never orphans the other
+    rows. `legacy`: the value reports got before that, where a section's keys off their defaults entered —
+    accepted on load so those reports still resume (and are rewritten with the new value)."""
+    h = (encoder_hash or _encoder_hash(encoder)).copy()
+    recipe = _recipe(cfg)
+    ft = recipe["finetune"]
     for key, neutral in ADDED_KEYS.items():
         if ft[key] == neutral:
             del ft[key]
     for section in SECTIONS:
-        values = ft.pop(section)
+        values = dataclasses.asdict(getattr(cfg.finetune, section))
         default = _section_defaults(cfg, section)
         off_default = {k: v for k, v in values.items() if v != default[k]}
         if legacy and off_default:
             ft[section] = off_default
-    ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
-    # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
-    # keeps reports written before the key existed resumable
-    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in ("dedupe", "leakage_check")}
-    h.update(json.dumps({"data": data, "finetune": ft}, sort_keys=True).encode())
+    h.update(json.dumps(recipe, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def report_identity(cfg: Config, encoder: Path) -> dict:
+    """What a report stores to recognise its recipe on resume: the fingerprint, the encoder's digest and the recipe
+    itself (so a mismatch can name the key that changed)."""
+    h = _encoder_hash(encoder)
+    return {"fingerprint": _fingerprint(cfg, encoder, encoder_hash=h), "encoder_sha1": h.hexdigest(),
+            "recipe": _recipe(cfg)}
+
+
+def _recipe_changes(doc: dict, header: dict, cfg: Config) -> list[str]:
+    """`key (stored there, current now)` for each recipe key that differs (the pretrain stage's wording); a key the report lacks (added to the
+    schema after it was written) counts at its default, the value that behaves as before it existed."""
+    defaults = {"data": dataclasses.asdict(type(cfg.data)()), "finetune": dataclasses.asdict(type(cfg.finetune)())}
+    changes = []
+    for part, current in header["recipe"].items():
+        stored = {**defaults[part], **doc["recipe"].get(part, {})}
+        for key, value in current.items():
+            if json.loads(json.dumps(stored.get(key))) != value:
+                changes.append(f"{part}.{key} ({stored.get(key)!r} there, {value!r} now)")
+    return changes
 
 
 def row_settings(cfg: Config, method: str) -> dict:
@@ -111,8 +148,18 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
     except json.JSONDecodeError:
         raise UserError(f"{path} is not valid JSON; move it away or set overwrite=true") from None
     stored_fingerprint = doc.get("fingerprint")
+    if stored_fingerprint == header["fingerprint"]:
+        pass
+    elif "recipe" in doc:
+        if doc.get("encoder_sha1") != header["encoder_sha1"]:
+            raise UserError(f"{path} holds results for another encoder (the weights in {encoder} differ from the "
+                            "ones it was made with); use another output_dir or overwrite=true to replace them")
+        changes = _recipe_changes(doc, header, cfg)
+        if changes:
+            raise UserError(f"{path} holds results made with another recipe: {', '.join(changes)}; use those "
+                            "settings, another output_dir, or overwrite=true to replace them")
     # the legacy value re-hashes the encoder's weights: computed only for a report that does not match at once
-    if stored_fingerprint != header["fingerprint"] and stored_fingerprint != _fingerprint(cfg, encoder, legacy=True):
+    elif stored_fingerprint != _fingerprint(cfg, encoder, legacy=True):
         raise UserError(f"{path} holds results for a different encoder or fine-tune recipe; use another output_dir "
                         "or overwrite=true to replace them")
     rows = doc.get("rows", [])
@@ -199,7 +246,7 @@ def run_finetune(cfg: Config) -> dict:
     header = {"task": cfg.task, "modality": spec["modality"], "encoder": str(encoder_path), "encoder_model": encoder_label(spec),
               "data": data_label(cfg.data, spec["modality"]), "class_names": list(data.class_names),
               "evaluated_on": cfg.finetune.evaluate_on,
-              "fingerprint": _fingerprint(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
+              **report_identity(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
