@@ -31,6 +31,7 @@ class Task:
 
     modality: str = ""  # "vision" | "text": which data and encoders the task works with
     presharded: bool = False  # True when the loader already gives each process its own shard (streaming)
+    progress_keys: tuple[str, ...] = ()  # extra metrics from `loss` shown on the progress line at each log step
     model: nn.Module
 
     def dataloader(self, batch_size: int, generator: torch.Generator):
@@ -301,7 +302,8 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 window.check_finite()  # before a log row or a checkpoint: a diverged run never saves
             if log_now:
                 last_row = window.row(step, epoch + batch_index / (batches_per_epoch or batch_index), scheduler, accelerator)
-                bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", **shown)
+                extras = {k: f"{last_row[k]:.3g}" for k in task.progress_keys if k in last_row}
+                bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", **extras, **shown)
                 metrics.write(last_row, step)
             if plan.monitor_every and (step % plan.monitor_every == 0 or step == total_steps):
                 health = _monitor(task, model, accelerator)

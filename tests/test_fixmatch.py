@@ -1,6 +1,7 @@
 """fixmatch: the labeled subset plus the unlabeled train pool (its labels dropped, the test split never seen);
 confident pseudo-labels only; one DDP forward per step (2 processes); vision and text end to end."""
 import json
+import re
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -167,8 +168,10 @@ def test_fixmatch_two_processes_and_text(tmp_path):
     proc = run_stage("finetune", BASE + FT + [f"output_dir={out}", "finetune.fixmatch.ema_decay=0.9"], nproc=2)
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"]
-    # a pass over the pool takes minutes on real data: it shows its own progress and loss
+    # a pass over the pool takes minutes on real data: it shows its own progress, loss and confident fraction
     assert "fixmatch: " in proc.stderr and "loss=" in proc.stderr
+    shown = [float(x) for x in re.findall(r"confident=([0-9.e-]+)", proc.stderr)]
+    assert shown and all(0.0 <= x <= 1.0 for x in shown)
 
     text = tmp_path / "text"
     cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}"]
