@@ -48,6 +48,12 @@ def recipe_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
     return changes
 
 
+def listed_changes(changes: list[tuple[str, object, object]], limit: int = 5) -> str:
+    """`key (value there, value now)` for the first `limit` changes: how every refusal to mix runs names them."""
+    listed = "; ".join(f"{k} ({v_old!r} there, {v_new!r} now)" for k, v_old, v_new in changes[:limit])
+    return listed + (f" and {len(changes) - limit} more" if len(changes) > limit else "")
+
+
 def check_pretrain_dir(output_dir: Path, cfg) -> str:
     """'fresh', 'resume' or 'complete' for this output_dir; refuses runs that would replace or mix with another."""
     existing = existing_run(output_dir)
@@ -62,9 +68,7 @@ def check_pretrain_dir(output_dir: Path, cfg) -> str:
     if saved.is_file():
         changes = recipe_changes(json.loads(saved.read_text()), cfg.to_dict())
         if changes:
-            listed = "; ".join(f"{k} ({v_old!r} there, {v_new!r} now)" for k, v_old, v_new in changes[:5])
-            more = f" and {len(changes) - 5} more" if len(changes) > 5 else ""
-            raise UserError(f"output_dir {output_dir} holds a run with a different recipe: {listed}{more}; "
+            raise UserError(f"output_dir {output_dir} holds a run with a different recipe: {listed_changes(changes)}; "
                             "use another output_dir, or replace that run with resume=never overwrite=true")
     done = output_dir / DONE_FILE
     if done.is_file() and (output_dir / "encoder").is_dir():

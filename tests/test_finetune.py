@@ -155,7 +155,7 @@ def test_a_report_from_another_recipe_names_the_changed_key_and_keys_added_later
     assert _load_rows(path, report_identity(default, enc), default, enc, ["knn"]) == [row]
 
     other = load_config("configs/vision/simclr_digits.yaml", ["finetune.knn_k=5", "finetune.epochs=7"])
-    with pytest.raises(UserError, match=r"another recipe: finetune.epochs \(30 there, 7 now\), finetune.knn_k "
+    with pytest.raises(UserError, match=r"another recipe: finetune.epochs \(30 there, 7 now\); finetune.knn_k "
                                         r"\(20 there, 5 now\); use those settings"):
         _load_rows(path, report_identity(other, enc), other, enc, ["knn"])
 

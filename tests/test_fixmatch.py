@@ -227,8 +227,8 @@ def test_fixmatch_settings_are_checked_and_stamped_on_its_rows(tmp_path):
     stamped = [{"method": "finetune", **cell}, {"method": "fixmatch", **cell, "settings": row_settings(changed, "fixmatch")}]
     path.write_text(json.dumps({"fingerprint": header["fingerprint"], "rows": stamped}))
     assert len(_load_rows(path, header, changed, enc, ["finetune", "fixmatch"])) == 2
-    with pytest.raises(UserError, match=r"fixmatch rows made with other settings \(finetune.fixmatch.threshold=0.9 "
-                                        r"there, 0.95 here\)"):
+    with pytest.raises(UserError, match=r"fixmatch rows made with other settings: finetune.fixmatch.threshold "
+                                        r"\(0.9 there, 0.95 now\)"):
         _load_rows(path, header, default, enc, ["finetune", "fixmatch"])
     # fixmatch not requested now: the other rows resume, the fixmatch rows keep their own stamp
     kept = _load_rows(path, header, default, enc, ["finetune"])

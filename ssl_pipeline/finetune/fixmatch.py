@@ -68,6 +68,7 @@ def concat_inputs(a: dict, b: dict, keys) -> dict:
 
 class FixMatchTask(M.ClassifierTask):
     progress_keys = ("confident",)  # the fraction of pool examples that teach: FixMatch's working signal
+
     def __init__(self, model, dataset, data, num_processes: int, threshold: float, unlabeled_weight: float,
                  ema_decay: float = 0.0):
         super().__init__(model, dataset, data.train_transform, num_processes)

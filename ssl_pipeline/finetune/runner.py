@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, base_encoder_ref, explicit
+from ..config import Config, base_encoder_ref, explicit, flatten
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
+from ..run_dir import listed_changes
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
@@ -89,17 +90,30 @@ def report_identity(cfg: Config, encoder: Path) -> dict:
             "recipe": _recipe(cfg)}
 
 
-def _recipe_changes(doc: dict, header: dict, cfg: Config) -> list[str]:
-    """`key (stored there, current now)` for each recipe key that differs (the pretrain stage's wording); a key the report lacks (added to the
-    schema after it was written) counts at its default, the value that behaves as before it existed."""
+def _recipe_changes(doc: dict, header: dict, cfg: Config) -> list[tuple[str, object, object]]:
+    """(key, value there, value now) for each recipe key that differs; a key the report lacks (added to the schema
+    after it was written) counts at its default, the value that behaves as before it existed."""
     defaults = {"data": dataclasses.asdict(type(cfg.data)()), "finetune": dataclasses.asdict(type(cfg.finetune)())}
-    changes = []
-    for part, current in header["recipe"].items():
-        stored = {**defaults[part], **doc["recipe"].get(part, {})}
-        for key, value in current.items():
-            if json.loads(json.dumps(stored.get(key))) != value:
-                changes.append(f"{part}.{key} ({stored.get(key)!r} there, {value!r} now)")
-    return changes
+    stored = {**flatten(json.loads(json.dumps(defaults))), **flatten(doc["recipe"])}
+    return [(k, stored.get(k), v) for k, v in sorted(flatten(header["recipe"]).items()) if stored.get(k) != v]
+
+
+def _check_identity(path: Path, doc: dict, header: dict, cfg: Config, encoder: Path) -> None:
+    """A report whose fingerprint differs from this run's: resumable only if its encoder and recipe are this run's
+    (keys added since count at their defaults); otherwise one line naming what differs."""
+    if "recipe" not in doc:  # written before reports kept their recipe: only the fingerprint can tell
+        # the legacy value re-hashes the encoder's weights: computed only here, for a report that did not match
+        if doc.get("fingerprint") != _fingerprint(cfg, encoder, legacy=True):
+            raise UserError(f"{path} holds results for a different encoder or fine-tune recipe; use another "
+                            "output_dir or overwrite=true to replace them")
+        return
+    if doc.get("encoder_sha1") != header["encoder_sha1"]:
+        raise UserError(f"{path} holds results for another encoder (the weights in {encoder} differ from the ones "
+                        "it was made with); use another output_dir or overwrite=true to replace them")
+    changes = _recipe_changes(doc, header, cfg)
+    if changes:
+        raise UserError(f"{path} holds results made with another recipe: {listed_changes(changes)}; use those "
+                        "settings, another output_dir, or overwrite=true to replace them")
 
 
 def row_settings(cfg: Config, method: str) -> dict:
@@ -147,21 +161,8 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
         doc = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise UserError(f"{path} is not valid JSON; move it away or set overwrite=true") from None
-    stored_fingerprint = doc.get("fingerprint")
-    if stored_fingerprint == header["fingerprint"]:
-        pass
-    elif "recipe" in doc:
-        if doc.get("encoder_sha1") != header["encoder_sha1"]:
-            raise UserError(f"{path} holds results for another encoder (the weights in {encoder} differ from the "
-                            "ones it was made with); use another output_dir or overwrite=true to replace them")
-        changes = _recipe_changes(doc, header, cfg)
-        if changes:
-            raise UserError(f"{path} holds results made with another recipe: {', '.join(changes)}; use those "
-                            "settings, another output_dir, or overwrite=true to replace them")
-    # the legacy value re-hashes the encoder's weights: computed only for a report that does not match at once
-    elif stored_fingerprint != _fingerprint(cfg, encoder, legacy=True):
-        raise UserError(f"{path} holds results for a different encoder or fine-tune recipe; use another output_dir "
-                        "or overwrite=true to replace them")
+    if doc.get("fingerprint") != header["fingerprint"]:
+        _check_identity(path, doc, header, cfg, encoder)
     rows = doc.get("rows", [])
     for row in rows:
         current = row_settings(cfg, row["method"]) if row["method"] in BY_NAME else {}
@@ -174,11 +175,11 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
         for section, values in current.items():
             # a key added after a row was written counts at its default, the value that keeps the old behaviour
             made = {**_section_defaults(cfg, section), **stored.get(section, {})}
-            differ = [k for k, v in values.items() if made[k] != v]
+            differ = [(f"finetune.{section}.{k}", made[k], v) for k, v in values.items() if made[k] != v]
             if differ:
-                shown = ", ".join(f"finetune.{section}.{k}={made[k]!r} there, {values[k]!r} here" for k in differ)
-                raise UserError(f"{path} holds {row['method']} rows made with other settings ({shown}); use those, "
-                                "another output_dir, or overwrite=true to replace them")
+                raise UserError(f"{path} holds {row['method']} rows made with other settings: "
+                                f"{listed_changes(differ)}; use those, another output_dir, or overwrite=true to "
+                                "replace them")
     return rows
 
 
