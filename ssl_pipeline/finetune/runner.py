@@ -36,9 +36,22 @@ GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder
 PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
 
 
-def _section_defaults(cfg: Config, section: str) -> dict:
-    """A method section's shipped values (what a key missing from a stamp, or absent from a legacy fingerprint, was)."""
-    return dataclasses.asdict(type(getattr(cfg.finetune, section))())
+def _defaults(section) -> dict:
+    """A config section's shipped values (what a key missing from a stamp or a stored recipe, or absent from a
+    legacy fingerprint, was)."""
+    return dataclasses.asdict(type(section)())
+
+
+def _as_stored(tree: dict) -> dict:
+    """`tree` as it reads back from the report's json (tuples as lists, ...), so stored and current values compare."""
+    return json.loads(json.dumps(tree))
+
+
+def _changes(prefix: str, stored: dict, current: dict, defaults: dict) -> list[tuple[str, object, object]]:
+    """(key, value there, value now) for each key of `current` that `stored` holds otherwise; a key `stored` lacks
+    (added to the schema after it was written) counts at its default, the value that behaves as before it existed."""
+    made = {**defaults, **stored}
+    return [(f"{prefix}{k}", made.get(k), v) for k, v in current.items() if made.get(k) != v]
 
 
 def _encoder_hash(encoder: Path):
@@ -58,44 +71,41 @@ def _recipe(cfg: Config) -> dict:
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
     data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in PRETRAINING_DATA_KEYS}
-    return json.loads(json.dumps({"data": data, "finetune": ft}))  # as it reads back from the report
+    return _as_stored({"data": data, "finetune": ft})
 
 
-def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False, encoder_hash=None) -> str:
+def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, legacy: bool = False) -> str:
     """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows.
     Method sections stay out (`row_settings` stamps them on their rows), so changing one never orphans the other
     rows. `legacy`: the value reports got before that, where a section's keys off their defaults entered —
     accepted on load so those reports still resume (and are rewritten with the new value)."""
-    h = (encoder_hash or _encoder_hash(encoder)).copy()
-    recipe = _recipe(cfg)
-    ft = recipe["finetune"]
-    for key, neutral in ADDED_KEYS.items():
-        if ft[key] == neutral:
-            del ft[key]
-    for section in SECTIONS:
-        values = dataclasses.asdict(getattr(cfg.finetune, section))
-        default = _section_defaults(cfg, section)
-        off_default = {k: v for k, v in values.items() if v != default[k]}
-        if legacy and off_default:
+    h = encoder_hash.copy()
+    ft = {k: v for k, v in recipe["finetune"].items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+    for section in SECTIONS if legacy else ():
+        values = getattr(cfg.finetune, section)
+        default = _defaults(values)
+        off_default = {k: v for k, v in dataclasses.asdict(values).items() if v != default[k]}
+        if off_default:
             ft[section] = off_default
-    h.update(json.dumps(recipe, sort_keys=True).encode())
+    h.update(json.dumps({**recipe, "finetune": ft}, sort_keys=True).encode())
     return h.hexdigest()[:16]
+
+
+def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
+    return _fingerprint_of(_encoder_hash(encoder), _recipe(cfg), cfg, legacy)
 
 
 def report_identity(cfg: Config, encoder: Path) -> dict:
     """What a report stores to recognise its recipe on resume: the fingerprint, the encoder's digest and the recipe
     itself (so a mismatch can name the key that changed)."""
-    h = _encoder_hash(encoder)
-    return {"fingerprint": _fingerprint(cfg, encoder, encoder_hash=h), "encoder_sha1": h.hexdigest(),
-            "recipe": _recipe(cfg)}
+    h, recipe = _encoder_hash(encoder), _recipe(cfg)
+    return {"fingerprint": _fingerprint_of(h, recipe, cfg), "encoder_sha1": h.hexdigest(), "recipe": recipe}
 
 
 def _recipe_changes(doc: dict, header: dict, cfg: Config) -> list[tuple[str, object, object]]:
-    """(key, value there, value now) for each recipe key that differs; a key the report lacks (added to the schema
-    after it was written) counts at its default, the value that behaves as before it existed."""
-    defaults = {"data": dataclasses.asdict(type(cfg.data)()), "finetune": dataclasses.asdict(type(cfg.finetune)())}
-    stored = {**flatten(json.loads(json.dumps(defaults))), **flatten(doc["recipe"])}
-    return [(k, stored.get(k), v) for k, v in sorted(flatten(header["recipe"]).items()) if stored.get(k) != v]
+    """(key, value there, value now) for each recipe key that differs, keys the report lacks at their defaults."""
+    defaults = flatten(_as_stored({"data": _defaults(cfg.data), "finetune": _defaults(cfg.finetune)}))
+    return _changes("", flatten(doc["recipe"]), dict(sorted(flatten(header["recipe"]).items())), defaults)
 
 
 def _check_identity(path: Path, doc: dict, header: dict, cfg: Config, encoder: Path) -> None:
@@ -173,9 +183,8 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
         if row["method"] not in methods:
             continue  # not requested now: the row keeps its own stamp
         for section, values in current.items():
-            # a key added after a row was written counts at its default, the value that keeps the old behaviour
-            made = {**_section_defaults(cfg, section), **stored.get(section, {})}
-            differ = [(f"finetune.{section}.{k}", made[k], v) for k, v in values.items() if made[k] != v]
+            differ = _changes(f"finetune.{section}.", stored.get(section, {}), values,
+                              _defaults(getattr(cfg.finetune, section)))
             if differ:
                 raise UserError(f"{path} holds {row['method']} rows made with other settings: "
                                 f"{listed_changes(differ)}; use those, another output_dir, or overwrite=true to "
