@@ -27,6 +27,15 @@ def existing_run(output_dir: Path) -> list[str]:
     return [m for m in PRETRAIN_MARKERS if (output_dir / m).exists()]
 
 
+def changed_keys(stored: dict, current: dict, defaults: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(key, value there, value now) for each key of `current` that `stored` holds otherwise. A key `stored` lacks
+    (added to the schema after it was written) counts at its default, the value that behaves as before it existed;
+    one without a default either is not compared. How every refusal to mix runs, reports or rows decides."""
+    missing = object()
+    made = {**defaults, **stored}
+    return [(f"{prefix}{k}", made[k], v) for k, v in current.items() if made.get(k, missing) not in (missing, v)]
+
+
 def recipe_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
     """(key, value there, value now) for every key that decides what is trained and differs.
 
@@ -34,18 +43,13 @@ def recipe_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
     of methods other than the run's own do not decide what is trained."""
     import copy
 
-    from .config import flatten, migrate_legacy_keys
+    from .config import Config, flatten, migrate_legacy_keys
     from .tasks import available
 
-    a, b = flatten(migrate_legacy_keys(copy.deepcopy(old))), flatten(new)
     unused = tuple(f"pretrain.{m}." for m in available() if m != new.get("task"))
-    changes = []
-    for key in sorted(set(a) | set(b)):
-        if any(key == f or (f.endswith(".") and key.startswith(f)) for f in FREE_KEYS) or key.startswith(unused):
-            continue
-        if key in a and key in b and a[key] != b[key]:
-            changes.append((key, a[key], b[key]))
-    return changes
+    current = {k: v for k, v in sorted(flatten(new).items())
+               if not (any(k == f or (f.endswith(".") and k.startswith(f)) for f in FREE_KEYS) or k.startswith(unused))}
+    return changed_keys(flatten(migrate_legacy_keys(copy.deepcopy(old))), current, flatten(Config().to_dict()))
 
 
 def listed_changes(changes: list[tuple[str, object, object]], limit: int = 5) -> str:

@@ -68,7 +68,7 @@ def test_method_keys_live_in_their_section_and_old_names_still_work(tmp_path):
         assert f"| `{key}` |" in table, key
 
 
-def test_run_dir_reads_old_key_names_and_ignores_other_methods_sections():
+def test_run_dir_reads_old_key_names_ignores_other_methods_sections_and_counts_new_keys_at_default():
     from ssl_pipeline.run_dir import recipe_changes
 
     new = load_config(None, ["pretrain.simclr.temperature=0.3", "pretrain.byol.momentum_start=0.9"]).to_dict()
@@ -78,6 +78,12 @@ def test_run_dir_reads_old_key_names_and_ignores_other_methods_sections():
     assert recipe_changes(old, new) == []
     old["pretrain"]["temperature"] = 0.5
     assert [c[0] for c in recipe_changes(old, new)] == ["pretrain.simclr.temperature"]
+    # a key the run's config.json lacks (added to the schema later) counts at its default, which behaves as before
+    old["pretrain"]["temperature"] = 0.3
+    del old["model"]["attention_dropout"]
+    assert recipe_changes(old, new) == []
+    newer = load_config(None, ["pretrain.simclr.temperature=0.3", "model.attention_dropout=0.1"]).to_dict()
+    assert recipe_changes(old, newer) == [("model.attention_dropout", 0.0, 0.1)]
 
 
 def test_cli_error_is_one_line_exit_2(tmp_path):

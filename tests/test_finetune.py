@@ -140,7 +140,8 @@ def test_label_multiplier_interpolates_on_log_scale():
 
 def test_a_report_from_another_recipe_names_the_changed_key_and_keys_added_later_resume(tmp_path):
     """A report stores its recipe: resuming under other settings names each changed key with both values; a key the
-    report lacks (added to the schema after it was written) counts at its default; other weights are named as such."""
+    report lacks (added to the schema after it was written) counts at its default; a tracker added resumes; other
+    weights are named as such."""
     from ssl_pipeline.errors import UserError
     from ssl_pipeline.finetune.runner import _load_rows, report_identity
 
@@ -168,6 +169,15 @@ def test_a_report_from_another_recipe_names_the_changed_key_and_keys_added_later
     int8 = load_config("configs/vision/simclr_digits.yaml", ["finetune.quantize=int8"])
     with pytest.raises(UserError, match=r"finetune.quantize \('none' there, 'int8' now\)"):
         _load_rows(path, report_identity(int8, enc), int8, enc, ["knn"])
+
+    # trackers change no result: a report written with the tracking keys in its recipe and fingerprint resumes with a
+    # tracker added
+    tracked = load_config("configs/vision/simclr_digits.yaml", ["finetune.log_with=[tensorboard]"])
+    older = json.loads(json.dumps(stored))
+    older["recipe"]["finetune"]["log_with"], older["fingerprint"] = [], "hashed-with-the-tracking-keys"
+    path.write_text(json.dumps({**older, "rows": [row]}))
+    assert _load_rows(path, report_identity(tracked, enc), tracked, enc, ["knn"]) == [row]
+    assert report_identity(tracked, enc) == stored
 
     (enc / "model.safetensors").write_bytes(b"other weights")
     with pytest.raises(UserError, match="holds results for another encoder"):

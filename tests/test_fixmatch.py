@@ -215,18 +215,23 @@ def test_fixmatch_settings_are_checked_and_stamped_on_its_rows(tmp_path):
     changed = load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=0.9"])
     explicit_default = load_config("configs/vision/simclr_digits.yaml", ["finetune.fixmatch.threshold=0.9",
                                                                          "finetune.fixmatch.ema_decay=0"])
-    # the value a report written before finetune.fixmatch existed holds for this config and encoder (computed with
-    # that release): fixmatch settings stay out of the fingerprint, so they never orphan the other rows
-    assert _fingerprint(default, enc) == _fingerprint(changed, enc) == "63c1b433eaf94b0a"
+    # fixmatch settings stay out of the fingerprint, so they never orphan the other rows; the value a report written
+    # before finetune.fixmatch existed holds for this config and encoder (computed with that release) is its era's
+    assert _fingerprint(default, enc) == _fingerprint(changed, enc) != "63c1b433eaf94b0a"
+    assert _fingerprint(default, enc, "stamped") == _fingerprint(changed, enc, "stamped") == "63c1b433eaf94b0a"
     # before the rows carried their settings, keys off their defaults entered the fingerprint: still accepted
-    legacy = _fingerprint(changed, enc, legacy=True)
-    assert legacy == _fingerprint(explicit_default, enc, legacy=True) != _fingerprint(default, enc, legacy=True)
+    legacy = _fingerprint(changed, enc, "sectioned")
+    assert legacy == _fingerprint(explicit_default, enc, "sectioned") != _fingerprint(default, enc, "sectioned")
 
     path, header = tmp_path / "label_efficiency.json", {"fingerprint": _fingerprint(default, enc)}
     cell = {"label_fraction": 0.1, "n_labels": 10, "seed": 0, "accuracy": 0.5}
     stamped = [{"method": "finetune", **cell}, {"method": "fixmatch", **cell, "settings": row_settings(changed, "fixmatch")}]
     path.write_text(json.dumps({"fingerprint": header["fingerprint"], "rows": stamped}))
     assert len(_load_rows(path, header, changed, enc, ["finetune", "fixmatch"])) == 2
+    # a report of the stamp era (no recipe; its fingerprint hashed the tracking keys too) resumes, off-default sections too
+    path.write_text(json.dumps({"fingerprint": _fingerprint(changed, enc, "stamped"), "rows": stamped}))
+    assert len(_load_rows(path, header, changed, enc, ["finetune", "fixmatch"])) == 2
+    path.write_text(json.dumps({"fingerprint": header["fingerprint"], "rows": stamped}))
     with pytest.raises(UserError, match=r"fixmatch rows made with other settings: finetune.fixmatch.threshold "
                                         r"\(0.9 there, 0.95 now\)"):
         _load_rows(path, header, default, enc, ["finetune", "fixmatch"])

@@ -15,7 +15,7 @@ import numpy as np
 from ..config import Config, base_encoder_ref, explicit, flatten
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
-from ..run_dir import listed_changes
+from ..run_dir import changed_keys, listed_changes
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
@@ -33,6 +33,9 @@ SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
 ADDED_KEYS = {"distill_teacher": "finetune"}
 # keys the results do not depend on: what the grid covers, and what the encoder's weights already identify
 GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder", "checkpoints")
+# keys that never change a result: adding a tracker to a grid resumes it (reports written before they kept their
+# recipe hashed these too, so the fingerprints of that era put them back)
+TRACKING_KEYS = ("log_with",)
 PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
 
 
@@ -47,13 +50,6 @@ def _as_stored(tree: dict) -> dict:
     return json.loads(json.dumps(tree))
 
 
-def _changes(prefix: str, stored: dict, current: dict, defaults: dict) -> list[tuple[str, object, object]]:
-    """(key, value there, value now) for each key of `current` that `stored` holds otherwise; a key `stored` lacks
-    (added to the schema after it was written) counts at its default, the value that behaves as before it existed."""
-    made = {**defaults, **stored}
-    return [(f"{prefix}{k}", made.get(k), v) for k, v in current.items() if made.get(k) != v]
-
-
 def _encoder_hash(encoder: Path):
     """sha1 over the exported encoder's weights and json files (names and bytes), still open for more input."""
     h = hashlib.sha1()
@@ -66,7 +62,8 @@ def _encoder_hash(encoder: Path):
 
 def _recipe(cfg: Config) -> dict:
     """The data and fine-tune keys the stored rows depend on (method sections stay out: stamped on their rows)."""
-    ft = {k: v for k, v in cfg.to_dict()["finetune"].items() if k not in GRID_KEYS and k not in SECTIONS}
+    ft = {k: v for k, v in cfg.to_dict()["finetune"].items()
+          if k not in GRID_KEYS and k not in SECTIONS and k not in TRACKING_KEYS}
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
@@ -74,14 +71,17 @@ def _recipe(cfg: Config) -> dict:
     return _as_stored({"data": data, "finetune": ft})
 
 
-def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, legacy: bool = False) -> str:
+def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, era: str = "current") -> str:
     """Identifies what the stored results depend on; a changed encoder or recipe must not mix with old rows.
     Method sections stay out (`row_settings` stamps them on their rows), so changing one never orphans the other
-    rows. `legacy`: the value reports got before that, where a section's keys off their defaults entered —
-    accepted on load so those reports still resume (and are rewritten with the new value)."""
+    rows. Reports written before they kept their recipe are recognised by the value of their era, accepted on load
+    (and rewritten with the current one): `stamped` hashed the tracking keys too; `sectioned`, before rows were
+    stamped, also a section's keys off their defaults."""
     h = encoder_hash.copy()
     ft = {k: v for k, v in recipe["finetune"].items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
-    for section in SECTIONS if legacy else ():
+    if era != "current":
+        ft.update(_as_stored({k: getattr(cfg.finetune, k) for k in TRACKING_KEYS}))
+    for section in SECTIONS if era == "sectioned" else ():
         values = getattr(cfg.finetune, section)
         default = _defaults(values)
         off_default = {k: v for k, v in dataclasses.asdict(values).items() if v != default[k]}
@@ -91,8 +91,8 @@ def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, legacy: bool = Fals
     return h.hexdigest()[:16]
 
 
-def _fingerprint(cfg: Config, encoder: Path, legacy: bool = False) -> str:
-    return _fingerprint_of(_encoder_hash(encoder), _recipe(cfg), cfg, legacy)
+def _fingerprint(cfg: Config, encoder: Path, era: str = "current") -> str:
+    return _fingerprint_of(_encoder_hash(encoder), _recipe(cfg), cfg, era)
 
 
 def report_identity(cfg: Config, encoder: Path) -> dict:
@@ -105,15 +105,16 @@ def report_identity(cfg: Config, encoder: Path) -> dict:
 def _recipe_changes(doc: dict, header: dict, cfg: Config) -> list[tuple[str, object, object]]:
     """(key, value there, value now) for each recipe key that differs, keys the report lacks at their defaults."""
     defaults = flatten(_as_stored({"data": _defaults(cfg.data), "finetune": _defaults(cfg.finetune)}))
-    return _changes("", flatten(doc["recipe"]), dict(sorted(flatten(header["recipe"]).items())), defaults)
+    return changed_keys(flatten(doc["recipe"]), dict(sorted(flatten(header["recipe"]).items())), defaults)
 
 
 def _check_identity(path: Path, doc: dict, header: dict, cfg: Config, encoder: Path) -> None:
     """A report whose fingerprint differs from this run's: resumable only if its encoder and recipe are this run's
     (keys added since count at their defaults); otherwise one line naming what differs."""
     if "recipe" not in doc:  # written before reports kept their recipe: only the fingerprint can tell
-        # the legacy value re-hashes the encoder's weights: computed only here, for a report that did not match
-        if doc.get("fingerprint") != _fingerprint(cfg, encoder, legacy=True):
+        # re-hashes the encoder's weights: computed only here, for a report that did not match
+        h, recipe = _encoder_hash(encoder), _recipe(cfg)
+        if doc.get("fingerprint") not in (_fingerprint_of(h, recipe, cfg, era) for era in ("stamped", "sectioned")):
             raise UserError(f"{path} holds results for a different encoder or fine-tune recipe; use another "
                             "output_dir or overwrite=true to replace them")
         return
@@ -183,8 +184,8 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
         if row["method"] not in methods:
             continue  # not requested now: the row keeps its own stamp
         for section, values in current.items():
-            differ = _changes(f"finetune.{section}.", stored.get(section, {}), values,
-                              _defaults(getattr(cfg.finetune, section)))
+            differ = changed_keys(stored.get(section, {}), values, _defaults(getattr(cfg.finetune, section)),
+                                  prefix=f"finetune.{section}.")
             if differ:
                 raise UserError(f"{path} holds {row['method']} rows made with other settings: "
                                 f"{listed_changes(differ)}; use those, another output_dir, or overwrite=true to "
