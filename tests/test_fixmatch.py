@@ -80,6 +80,41 @@ def test_only_confident_pool_examples_teach_and_their_strong_view_learns_the_wea
     assert net[1].weight.grad is not None
 
 
+def test_flexmatch_thresholds_start_low_and_follow_how_many_examples_each_class_holds():
+    from ssl_pipeline.finetune.fixmatch import ClassThresholds
+
+    t = ClassThresholds(pool_size=10, num_classes=3, threshold=0.9)
+    conf, pseudo = torch.tensor([0.2, 0.5, 0.95]), torch.tensor([0, 1, 2])
+    assert t.mask(conf, pseudo).all()  # warm-up: nothing held yet, every threshold is 0
+    # examples 0-3 sure of class 0, 4-5 of class 1; 6 not sure enough to be held; 7-9 never seen
+    t.update(torch.arange(7), torch.tensor([0.95] * 6 + [0.5]), torch.tensor([0, 0, 0, 0, 1, 1, 2]))
+    assert t.held.tolist() == [0, 0, 0, 0, 1, 1, -1, -1, -1, -1]
+    # beta = held / max(largest class 4, unheld 4) = [1, 0.5, 0]; threshold * beta / (2 - beta)
+    assert torch.allclose(t.per_class("cpu"), torch.tensor([0.9, 0.3, 0.0]))
+    assert t.mask(torch.tensor([0.85, 0.85, 0.01]), torch.tensor([0, 1, 2])).tolist() == [False, True, True]
+    t.update(torch.tensor([7, 8, 9, 6]), torch.tensor([0.99] * 4), torch.tensor([2, 2, 2, 0]))
+    # past the warm-up (nothing unheld): over the largest class (5 of class 0)
+    assert torch.allclose(t.per_class("cpu"), 0.9 * torch.tensor([1.0, 0.4 / 1.6, 0.6 / 1.4]))
+    t.update(torch.tensor([0]), torch.tensor([0.3]), torch.tensor([2]))  # an unsure prediction changes nothing
+    assert t.held[0] == 0
+
+
+def test_flexmatch_task_teaches_with_every_confident_enough_example_and_remembers_the_sure_ones():
+    from ssl_pipeline.finetune.fixmatch import ClassThresholds
+
+    acc = SimpleNamespace(autocast=nullcontext, num_processes=1)
+    task, net, batch = _task(threshold=0.999)
+    task.class_thresholds = ClassThresholds(pool_size=40, num_classes=3, threshold=0.5)
+    batch["pool_index"] = torch.arange(20, 32)
+    _, extra = task.loss(lambda b: net(b["images"]), batch, acc)
+    assert float(extra["confident"]) == 1.0  # warm-up: all of them, where the fixed 0.999 would take none
+    probs = net(batch["unlabeled"]["images"]).softmax(-1)
+    sure = probs.max(-1).values >= 0.5
+    held = task.class_thresholds.held
+    assert 0 < int(sure.sum()) < 12 and (held[:20] == -1).all() and (held[32:] == -1).all()
+    assert torch.equal(held[20:32][sure], probs.argmax(-1)[sure]) and (held[20:32][~sure] == -1).all()
+
+
 def test_ema_scores_the_moving_average_of_weights_and_batchnorm_statistics():
     from ssl_pipeline.finetune.fixmatch import FixMatchTask
 
@@ -165,9 +200,11 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
 def test_fixmatch_two_processes_and_text(tmp_path):
     out = tmp_path / "run"
     run_stage("pretrain", BASE + [f"output_dir={out}"])
-    proc = run_stage("finetune", BASE + FT + [f"output_dir={out}", "finetune.fixmatch.ema_decay=0.9"], nproc=2)
+    proc = run_stage("finetune", BASE + FT + [f"output_dir={out}", "finetune.fixmatch.ema_decay=0.9",
+                                              "finetune.fixmatch.thresholds=flexmatch"], nproc=2)  # state gathered
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"]
+    assert doc["rows"][0]["settings"]["fixmatch"]["thresholds"] == "flexmatch"
     # a pass over the pool takes minutes on real data: it shows its own progress, loss and confident fraction
     assert "fixmatch: " in proc.stderr and "loss=" in proc.stderr
     shown = [float(x) for x in re.findall(r"confident=([0-9.e-]+)", proc.stderr)]

@@ -16,8 +16,13 @@ validation carve at 1 % labels (seed 0; the `finetune` row 83.9 %): 4 epochs ove
 0.1 / 0.5 / 1 gave 84.5 / 85.4 / 85.6 %, 8 epochs at 0.5 gave 87.2 %, 16 epochs 87.6 % (with the weights' moving
 average 87.7 %: not worth twice the time as a default) (README).
 
-Written here rather than taken from a library: the field's FixMatch code (USB, TorchSSL) is a framework of its
-own with its own trainer and data pipeline; the method itself is the loss above, on this project's engine.
+`finetune.fixmatch.thresholds=flexmatch` replaces the one threshold with FlexMatch's per-class ones (Zhang et al.
+2021, "FlexMatch: Boosting Semi-Supervised Learning with Curriculum Pseudo Labeling"): a class few pool examples
+have been confidently given yet gets a lower threshold, so hard classes are not starved of pseudo-labels.
+
+Written here rather than taken from a library: the field's FixMatch / FlexMatch code (USB, TorchSSL) is a framework
+of its own with its own trainer and data pipeline; the methods themselves are the loss above and the thresholds
+below, on this project's engine.
 """
 from __future__ import annotations
 
@@ -50,7 +55,33 @@ class PoolWithLabeled(Dataset):
     def __getitems__(self, positions):
         unlabeled = self.pool.__getitems__(list(positions))
         unlabeled.pop("labels", None)  # the pool is unlabeled: its labels must not reach the loss
-        return {"unlabeled": unlabeled, "labeled": self.labeled.__getitems__(self._next_labeled())}
+        return {"unlabeled": unlabeled, "labeled": self.labeled.__getitems__(self._next_labeled()),
+                "pool_index": torch.as_tensor(list(positions), dtype=torch.long)}  # per-example state (FlexMatch)
+
+
+class ClassThresholds:
+    """FlexMatch's curriculum thresholds. Each pool example remembers the class it was last predicted with
+    confidence >= `threshold` (none yet: -1). A class's learning effect is how many examples it holds, over the
+    largest class's count — or over the examples not yet held by any, while those are more (the warm-up, when every
+    threshold is low); its threshold is `threshold` * beta / (2 - beta) (the paper's convex mapping)."""
+
+    def __init__(self, pool_size: int, num_classes: int, threshold: float):
+        self.pool_size, self.num_classes, self.threshold = pool_size, num_classes, threshold
+        self.held: torch.Tensor | None = None  # created on the first batch's device
+
+    def per_class(self, device) -> torch.Tensor:
+        if self.held is None:
+            self.held = torch.full((self.pool_size,), -1, dtype=torch.long, device=device)
+        counts = torch.bincount(self.held + 1, minlength=self.num_classes + 1).float()
+        beta = counts[1:] / torch.maximum(counts[1:].max(), counts[0]).clamp(min=1)
+        return self.threshold * beta / (2 - beta)
+
+    def mask(self, confidence: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor:
+        return confidence >= self.per_class(confidence.device)[pseudo]
+
+    def update(self, index: torch.Tensor, confidence: torch.Tensor, pseudo: torch.Tensor) -> None:
+        sure = confidence >= self.threshold
+        self.held[index[sure]] = pseudo[sure]
 
 
 def concat_inputs(a: dict, b: dict, keys) -> dict:
@@ -70,10 +101,11 @@ class FixMatchTask(M.ClassifierTask):
     progress_keys = ("confident",)  # the fraction of pool examples that teach: FixMatch's working signal
 
     def __init__(self, model, dataset, data, num_processes: int, threshold: float, unlabeled_weight: float,
-                 ema_decay: float = 0.0):
+                 ema_decay: float = 0.0, class_thresholds: ClassThresholds | None = None):
         super().__init__(model, dataset, data.train_transform, num_processes)
         self.data, self.threshold, self.unlabeled_weight = data, threshold, unlabeled_weight
         self.ema_decay, self.ema = ema_decay, None
+        self.class_thresholds = class_thresholds
 
     def after_optimizer_step(self, model, step, total_steps):
         """FixMatch scores an exponential moving average of the weights (timm's ModelEmaV3: parameters and
@@ -95,7 +127,15 @@ class FixMatchTask(M.ClassifierTask):
         with torch.no_grad(), accelerator.autocast():
             probs = model(self.transform(unlabeled)).float().softmax(-1)
         confidence, pseudo = probs.max(-1)
-        confident = (confidence >= self.threshold).float()
+        if self.class_thresholds is None:
+            confident = (confidence >= self.threshold).float()
+        else:
+            confident = self.class_thresholds.mask(confidence, pseudo).float()
+            # every process keeps the same per-example state: each updates it with all processes' batches
+            seen = (batch["pool_index"], confidence, pseudo)
+            if accelerator.num_processes > 1:
+                seen = accelerator.gather(seen)
+            self.class_thresholds.update(*seen)
         both = concat_inputs(self.transform(labeled), self.data.strong_transform(unlabeled), self.data.input_keys)
         with accelerator.autocast():
             logits = model(both).float()
@@ -119,8 +159,9 @@ def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: 
     labeled_batch = max(1, min(len(idx), ft.batch_size // fm.unlabeled_ratio))
     dataset = PoolWithLabeled(pool, data.dataset("train", idx), labeled_batch,
                               seed * 1000 + accelerator.process_index)  # each process its own labeled batches
+    flex = ClassThresholds(len(pool), data.num_classes, fm.threshold) if fm.thresholds == "flexmatch" else None
     task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight,
-                        fm.ema_decay)
+                        fm.ema_decay, flex)
     plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False)
     M.train(task, plan, accelerator, seed, groups=M.param_groups(model, plan.weight_decay,
                                                                  {"encoder.": fm.encoder_lr_scale}))
