@@ -90,11 +90,11 @@ def test_flexmatch_thresholds_start_low_and_follow_how_many_examples_each_class_
     t.update(torch.arange(7), torch.tensor([0.95] * 6 + [0.5]), torch.tensor([0, 0, 0, 0, 1, 1, 2]))
     assert t.held.tolist() == [0, 0, 0, 0, 1, 1, -1, -1, -1, -1]
     # beta = held / max(largest class 4, unheld 4) = [1, 0.5, 0]; threshold * beta / (2 - beta)
-    assert torch.allclose(t.per_class("cpu"), torch.tensor([0.9, 0.3, 0.0]))
+    assert torch.allclose(t.per_class(), torch.tensor([0.9, 0.3, 0.0]))
     assert t.mask(torch.tensor([0.85, 0.85, 0.01]), torch.tensor([0, 1, 2])).tolist() == [False, True, True]
     t.update(torch.tensor([7, 8, 9, 6]), torch.tensor([0.99] * 4), torch.tensor([2, 2, 2, 0]))
     # past the warm-up (nothing unheld): over the largest class (5 of class 0)
-    assert torch.allclose(t.per_class("cpu"), 0.9 * torch.tensor([1.0, 0.4 / 1.6, 0.6 / 1.4]))
+    assert torch.allclose(t.per_class(), 0.9 * torch.tensor([1.0, 0.4 / 1.6, 0.6 / 1.4]))
     t.update(torch.tensor([0]), torch.tensor([0.3]), torch.tensor([2]))  # an unsure prediction changes nothing
     assert t.held[0] == 0
 

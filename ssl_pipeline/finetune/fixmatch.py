@@ -65,19 +65,17 @@ class ClassThresholds:
     largest class's count — or over the examples not yet held by any, while those are more (the warm-up, when every
     threshold is low); its threshold is `threshold` * beta / (2 - beta) (the paper's convex mapping)."""
 
-    def __init__(self, pool_size: int, num_classes: int, threshold: float):
-        self.pool_size, self.num_classes, self.threshold = pool_size, num_classes, threshold
-        self.held: torch.Tensor | None = None  # created on the first batch's device
+    def __init__(self, pool_size: int, num_classes: int, threshold: float, device="cpu"):
+        self.num_classes, self.threshold = num_classes, threshold
+        self.held = torch.full((pool_size,), -1, dtype=torch.long, device=device)
 
-    def per_class(self, device) -> torch.Tensor:
-        if self.held is None:
-            self.held = torch.full((self.pool_size,), -1, dtype=torch.long, device=device)
+    def per_class(self) -> torch.Tensor:
         counts = torch.bincount(self.held + 1, minlength=self.num_classes + 1).float()
         beta = counts[1:] / torch.maximum(counts[1:].max(), counts[0]).clamp(min=1)
         return self.threshold * beta / (2 - beta)
 
     def mask(self, confidence: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor:
-        return confidence >= self.per_class(confidence.device)[pseudo]
+        return confidence >= self.per_class()[pseudo]
 
     def update(self, index: torch.Tensor, confidence: torch.Tensor, pseudo: torch.Tensor) -> None:
         sure = confidence >= self.threshold
@@ -159,7 +157,8 @@ def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: 
     labeled_batch = max(1, min(len(idx), ft.batch_size // fm.unlabeled_ratio))
     dataset = PoolWithLabeled(pool, data.dataset("train", idx), labeled_batch,
                               seed * 1000 + accelerator.process_index)  # each process its own labeled batches
-    flex = ClassThresholds(len(pool), data.num_classes, fm.threshold) if fm.thresholds == "flexmatch" else None
+    flex = (ClassThresholds(len(pool), data.num_classes, fm.threshold, accelerator.device)
+            if fm.thresholds == "flexmatch" else None)
     task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight,
                         fm.ema_decay, flex)
     plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False)
