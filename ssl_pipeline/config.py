@@ -92,7 +92,7 @@ class PretrainConfig:
     max_steps: Optional[int] = None  # optimizer steps; wins over epochs when set
     learning_rate: float = 0.3  # base lr, scaled by global batch size (see lr_scaling)
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"  # lr = base * (global_batch / 256) [or sqrt]
-    optimizer: Literal["lars", "adamw", "sgd"] = "lars"  # LARS (lightly) for large-batch SimCLR, AdamW for MLM / small CPU runs
+    optimizer: Literal["lars", "adamw", "sgd"] = "lars"  # LARS (lightly's rule, no host syncs) for large-batch SimCLR, AdamW for MLM / small CPU runs
     weight_decay: float = 1e-6  # applied to weights only (not biases / norm parameters)
     warmup_fraction: float = 0.05  # fraction of steps spent in linear warm-up before the cosine decay
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (global batch = batch_size x processes x this)

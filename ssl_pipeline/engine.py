@@ -120,7 +120,7 @@ def build_optimizer(groups: list[dict], plan: TrainPlan) -> torch.optim.Optimize
     for g in groups:
         g["lr"] = plan.learning_rate * g["lr_scale"]
     if plan.optimizer == "lars":
-        from lightly.utils.lars import LARS
+        from .lars import LARS  # lightly's update rule without its per-parameter host syncs (lars.py says why)
 
         return LARS(groups, lr=plan.learning_rate, momentum=0.9)
     if plan.optimizer == "sgd":
