@@ -70,7 +70,9 @@ class ClassThresholds:
         self.held = torch.full((pool_size,), -1, dtype=torch.long, device=device)
 
     def per_class(self) -> torch.Tensor:
-        counts = torch.bincount(self.held + 1, minlength=self.num_classes + 1).float()
+        # scatter_add, not bincount: CUDA's bincount reads the maximum back to the host (a sync every step)
+        counts = torch.zeros(self.num_classes + 1, device=self.held.device).scatter_add_(
+            0, self.held + 1, torch.ones(len(self.held), device=self.held.device))
         beta = counts[1:] / torch.maximum(counts[1:].max(), counts[0]).clamp(min=1)
         return self.threshold * beta / (2 - beta)
 
@@ -78,8 +80,8 @@ class ClassThresholds:
         return confidence >= self.per_class()[pseudo]
 
     def update(self, index: torch.Tensor, confidence: torch.Tensor, pseudo: torch.Tensor) -> None:
-        sure = confidence >= self.threshold
-        self.held[index[sure]] = pseudo[sure]
+        sure = confidence >= self.threshold  # a where, not boolean indexing: no host sync for the count
+        self.held[index] = torch.where(sure, pseudo, self.held[index])
 
 
 def concat_inputs(a: dict, b: dict, keys) -> dict:

@@ -48,7 +48,8 @@ class MLMTask(TextTask):
         loss, logits, labels = self._forward(model, batch, accelerator)
         real = labels != IGNORE
         with torch.no_grad():
-            acc = (logits.argmax(-1) == labels)[real].float().mean() if real.any() else torch.zeros(())
+            # no boolean indexing or `if real.any()`: either would read back to the host (a GPU sync) every step
+            acc = ((logits.argmax(-1) == labels) & real).sum() / real.sum().clamp(min=1)
         return loss, {"masked_accuracy": acc}  # a device tensor: read at log steps only
 
     @torch.no_grad()
