@@ -111,6 +111,11 @@ def test_mlm_step_reads_back_only_the_masked_count():
         metrics = _step(task, model, opt, batches[1])
     assert (count.scalars, count.nonzeros) == (0, 1)
     assert 0.0 <= float(metrics["masked_accuracy"]) <= 1.0
+    padded = {"input_ids": torch.ones(2, 8, dtype=torch.long),
+              "attention_mask": torch.tensor([[1] * 8, [1] * 3 + [0] * 5])}
+    with CountHostReads() as count:  # what the engine counts for throughput, every step
+        items = task.batch_items(padded)
+    assert count.scalars == 0 and int(items["tokens"]) == 11
 
 
 def test_flexmatch_thresholds_read_nothing_back():

@@ -170,7 +170,8 @@ class TextTask(Task):
     @staticmethod
     def batch_items(batch: dict) -> dict:
         ids, att = batch["input_ids"], batch.get("attention_mask")
-        return {"samples": ids.shape[0], "tokens": ids.numel() if att is None else int(att.sum())}
+        # a padded batch's token count stays a device tensor: the engine reads it at log steps only (no sync)
+        return {"samples": ids.shape[0], "tokens": ids.numel() if att is None else att.sum()}
 
     def mask(self, ids: torch.Tensor, probability: float, generator=None):
         """BERT's 80/10/10 corruption of `ids` -> (corrupted ids, flat positions of the selected tokens, their
