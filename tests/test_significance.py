@@ -133,3 +133,32 @@ def test_compare_merges_reports_with_one_shared_baseline(tmp_path, capsys):
     mean = {(x["method"], x["label_fraction"]): x["mean"] for x in same["summary"]}
     assert set(m for m, _ in mean) == {"simclr:finetune (run_a)", "simclr:finetune (run_b)", "supervised"}
     assert mean[("simclr:finetune (run_a)", 0.01)] - mean[("simclr:finetune (run_b)", 0.01)] == _pytest.approx(0.1)
+
+
+def test_compare_against_another_row_pairs_two_settings_of_one_method(tmp_path):
+    """"Is setting B better than setting A?": every row's gain is measured from the chosen row, paired."""
+    import pytest as _pytest
+
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.finetune.compare import comparison, main
+
+    rows = _grid({0.01: 0.05})
+    a = {"task": "simclr", "data": "d", "n_test": N_TEST, "rows": rows}
+    b = dict(a, rows=[dict(r, method="finetune") for r in _grid({0.01: 0.08}) if r["method"] == "finetune"])
+    doc = comparison([a, b], ["run_a", "run_b"], against="simclr:finetune (run_a)")
+    g = {x["method"]: x for x in doc["gains"]}
+    assert set(g) == {"simclr:finetune (run_b)", "supervised"}  # every row but the reference itself
+    mean = {s["method"]: s["mean"] for s in doc["summary"]}
+    assert g["simclr:finetune (run_b)"]["gain"] == _pytest.approx(mean["simclr:finetune (run_b)"]
+                                                                  - mean["simclr:finetune (run_a)"])
+    assert g["supervised"]["gain"] < 0 and g["supervised"]["significant"]
+    lo, hi = g["simclr:finetune (run_b)"]["ci95"]
+    assert lo <= g["simclr:finetune (run_b)"]["gain"] <= hi
+    for run, d in (("run_a", a), ("run_b", b)):
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "label_efficiency.json").write_text(json.dumps(d))
+    main([str(tmp_path / "run_a" / "label_efficiency.json"), str(tmp_path / "run_b" / "label_efficiency.json"),
+          "--against", "simclr:finetune (run_a)", "--out", str(tmp_path / "ab.md")])
+    assert "gain over `simclr:finetune (run_a)`" in (tmp_path / "ab.md").read_text()
+    with _pytest.raises(UserError, match="not a row of these reports"):
+        comparison([a, b], ["run_a", "run_b"], against="dino:finetune")

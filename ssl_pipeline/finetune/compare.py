@@ -2,7 +2,10 @@
 data (e.g. SimCLR, BYOL, VICReg and DINO encoders), with paired 95 % intervals against `supervised`:
 
     python -m ssl_pipeline.finetune.compare runs/simclr/label_efficiency.json runs/dino/label_efficiency.json \
-        [--out comparison.md]
+        [--against ROW] [--out comparison.md]
+
+`--against ROW` measures every other row against that one instead (any row of the table, e.g. two settings of one
+method: `--against "simclr:fixmatch (run_a)"`), so "is setting B better than setting A?" gets its paired interval.
 
 SSL rows are named `<task>:<row>` (dino:finetune); baseline rows (supervised, classic) do not depend on the
 encoder — same subsets, seeds and recipe — so they are taken once, and must agree between the reports that have
@@ -51,26 +54,32 @@ def merged_rows(docs: list[dict], names: list[str] | None = None) -> list[dict]:
     return rows + list(baselines.values())
 
 
-def comparison(docs: list[dict], names: list[str] | None = None) -> dict:
+def comparison(docs: list[dict], names: list[str] | None = None, against: str = "supervised") -> dict:
+    """`against`: the row every other row's gain is measured from (paired, same subsets and test examples)."""
     rows = merged_rows(docs, names)
     summary = summarize(rows)
+    present = list(dict.fromkeys(s["method"] for s in summary))
+    if against != "supervised" and against not in present:
+        raise UserError(f"--against {against!r} is not a row of these reports; rows: {', '.join(present)}")
     boot = Bootstrap(rows, docs[0].get("n_test", 0))
     for s in summary:
         s["ci95"] = boot.interval(s["method"], s["label_fraction"])
-    have_sup = {s["label_fraction"] for s in summary if s["method"] == "supervised"}
+    reference = {s["label_fraction"]: s for s in summary if s["method"] == against}
     gains = []
     for s in summary:
-        if s["method"] not in BASELINES and s["label_fraction"] in have_sup:
-            sup = next(x for x in summary if x["method"] == "supervised" and x["label_fraction"] == s["label_fraction"])
-            gains.append({"method": s["method"], "label_fraction": s["label_fraction"], "gain": s["mean"] - sup["mean"],
-                          **boot.difference(s["method"], "supervised", s["label_fraction"])})
+        # against supervised: the SSL rows (baselines are not compared with each other); against a row: all others
+        compared = s["method"] not in BASELINES if against == "supervised" else s["method"] != against
+        ref = reference.get(s["label_fraction"])
+        if compared and ref is not None:
+            gains.append({"method": s["method"], "label_fraction": s["label_fraction"], "gain": s["mean"] - ref["mean"],
+                          **boot.difference(s["method"], against, s["label_fraction"])})
     multipliers = {}
     sup_rows = [s for s in summary if s["method"] == "supervised"]
     for m in dict.fromkeys(s["method"] for s in summary if s["method"] not in BASELINES):
         own = [{**s, "method": "finetune"} for s in summary if s["method"] == m]  # one SSL row vs supervised
         lm = label_multiplier(own + sup_rows)
         multipliers[m] = lm["text"] if lm else "–"
-    return {"summary": summary, "gains": gains, "label_multiplier": multipliers,
+    return {"summary": summary, "gains": gains, "against": against, "label_multiplier": multipliers,
             "bootstrap": {"over": "seeds and test examples" if boot.per_example else "seeds only"}}
 
 
@@ -82,7 +91,8 @@ def markdown(doc: dict) -> str:
     gain = {(g["method"], g["label_fraction"]): g for g in doc["gains"]}
     methods = list(dict.fromkeys(s["method"] for s in summary if s["method"] not in BASELINES))
     methods += [m for m in BASELINES if any(s["method"] == m for s in summary)]
-    lines = [f"Accuracy (%), mean ± std over seeds; in brackets the gain over `supervised` with its 95 % interval "
+    lines = [f"Accuracy (%), mean ± std over seeds; in brackets the gain over `{doc.get('against', 'supervised')}` "
+             f"with its 95 % interval "
              f"(paired bootstrap over {doc['bootstrap']['over']}; n.s. = not significant).", "",
              "| row | " + " | ".join(f"{f * 100:g} % ({n_of[f]} labels)" for f in fracs) + " | label multiplier |",
              "| --- | " + " | ".join("---" for _ in fracs) + " | --- |"]
@@ -108,6 +118,8 @@ def markdown(doc: dict) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m ssl_pipeline.finetune.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("reports", nargs="+")
+    ap.add_argument("--against", default="supervised",
+                    help="the row the others are measured from (default supervised; any row name of the table)")
     ap.add_argument("--out", default=None, help="also write the table (markdown) and OUT.json")
     args = ap.parse_args(argv)
     docs = []
@@ -122,7 +134,7 @@ def main(argv=None) -> None:
     names = [Path(p).resolve().parent.name for p in args.reports]  # the run directory, e.g. runs/simclr_a -> simclr_a
     if len(set(names)) < len(names):
         names = list(args.reports)
-    doc = comparison(docs, names)
+    doc = comparison(docs, names, args.against)
     md = markdown(doc)
     print(md, end="")
     if args.out:
