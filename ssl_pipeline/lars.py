@@ -1,8 +1,8 @@
 """LARS (You et al. 2017) with the update rule of lightly's `lightly.utils.lars.LARS`, computed without host syncs.
 
 Why not lightly's class itself: it decides per parameter in Python whether to adapt (`if p_norm != 0 and g_norm !=
-0`), which on a GPU is two device-to-host syncs per adapted weight and step (44 for SimCLR on a ResNet-18) that stall the
-CPU from queueing the next forward; on CPU its per-tensor Python loop costs time as well. torch ships no LARS.
+0`), which on a GPU is two device-to-host syncs per adapted weight and step (44 for SimCLR on a ResNet-18) that keep
+the CPU from queueing the next forward; on CPU its per-tensor Python loop costs time as well. torch ships no LARS.
 Here the same rule runs on whole parameter lists with torch's `_foreach` kernels (what `torch.optim.SGD` uses), the
 skip rule becomes a `torch.where`, and the state (`momentum_buffer`) and hyper-parameters keep lightly's names, so
 optimizer states saved by either class load into the other (checkpoints of older runs resume).
