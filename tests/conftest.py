@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +63,21 @@ def read_metrics(output_dir: Path, every_row: bool = False) -> list[dict]:
 @pytest.fixture(scope="session")
 def ROOT_DIR() -> Path:
     return ROOT
+
+
+
+class CountHostReads(TorchDispatchMode):
+    """Counts, inside a `with`, the aten ops through which `.item()`, `bool(tensor)` and boolean-mask indexing read a
+    tensor back to the host (`_local_scalar_dense`; `nonzero` for a data-dependent shape): on a GPU each one makes
+    the CPU wait for every queued kernel. On CPU they cost nothing, so the count itself is what tests check."""
+
+    def __init__(self):
+        super().__init__()
+        self.scalars = self.nonzeros = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.scalars += 1
+        elif func is torch.ops.aten.nonzero.default:
+            self.nonzeros += 1
+        return func(*args, **(kwargs or {}))

@@ -1,9 +1,9 @@
-"""The project's LARS: lightly's update rule, and optimizer states that load across both classes.
-(That it never syncs with the host: test_host_syncs.py.)"""
+"""The project's LARS: lightly's update rule, optimizer states that load across both classes, and no host reads."""
 import copy
 
 import pytest
 import torch
+from conftest import CountHostReads
 from lightly.utils.lars import LARS as LightlyLARS
 
 from ssl_pipeline.engine import param_groups
@@ -73,3 +73,15 @@ def test_state_loads_across_lightlys_class_both_ways():
     for x, y, z in zip(a.parameters(), b.parameters(), c.parameters()):
         torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-7)
         torch.testing.assert_close(z, x, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cls, reads", [(LARS, False), (LightlyLARS, True)], ids=["ours", "lightly"])
+def test_a_step_reads_nothing_back_to_the_host(cls, reads):
+    """lightly's LARS decides per weight in Python whether to adapt (two reads per weight); ours does not."""
+    model = _model()
+    opt = cls(_groups(model), lr=0.5, momentum=0.9)
+    for step in range(2):  # the first step creates the momentum buffers, the second uses them
+        _set_grads([model], step)
+        with CountHostReads() as count:
+            opt.step()
+        assert (count.scalars > 0) == reads, count.scalars
