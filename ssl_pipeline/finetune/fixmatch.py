@@ -70,9 +70,11 @@ class ClassThresholds:
         self.held = torch.full((pool_size,), -1, dtype=torch.long, device=device)
 
     def per_class(self) -> torch.Tensor:
-        # scatter_add, not bincount: CUDA's bincount reads the maximum back to the host (a sync every step)
-        counts = torch.zeros(self.num_classes + 1, device=self.held.device).scatter_add_(
-            0, self.held + 1, torch.ones(len(self.held), device=self.held.device))
+        # scatter_add, not bincount: CUDA's bincount reads the maximum back to the host (a sync every step); the
+        # ones are one value expanded, not a pool-sized tensor allocated every step
+        one = torch.ones(1, device=self.held.device)
+        counts = torch.zeros(self.num_classes + 1, device=one.device).scatter_add_(0, self.held + 1,
+                                                                                 one.expand(len(self.held)))
         beta = counts[1:] / torch.maximum(counts[1:].max(), counts[0]).clamp(min=1)
         return self.threshold * beta / (2 - beta)
 
