@@ -1,8 +1,8 @@
 """Atomic Accelerate checkpoints: `checkpoints/step_NNNNNNN/` appears only once it is complete.
 
 Every process writes its part (Accelerate saves per-process RNG states) into a temporary directory; the main
-process then adds `trainer_state.json` and renames it into place, so a crash during a save leaves the previous
-checkpoint as the latest loadable one. Only the newest `keep` checkpoints are kept.
+process then adds `trainer_state.json` (and the task's own state, `task_state.pt`) and renames it into place, so
+a crash during a save leaves the previous checkpoint as the latest loadable one. Only the newest `keep` checkpoints are kept.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Optional
 from .atomic import write_json
 
 STATE_FILE = "trainer_state.json"
+TASK_STATE_FILE = "task_state.pt"  # Task.state_dict(): what a task keeps beyond Accelerate's objects
 PREFIX = "step_"
 
 
@@ -29,7 +30,17 @@ def latest(ckpt_dir: Path) -> Optional[Path]:
     return done[-1] if done else None
 
 
-def save(accelerator, ckpt_dir: Path, state: dict, keep: int) -> Path:
+def task_state(path: Path) -> Optional[dict]:
+    """The task's own state saved with checkpoint `path` (None: the task kept none)."""
+    f = path / TASK_STATE_FILE
+    if not f.is_file():
+        return None
+    import torch
+
+    return torch.load(f, map_location="cpu", weights_only=True)
+
+
+def save(accelerator, ckpt_dir: Path, state: dict, keep: int, extra: Optional[dict] = None) -> Path:
     final = ckpt_dir / f"{PREFIX}{state['step']:07d}"
     tmp = ckpt_dir / f".tmp-{final.name}"
     if accelerator.is_main_process:
@@ -39,6 +50,10 @@ def save(accelerator, ckpt_dir: Path, state: dict, keep: int) -> Path:
     accelerator.save_state(str(tmp), safe_serialization=False)  # tied MLM weights round-trip as-is
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if extra:
+            import torch
+
+            torch.save(extra, tmp / TASK_STATE_FILE)
         write_json(tmp / STATE_FILE, state)
         if final.exists():
             shutil.rmtree(final)

@@ -181,6 +181,7 @@ class FinetuneConfig:
     student: Optional[str] = None  # distill_small: the smaller student: a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch; or an exported encoder directory (e.g. a smaller encoder pretrained on the same data)
     quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8
     fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)
+    checkpoint_every: int = 500  # fixmatch / distill: steps between checkpoints of a cell's passes over the unlabeled pool (minutes to hours per cell), so an interrupted grid resumes that cell mid-way; 0 = off
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)  # trackers for the grid: each cell's accuracy as it finishes, and the summary
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
     validation_fraction: float = 0.1  # size of that carve
@@ -478,6 +479,8 @@ def validate(cfg: Config) -> None:
     if cfg.finetune.distill_temperature <= 0 or cfg.finetune.distill_epochs < 1 or cfg.finetune.distill_label_weight < 0:
         raise UserError("config keys 'finetune.distill_temperature' (> 0), 'finetune.distill_epochs' (>= 1) and "
                         "'finetune.distill_label_weight' (>= 0) are out of range")
+    if cfg.finetune.checkpoint_every < 0:
+        raise UserError(f"config key 'finetune.checkpoint_every' must be >= 0 (0 = off), got {cfg.finetune.checkpoint_every}")
     fm = cfg.finetune.fixmatch
     if (not 0.0 <= fm.threshold <= 1.0 or fm.unlabeled_ratio < 1 or fm.encoder_lr_scale < 0 or fm.unlabeled_weight < 0
             or fm.epochs < 1 or not 0.0 <= fm.text_mask_probability < 1.0 or not 0.0 <= fm.ema_decay < 1.0):

@@ -68,6 +68,16 @@ class Task:
     def export(self, model: nn.Module, path) -> None:
         """Writes the encoder to `path` at the end of a run (tasks without an export keep nothing)."""
 
+    def state_dict(self) -> dict:
+        """What a checkpoint must keep beyond model, optimizer, scheduler, RNG and data position for an exact
+        resume (e.g. a moving average of the weights, per-example memory); {}: nothing. The main process's copy
+        is saved, so it must be the same on every process."""
+        return {}
+
+    def load_state_dict(self, state: dict, batches_done: Optional[int]) -> None:
+        """Restores `state_dict()` on resume; `batches_done`: the batches this process trained on before the
+        checkpoint (None for a stream), for state that follows the data position."""
+
 
 @dataclass
 class TrainPlan:
@@ -85,6 +95,7 @@ class TrainPlan:
     stop_on_collapse: bool = False
     checkpoint_every: Optional[int] = None  # None: no checkpoints (short fine-tune runs)
     keep_checkpoints: int = 2
+    log_to_trackers: bool = True  # False: metrics.jsonl only (a grid cell's steps are not the grid's tracker steps)
     description: str = "train"
     show_progress: bool = True
 
@@ -145,8 +156,8 @@ def warmup_cosine(total_steps: int, warmup_fraction: float):
 class MetricsLog:
     """metrics.jsonl (one JSON row per logged step, appended) plus the Accelerate trackers (TensorBoard)."""
 
-    def __init__(self, path: Optional[Path], accelerator):
-        self.path, self.accelerator = path, accelerator
+    def __init__(self, path: Optional[Path], accelerator, trackers: bool = True):
+        self.path, self.accelerator, self.trackers = path, accelerator, trackers
 
     def truncate_after(self, step: int) -> None:
         if self.path.is_file():
@@ -159,7 +170,7 @@ class MetricsLog:
         if self.path is not None and self.accelerator.is_main_process:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row) + "\n")
-        if self.path is not None:
+        if self.path is not None and self.trackers:
             self.accelerator.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
 
 
@@ -203,8 +214,13 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
         if last is not None:
             accelerator.load_state(str(last))
             state = json.loads((last / ckpt.STATE_FILE).read_text())
+            extra = ckpt.task_state(last)
+            if extra is not None:
+                done = None if batches_per_epoch is None else state["epoch"] * batches_per_epoch + state["batch_in_epoch"]
+                task.load_state_dict(extra, done)
             accelerator.print(f"resumed from {last} (step {state['step']} of {total_steps})")
-    metrics = MetricsLog(output_dir / "metrics.jsonl" if output_dir is not None else None, accelerator)
+    metrics = MetricsLog(output_dir / "metrics.jsonl" if output_dir is not None else None, accelerator,
+                         plan.log_to_trackers)
     if resume and metrics.path is not None and accelerator.is_main_process:
         metrics.truncate_after(state["step"])  # rows logged after the checkpoint are re-logged by this run
 
@@ -218,6 +234,11 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
                              batches_per_epoch, state, metrics, bar, ckpt_dir, stop, step_hooks)
     finally:
         batches.close()
+        # Accelerate has no public way to unregister: a stage that trains many models on one accelerator (the
+        # fine-tune grid) would otherwise keep every cell's scheduler, and through it its optimizer and model, alive
+        # and in every later checkpoint
+        if scheduler in accelerator._custom_objects:
+            accelerator._custom_objects.remove(scheduler)
     bar.close()
     if output_dir is not None:
         accelerator.wait_for_everyone()
@@ -326,7 +347,7 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 done_epoch = batches_per_epoch is not None and batch_index >= batches_per_epoch
                 ckpt.save(accelerator, ckpt_dir, {"step": step, "epoch": epoch + int(done_epoch),
                                                   "batch_in_epoch": 0 if done_epoch else batch_index},
-                          plan.keep_checkpoints)
+                          plan.keep_checkpoints, task.state_dict())
             if signum:
                 bar.close()
                 raise Interrupted(step, signum)

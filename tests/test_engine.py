@@ -1,5 +1,6 @@
 """engine.train in-process with a fake task: the loop's contract without a subprocess or a real model."""
 import math
+import shutil
 
 import pytest
 import torch
@@ -56,6 +57,43 @@ def test_train_runs_hooks_logs_and_exports(accelerator, tmp_path):
     assert task.exported == tmp_path / "encoder"
     logged = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(logged) == 6  # every 4 steps
+    # one accelerator trains every model of the fine-tune grid: no run's scheduler (nor, through it, its optimizer
+    # and model) stays registered for checkpointing after it ends
+    assert accelerator._custom_objects == []
+
+
+class Counting(LinearRegression):
+    """Keeps a count of its own (state a checkpoint must carry beyond model, optimizer and RNG)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count, self.resumed_at = 0, None
+
+    def after_optimizer_step(self, model, step, total_steps):
+        self.count += 2
+
+    def state_dict(self):
+        return {"count": torch.tensor(self.count)}
+
+    def load_state_dict(self, state, batches_done):
+        self.count, self.resumed_at = int(state["count"]), batches_done
+
+
+def test_a_tasks_own_state_is_checkpointed_and_restored_with_its_data_position(accelerator, tmp_path):
+    plan = TrainPlan(batch_size=32, epochs=3, max_steps=None, learning_rate=0.1, optimizer="sgd", log_every=4,
+                     checkpoint_every=5, keep_checkpoints=5, show_progress=False)
+    accelerator.free_memory()  # as the grid does between cells: a checkpoint holds this run's model alone
+    first = Counting()
+    train(first, plan, accelerator, seed=0, output_dir=tmp_path)
+    accelerator.free_memory()
+    from ssl_pipeline import checkpoint as ckpt
+
+    assert int(ckpt.task_state(tmp_path / "checkpoints" / "step_0000010")["count"]) == 20
+    for late in ckpt.complete(tmp_path / "checkpoints")[2:]:  # back to step 10 (epoch 1, batch 2 of 8)
+        shutil.rmtree(late)
+    again = Counting()
+    train(again, plan, accelerator, seed=0, output_dir=tmp_path, resume=True)
+    assert again.resumed_at == 10 and again.count == first.count == 48
 
 
 def test_non_finite_loss_names_its_step_and_saves_nothing(accelerator, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import run_stage
+from conftest import read_metrics, run_stage
 from ssl_pipeline.cli import finetune_main, pretrain_main
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=4", "pretrain.batch_size=32",
@@ -177,9 +177,9 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
     scales = []
     real_train = FM.M.train
 
-    def spy_train(task, plan, accelerator, seed, groups):
+    def spy_train(task, plan, accelerator, seed, groups, **kwargs):
         scales.append({g["lr_scale"] for g in groups})
-        return real_train(task, plan, accelerator, seed, groups=groups)
+        return real_train(task, plan, accelerator, seed, groups=groups, **kwargs)
 
     monkeypatch.setattr(FM.FixMatchTask, "loss", spy_loss)
     monkeypatch.setattr(FM.M, "train", spy_train)
@@ -303,9 +303,9 @@ def test_a_distilled_students_teacher_can_be_the_fixmatch_model_trained_once_for
     trained = []
     real_fixmatch = FM.fixmatch
 
-    def spy_fixmatch(model, data, idx, ft, accelerator, seed):
+    def spy_fixmatch(model, data, idx, ft, accelerator, seed, run_dir=None):
         trained.append((tuple(idx), seed))
-        return real_fixmatch(model, data, idx, ft, accelerator, seed)
+        return real_fixmatch(model, data, idx, ft, accelerator, seed, run_dir)
 
     monkeypatch.setattr(FM, "fixmatch", spy_fixmatch)
     finetune_main(BASE + FT + [f"output_dir={out}", "finetune.methods=[distill,fixmatch]", "finetune.distill_epochs=1",
@@ -324,3 +324,98 @@ def test_a_distilled_students_teacher_can_be_the_fixmatch_model_trained_once_for
     other = load_config("configs/vision/simclr_digits.yaml", ["finetune.distill_teacher=fixmatch"])
     assert R._fingerprint(default, enc) != R._fingerprint(other, enc)
     assert R.row_settings(default, "distill") == {} and set(R.row_settings(other, "distill_int8")) == {"fixmatch"}
+
+
+def test_a_fixmatch_cell_killed_mid_pass_resumes_at_its_checkpoint_with_the_uninterrupted_result(tmp_path):
+    """A pass over the pool takes minutes to hours: kill -9 inside it, rerun, and the cell continues from its last
+    checkpoint (moving average, FlexMatch's memory and the labeled order included) to the uninterrupted row."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ROOT, cli_env, launch_args
+
+    enc = tmp_path / "ssl"
+    run_stage("pretrain", BASE + [f"output_dir={enc}"])
+    ft = BASE + FT + [f"finetune.encoder={enc / 'encoder'}", "finetune.fixmatch.epochs=2", "threads=1",
+                      "finetune.fixmatch.ema_decay=0.9", "finetune.fixmatch.thresholds=flexmatch",
+                      "finetune.fixmatch.threshold=0.5", "finetune.checkpoint_every=5"]
+    full, crashed = tmp_path / "full", tmp_path / "crashed"
+    run_stage("finetune", ft + [f"output_dir={full}"])
+
+    proc = subprocess.Popen(launch_args(1) + ["finetune"] + ft + [f"output_dir={crashed}"], cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((crashed / "cells").glob("fixmatch_*/checkpoints/step_0000010/trainer_state.json")):
+        assert proc.poll() is None, "the grid ended before the kill"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (crashed / "label_efficiency.json").exists()
+    cell = next((crashed / "cells").glob("fixmatch_*labels_seed0"))
+    state = torch.load(cell / "checkpoints" / "step_0000010" / "task_state.pt", weights_only=True)
+    assert set(state) == {"ema", "held"} and (state["held"] >= 0).any()  # FlexMatch had started remembering
+
+    rerun = run_stage("finetune", ft + [f"output_dir={crashed}"])
+    assert "resumed from" in rerun.stdout and "(step 10 of 46)" in rerun.stdout
+    a, b = (json.loads((d / "label_efficiency.json").read_text())["rows"] for d in (full, crashed))
+    assert a[0]["correct"] == b[0]["correct"] and a[0]["accuracy"] == b[0]["accuracy"]
+    # the pass's log reads like the uninterrupted one; its checkpoints went once the row was written
+    steps = [[r["step"] for r in read_metrics(d / "cells" / cell.name)] for d in (full, crashed)]
+    assert steps[0] == steps[1] and steps[0][-1] == 46  # 2 passes of 23 steps over the 1,437 images
+    assert not (cell / "checkpoints").exists() and not (full / "cells" / cell.name / "checkpoints").exists()
+
+
+def test_a_cell_checkpoint_made_for_other_settings_is_cleared_not_resumed(tmp_path):
+    from types import SimpleNamespace
+
+    from ssl_pipeline.finetune.cell_runs import CellRuns
+
+    acc = SimpleNamespace(is_main_process=True, num_processes=1, wait_for_everyone=lambda: None)
+    idx = np.arange(10)
+    runs = CellRuns(tmp_path, "fp", acc, checkpoint_every=5)
+    path = runs.directory("fixmatch", idx, 0, "enc", {"fixmatch": {"epochs": 8}})
+    (path / "checkpoints" / "step_0000005").mkdir(parents=True)
+    same = CellRuns(tmp_path, "fp", acc, 5).directory("fixmatch", idx, 0, "enc", {"fixmatch": {"epochs": 8}})
+    assert same == path and (path / "checkpoints" / "step_0000005").is_dir()  # the same cell: resumed
+    for fingerprint, subset, encoder, epochs in [("fp", idx, "enc", 16), ("other", idx, "enc", 8),
+                                                 ("fp", idx[::-1].copy(), "enc", 8), ("fp", idx, "enc2", 8)]:
+        other = CellRuns(tmp_path, fingerprint, acc, 5).directory("fixmatch", subset, 0, encoder,
+                                                                  {"fixmatch": {"epochs": epochs}})
+        assert other == path and not (path / "checkpoints").exists()  # other settings, recipe, subset, encoder
+        (path / "checkpoints" / "step_0000005").mkdir(parents=True)
+    runs.written()
+    assert not (path / "checkpoints").exists() and (path / "cell.json").is_file()
+    assert CellRuns(tmp_path, "fp", acc, checkpoint_every=0).directory("fixmatch", idx, 0, "enc", {}) is None
+
+
+def test_fixmatch_task_state_round_trips_the_moving_average_flexmatch_memory_and_labeled_position():
+    from ssl_pipeline.finetune.fixmatch import ClassThresholds, FixMatchTask, PoolWithLabeled
+
+    def make():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        data = SimpleNamespace(train_transform=None, input_keys=("images",))
+        pool = PoolWithLabeled(Items(range(30)), Items([3, 7, 11, 20, 21]), labeled_batch=2, seed=0)
+        return FixMatchTask(net, pool, data, 1, 0.9, 1.0, ema_decay=0.5,
+                            class_thresholds=ClassThresholds(30, 3, 0.9))
+
+    trained = make()
+    for step in range(3):  # three batches fetched and trained on
+        trained.dataset.__getitems__([0, 1])
+        with torch.no_grad():
+            trained.model[1].weight.add_(1.0)
+        trained.after_optimizer_step(trained.model, step + 1, 10)
+    trained.class_thresholds.update(torch.tensor([4, 5]), torch.tensor([0.95, 0.5]), torch.tensor([2, 1]))
+    state = trained.state_dict()
+
+    resumed = make()
+    resumed.load_state_dict(state, batches_done=3)
+    assert torch.equal(resumed.class_thresholds.held, trained.class_thresholds.held)
+    assert resumed.class_thresholds.held[4] == 2 and resumed.class_thresholds.held[5] == -1
+    for a, b in zip(resumed.scored_model().state_dict().values(), trained.scored_model().state_dict().values()):
+        assert torch.equal(a, b)
+    assert not torch.equal(resumed.scored_model()[1].weight, make().model[1].weight)  # the average, not a fresh copy
+    nxt = [ds.__getitems__([2, 3])["labeled"]["images"][:, 0, 0, 0].tolist() for ds in (resumed.dataset, trained.dataset)]
+    assert nxt[0] == nxt[1]  # the 4th labeled batch, as the uninterrupted run would draw it

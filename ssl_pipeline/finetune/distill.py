@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import time
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -81,7 +82,9 @@ class DistillTask(M.ClassifierTask):
 
 
 def distill(teacher: nn.Module, student: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int,
-            encoder_lr_scale: float = 1.0) -> M.Classifier:
+            encoder_lr_scale: float = 1.0, run_dir: Optional[Path] = None) -> M.Classifier:
+    """`student` trained on the teacher's soft labels for the whole train pool (+ the subset's labels); with
+    `run_dir`, checkpointed there and resumed from its last checkpoint (cell_runs.py)."""
     pool = np.arange(len(data.train_labels))
     base = data.dataset("train", pool)
     online = ft.distill_consistent and data.train_transform is not None
@@ -98,7 +101,8 @@ def distill(teacher: nn.Module, student: M.Classifier, data, idx: np.ndarray, ft
     # a labeled subset, had cut Debian students to 1.3 epochs and left a from-scratch student 14 points below its
     # teacher on Fashion-MNIST after 2 epochs (README)
     plan = M.plan_for(len(dataset), ft, accelerator, "distill", epochs=ft.distill_epochs, capped=False)
-    M.train(task, plan, accelerator, seed, groups=M.param_groups(student, plan.weight_decay, {"encoder.": encoder_lr_scale}))
+    M.train(task, plan, accelerator, seed, output_dir=run_dir, resume=run_dir is not None,
+            groups=M.param_groups(student, plan.weight_decay, {"encoder.": encoder_lr_scale}))
     accelerator.free_memory()
     return task.model
 

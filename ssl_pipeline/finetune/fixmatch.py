@@ -26,6 +26,8 @@ below, on this project's engine.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,9 +41,16 @@ class PoolWithLabeled(Dataset):
     labeled subset is walked in a seeded random order, reshuffled whenever it runs out."""
 
     def __init__(self, pool: Dataset, labeled: Dataset, labeled_batch: int, seed: int):
-        self.pool, self.labeled, self.labeled_batch = pool, labeled, labeled_batch
-        self.generator = torch.Generator().manual_seed(seed)
+        self.pool, self.labeled, self.labeled_batch, self.seed = pool, labeled, labeled_batch, seed
+        self.skip(0)
+
+    def skip(self, batches: int) -> None:
+        """The labeled order after `batches` batches (a resumed run's position). Replayed from the seed rather than
+        saved: the loader fetches a batch ahead of the one training, so a saved queue would be one batch early."""
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.queue: list[int] = []
+        for _ in range(batches):
+            self._next_labeled()
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -121,6 +130,26 @@ class FixMatchTask(M.ClassifierTask):
         else:
             self.ema.update(model)
 
+    def state_dict(self) -> dict:
+        """What a checkpoint of the cell keeps beyond weights and optimizer (cell_runs.py): the moving average and
+        FlexMatch's per-example memory."""
+        state = {}
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        if self.class_thresholds is not None:
+            state["held"] = self.class_thresholds.held.cpu()
+        return state
+
+    def load_state_dict(self, state: dict, batches_done) -> None:
+        if "ema" in state:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(self.model, decay=self.ema_decay)
+            self.ema.load_state_dict(state["ema"])
+        if "held" in state:
+            self.class_thresholds.held.copy_(state["held"])
+        self.dataset.skip(batches_done or 0)
+
     def scored_model(self) -> M.Classifier:
         return self.ema.module if self.ema is not None else self.model
 
@@ -152,10 +181,12 @@ class FixMatchTask(M.ClassifierTask):
         return {"samples": len(batch["labeled"]["labels"]) + len(next(iter(batch["unlabeled"].values())))}
 
 
-def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int) -> M.Classifier:
+def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: int,
+             run_dir: Path | None = None) -> M.Classifier:
     """`model` (SSL encoder + probe head) trained with FixMatch on labeled subset `idx` and the whole train pool,
     for finetune.fixmatch.epochs over the pool, the encoder at finetune.fixmatch.encoder_lr_scale; the weights'
-    moving average when finetune.fixmatch.ema_decay > 0."""
+    moving average when finetune.fixmatch.ema_decay > 0. With `run_dir`, checkpointed there and resumed from its
+    last checkpoint (cell_runs.py)."""
     fm = ft.fixmatch
     pool = data.dataset("train", np.arange(len(data.train_labels)))
     labeled_batch = max(1, min(len(idx), ft.batch_size // fm.unlabeled_ratio))
@@ -166,7 +197,7 @@ def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: 
     task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight,
                         fm.ema_decay, flex)
     plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False)
-    M.train(task, plan, accelerator, seed, groups=M.param_groups(model, plan.weight_decay,
-                                                                 {"encoder.": fm.encoder_lr_scale}))
+    M.train(task, plan, accelerator, seed, output_dir=run_dir, resume=run_dir is not None,
+            groups=M.param_groups(model, plan.weight_decay, {"encoder.": fm.encoder_lr_scale}))
     accelerator.free_memory()
     return task.scored_model()

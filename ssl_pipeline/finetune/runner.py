@@ -19,6 +19,7 @@ from ..run_dir import changed_keys, listed_changes
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
+from .cell_runs import CellRuns
 from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
 from .labeled import labeled_data
 from .report import write_report
@@ -36,6 +37,7 @@ GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder
 # keys that never change a result: adding a tracker to a grid resumes it (reports written before they kept their
 # recipe hashed these too, so the fingerprints of that era put them back)
 TRACKING_KEYS = ("log_with",)
+RUN_KEYS = ("checkpoint_every",)  # how a cell is run, not what it gives (added after those eras)
 PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
 
 
@@ -63,7 +65,7 @@ def _encoder_hash(encoder: Path):
 def _recipe(cfg: Config) -> dict:
     """The data and fine-tune keys the stored rows depend on (method sections stay out: stamped on their rows)."""
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items()
-          if k not in GRID_KEYS and k not in SECTIONS and k not in TRACKING_KEYS}
+          if k not in GRID_KEYS and k not in SECTIONS and k not in TRACKING_KEYS and k not in RUN_KEYS}
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
@@ -286,6 +288,7 @@ def run_finetune(cfg: Config) -> dict:
 
         start_trackers(accelerator, "finetune", {k: v for k, v in header.items() if isinstance(v, (int, float, str, bool))})
 
+    runs = CellRuns(report_dir / "cells", header["fingerprint"], accelerator, cfg.finetune.checkpoint_every)
     bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
     with RememberedCtrlC() as ctrl_c:
         for cell in todo:
@@ -297,10 +300,11 @@ def run_finetune(cfg: Config) -> dict:
             method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
             if method in DISTILL_METHODS:
                 results = run_distill_cell(cell["method"], idx, on.data, on.features, cfg, accelerator, on.path,
-                                           cell["seed"], cell["encoder_lr_scale"], on.probes, on.models)
+                                           cell["seed"], cell["encoder_lr_scale"], on.probes, on.models, runs)
             else:
                 results = [(cell["method"], run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path,
-                                                     cell["seed"], cell["encoder_lr_scale"], on.probes, on.models), {})]
+                                                     cell["seed"], cell["encoder_lr_scale"], on.probes, on.models,
+                                                     runs), {})]
             for name, preds, extra in results:  # one row, or a student and its int8 copy (written together)
                 correct = np.asarray(preds) == data.test_labels
                 row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
@@ -313,6 +317,7 @@ def run_finetune(cfg: Config) -> dict:
             if accelerator.is_main_process:
                 with ctrl_c.deferred():
                     write_report(report_dir, header, rows)
+            runs.written()
             if cfg.finetune.log_with:  # each finished cell, as it lands
                 accelerator.log({f"{r['method']}/{_pct_key(r['label_fraction'])}/seed_{r['seed']}": r["accuracy"]
                                  for r in rows[-len(results):]}, step=len(rows))
@@ -380,7 +385,8 @@ def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
 
 
 def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,
-             encoder_lr_scale: float, probes: dict | None = None, models: dict | None = None):
+             encoder_lr_scale: float, probes: dict | None = None, models: dict | None = None,
+             runs: CellRuns | None = None):
     ft = cfg.finetune
     labels = data.train_labels[idx]
     test_idx = np.arange(len(data.test_labels))
@@ -401,24 +407,26 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
             return M.mlp_probe(features[0][idx], labels, features[1], data.num_classes, ft, accelerator, seed)
         return probe().predict(features[1])
     if method == "fixmatch":
-        trained = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, models)
+        trained = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, models, runs)
     else:
         trained = trained_classifier(method == "finetune", idx, data, cfg, accelerator, encoder_path, seed,
                                      encoder_lr_scale, probe)
     return M.predict(trained, data.dataset("test", test_idx), accelerator, ft.probe_batch_size)
 
 
-def fixmatch_model(idx, data, cfg: Config, accelerator, encoder_path, seed: int, probe, models: dict):
+def fixmatch_model(idx, data, cfg: Config, accelerator, encoder_path, seed: int, probe, models: dict,
+                   runs: CellRuns | None = None):
     """The fixmatch model of a subset and seed, trained once for both its row and a distilled student's teacher
     (finetune.distill_teacher=fixmatch): the second use takes the first's model, as training it again from the same
-    seed would give (minutes per cell)."""
+    seed would give (minutes per cell). Resumed from its cell's checkpoints when `runs` has some (cell_runs.py)."""
     from .fixmatch import fixmatch
 
     key = ("fixmatch", hashlib.sha1(np.ascontiguousarray(idx)).hexdigest(), seed)
     if key not in models:
         models.clear()  # grid order: keep only the latest subset's
+        run_dir = runs.directory("fixmatch", idx, seed, encoder_path, row_settings(cfg, "fixmatch")) if runs else None
         models[key] = fixmatch(initial_classifier(True, data, cfg, encoder_path, probe), data, idx, cfg.finetune,
-                               accelerator, seed)
+                               accelerator, seed, run_dir)
     return models[key]
 
 
@@ -442,8 +450,8 @@ def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, en
 
 
 def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,
-                     encoder_lr_scale: float, probes: dict,
-                     models: dict | None = None) -> list[tuple[str, np.ndarray, dict]]:
+                     encoder_lr_scale: float, probes: dict, models: dict | None = None,
+                     runs: CellRuns | None = None) -> list[tuple[str, np.ndarray, dict]]:
     """Teacher = the `finetune` (or, finetune.distill_teacher=fixmatch, the `fixmatch`) model of the subset; student
     = the SSL encoder (distill) or finetune.student (distill_small: from scratch, or an exported encoder), distilled
     on the train pool; with finetune.quantize=int8 also the student in int8.
@@ -457,7 +465,7 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
 
     if ft.distill_teacher == "fixmatch":
         models = {} if models is None else models
-        teacher = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, models)
+        teacher = fixmatch_model(idx, data, cfg, accelerator, encoder_path, seed, probe, models, runs)
     else:
         teacher = trained_classifier(True, idx, data, cfg, accelerator, encoder_path, seed, encoder_lr_scale, probe)
     if method == "distill":
@@ -465,8 +473,10 @@ def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator,
     else:
         encoder, pretrained_student = data.student_encoder(ft.student, encoder_path)
         model = M.Classifier(encoder, M.make_head(ft.head, encoder.embedding_dim, data.num_classes), data.input_keys)
+    run_dir = runs.directory(method, idx, seed, encoder_path, row_settings(cfg, method)) if runs else None
     student = D.distill(teacher, model, data, idx, ft, accelerator, seed,
-                        encoder_lr_scale if pretrained_student else 1.0)  # a pretrained encoder moves slowly
+                        encoder_lr_scale if pretrained_student else 1.0,  # a pretrained encoder moves slowly
+                        run_dir)
     test = data.dataset("test", np.arange(len(data.test_labels)))
     preds = M.predict(student, test, accelerator, ft.probe_batch_size)
     sample = test.__getitems__(list(range(min(256, len(test)))))
