@@ -26,16 +26,19 @@ def _check_outputs(out, task, n_methods):
     assert doc["task"] == task and doc["metric"] == "accuracy" and doc["encoder"]
     assert len(doc["rows"]) == n_methods * 2 * 2
     for r in doc["rows"]:
-        assert set(r) >= {"method", "label_fraction", "n_labels", "seed", "accuracy"}
-        assert 0.0 <= r["accuracy"] <= 1.0
-    assert doc["summary"] and all("mean" in s and "std" in s for s in doc["summary"])
+        assert set(r) >= {"method", "label_fraction", "n_labels", "seed", "accuracy", "seconds"}
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["seconds"] >= 0
+    assert doc["summary"] and all("mean" in s and "std" in s and "seconds" in s for s in doc["summary"])
+    # what each row costs, beside what it gains: the probe fits in seconds, a trained row takes longer
+    timed = {(s["method"], s["label_fraction"]): s["seconds"] for s in doc["summary"]}
+    assert timed[("finetune", 1.0)] > timed[("knn", 1.0)]
     with open(out / "label_efficiency.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(doc["rows"])
     with Image.open(out / "label_efficiency.png") as img:
         img.verify()
         assert img.format == "PNG"
     md = (out / "label_efficiency.md").read_text()
-    assert "| method |" in md and "supervised" in md
+    assert "| method |" in md and "supervised" in md and "Wall-clock time per cell" in md
     return doc
 
 

@@ -28,6 +28,9 @@ def summarize(rows: list[dict]) -> list[dict]:
         out.append({"method": method, "label_fraction": frac, "n_labels": int(round(np.mean([r["n_labels"] for r in rs]))),
                     "mean": float(accs.mean()), "std": float(accs.std(ddof=1)) if len(accs) > 1 else 0.0,
                     "seeds": len(accs)})
+        timed = [r["seconds"] for r in rs if "seconds" in r]  # rows written before cells were timed have none
+        if timed:
+            out[-1]["seconds"] = float(np.mean(timed))
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     return sorted(out, key=lambda s: (order.get(s["method"], 99), s["label_fraction"]))
 
@@ -236,8 +239,8 @@ def _multiplier_ci(lm: dict) -> str:
 
 def _csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["method", "label_fraction", "n_labels", "seed", "accuracy"], extrasaction="ignore",
-                       lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=["method", "label_fraction", "n_labels", "seed", "accuracy", "seconds"],
+                       extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     return buf.getvalue()
@@ -245,6 +248,26 @@ def _csv(rows: list[dict]) -> str:
 
 def _pct(frac: float) -> str:
     return f"{frac * 100:g} %"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 1:
+        return "< 1 s"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _cost_table(methods: list[str], fracs: list[float], cell: dict) -> list[str]:
+    """What each row costs to run, beside what it gains: mean wall-clock per cell (a fixmatch cell passes over the
+    whole unlabeled pool for minutes to hours where a probe takes seconds)."""
+    timed = [m for m in methods if any("seconds" in cell.get((m, f), {}) for f in fracs)]
+    if not timed:
+        return []
+    lines = ["", "Wall-clock time per cell (mean over seeds, in the run that finished it):", "",
+             "| method | " + " | ".join(_pct(f) for f in fracs) + " |", "| --- | " + " | ".join("---" for _ in fracs) + " |"]
+    for m in timed:
+        lines.append(f"| {m} | " + " | ".join(_duration(cell[(m, f)]["seconds"]) if "seconds" in cell.get((m, f), {})
+                                              else "–" for f in fracs) + " |")
+    return lines
 
 
 def markdown(doc: dict) -> str:
@@ -270,6 +293,7 @@ def markdown(doc: dict) -> str:
             s = cell.get((m, f))
             vals.append(_mean_std(s) if s else "–")
         lines.append(f"| {m} | " + " | ".join(vals) + " |")
+    lines += _cost_table(methods, fracs, cell)
     if doc["gain_over_supervised"]:
         lines += ["", "Gain of the best SSL method over `supervised` (same architecture from random weights):", ""]
         for g in doc["gain_over_supervised"]:

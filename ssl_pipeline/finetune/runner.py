@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -296,6 +297,7 @@ def run_finetune(cfg: Config) -> dict:
             bar.set_postfix(method=cell["method"], labels=cell["n_labels"], seed=cell["seed"])
             idx = balanced_subset(data.train_labels, data.num_classes, cell["seed"], names=data.class_names, **cell["kwargs"])
             set_seed(cell["seed"])
+            started = time.perf_counter()
             on = base if cell["method"] in BASE_METHODS else ssl
             method = BY_NAME[cell["method"]].protocol  # base_* = the same protocol as their SSL twin, on the checkpoint
             if method in DISTILL_METHODS:
@@ -305,10 +307,13 @@ def run_finetune(cfg: Config) -> dict:
                 results = [(cell["method"], run_cell(method, idx, on.data, on.features, cfg, accelerator, on.path,
                                                      cell["seed"], cell["encoder_lr_scale"], on.probes, on.models,
                                                      runs), {})]
+            # what a row costs: wall-clock of the cell in the run that finished it (work shared by several cells —
+            # the subset's probe, a fixmatch teacher — counts in the first that needs it)
+            seconds = round(time.perf_counter() - started, 1)
             for name, preds, extra in results:  # one row, or a student and its int8 copy (written together)
                 correct = np.asarray(preds) == data.test_labels
                 row = {k: cell[k] for k in ("method", "label_fraction", "n_labels", "seed")}
-                row.update(method=name, accuracy=float(correct.mean()), **extra)
+                row.update(method=name, accuracy=float(correct.mean()), seconds=seconds, **extra)
                 settings = row_settings(cfg, name)
                 if settings:
                     row["settings"] = settings
