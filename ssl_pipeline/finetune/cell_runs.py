@@ -1,8 +1,8 @@
 """Checkpoints inside a grid cell, for the cells that pass over the unlabeled pool.
 
 Most cells train for seconds, but `fixmatch` and a distilled student train for epochs over the whole train pool:
-45 minutes per cell on Fashion-MNIST here, hours on large data. Those train with the engine's checkpoints in
-`REPORT_DIR/cells/NAME/`, so a grid stopped by a crash, Ctrl-C or preemption resumes such a cell at its last
+10 to 36 minutes per fixmatch cell on Fashion-MNIST here, hours on large data. Those train with the engine's
+checkpoints in `REPORT_DIR/cells/NAME/`, so a grid stopped by a crash, Ctrl-C or preemption resumes such a cell at its last
 checkpoint (on CPU with the uninterrupted cell's result) instead of at its first step. A cell directory records
 what it was made for (`cell.json`: the report's fingerprint — encoder and recipe —, the encoder, the labeled subset,
 the seed, the number of processes and the row's settings); one made for anything else is cleared, never resumed. Once the cell's rows are
