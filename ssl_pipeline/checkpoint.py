@@ -2,7 +2,8 @@
 
 Every process writes its part (Accelerate saves per-process RNG states) into a temporary directory; the main
 process then adds `trainer_state.json` (and the task's own state, `task_state.pt`) and renames it into place, so
-a crash during a save leaves the previous checkpoint as the latest loadable one. Only the newest `keep` checkpoints are kept.
+a crash during a save leaves the previous checkpoint as the latest loadable one. Only the newest `keep` checkpoints
+are kept.
 """
 from __future__ import annotations
 

@@ -2,15 +2,15 @@
 
 Most cells train for seconds, but `fixmatch` and a distilled student train for epochs over the whole train pool:
 10 to 36 minutes per fixmatch cell on Fashion-MNIST here, hours on large data. Those train with the engine's
-checkpoints in `REPORT_DIR/cells/NAME/`, so a grid stopped by a crash, Ctrl-C or preemption resumes such a cell at its last
-checkpoint (on CPU with the uninterrupted cell's result) instead of at its first step. A cell directory records
-what it was made for (`cell.json`: the report's fingerprint — encoder and recipe —, the encoder, the labeled subset,
-the seed, the number of processes and the row's settings); one made for anything else is cleared, never resumed. Once the cell's rows are
-in the report its checkpoints go; its `metrics.jsonl` (the pass's loss and FixMatch's `confident`) stays.
+checkpoints in `REPORT_DIR/cells/NAME/`, so a grid stopped by a crash, Ctrl-C or preemption resumes such a cell at
+its last checkpoint (on CPU with the uninterrupted cell's result) instead of at its first step. A cell directory
+records what it was made for (`cell.json`: the report's fingerprint — encoder and recipe —, the encoder, the
+labeled subset, the seed, the number of processes and the row's settings); one made for anything else is cleared,
+never resumed. Once the cell's rows are in the report its checkpoints go; its `metrics.jsonl` (the pass's loss and
+FixMatch's `confident`) stays.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Optional
 import numpy as np
 
 from ..atomic import write_json
+from .subsets import subset_digest
 
 
 class CellRuns:
@@ -36,7 +37,7 @@ class CellRuns:
         path = self.root / f"{kind}_{len(idx)}labels_seed{seed}"
         identity = {"fingerprint": self.fingerprint, "encoder": str(encoder_path), "kind": kind, "seed": seed,
                     "processes": self.accelerator.num_processes,  # the steps and RNG states are per process
-                    "subset_sha1": hashlib.sha1(np.ascontiguousarray(idx)).hexdigest(),
+                    "subset_sha1": subset_digest(idx),
                     "settings": json.loads(json.dumps(settings))}
         if self.accelerator.is_main_process:
             marker = path / "cell.json"

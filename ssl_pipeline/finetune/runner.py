@@ -25,7 +25,7 @@ from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
 from .labeled import labeled_data
 from .report import write_report
 from .significance import pack_correct
-from .subsets import EmptyClassError, balanced_subset, per_class_counts
+from .subsets import EmptyClassError, balanced_subset, per_class_counts, subset_digest
 
 # a method's own config section (finetune.fixmatch) changes only its rows: stamped on each, checked on resume
 SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
@@ -382,7 +382,7 @@ def methods_for(cfg: Config) -> list[str]:
 
 def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
     """The converged linear probe of a labeled subset, shared by the probe row and every LP-FT head on it."""
-    key = hashlib.sha1(np.ascontiguousarray(idx)).hexdigest()  # the subset alone determines the probe
+    key = subset_digest(idx)  # the subset alone determines the probe
     if key not in probes:
         probes.clear()  # subsets change cell by cell in grid order: keep only the latest
         probes[key] = M.LinearProbe(features[0][idx], data.train_labels[idx], data.num_classes, ft.probe_c)
@@ -426,7 +426,7 @@ def fixmatch_model(idx, data, cfg: Config, accelerator, encoder_path, seed: int,
     seed would give (minutes per cell). Resumed from its cell's checkpoints when `runs` has some (cell_runs.py)."""
     from .fixmatch import fixmatch
 
-    key = ("fixmatch", hashlib.sha1(np.ascontiguousarray(idx)).hexdigest(), seed)
+    key = ("fixmatch", subset_digest(idx), seed)
     if key not in models:
         models.clear()  # grid order: keep only the latest subset's
         run_dir = runs.directory("fixmatch", idx, seed, encoder_path, row_settings(cfg, "fixmatch")) if runs else None

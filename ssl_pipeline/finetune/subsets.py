@@ -6,6 +6,8 @@ ones (curves are not confounded by resampling), while different seeds draw indep
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from ..errors import UserError
@@ -51,3 +53,9 @@ def balanced_subset(labels: np.ndarray, num_classes: int, seed: int, fraction: f
         members = np.flatnonzero(labels == c)
         chosen.append(rng.permutation(members)[:k[c]])
     return np.sort(np.concatenate(chosen))
+
+
+def subset_digest(idx: np.ndarray) -> str:
+    """A labeled subset's identity (its indices, in order): what the probe, a cached fixmatch model and a cell's
+    checkpoints are keyed on."""
+    return hashlib.sha1(np.ascontiguousarray(idx)).hexdigest()
