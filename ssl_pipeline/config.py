@@ -89,7 +89,8 @@ class ModelConfig:
 class PretrainConfig:
     batch_size: int = 256  # per process
     epochs: int = 10  # passes over the unlabeled training split
-    max_steps: Optional[int] = None  # optimizer steps; wins over epochs when set
+    max_steps: Optional[int] = None  # optimizer steps; wins over epochs and min_steps when set
+    min_steps: int = 1000  # at least this many optimizer steps when the budget is in epochs, so a small folder or corpus trains long enough to learn (a line says when it applies); 0 = epochs alone
     learning_rate: float = 0.3  # base lr, scaled by global batch size (see lr_scaling)
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"  # lr = base * (global_batch / 256) [or sqrt]
     optimizer: Literal["lars", "adamw", "sgd"] = "lars"  # LARS (lightly's rule, no host syncs) for large-batch SimCLR, AdamW for MLM / small CPU runs
@@ -410,6 +411,8 @@ def validate(cfg: Config) -> None:
         raise UserError("data.dedupe=true needs data.leakage_check=true (duplicates must be found to be dropped)")
     if cfg.pretrain.monitor_every < 0:
         raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
+    if cfg.pretrain.min_steps < 0:
+        raise UserError(f"config key 'pretrain.min_steps' must be >= 0 (0 = epochs alone), got {cfg.pretrain.min_steps}")
     positive = {
         "pretrain.batch_size": cfg.pretrain.batch_size,
         "pretrain.epochs": cfg.pretrain.epochs,

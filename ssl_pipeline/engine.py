@@ -85,6 +85,7 @@ class TrainPlan:
     epochs: int
     max_steps: Optional[int]
     learning_rate: float  # already scaled for the global batch
+    min_steps: int = 0  # floor on the steps `epochs` give (ignored when max_steps is set)
     optimizer: str = "adamw"
     weight_decay: float = 0.0
     warmup_fraction: float = 0.05
@@ -203,6 +204,11 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
             raise UserError("the training set gives no full batch: lower the batch size or set drop_last=false")
         steps_per_epoch = math.ceil(batches_per_epoch / accelerator.gradient_accumulation_steps)
         total_steps = plan.max_steps or plan.epochs * steps_per_epoch
+        if not plan.max_steps and total_steps < plan.min_steps:
+            total_steps = plan.min_steps
+            accelerator.print(f"{plan.epochs} epochs of {steps_per_epoch} steps are fewer than pretrain.min_steps={plan.min_steps}: "
+                              f"training {total_steps} steps ({total_steps / steps_per_epoch:.0f} passes over the data) "
+                              "so the model learns on data this small (pretrain.min_steps=0: the epochs alone)")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
                                                   warmup_cosine(total_steps, plan.warmup_fraction))
     accelerator.register_for_checkpointing(scheduler)

@@ -19,7 +19,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     state = check_pretrain_dir(output_dir, cfg)  # before anything is loaded or written
     if state == "complete":
         print(f"pretraining in {output_dir} is already complete (encoder: {output_dir / 'encoder'}); nothing to do. "
-              "Raise pretrain.max_steps / pretrain.epochs to continue it, or use another output_dir.", flush=True)
+              "Raise pretrain.max_steps / pretrain.epochs / pretrain.min_steps to continue it, or use another output_dir.", flush=True)
         return {}
     resume = state == "resume"
     accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir, cfg.pretrain.log_with)
@@ -37,7 +37,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     start_trackers(accelerator, "pretrain", hparams)
     global_batch = batch_size * accelerator.num_processes * cfg.pretrain.gradient_accumulation_steps
     p = cfg.pretrain
-    plan = TrainPlan(batch_size=batch_size, epochs=p.epochs, max_steps=p.max_steps,
+    plan = TrainPlan(batch_size=batch_size, epochs=p.epochs, max_steps=p.max_steps, min_steps=p.min_steps,
                      learning_rate=scaled_lr(p.learning_rate, global_batch, p.lr_scaling), optimizer=p.optimizer,
                      weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
                      eval_every=p.eval_every, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,

@@ -4,8 +4,10 @@ made anywhere from that encoder can then say *why* pretraining did or did not sa
 
 The one judgement made here is the masked-LM plateau: a text encoder whose held-out MLM loss is within
 PLATEAU_MARGIN nats of the loss of knowing token frequencies alone has not yet learned from context. Measured
-points behind the margin: the stdlib-docstring demo (−0.22 nats, no label saving) and two Debian encoders (−0.76
-after 1,600 steps and −2.21 after 3,085: both saved labels, significantly).
+points behind the margin: the stdlib-docstring demo (−0.22 nats after 420 steps, no label saving), the same corpus
+after 1,000 steps (−0.46: +15 points over supervised at 1 % labels on the validation carve; a small corpus's
+held-out loss falls slowly while its embeddings improve) and two Debian encoders (−0.76 after 1,600 steps and −2.21
+after 3,085: both saved labels, significantly).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 KEYS = ("loss", "eval_loss", "eval_token_frequency_loss", "knn_accuracy", "rankme", "embedding_std")
-PLATEAU_MARGIN = 0.5  # nats below the token-frequency loss an MLM must reach before its encoder counts as trained
+PLATEAU_MARGIN = 0.3  # nats below the token-frequency loss an MLM must reach before its encoder counts as trained
 
 
 def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from: Optional[str]) -> dict:
@@ -73,7 +75,7 @@ def advice(record: dict, modality: str) -> str:
     """What to change when pretraining saved no labels, most likely lever first."""
     more_data = ("more unlabeled text (data.extra_pretrain_files)" if modality == "text"
                  else "more unlabeled images (an unlabeled/ folder beside train/)")
-    levers = ["longer pretraining (pretrain.epochs or pretrain.max_steps)", more_data]
+    levers = ["longer pretraining (pretrain.epochs, pretrain.min_steps or pretrain.max_steps)", more_data]
     if not record.get("init_from"):
         levers.insert(0 if on_plateau(record) else 2, "starting from a public checkpoint (model.init_from)")
     return "To try: " + "; ".join(levers)

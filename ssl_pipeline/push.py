@@ -43,13 +43,15 @@ def model_card(encoder_dir: Path, repo_id: str) -> str:
              f"pipeline_tag: {'image-feature-extraction' if vision else 'feature-extraction'}",
              "tags:", "- self-supervised-learning", f"- {pretext}", "- ssl_pipeline", "---", ""]
     arch = spec.get("timm_name") if vision else spec.get("architecture")
+    passes = (spec.get("pretraining") or {}).get("epochs")  # what was trained: pretrain.min_steps may exceed the epochs
     lines = front + [f"# {repo_id.split('/')[-1]}", "",
                      f"A {arch} encoder pretrained with **{pretext}** (self-supervised, no labels) by "
                      "ssl_pipeline — embeddings of dimension "
                      f"{spec.get('embedding_dim')}.", "", "## Pretraining", "",
                      f"- data: {data_name} (`data.source={data.get('source')}`)",
                      f"- budget: {done.get('step', '?')} optimizer steps"
-                     + (f" ({p.get('epochs')} epochs)" if p.get("epochs") and not p.get("max_steps") else "")
+                     + (f" ({passes:g} passes over the data)" if passes else
+                        f" ({p.get('epochs')} epochs)" if p.get("epochs") and not p.get("max_steps") else "")
                      + f", batch {p.get('batch_size', '?')} per process, base learning rate "
                        f"{p.get('learning_rate', '?')} ({p.get('optimizer', '?')}), mixed precision "
                        f"{p.get('mixed_precision') or 'as launched'}",

@@ -16,7 +16,7 @@ from .errors import UserError
 PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "pretrain_done.json")
 DONE_FILE = "pretrain_done.json"
 # keys (or key prefixes ending in '.') that may differ between the runs that write one output_dir
-FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
+FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs", "pretrain.min_steps",
              "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
              "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
              "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.cache_dir", "data.download", "data.leakage_check",
@@ -77,7 +77,10 @@ def check_pretrain_dir(output_dir: Path, cfg) -> str:
     done = output_dir / DONE_FILE
     if done.is_file() and (output_dir / "encoder").is_dir():
         state = json.loads(done.read_text())
-        if (state.get("max_steps"), state.get("epochs")) == (cfg.pretrain.max_steps, cfg.pretrain.epochs):
+        # a run finished before min_steps existed trained on its epochs alone (0); if it falls short of the floor
+        # now, resuming trains it up to it, and one already past it ends at once
+        asked = (cfg.pretrain.max_steps, cfg.pretrain.epochs, cfg.pretrain.min_steps)
+        if (state.get("max_steps"), state.get("epochs"), state.get("min_steps", 0)) == asked:
             return "complete"
     return "resume"
 
@@ -86,7 +89,7 @@ def mark_complete(output_dir: Path, step: int, cfg) -> None:
     from .atomic import write_json
 
     write_json(output_dir / DONE_FILE, {"step": step, "max_steps": cfg.pretrain.max_steps,
-                                        "epochs": cfg.pretrain.epochs})
+                                        "epochs": cfg.pretrain.epochs, "min_steps": cfg.pretrain.min_steps})
 
 
 def clear_pretrain_dir(output_dir: Path) -> None:

@@ -35,6 +35,7 @@ def test_encoder_lr_scale_is_one_value_or_one_per_label_budget():
     ("finetune.label_fractions=[0.0]", "fractions must be in (0, 1]"),
     ("finetune.methods=[linear_prob]", "did you mean 'linear_probe'"),
     ("pretrain.batch_size=0", "'pretrain.batch_size' must be positive"),
+    ("pretrain.min_steps=-1", "'pretrain.min_steps' must be >= 0"),
     ("nonsense", "must look like key=value"),
     ("finetune.encoder_lr_scale=[0.3,1.0]", "'finetune.encoder_lr_scale' has 2 values: give one, or one per label budget (3)"),
     ("pretrain.simclr.temperature=0", "config key 'pretrain.simclr.temperature' must be positive"),
@@ -84,6 +85,26 @@ def test_run_dir_reads_old_key_names_ignores_other_methods_sections_and_counts_n
     assert recipe_changes(old, new) == []
     newer = load_config(None, ["pretrain.simclr.temperature=0.3", "model.attention_dropout=0.1"]).to_dict()
     assert recipe_changes(old, newer) == [("model.attention_dropout", 0.0, 0.1)]
+
+
+def test_a_finished_run_is_complete_only_for_the_budget_it_was_made_with(tmp_path):
+    import json
+
+    from ssl_pipeline.run_dir import check_pretrain_dir, mark_complete
+
+    (tmp_path / "encoder").mkdir()
+    cfg = load_config(None, ["pretrain.epochs=3", "pretrain.min_steps=50"])
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    mark_complete(tmp_path, 50, cfg)
+    assert check_pretrain_dir(tmp_path, cfg) == "complete"
+    assert check_pretrain_dir(tmp_path, load_config(None, ["pretrain.epochs=3", "pretrain.min_steps=80"])) == "resume"
+    # a run finished before min_steps existed trained on its epochs alone: complete under min_steps=0, and a floor
+    # asked for now resumes it (the engine trains it up to the floor, or ends at once if it is past it)
+    done = json.loads((tmp_path / "pretrain_done.json").read_text())
+    del done["min_steps"]
+    (tmp_path / "pretrain_done.json").write_text(json.dumps(done))
+    assert check_pretrain_dir(tmp_path, load_config(None, ["pretrain.epochs=3", "pretrain.min_steps=0"])) == "complete"
+    assert check_pretrain_dir(tmp_path, cfg) == "resume"
 
 
 def test_cli_error_is_one_line_exit_2(tmp_path):

@@ -62,6 +62,19 @@ def test_train_runs_hooks_logs_and_exports(accelerator, tmp_path):
     assert accelerator._custom_objects == []
 
 
+def test_min_steps_raises_a_short_epoch_budget_and_max_steps_still_wins(accelerator, capsys):
+    plan = TrainPlan(batch_size=32, epochs=1, max_steps=None, min_steps=20, learning_rate=0.1, optimizer="sgd",
+                     show_progress=False)  # 256 examples: 8 steps per epoch
+    task = LinearRegression()
+    assert train(task, plan, accelerator, seed=0)["step"] == 20 and task.seen_steps[-1] == (20, 20)
+    assert "1 epochs of 8 steps are fewer than pretrain.min_steps=20: training 20 steps (2 passes" in capsys.readouterr().out
+    task = LinearRegression()
+    assert train(task, TrainPlan(**{**plan.__dict__, "epochs": 4}), accelerator, seed=0)["step"] == 32
+    assert "min_steps" not in capsys.readouterr().out  # the floor only ever raises the budget
+    task = LinearRegression()
+    assert train(task, TrainPlan(**{**plan.__dict__, "max_steps": 5}), accelerator, seed=0)["step"] == 5
+
+
 class Counting(LinearRegression):
     """Keeps a count of its own (state a checkpoint must carry beyond model, optimizer and RNG)."""
 
