@@ -16,8 +16,8 @@ from .errors import UserError
 PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "pretrain_done.json")
 DONE_FILE = "pretrain_done.json"
 # keys (or key prefixes ending in '.') that may differ between the runs that write one output_dir
-FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs", "pretrain.min_steps",
-             "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
+FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
+             "pretrain.min_steps", "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
              "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
              "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.cache_dir", "data.download", "data.leakage_check",
              "data.validation_files")
@@ -77,10 +77,10 @@ def check_pretrain_dir(output_dir: Path, cfg) -> str:
     done = output_dir / DONE_FILE
     if done.is_file() and (output_dir / "encoder").is_dir():
         state = json.loads(done.read_text())
+        asked = _budget(cfg)
         # a run finished before min_steps existed trained on its epochs alone (0); if it falls short of the floor
         # now, resuming trains it up to it, and one already past it ends at once
-        asked = (cfg.pretrain.max_steps, cfg.pretrain.epochs, cfg.pretrain.min_steps)
-        if (state.get("max_steps"), state.get("epochs"), state.get("min_steps", 0)) == asked:
+        if {k: state.get(k, 0 if k == "min_steps" else None) for k in asked} == asked:
             return "complete"
     return "resume"
 
@@ -88,8 +88,13 @@ def check_pretrain_dir(output_dir: Path, cfg) -> str:
 def mark_complete(output_dir: Path, step: int, cfg) -> None:
     from .atomic import write_json
 
-    write_json(output_dir / DONE_FILE, {"step": step, "max_steps": cfg.pretrain.max_steps,
-                                        "epochs": cfg.pretrain.epochs, "min_steps": cfg.pretrain.min_steps})
+    write_json(output_dir / DONE_FILE, {"step": step, **_budget(cfg)})
+
+
+def _budget(cfg) -> dict:
+    """The keys that decide how long a run trains: a finished run is complete for these values only."""
+    p = cfg.pretrain
+    return {"max_steps": p.max_steps, "epochs": p.epochs, "min_steps": p.min_steps}
 
 
 def clear_pretrain_dir(output_dir: Path) -> None:
