@@ -426,16 +426,20 @@ TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "m
 
 def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | None = None,
                      log_with: tuple = ("tensorboard",), stage: str = "pretrain"):
-    """One Accelerator per stage; `pretrain.mixed_precision` (when set) wins over `accelerate launch` flags.
+    """One Accelerator per stage; `pretrain.mixed_precision` (when set) wins over `accelerate launch` flags
+    (`auto`: bf16 where the hardware computes in it, precision.py).
     With `log_dir`, the trackers in `log_with` (Accelerate's) log there.
 
     Also sets the CPU thread count (see threads.py) and says it, since it decides CPU speed."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
+    from .precision import resolve
+
     kwargs = {}
-    if cfg.pretrain.mixed_precision is not None:
-        kwargs["mixed_precision"] = cfg.pretrain.mixed_precision
+    precision, precision_why = resolve(cfg.pretrain.mixed_precision)
+    if precision is not None:
+        kwargs["mixed_precision"] = precision
     if log_dir is not None and log_with:
         _check_trackers(log_with, stage)
         if "mlflow" in log_with and not os.environ.get("MLFLOW_TRACKING_URI"):
@@ -452,6 +456,8 @@ def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | 
                               dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
                               **kwargs)
     accelerator.print(f"CPU threads per process: {threads} ({why})")
+    if precision_why:
+        accelerator.print(f"mixed precision: {precision} ({precision_why})")
     return accelerator
 
 

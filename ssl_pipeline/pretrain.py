@@ -57,9 +57,10 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
         from .pretraining_record import summarize
 
         plot_pretraining(output_dir, f"{cfg.task} on {cfg.data.name or cfg.data.source}")
-        add_to_spec(output_dir / "encoder", "pretraining",
-                    summarize(output_dir / "metrics.jsonl", len(task.data) if hasattr(task.data, "__len__") else None,
-                              _unit(task), cfg.model.init_from))
+        record = summarize(output_dir / "metrics.jsonl", len(task.data) if hasattr(task.data, "__len__") else None,
+                           _unit(task), cfg.model.init_from)
+        # what the run computed in (pretrain.mixed_precision may say `auto`, or leave it to `accelerate launch`)
+        add_to_spec(output_dir / "encoder", "pretraining", {**record, "mixed_precision": accelerator.mixed_precision})
         mark_complete(output_dir, row.get("step", 0), cfg)
     accelerator.end_training()
     accelerator.print(f"encoder exported to {output_dir / 'encoder'}")

@@ -54,7 +54,7 @@ def model_card(encoder_dir: Path, repo_id: str) -> str:
                         f" ({p.get('epochs')} epochs)" if p.get("epochs") and not p.get("max_steps") else "")
                      + f", batch {p.get('batch_size', '?')} per process, base learning rate "
                        f"{p.get('learning_rate', '?')} ({p.get('optimizer', '?')}), mixed precision "
-                       f"{p.get('mixed_precision') or 'as launched'}",
+                       f"{(spec.get('pretraining') or {}).get('mixed_precision') or p.get('mixed_precision') or 'as launched'}",
                      f"- started from: {spec.get('init_from') or 'random weights'}"]
     if spec.get("pretraining"):
         from .pretraining_record import describe
