@@ -2,10 +2,10 @@
 
 bf16 is not a free default on a CPU: with AMX or AVX-512 BF16 instructions oneDNN runs bf16 matmuls and
 convolutions 2-3x faster than fp32 (measured: a 256-1024-256 MLP, one thread, 2.2-2.7x on an AVX-512 BF16 EPYC),
-but without them every bf16 op is emulated and a run gets slower than in fp32 (seen on an AVX2-only EPYC). Neither
-torch nor Accelerate says which case a CPU is in through a public call (oneDNN's own check also accepts plain
-AVX-512, where bf16 is emulated), so the CPU's feature flags decide. On a GPU: bf16 when the card supports it
-(Ampere and newer), else fp16 (Accelerate adds the loss scaler).
+but without them oneDNN emulates bf16 with fp32 arithmetic plus conversions, which gains nothing and usually
+costs time. Neither torch nor Accelerate says which case a CPU is in through a public call (oneDNN's own check
+also accepts plain AVX-512, where bf16 is emulated), so the CPU's feature flags decide. On a GPU: bf16 when the
+card supports it (Ampere and newer), else fp16 (Accelerate adds the loss scaler).
 """
 from __future__ import annotations
 
