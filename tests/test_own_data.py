@@ -498,6 +498,10 @@ def test_report_says_why_pretraining_may_save_no_labels_from_the_encoders_record
     gains = [{**r, "accuracy": r["accuracy"] + (0.1 if r["method"] == "finetune" else 0)} for r in rows]
     assert not write_report(tmp_path, header, gains)["findings"]  # a saving: no "why" line, the facts stay in md
     assert "Encoder: pretrained for 420 steps" in (tmp_path / "label_efficiency.md").read_text()
+    # a saving over `supervised` but TF-IDF ahead: what the user would otherwise use wins, so the "why" line follows
+    classic = [{**r, "method": "classic", "accuracy": 0.7} for r in rows if r["method"] == "supervised"]
+    found = write_report(tmp_path, header, gains + classic)["findings"]
+    assert found[0].startswith("classic beats every SSL method at 10 %") and found[-1].startswith("why it may save")
 
 
 def test_loading_a_text_encoder_prints_nothing(tmp_path):

@@ -141,7 +141,7 @@ def _with_interval(multiplier: dict | None, summary: list[dict], boot: Bootstrap
 
 def findings(summary: list[dict], pretraining: dict | None = None, modality: str = "") -> list[str]:
     """Plain-language verdicts per label fraction: where SSL saves no labels, and where `classic` wins outright;
-    where it saves none, what the encoder's pretraining record (`pretraining`) says about why and what to try."""
+    where either happens, what the encoder's pretraining record (`pretraining`) says about why and what to try."""
     out = []
     no_saving = False
     for frac in sorted({s["label_fraction"] for s in summary}):
@@ -157,6 +157,7 @@ def findings(summary: list[dict], pretraining: dict | None = None, modality: str
                        f"{100 * best['mean']:.1f} %) does not beat the same model trained from scratch "
                        f"({100 * sup['mean']:.1f} %)")
         if classic and classic["mean"] > best["mean"]:
+            no_saving = True  # against what the user would otherwise use, SSL saved nothing here either
             out.append(f"classic beats every SSL method at {_pct(frac)}: {100 * classic['mean']:.1f} % vs "
                        f"{100 * best['mean']:.1f} % for {best['method']}")
         base = max((at[m] for m in ("base_probe", "base_finetune") if m in at), key=lambda s: s["mean"], default=None)
