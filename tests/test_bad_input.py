@@ -124,14 +124,15 @@ def test_batch_larger_than_dataset_is_fitted_to_it(tmp_path, capsys):
         for i in range(10):
             Image.new("RGB", (12, 12), (100 * c_i, 20 * i, 50)).save(tmp_path / "small" / c / f"{i}.png")
     args = ["--config", "configs/vision/simclr_folder.yaml", f"data.root={tmp_path / 'small'}", "data.image_size=16",
-            "data.num_workers=0", f"output_dir={tmp_path / 'o'}", "pretrain.max_steps=2", "pretrain.log_every=1"]
+            "data.num_workers=0", f"output_dir={tmp_path / 'o'}", "pretrain.max_steps=2", "pretrain.log_every=1",
+            "pretrain.mixed_precision=no"]  # in-process: Accelerate's state is process-wide, other tests run fp32
     pretrain_main(args)
     assert "pretrain.batch_size=256 is more than the 16 images hold: batches of 16 per process" in capsys.readouterr().out
     rows = [json.loads(line) for line in (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if "loss" in r][-1] == 2
     (tmp_path / "tiny" / "a").mkdir(parents=True)
     Image.new("RGB", (12, 12)).save(tmp_path / "tiny" / "a" / "only.png")
-    _fails(pretrain_main, args[:3] + [f"data.root={tmp_path / 'tiny'}", f"output_dir={tmp_path / 't'}"], capsys,
+    _fails(pretrain_main, args[:3] + [f"data.root={tmp_path / 'tiny'}", f"output_dir={tmp_path / 't'}", args[-1]], capsys,
            "only 1 images to pretrain on: at least 2 per process are needed")
     assert not (tmp_path / "t").exists()
 

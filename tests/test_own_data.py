@@ -331,7 +331,7 @@ def test_no_typed_on_the_command_line_is_accepted():
     assert load_config(None, ["pretrain.mixed_precision=no"]).pretrain.mixed_precision == "no"
     with pytest.raises(UserError) as err:
         load_config(None, ["pretrain.mixed_precision=yes"])
-    assert "must be one of ['no', 'bf16', 'fp16']" in str(err.value)
+    assert "must be one of ['no', 'bf16', 'fp16', 'auto']" in str(err.value)
 
 
 def test_hints_for_the_usual_first_mistakes(tmp_path, capsys):

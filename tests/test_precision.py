@@ -37,10 +37,14 @@ def test_auto_is_a_config_value_and_a_bad_one_names_the_key():
         load_config(None, ["pretrain.mixed_precision=fastest"])
 
 
-def test_the_accelerator_runs_in_what_auto_resolves_to(capsys):
-    from ssl_pipeline.engine import make_accelerator
+def test_the_accelerator_runs_in_what_auto_resolves_to():
+    """In a fresh process: Accelerate's state is process-wide, and other tests' accelerators run in fp32."""
+    import subprocess
+    import sys
 
-    accelerator = make_accelerator(load_config(None, ["pretrain.mixed_precision=auto", "threads=1"]))
+    code = ("from ssl_pipeline.config import load_config; from ssl_pipeline.engine import make_accelerator; "
+            "a = make_accelerator(load_config(None, ['pretrain.mixed_precision=auto', 'threads=1'])); "
+            "print('RESULT', a.mixed_precision)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     expected, why = resolve("auto")
-    assert accelerator.mixed_precision == expected
-    assert f"mixed precision: {expected} ({why})" in capsys.readouterr().out
+    assert f"RESULT {expected}" in out and f"mixed precision: {expected} ({why})" in out
