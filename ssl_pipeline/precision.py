@@ -43,4 +43,4 @@ def resolve(value: str | None, cuda: bool | None = None, flags: set[str] | None 
     native = [f for f in NATIVE_BF16_FLAGS if f in flags]
     if native:
         return "bf16", f"auto: the CPU has {native[0]}"
-    return "no", "auto: the CPU has no bf16 instructions (emulated bf16 is slower than fp32)"
+    return "no", "auto: the CPU has no bf16 instructions (emulated bf16 gains nothing)"

@@ -9,33 +9,21 @@ other projects; nothing in the shipped configs was chosen on them. Writes JSON l
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib.util
 import json
 import random
 from pathlib import Path
+
+from ssl_pipeline.data.text import docstrings_under
 
 LIBRARIES = ("torch", "transformers", "sklearn", "numpy", "scipy", "pandas", "matplotlib", "datasets", "timm",
              "accelerate")
 
 
 def docstrings(package: str) -> list[str]:
+    """The package's docstrings of at least 8 words (tests left out), as the embedded corpus reads the stdlib's."""
     root = Path(importlib.util.find_spec(package).origin).parent
-    out = []
-    for path in sorted(root.rglob("*.py")):
-        if any(part in ("test", "tests", "testing") for part in path.parts):
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                doc = ast.get_docstring(node)
-                text = " ".join(doc.split()) if doc else ""
-                if len(text.split()) >= 8:
-                    out.append(text)
-    return out
+    return [t for t in docstrings_under(root, ("test", "tests", "testing")) if len(t.split()) >= 8]
 
 
 def main() -> None:

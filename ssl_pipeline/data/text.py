@@ -46,26 +46,33 @@ class TextSplit:
         return len(self.texts)
 
 
+def docstrings_under(root: Path, skip_dirs: tuple[str, ...]):
+    """Whitespace-normalised docstrings of every module, class and function in the .py files under `root` (sorted
+    paths, source order), skipping files below a directory named in `skip_dirs` and files that do not parse."""
+    for path in sorted(root.rglob("*.py")):
+        if any(part in skip_dirs for part in path.parts):
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):  # ValueError: a source with null bytes
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                doc = ast.get_docstring(node)
+                if doc:
+                    yield " ".join(doc.split())
+
+
 def stdlib_docstrings() -> tuple[list[str], list[str]]:
     """Docstrings (>= 5 words) of modules, classes and functions in the stdlib packages above."""
     root = Path(sysconfig.get_paths()["stdlib"])
     texts, labels, seen = [], [], set()
     for package in EMBEDDED_PACKAGES:
-        for path in sorted((root / package).rglob("*.py")):
-            if any(part in ("test", "tests", "idle_test") for part in path.parts):
-                continue
-            try:
-                tree = ast.parse(path.read_text(encoding="utf-8"))
-            except (SyntaxError, UnicodeDecodeError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                    doc = ast.get_docstring(node)
-                    text = " ".join(doc.split()) if doc else ""
-                    if len(text.split()) >= 5 and text not in seen:  # duplicates would leak across the split
-                        seen.add(text)
-                        texts.append(text)
-                        labels.append(package)
+        for text in docstrings_under(root / package, ("test", "tests", "idle_test")):
+            if len(text.split()) >= 5 and text not in seen:  # duplicates would leak across the split
+                seen.add(text)
+                texts.append(text)
+                labels.append(package)
     return texts, labels
 
 
