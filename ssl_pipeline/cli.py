@@ -35,8 +35,12 @@ DESCRIPTIONS = {
 def _parse(prog: str, argv):
     from .config import help_text
 
+    argv = sys.argv[1:] if argv is None else argv
+    # the key table imports every method module (timm, transformers): built only when help is asked for
+    asks_help = any(a in ("-h", "--help") for a in argv)
     parser = argparse.ArgumentParser(prog=prog, description=f"ssl_pipeline {prog}: {DESCRIPTIONS[prog]}",
-                                     epilog=help_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=help_text() if asks_help else None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config file (a path, or a shipped one such as configs/vision/simclr_digits.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. pretrain.epochs=5")
     return parser.parse_args(argv)

@@ -457,7 +457,9 @@ def test_report_says_in_words_when_ssl_saves_nothing_and_when_classic_wins(tmp_p
     md = (tmp_path / "label_efficiency.md").read_text()
     assert "folder /data/shapes, encoder resnet18 (simclr)" in md and "No label saving over supervised at 10 %" in md
     assert "70.5 ± 0.7" in md  # two seeds: a spread is shown
-    one = write_report(tmp_path, header, [r for r in rows if r["seed"] == 0])
+    png = (tmp_path / "label_efficiency.png").read_bytes()
+    one = write_report(tmp_path, header, [r for r in rows if r["seed"] == 0], plot=False)  # between cells
+    assert (tmp_path / "label_efficiency.png").read_bytes() == png  # the tables moved on, the plot waits
     md = (tmp_path / "label_efficiency.md").read_text()
     assert "n = 1 seed" in md and "± 0.0" not in md and "| finetune | 70.0 | 80.0 |" in md
     assert one["findings"][0].startswith("no label saving over supervised at 10 %")

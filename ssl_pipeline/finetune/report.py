@@ -183,7 +183,9 @@ def students(rows: list[dict]) -> dict:
     return out
 
 
-def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
+def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = True) -> dict:
+    """The json/csv/md report of `rows`; `plot=False` leaves the png as it is (drawing it costs ~0.4 s, which the
+    grid does not pay after every few-second cell)."""
     summary = summarize(rows)
     boot = Bootstrap(rows, header.get("n_test", 0))
     for s in summary:
@@ -202,8 +204,9 @@ def write_report(output_dir: Path, header: dict, rows: list[dict]) -> dict:
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
-    _plot(output_dir / "label_efficiency.png", summary, _title(doc), doc.get("evaluated_on") == "validation",
-          doc["significance"])
+    if plot:
+        _plot(output_dir / "label_efficiency.png", summary, _title(doc), doc.get("evaluated_on") == "validation",
+              doc["significance"])
     return doc
 
 

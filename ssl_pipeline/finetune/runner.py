@@ -38,6 +38,7 @@ GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder
 # keys that never change a result: adding a tracker to a grid resumes it (reports written before they kept their
 # recipe hashed these too, so the fingerprints of that era put them back)
 TRACKING_KEYS = ("log_with",)
+PLOT_EVERY_S = 30  # how stale label_efficiency.png may get while the grid runs (its tables follow every cell)
 RUN_KEYS = ("checkpoint_every",)  # how a cell is run, not what it gives (added after those eras)
 PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
 
@@ -291,6 +292,7 @@ def run_finetune(cfg: Config) -> dict:
 
     runs = CellRuns(report_dir / "cells", header["fingerprint"], accelerator, cfg.finetune.checkpoint_every)
     bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
+    plotted = time.perf_counter()
     with RememberedCtrlC() as ctrl_c:
         for cell in todo:
             ctrl_c.check()
@@ -320,8 +322,11 @@ def run_finetune(cfg: Config) -> dict:
                 row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
                 rows.append(row)
             if accelerator.is_main_process:
+                # the tables follow every cell; the plot at most every PLOT_EVERY_S (and on Ctrl-C, and after the grid)
+                plot = time.perf_counter() - plotted >= PLOT_EVERY_S or ctrl_c.pressed
                 with ctrl_c.deferred():
-                    write_report(report_dir, header, rows)
+                    write_report(report_dir, header, rows, plot=plot)
+                plotted = time.perf_counter() if plot else plotted
             runs.written()
             if cfg.finetune.log_with:  # each finished cell, as it lands
                 accelerator.log({f"{r['method']}/{_pct_key(r['label_fraction'])}/seed_{r['seed']}": r["accuracy"]

@@ -15,7 +15,6 @@ from ..data.splits import collate_batch
 from ..engine import Task
 from ..errors import UserError
 from ..export import save_vision_encoder
-from ..models.vision import check_image_size, create_backbone
 
 
 class VisionTask(Task):
@@ -24,6 +23,10 @@ class VisionTask(Task):
     modality = "vision"
 
     def __init__(self, cfg: Config, accelerator):
+        # timm (and torchvision under it) is imported here, not at module level: loading the config imports every
+        # method module for its schema, and a text run or a config error should not pay ~3 s for it
+        from ..models.vision import check_image_size, create_backbone
+
         if cfg.data.source == "webdataset":  # streamed tar shards: each process reads its own
             from ..data.shards import StreamedImages, shard_urls
 
