@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import run_stage
+from ssl_pipeline.cli import pretrain_main
 from ssl_pipeline.config import load_config
 from ssl_pipeline.export import read_spec
 from ssl_pipeline.finetune import methods as M
@@ -63,9 +64,10 @@ def test_vision_pretrain_then_finetune_two_processes(vision_run):
 
 def test_text_pretrain_then_finetune(tmp_path):
     out = tmp_path / "t"
-    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=5",
-                           "model.vocab_size=1000"])
-    run_stage("finetune", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", *FT_FAST])
+    small = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "data.max_length=32"]
+    pretrain_main(["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=5",
+                   "model.vocab_size=1000", *small])  # in-process (the CLI's own run is the fine-tune below)
+    run_stage("finetune", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", *small, *FT_FAST])
     doc = _check_outputs(out, "mlm", 5)
     # the encoder carries what its pretraining did, and the report repeats it
     record = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["pretraining"]

@@ -19,6 +19,14 @@ FT = ["finetune.seeds=[0]", "finetune.label_fractions=[0.1]", "finetune.min_step
       "finetune.batch_size=64", "finetune.fixmatch.epochs=1", "finetune.methods=[fixmatch]"]
 
 
+@pytest.fixture(scope="module")
+def ssl_encoder(tmp_path_factory):
+    """One tiny SimCLR encoder for the module's grids (each test writes its report to its own directory)."""
+    out = tmp_path_factory.mktemp("ssl") / "run"
+    pretrain_main(BASE + [f"output_dir={out}"])
+    return out / "encoder"
+
+
 class Items(torch.utils.data.Dataset):
     """Example i is the image filled with value i and label i % 3."""
 
@@ -162,11 +170,10 @@ def test_strong_views_differ_from_weak_ones_and_stay_images():
         assert (y - x).abs().mean() > 0.05
 
 
-def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
+def test_fixmatch_row_trains_on_the_train_pool_only(ssl_encoder, tmp_path, monkeypatch):
     from ssl_pipeline.finetune import fixmatch as FM
 
     out = tmp_path / "run"
-    pretrain_main(BASE + [f"output_dir={out}"])
     seen = []
     real_loss = FM.FixMatchTask.loss
 
@@ -183,7 +190,7 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
 
     monkeypatch.setattr(FM.FixMatchTask, "loss", spy_loss)
     monkeypatch.setattr(FM.M, "train", spy_train)
-    finetune_main(BASE + FT + [f"output_dir={out}", "finetune.encoder_lr_scale=0.1",
+    finetune_main(BASE + FT + [f"output_dir={out}", f"finetune.encoder={ssl_encoder}", "finetune.encoder_lr_scale=0.1",
                                "finetune.fixmatch.encoder_lr_scale=0.5"])
     assert scales == [{1.0, 0.5}]  # head at the full lr, encoder at fixmatch's own scale (not the finetune row's)
     doc = json.loads((out / "label_efficiency.json").read_text())
@@ -197,10 +204,10 @@ def test_fixmatch_row_trains_on_the_train_pool_only(tmp_path, monkeypatch):
     assert "fixmatch" in (out / "label_efficiency.md").read_text()
 
 
-def test_fixmatch_two_processes_and_text(tmp_path):
+def test_fixmatch_two_processes_and_text(ssl_encoder, tmp_path):
     out = tmp_path / "run"
-    run_stage("pretrain", BASE + [f"output_dir={out}"])
-    proc = run_stage("finetune", BASE + FT + [f"output_dir={out}", "finetune.fixmatch.ema_decay=0.9",
+    proc = run_stage("finetune", BASE + FT + [f"output_dir={out}", f"finetune.encoder={ssl_encoder}",
+                                              "finetune.fixmatch.ema_decay=0.9",
                                               "finetune.fixmatch.thresholds=flexmatch"], nproc=2)  # state gathered
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"]
@@ -211,8 +218,9 @@ def test_fixmatch_two_processes_and_text(tmp_path):
     assert shown and all(0.0 <= x <= 1.0 for x in shown)
 
     text = tmp_path / "text"
-    cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}"]
-    run_stage("pretrain", cfg + ["pretrain.max_steps=3", "model.vocab_size=1000"])
+    cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}", "model.hidden_size=32",
+           "model.intermediate_size=64", "model.num_layers=1", "data.max_length=32"]
+    pretrain_main(cfg + ["pretrain.max_steps=3", "model.vocab_size=1000"])  # in-process: the grid is the test
     run_stage("finetune", cfg + FT + ["finetune.label_fractions=[0.2]"])
     doc = json.loads((text / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"] and doc["rows"][0]["accuracy"] > 0
@@ -293,13 +301,13 @@ def test_fixmatch_settings_are_checked_and_stamped_on_its_rows(tmp_path):
                    enc, ["fixmatch"])
 
 
-def test_a_distilled_students_teacher_can_be_the_fixmatch_model_trained_once_for_both_rows(tmp_path, monkeypatch):
+def test_a_distilled_students_teacher_can_be_the_fixmatch_model_trained_once_for_both_rows(ssl_encoder, tmp_path,
+                                                                                           monkeypatch):
     from ssl_pipeline.config import load_config
     from ssl_pipeline.finetune import fixmatch as FM
     from ssl_pipeline.finetune import runner as R
 
     out = tmp_path / "run"
-    pretrain_main(BASE + [f"output_dir={out}"])
     trained = []
     real_fixmatch = FM.fixmatch
 
@@ -308,7 +316,8 @@ def test_a_distilled_students_teacher_can_be_the_fixmatch_model_trained_once_for
         return real_fixmatch(model, data, idx, ft, accelerator, seed, run_dir)
 
     monkeypatch.setattr(FM, "fixmatch", spy_fixmatch)
-    finetune_main(BASE + FT + [f"output_dir={out}", "finetune.methods=[distill,fixmatch]", "finetune.distill_epochs=1",
+    finetune_main(BASE + FT + [f"output_dir={out}", f"finetune.encoder={ssl_encoder}", "finetune.methods=[distill,fixmatch]",
+                               "finetune.distill_epochs=1",
                                "finetune.distill_teacher=fixmatch"])
     doc = json.loads((out / "label_efficiency.json").read_text())
     rows = {r["method"]: r for r in doc["rows"]}
@@ -319,14 +328,15 @@ def test_a_distilled_students_teacher_can_be_the_fixmatch_model_trained_once_for
     assert rows["distill"]["settings"]["fixmatch"]["epochs"] == 1 == rows["fixmatch"]["settings"]["fixmatch"]["epochs"]
     assert "| distill | fixmatch |" in (out / "label_efficiency.md").read_text()
     # another teacher is another recipe; the default (finetune) keeps reports written before the key resumable
-    enc = out / "encoder"
+    enc = ssl_encoder
     default = load_config("configs/vision/simclr_digits.yaml", [])
     other = load_config("configs/vision/simclr_digits.yaml", ["finetune.distill_teacher=fixmatch"])
     assert R._fingerprint(default, enc) != R._fingerprint(other, enc)
     assert R.row_settings(default, "distill") == {} and set(R.row_settings(other, "distill_int8")) == {"fixmatch"}
 
 
-def test_a_fixmatch_cell_killed_mid_pass_resumes_at_its_checkpoint_with_the_uninterrupted_result(tmp_path):
+def test_a_fixmatch_cell_killed_mid_pass_resumes_at_its_checkpoint_with_the_uninterrupted_result(ssl_encoder,
+                                                                                                  tmp_path):
     """A pass over the pool takes minutes to hours: kill -9 inside it, rerun, and the cell continues from its last
     checkpoint (moving average, FlexMatch's memory and the labeled order included) to the uninterrupted row."""
     import signal
@@ -335,9 +345,7 @@ def test_a_fixmatch_cell_killed_mid_pass_resumes_at_its_checkpoint_with_the_unin
 
     from conftest import ROOT, cli_env, launch_args
 
-    enc = tmp_path / "ssl"
-    run_stage("pretrain", BASE + [f"output_dir={enc}"])
-    ft = BASE + FT + [f"finetune.encoder={enc / 'encoder'}", "finetune.fixmatch.epochs=2", "threads=1",
+    ft = BASE + FT + [f"finetune.encoder={ssl_encoder}", "finetune.fixmatch.epochs=2", "threads=1",
                       "finetune.fixmatch.ema_decay=0.9", "finetune.fixmatch.thresholds=flexmatch",
                       "finetune.fixmatch.threshold=0.5", "finetune.checkpoint_every=5"]
     full, crashed = tmp_path / "full", tmp_path / "crashed"

@@ -88,8 +88,8 @@ def test_streaming_shards_are_disjoint(tmp_path):
 @pytest.fixture(scope="module")
 def mlm_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("mlm") / "run"
-    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.epochs=6",
-                           "pretrain.min_steps=0", "pretrain.batch_size=32", "pretrain.log_every=5", "pretrain.eval_every=40",
+    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.epochs=2",
+                           "pretrain.min_steps=0", "pretrain.batch_size=32", "pretrain.log_every=5", "pretrain.eval_every=20",
                            "model.vocab_size=2000", "pretrain.learning_rate=0.002"], nproc=2)
     return out
 
