@@ -37,7 +37,7 @@ def folder(tmp_path):
 @pytest.fixture(scope="module")
 def vision_encoder(tmp_path_factory):
     out = tmp_path_factory.mktemp("enc") / "run"
-    run_stage("pretrain", VISION + [f"output_dir={out}"])
+    pretrain_main(VISION + [f"output_dir={out}"])
     return out / "encoder"
 
 

@@ -122,7 +122,7 @@ def test_int8_student_of_a_bf16_run(tmp_path):
     """Under bf16 the students train with autocast in their forward; the trained model handed back must be a plain
     module again, or its int8 copy meets bf16 activations (seen on Fashion-MNIST: 'expected Float but found BFloat16')."""
     out = tmp_path / "run"
-    run_stage("pretrain", BASE + [f"output_dir={out}"])
+    pretrain_main(BASE + [f"output_dir={out}"])
     run_stage("finetune", BASE + FT + [f"output_dir={out}", "finetune.methods=[distill]", "finetune.seeds=[0]",
                                        "pretrain.mixed_precision=bf16"])
     doc = json.loads((out / "label_efficiency.json").read_text())

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import run_stage
-from ssl_pipeline.cli import pretrain_main
+from ssl_pipeline.cli import finetune_main, pretrain_main
 from ssl_pipeline.config import load_config
 from ssl_pipeline.export import read_spec
 from ssl_pipeline.finetune import methods as M
@@ -46,18 +46,19 @@ def _check_outputs(out, task, n_methods):
 @pytest.fixture(scope="module")
 def vision_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ftv") / "run"
-    run_stage("pretrain", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=6",
-                           "pretrain.batch_size=64", "model.projection_hidden_dim=64"])
+    pretrain_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=6",
+                   "pretrain.batch_size=64", "model.projection_hidden_dim=64"])
     return out
 
 
-def test_vision_pretrain_then_finetune_two_processes(vision_run):
+def test_vision_pretrain_then_finetune_two_processes(vision_run, capsys):
     run_stage("finetune", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST], nproc=2)
     doc = _check_outputs(vision_run, "simclr", 5)
     # a re-run finds every cell done and trains nothing
     before = (vision_run / "label_efficiency.json").read_text()
-    proc = run_stage("finetune", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST])
-    assert "(20 already done)" in proc.stdout
+    capsys.readouterr()
+    finetune_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST])  # in-process
+    assert "(20 already done)" in capsys.readouterr().out
     assert json.loads((vision_run / "label_efficiency.json").read_text())["rows"] == json.loads(before)["rows"]
     assert doc["n_test"] == 360
 

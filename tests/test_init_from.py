@@ -34,7 +34,7 @@ def _task(config, overrides):
 @pytest.fixture(scope="module")
 def digits_encoder(tmp_path_factory):
     out = tmp_path_factory.mktemp("init") / "base"
-    run_stage("pretrain", DIGITS[:2] + [f"output_dir={out}"] + DIGITS[2:])
+    pretrain_main(DIGITS[:2] + [f"output_dir={out}"] + DIGITS[2:])
     return out / "encoder"
 
 

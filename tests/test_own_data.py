@@ -413,7 +413,7 @@ def test_embed_two_processes_matches_one(tmp_path):
     out = tmp_path / "run"
     base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
             "pretrain.batch_size=32", "model.projection_hidden_dim=32", "finetune.probe_batch_size=100"]
-    run_stage("pretrain", base)
+    pretrain_main(base)
     run_stage("ssl_pipeline.embed", base + [f"out={tmp_path / 'one.npy'}"])
     run_stage("ssl_pipeline.embed", base + [f"out={tmp_path / 'two.npy'}"], nproc=2)
     one, two = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
@@ -513,8 +513,8 @@ def test_loading_a_text_encoder_prints_nothing(tmp_path):
     from conftest import cli_env
 
     out = tmp_path / "t"
-    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=1",
-                           "model.vocab_size=300"])
+    pretrain_main(["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=1",
+                   "model.vocab_size=300"])
     env = {k: v for k, v in cli_env().items() if k != "TRANSFORMERS_VERBOSITY"}
     code = f"import ssl_pipeline; e = ssl_pipeline.load_encoder({str(out / 'encoder')!r}); print(tuple(e.encode(['a b']).shape))"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -547,7 +547,7 @@ def test_ctrl_c_in_the_finetune_grid_keeps_finished_cells(tmp_path):
     out = tmp_path / "run"
     base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
             "pretrain.batch_size=32", "model.projection_hidden_dim=32"]
-    run_stage("pretrain", base)
+    pretrain_main(base)
     ft = base + ["finetune.seeds=[0,1,2]", "finetune.methods=[knn,supervised]", "finetune.min_steps=30",
                  "finetune.max_steps=30"]
     proc = subprocess.Popen([sys.executable, "-m", "finetune"] + ft, cwd=ROOT, env=cli_env(),
