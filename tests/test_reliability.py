@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT, as_foreground_job, cli_env, launch_args, read_metrics, run_stage
 from ssl_pipeline import checkpoint as ckpt
+from ssl_pipeline.cli import pretrain_main
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=12", "pretrain.batch_size=64",
         "pretrain.checkpoint_every=3", "pretrain.log_every=3", "model.projection_hidden_dim=64", "pretrain.keep_checkpoints=2"]
@@ -43,7 +44,7 @@ def _kill_after_checkpoint(args, out: Path, step: int, env=None) -> None:
 
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     full, crashed = tmp_path / "full", tmp_path / "crashed"
-    run_stage("pretrain", BASE + [f"output_dir={full}"])
+    pretrain_main(BASE + [f"output_dir={full}", "threads=1"])  # the reference, in-process (1 thread, as the CLI runs)
     _kill_after_checkpoint(BASE + [f"output_dir={crashed}"], crashed, 6)
     run_stage("pretrain", BASE + [f"output_dir={crashed}", "resume=auto"])
     a, b = _weights(full), _weights(crashed)
@@ -64,7 +65,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
 
 def test_partial_checkpoint_is_ignored(tmp_path):
     out = tmp_path / "run"
-    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
+    pretrain_main(BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
     # a save killed half-way leaves a temporary dir (and maybe a final-named dir without its state file)
     (out / "checkpoints" / ".tmp-step_0000006").mkdir()
     (out / "checkpoints" / "step_0000009").mkdir()
@@ -85,7 +86,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
 
 def test_existing_run_is_never_silently_overwritten(tmp_path):
     out = tmp_path / "run"
-    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
+    pretrain_main(BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
     before = (out / "metrics.jsonl").read_text()
     proc = run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never"], check=False)
     assert proc.returncode == 2
@@ -95,7 +96,7 @@ def test_existing_run_is_never_silently_overwritten(tmp_path):
     proc = run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "data.source=folder",
                                          f"data.root={tmp_path / 'missing'}"], check=False)
     assert proc.returncode == 2 and (out / "metrics.jsonl").read_text() == before
-    run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "pretrain.max_steps=3"])
+    pretrain_main(BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "pretrain.max_steps=3"])
     assert read_metrics(out)[0]["step"] == 3 and len(read_metrics(out)) == 1
 
 
@@ -111,7 +112,7 @@ def test_failure_in_one_process_ends_both(tmp_path):
 
 def test_finetune_killed_mid_grid_resumes_without_duplicates(tmp_path):
     out = tmp_path / "run"
-    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
+    pretrain_main(BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
     ft = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "finetune.label_fractions=[0.1,1.0]",
           "finetune.seeds=[0,1]", "finetune.methods=[supervised,knn]", "finetune.min_steps=15", "finetune.max_steps=15"]
     proc = subprocess.Popen(launch_args(1) + ["finetune"] + ft, cwd=ROOT, env=cli_env(),
@@ -166,7 +167,7 @@ def test_sigterm_checkpoints_the_current_step_and_resume_matches(tmp_path):
     """Preemption: SIGTERM (or Ctrl-C) saves a checkpoint at the step reached, says so in one line, exits 143."""
     args = BASE + ["pretrain.checkpoint_every=1000", "pretrain.max_steps=40", "pretrain.log_every=2"]
     full, stopped = tmp_path / "full", tmp_path / "stopped"
-    run_stage("pretrain", args + [f"output_dir={full}"])
+    pretrain_main(args + [f"output_dir={full}", "threads=1"])  # the reference, in-process (1 thread, as the CLI runs)
     done = _stop_after_first_log(launch_args(1) + ["pretrain"] + args + [f"output_dir={stopped}"], stopped, signal.SIGTERM)
     assert done.returncode == 143, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
