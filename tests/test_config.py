@@ -115,6 +115,22 @@ def test_cli_error_is_one_line_exit_2(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_loading_a_config_imports_no_model_library():
+    """The schema holds every method's section, so loading it imports every method module: those must leave timm and
+    transformers to the task that uses them (a config error then prints in ~2 s, not ~6; a text run loads no timm)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, cli_env
+
+    code = ("import sys; from ssl_pipeline.config import load_config; "
+            "[load_config(c, []) for c in ('configs/vision/simclr_digits.yaml', 'configs/text/mlm_embedded.yaml')]; "
+            "print(sorted(m for m in ('timm', 'torchvision', 'transformers', 'lightly') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
 def test_missing_config_file(tmp_path):
     proc = run_stage("pretrain", ["--config", str(tmp_path / "nope.yaml")], check=False)
     assert proc.returncode == 2
