@@ -38,9 +38,9 @@ GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder
 # keys that never change a result: adding a tracker to a grid resumes it (reports written before they kept their
 # recipe hashed these too, so the fingerprints of that era put them back)
 TRACKING_KEYS = ("log_with",)
-PLOT_EVERY_S = 30  # how stale label_efficiency.png may get while the grid runs (its tables follow every cell)
 RUN_KEYS = ("checkpoint_every",)  # how a cell is run, not what it gives (added after those eras)
 PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
+PLOT_EVERY_S = 30  # how stale label_efficiency.png may get while the grid runs (its tables follow every cell)
 
 
 def _defaults(section) -> dict:
