@@ -120,11 +120,17 @@ def test_text_continued_pretraining_two_processes_resumes_and_exports(tiny_bert,
     assert doc["base_encoder"] == str(tiny_bert) and (out / "base_encoder" / "ssl_encoder.json").is_file()
 
 
-def test_finetune_reports_the_best_baseline_including_the_checkpoint(digits_encoder, tmp_path, capsys):
+def test_finetune_reports_the_best_baseline_including_the_checkpoint(digits_encoder, tmp_path, capsys, monkeypatch):
+    from ssl_pipeline.finetune import report, runner
+
     out = tmp_path / "cont"
     args = DIGITS + [f"output_dir={out}", f"model.init_from={digits_encoder}"]
     pretrain_main(args)
+    plots, real_plot = [], report._plot
+    monkeypatch.setattr(report, "_plot", lambda *a, **k: plots.append(1) or real_plot(*a, **k))
+    monkeypatch.setattr(runner, "PLOT_EVERY_S", 1e9)
     finetune_main(args + FT)
+    assert len(plots) == 1  # 14 cells of seconds each: the tables after every cell, the plot once, at the end
     doc = json.loads((out / "label_efficiency.json").read_text())
     methods = {r["method"] for r in doc["rows"]}
     assert methods == {"linear_probe", "finetune", "knn", "supervised", "classic", "base_probe", "base_finetune"}
