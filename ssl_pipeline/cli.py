@@ -32,15 +32,20 @@ DESCRIPTIONS = {
 }
 
 
-def _parse(prog: str, argv):
-    from .config import help_text
+class _KeyTableParser(argparse.ArgumentParser):
+    """Help ends with the table of config keys. It imports every method module (timm, transformers), so it is built
+    when help is printed, however asked for (-h, --help, an abbreviation), not on every start."""
 
-    argv = sys.argv[1:] if argv is None else argv
-    # the key table imports every method module (timm, transformers): built only when help is asked for
-    asks_help = any(a in ("-h", "--help") for a in argv)
-    parser = argparse.ArgumentParser(prog=prog, description=f"ssl_pipeline {prog}: {DESCRIPTIONS[prog]}",
-                                     epilog=help_text() if asks_help else None,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    def format_help(self) -> str:
+        from .config import help_text
+
+        self.epilog = help_text()
+        return super().format_help()
+
+
+def _parse(prog: str, argv):
+    parser = _KeyTableParser(prog=prog, description=f"ssl_pipeline {prog}: {DESCRIPTIONS[prog]}",
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config file (a path, or a shipped one such as configs/vision/simclr_digits.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. pretrain.epochs=5")
     return parser.parse_args(argv)

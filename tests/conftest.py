@@ -14,6 +14,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# a 32-wide one-layer text encoder on 32-token blocks: tests of what a grid does, not of what MLM learns
+SMALL_TEXT_MODEL = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "data.max_length=32"]
+
+
 def cli_env() -> dict:
     env = dict(os.environ)
     env.update({"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",

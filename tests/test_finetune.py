@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_stage
+from conftest import SMALL_TEXT_MODEL, run_stage
 from ssl_pipeline.cli import finetune_main, pretrain_main
 from ssl_pipeline.config import load_config
 from ssl_pipeline.export import read_spec
@@ -65,10 +65,10 @@ def test_vision_pretrain_then_finetune_two_processes(vision_run, capsys):
 
 def test_text_pretrain_then_finetune(tmp_path):
     out = tmp_path / "t"
-    small = ["model.hidden_size=32", "model.intermediate_size=64", "model.num_layers=1", "data.max_length=32"]
     pretrain_main(["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=5",
-                   "model.vocab_size=1000", *small])  # in-process (the CLI's own run is the fine-tune below)
-    run_stage("finetune", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", *small, *FT_FAST])
+                   "model.vocab_size=1000", *SMALL_TEXT_MODEL])  # in-process (the CLI's own run is the fine-tune below)
+    run_stage("finetune", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", *SMALL_TEXT_MODEL,
+                           *FT_FAST])
     doc = _check_outputs(out, "mlm", 5)
     # the encoder carries what its pretraining did, and the report repeats it
     record = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["pretraining"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import read_metrics, run_stage
+from conftest import SMALL_TEXT_MODEL, read_metrics, run_stage
 from ssl_pipeline.cli import finetune_main, pretrain_main
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=4", "pretrain.batch_size=32",
@@ -218,8 +218,7 @@ def test_fixmatch_two_processes_and_text(ssl_encoder, tmp_path):
     assert shown and all(0.0 <= x <= 1.0 for x in shown)
 
     text = tmp_path / "text"
-    cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}", "model.hidden_size=32",
-           "model.intermediate_size=64", "model.num_layers=1", "data.max_length=32"]
+    cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}", *SMALL_TEXT_MODEL]
     pretrain_main(cfg + ["pretrain.max_steps=3", "model.vocab_size=1000"])  # in-process: the grid is the test
     run_stage("finetune", cfg + FT + ["finetune.label_fractions=[0.2]"])
     doc = json.loads((text / "label_efficiency.json").read_text())
