@@ -14,6 +14,10 @@ class UserError(Exception):
     """A problem with the user's input, reported as one line without a traceback."""
 
 
+class UnlabeledData(UserError):
+    """Labels were asked of data that has none: an error for fine-tuning, a normal case for pretraining."""
+
+
 EXIT_USER_ERROR = 2
 
 

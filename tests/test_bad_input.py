@@ -77,6 +77,40 @@ def test_corrupt_image_refused_or_skipped(folder, tmp_path, capsys):
     assert (tmp_path / "o" / "encoder").is_dir()
 
 
+def test_corrupt_image_in_the_test_carve_stops_pretraining(folder, tmp_path, capsys):
+    """A corrupt file carved into the test split is refused before pretraining: removing it afterwards would move the
+    carve and put pretraining images into the test split."""
+    from ssl_pipeline.config import DataConfig
+    from ssl_pipeline.data import images
+
+    carved = images.load_images(DataConfig(source="folder", root=str(folder), image_size=16, channels=3), "test")
+    victim = carved.ids[0]
+    with open(victim, "wb") as f:
+        f.write(b"not an image at all")
+    images._READABLE.clear()  # the process remembers files it found readable; this one changed under it
+    args = VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={folder}", "data.image_size=16",
+                     "pretrain.batch_size=4", "data.channels=3"]
+    _fails(pretrain_main, args, capsys, f"not a readable image: {victim}")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_test_folder_is_named_by_pretraining(folder, tmp_path, capsys):
+    """With its own test/ folder the pretraining pool does not depend on it: pretraining goes on, and its leakage
+    line names why the test split was not checked instead of claiming there is none."""
+    root = tmp_path / "split"
+    root.mkdir()
+    folder.rename(root / "train")
+    for c in ("cat", "dog"):
+        (root / "test" / c).mkdir(parents=True)
+        Image.new("RGB", (20, 20), (5, 10, 200)).save(root / "test" / c / "ok.png")
+    (root / "test" / "dog" / "broken.png").write_bytes(b"not an image at all")
+    pretrain_main(VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={root}", "data.image_size=16",
+                            "pretrain.batch_size=4", "data.channels=3"])
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("duplicates between")]
+    assert line == [f"duplicates between pretraining and test data: not checked (the test split cannot be read: not a "
+                    f"readable image: {root / 'test' / 'dog' / 'broken.png'}; remove it or set data.skip_corrupt=true)"]
+
+
 def test_missing_text_or_label_column(tmp_path, capsys):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"body": f"text {i}", "topic": i % 2}) + "\n" for i in range(50)))

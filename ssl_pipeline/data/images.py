@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from ..errors import UserError
+from ..errors import UnlabeledData, UserError
 from .labels import encode_labels
 from .splits import carve
 
@@ -304,7 +304,7 @@ def _folder_labels(base: Path, classes: list, names: Optional[list[str]], split:
     loose = sum(c is None for c in classes)
     found = sorted({c for c in classes if c is not None})
     if names is None and len(found) < 2:
-        raise UserError(f"{base} holds unlabeled images (no class sub-folders{' but ' + found[0] + '/' if found else ''}): "
+        raise UnlabeledData(f"{base} holds unlabeled images (no class sub-folders{' but ' + found[0] + '/' if found else ''}): "
                         "fine-tuning needs at least two classes as sub-folders (ROOT/CLASS/img.png); "
                         "an unlabeled folder can only be pretrained on")
     if loose:
@@ -332,6 +332,9 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     if split == "pretrain":
         files = train_files
         if carved:
+            if not cfg.skip_corrupt:  # a corrupt file carved into the test split fails now, not after pretraining:
+                # removing it later would move the carve and put pretraining images into the test split
+                _check_readable(train_files, np.zeros(len(train_files), dtype=np.int64), False)
             train_labels, names = encode_labels(train_classes)
             files = [train_files[i] for i in carve(train_labels, "train", cfg, names)]
         if "unlabeled" in layout:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from ..errors import UserError
+from ..errors import UnlabeledData, UserError
 from .files import expand_files, source_of
 from .splits import carve
 from .text_files import load_table
@@ -149,7 +149,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     if raw_labels is None:
         if split == "pretrain":
             return TextSplit(texts, None, [], ids)
-        raise UserError(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune on")
+        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune on")
     labels, names = encode_labels(raw_labels, where="the training data")
     if split == "pretrain":
         if carved:  # the test carve is excluded from pretraining
@@ -188,7 +188,7 @@ def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     if part is None:
         return None
     if split != "pretrain" and part.labels is None:
-        raise UserError(f"data.label_column '{cfg.label_column}' is not in {cfg.name}: it has no labels to fine-tune on")
+        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in {cfg.name}: it has no labels to fine-tune on")
     texts = [t if isinstance(t, str) else "" for t in part.dataset[cfg.text_column]]
     keep = [i for i, t in enumerate(texts) if t.strip()]
     labels = None if part.labels is None else part.labels[keep]

@@ -13,7 +13,7 @@ from ..data.splits import collate_batch
 from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
 from ..engine import Task
-from ..errors import UserError
+from ..errors import UnlabeledData, UserError
 from ..masking import TokenMasker, bucketed_positions
 
 EVAL_BLOCKS = 256  # held-out blocks for evaluation (a fixed slice of the training split, never trained on)
@@ -52,12 +52,16 @@ def guard_leakage(texts: list[str], d, accelerator) -> tuple[list[str], dict]:
     from ..engine import computed_once
 
     def check() -> tuple[dict, object]:
+        unreadable = ""
         try:
             test = load_texts(d, "test") if d.leakage_check else None
-        except UserError:  # an unlabeled corpus: nothing is scored, nothing can leak into a score
+        except UnlabeledData:  # an unlabeled corpus: nothing is scored, nothing can leak into a score
             test = None
+        except UserError as err:  # fine-tuning will stop on it; pretraining does not need the test split
+            test, unreadable = None, f"the test split cannot be read: {err}"
         if test is None:
-            return leakage_record(None, None, False, "no test split" if d.leakage_check else "data.leakage_check=false"), None
+            why = (unreadable or "no test split") if d.leakage_check else "data.leakage_check=false"
+            return leakage_record(None, None, False, why), None
         dups = text_duplicates(texts, test.texts)
         return leakage_record(dups, text_split_fingerprint(test.texts), d.dedupe), dups.pool_indices
 
@@ -136,7 +140,7 @@ class TextTask(Task):
         if not hasattr(self, "_monitor_set"):
             try:
                 split = load_texts(d, "train")
-            except UserError:  # an unlabeled corpus
+            except UserError:  # an unlabeled corpus (or labels the fine-tune stage will refuse): no kNN labels
                 split = load_texts(d, "pretrain")
             g = torch.Generator().manual_seed(d.split_seed)
             idx = torch.randperm(len(split), generator=g)[: self.cfg.pretrain.monitor_samples].tolist()

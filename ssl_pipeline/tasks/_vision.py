@@ -13,7 +13,7 @@ from ..config import Config
 from ..data.images import load_images
 from ..data.splits import collate_batch
 from ..engine import Task
-from ..errors import UserError
+from ..errors import UnlabeledData, UserError
 from ..export import save_vision_encoder
 
 
@@ -66,13 +66,16 @@ class VisionTask(Task):
         from ..engine import computed_once
 
         def check() -> tuple[dict, object]:
+            unreadable = ""
             try:
                 test = load_images(cfg.data, "test") if cfg.data.leakage_check else None
-            except UserError:  # unlabeled data: nothing is scored, nothing can leak into a score
+            except UnlabeledData:  # nothing is scored, nothing can leak into a score
                 test = None
+            except UserError as err:  # fine-tuning will stop on it; pretraining does not need the test split
+                test, unreadable = None, f"the test split cannot be read: {err}"
             if test is None or cfg.data.source == "synthetic" or not cfg.data.leakage_check:
                 why = ("data.leakage_check=false" if not cfg.data.leakage_check else
-                       "no test split" if test is None else "synthetic data")
+                       (unreadable or "no test split") if test is None else "synthetic data")
                 return leakage_record(None, None, False, why), None
             dups = image_duplicates(self.data.dataset, test.dataset)
             return leakage_record(dups, image_split_fingerprint(test.dataset), cfg.data.dedupe), dups.pool_indices
