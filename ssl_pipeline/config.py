@@ -39,7 +39,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "embedded"  # embedded | torchvision | hf | folder | webdataset | synthetic (vision); embedded | text | jsonl | csv | parquet | hf | synthetic (text)
+    source: str = "embedded"  # embedded | torchvision | hf | folder | webdataset | synthetic (vision); embedded | text | jsonl | csv | parquet | hf | synthetic (text); auto: text | jsonl | csv | parquet from the suffix of data.files
     name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
     root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
     files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet): the training pool
@@ -379,9 +379,32 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, LEGACY_KEYS.get(key, key), value)
     cfg = _build(Config, tree)
+    if cfg.data.source == "auto":
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=source_from_suffix(cfg.data)))
     object.__setattr__(cfg, "explicit_keys", frozenset(flatten(tree)))  # what the user set (not a schema key)
     validate(cfg)
     return cfg
+
+
+def source_from_suffix(data: DataConfig) -> str:
+    """data.source=auto: the file format every pattern of data.files names by its suffix (`*.csv` too), so one
+    starting config reads .csv, .tsv, .jsonl/.json, .parquet and .txt files as they are."""
+    from .data.files import SOURCE_OF_SUFFIX
+
+    patterns = list(data.files or [])
+    if not patterns:
+        raise UserError("data.source=auto reads the format from the suffix of data.files, and none are given: "
+                        "set data.files=[...] or data.source")
+    found = {p: SOURCE_OF_SUFFIX.get(Path(p).suffix.lower().lstrip(".")) for p in patterns}
+    unknown = [p for p, s in found.items() if s is None]
+    if unknown:
+        raise UserError(f"data.source=auto cannot tell the format of {unknown[0]} from its suffix: set "
+                        f"data.source to one of text, jsonl, csv, parquet")
+    kinds = sorted(set(found.values()))
+    if len(kinds) > 1:
+        raise UserError(f"data.files mix formats ({', '.join(kinds)}): data.source=auto needs one; convert them or "
+                        "give the others as data.extra_pretrain_files")
+    return kinds[0]
 
 
 def flatten(tree: dict, sep: str = ".", prefix: str = "") -> dict:
@@ -577,6 +600,7 @@ DATA_SOURCES = {
     "folder": "images under data.root; class = first sub-folder; train/ val|validation/ test/ sub-folders are splits; no sub-folders = unlabeled",
     "text": "one document per line in data.files (unlabeled)",
     "jsonl / csv / parquet": "data.text_column (+ data.label_column, ints or strings) in data.files; data.test_files / data.validation_files",
+    "auto": "text / jsonl / csv / parquet, whichever the suffix of data.files names (.txt, .jsonl/.json, .csv/.tsv, .parquet)",
     "hf": "a Hugging Face dataset name or a local directory of train/test files (data.image_column or data.text_column)",
     "torchvision": "data.name (FashionMNIST, CIFAR10, STL10, ...) under data.root",
     "embedded": "offline demo data: scikit-learn digits (vision) or Python stdlib docstrings (text)",

@@ -148,3 +148,34 @@ def test_shipped_configs_parse(ROOT_DIR):
         if "accelerate" in f.parts:
             continue
         load_config(f)
+
+
+@pytest.mark.parametrize("files, source", [
+    ("[reviews.csv]", "csv"), ("[a.TSV]", "csv"), ("[data/*.jsonl,more.json]", "jsonl"), ("[x.parquet]", "parquet"),
+    ("[notes.txt]", "text"),
+])
+def test_auto_source_is_the_files_suffix(files, source):
+    cfg = load_config("configs/text/mlm_files.yaml", [f"data.files={files}"])
+    assert cfg.data.source == source
+
+
+@pytest.mark.parametrize("files, needle", [
+    ("[a.csv,b.jsonl]", "data.files mix formats (csv, jsonl)"),
+    ("[data/corpus]", "cannot tell the format of data/corpus from its suffix"),
+    ("null", "data.source=auto reads the format from the suffix of data.files, and none are given"),
+])
+def test_auto_source_refuses_what_it_cannot_tell(files, needle):
+    with pytest.raises(UserError) as err:
+        load_config("configs/text/mlm_files.yaml", [f"data.files={files}"])
+    assert needle in str(err.value)
+
+
+def test_the_text_starting_config_reads_a_csv_as_given(tmp_path):
+    """The starting config's own usage line (`data.files=[train.csv]`, no data.source) reads the CSV."""
+    from ssl_pipeline.data.text import load_texts
+
+    f = tmp_path / "train.csv"
+    f.write_text("text,label\n" + "".join(f"\"review {i}, with a comma\",{'pos' if i % 2 else 'neg'}\n" for i in range(20)))
+    cfg = load_config("configs/text/mlm_files.yaml", [f"data.files=[{f}]"])
+    train = load_texts(cfg.data, "train")
+    assert train.class_names == ["neg", "pos"] and train.texts[0].startswith("review ") and "comma" in train.texts[0]
