@@ -292,7 +292,7 @@ def run_finetune(cfg: Config) -> dict:
 
     runs = CellRuns(report_dir / "cells", header["fingerprint"], accelerator, cfg.finetune.checkpoint_every)
     bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
-    plotted = time.perf_counter()
+    plotted, doc = time.perf_counter(), None
     with RememberedCtrlC() as ctrl_c:
         for cell in todo:
             ctrl_c.check()
@@ -322,10 +322,11 @@ def run_finetune(cfg: Config) -> dict:
                 row["correct"] = pack_correct(correct)  # per-example results: the report's bootstrap resamples them
                 rows.append(row)
             if accelerator.is_main_process:
-                # the tables follow every cell; the plot at most every PLOT_EVERY_S (and on Ctrl-C, and after the grid)
-                plot = time.perf_counter() - plotted >= PLOT_EVERY_S or ctrl_c.pressed
+                # the tables follow every cell; the plot at most every PLOT_EVERY_S, on Ctrl-C and after the last cell
+                last = cell is todo[-1]
+                plot = last or time.perf_counter() - plotted >= PLOT_EVERY_S or ctrl_c.pressed
                 with ctrl_c.deferred():
-                    write_report(report_dir, header, rows, plot=plot)
+                    doc = write_report(report_dir, header, rows, plot=plot)
                 plotted = time.perf_counter() if plot else plotted
             runs.written()
             if cfg.finetune.log_with:  # each finished cell, as it lands
@@ -334,7 +335,8 @@ def run_finetune(cfg: Config) -> dict:
             bar.update(1)
         ctrl_c.check()
     bar.close()
-    doc = write_report(report_dir, header, rows) if accelerator.is_main_process else {}
+    if doc is None:  # no cell ran (all were done): the report is still rewritten, for this code's format
+        doc = write_report(report_dir, header, rows) if accelerator.is_main_process else {}
     if cfg.finetune.log_with and doc:
         accelerator.log({f"mean/{s['method']}/{_pct_key(s['label_fraction'])}": s["mean"] for s in doc["summary"]},
                         step=len(rows))
