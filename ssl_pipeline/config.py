@@ -226,9 +226,26 @@ def _all_keys(cls, prefix: str = "") -> list[str]:
     return keys
 
 
+# names other trainers use for a key (HF Trainer, Lightning, timm's train.py): spelling alone does not find them
+# (`pretrain.lr` is closer to `pretrain.log_every` than to `pretrain.learning_rate`)
+OTHER_NAMES = {"lr": "learning_rate", "learning_rates": "learning_rate", "wd": "weight_decay", "bs": "batch_size",
+               "batch": "batch_size", "per_device_train_batch_size": "batch_size", "train_batch_size": "batch_size",
+               "num_train_epochs": "epochs", "max_epochs": "epochs", "num_epochs": "epochs", "steps": "max_steps",
+               "num_steps": "max_steps", "warmup_ratio": "warmup_fraction", "opt": "optimizer", "precision": "mixed_precision",
+               "fp16": "mixed_precision", "bf16": "mixed_precision", "arch": "backbone", "model_name": "backbone",
+               "img_size": "image_size", "input_size": "image_size", "temp": "temperature", "tau": "temperature"}
+
+
 def _unknown_key(key: str) -> UserError:
-    close = difflib.get_close_matches(key, _all_keys(Config), n=1, cutoff=0.5)
-    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    keys = _all_keys(Config)
+    section, _, leaf = key.rpartition(".")
+    leaf = OTHER_NAMES.get(leaf, leaf)
+    if section:
+        close = [f"{section}.{leaf}"] if f"{section}.{leaf}" in keys else []
+    else:  # a bare `epochs=3`: every section that has it
+        close = [k for k in keys if k.endswith("." + leaf)]
+    close = close or difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    hint = f" (did you mean {' or '.join(repr(k) for k in close)}?)" if close else ""
     return UserError(f"unknown config key '{key}'{hint}")
 
 

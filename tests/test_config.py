@@ -29,6 +29,8 @@ def test_encoder_lr_scale_is_one_value_or_one_per_label_budget():
 
 @pytest.mark.parametrize("override, needle", [
     ("pretrain.epoch=3", "unknown config key 'pretrain.epoch' (did you mean 'pretrain.epochs'?)"),
+    ("pretrain.lr=0.1", "unknown config key 'pretrain.lr' (did you mean 'pretrain.learning_rate'?)"),  # other trainers' name
+    ("epochs=3", "unknown config key 'epochs' (did you mean 'pretrain.epochs' or 'finetune.epochs' or"),  # no section
     ("pretrain.epochs=many", "config key 'pretrain.epochs' must be an integer"),
     ("task=barlow", "config key 'task' must be one of"),
     ("data.channels=2", "config key 'data.channels' must be 1 or 3"),
