@@ -283,6 +283,23 @@ def test_text_files_as_users_have_them(tmp_path, capsys):
     assert load_texts(DataConfig(source="csv", files=[str(numeric)]), "train").class_names == ["0", "1"]  # not 0.0
 
 
+def test_spreadsheet_headers_in_other_case_are_the_columns(tmp_path):
+    """`Text` / `Label` headers are data.text_column / data.label_column: a missed label column would make the
+    corpus unlabeled and pretrain on the rows the fine-tune stage later tests on."""
+    f = tmp_path / "sheet.csv"
+    f.write_text("Text,Label\n" + "".join(f"note {i} {'good' if i % 2 else 'bad'},{'pos' if i % 2 else 'neg'}\n"
+                                          for i in range(20)))
+    d = DataConfig(source="csv", files=[str(f)])
+    train, test, pre = (load_texts(d, s) for s in ("train", "test", "pretrain"))
+    assert train.class_names == ["neg", "pos"] and len(train) == 16 and len(test) == 4
+    assert len(pre) == 16 and not set(pre.texts) & set(test.texts)
+    both = tmp_path / "both.csv"
+    both.write_text("TEXT,Text,label\n" + "".join(f"a {i},b {i},{i % 2}\n" for i in range(10)))
+    with pytest.raises(UserError) as err:  # two columns that differ only in case: no guess
+        load_texts(DataConfig(source="csv", files=[str(both)]), "train")
+    assert "data.text_column 'text' is not a column" in str(err.value)
+
+
 def test_bad_text_file_settings_are_named(capsys):
     base = ["--config", "configs/text/mlm_embedded.yaml"]
     _fails(pretrain_main, base + ["data.encoding=klingon"], capsys, "'data.encoding' names no known encoding")

@@ -90,14 +90,26 @@ def _load_table(cfg: DataConfig, files: Optional[list[str]] = None):
     return load_table(cfg, files or _corpus_files(cfg))
 
 
+def column_named(columns: list[str], wanted: str) -> Optional[str]:
+    """`wanted`, else the one column that differs from it only in case (a spreadsheet's `Text` / `Label` header);
+    None when there is neither. A missed label column would make the corpus unlabeled: pretrained on whole,
+    test rows included."""
+    if wanted in columns:
+        return wanted
+    folded = [c for c in columns if c.casefold() == wanted.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
 def _read(cfg: DataConfig, files: Optional[list[str]], what: str):
     """-> (texts, raw labels or None, row ids), empty texts dropped."""
     table = _load_table(cfg, files)
-    column = "text" if cfg.source == "text" else cfg.text_column
-    if column not in table.column_names:
-        raise UserError(f"data.text_column '{column}' is not a column of {what} (columns: {table.column_names})")
+    wanted = "text" if cfg.source == "text" else cfg.text_column
+    column = column_named(table.column_names, wanted)
+    if column is None:
+        raise UserError(f"data.text_column '{wanted}' is not a column of {what} (columns: {table.column_names})")
     texts = [t if isinstance(t, str) else "" for t in table[column]]
-    raw = table[cfg.label_column] if cfg.source != "text" and cfg.label_column in table.column_names else None
+    label = None if cfg.source == "text" else column_named(table.column_names, cfg.label_column)
+    raw = None if label is None else table[label]
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise UserError(f"{what} holds no non-empty text")
@@ -175,9 +187,10 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
     source = source_of(cfg.extra_pretrain_files[0])
     extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None, source=source)
     table = _load_table(extra)
-    column = "text" if extra.source == "text" else cfg.text_column
-    if column not in table.column_names:
-        raise UserError(f"data.text_column '{column}' is not a column of data.extra_pretrain_files ({table.column_names})")
+    wanted = "text" if extra.source == "text" else cfg.text_column
+    column = column_named(table.column_names, wanted)
+    if column is None:
+        raise UserError(f"data.text_column '{wanted}' is not a column of data.extra_pretrain_files ({table.column_names})")
     return [t for t in table[column] if isinstance(t, str) and t.strip()]
 
 
