@@ -408,7 +408,7 @@ def source_from_suffix(data: DataConfig) -> str:
     starting config reads .csv, .tsv, .jsonl/.json, .parquet and .txt files as they are."""
     from .data.files import SOURCE_OF_SUFFIX
 
-    patterns = list(data.files or [])
+    patterns = list(data.files or ([data.root] if data.root else []))
     if not patterns:
         raise UserError("data.source=auto reads the format from the suffix of data.files, and none are given: "
                         "set data.files=[...] or data.source")
@@ -419,8 +419,8 @@ def source_from_suffix(data: DataConfig) -> str:
                         f"data.source to one of text, jsonl, csv, parquet")
     kinds = sorted(set(found.values()))
     if len(kinds) > 1:
-        raise UserError(f"data.files mix formats ({', '.join(kinds)}): data.source=auto needs one; convert them or "
-                        "give the others as data.extra_pretrain_files")
+        raise UserError(f"data.files mix formats ({', '.join(kinds)}): data.source=auto needs one; convert them to "
+                        "one format")
     return kinds[0]
 
 

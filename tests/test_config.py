@@ -159,10 +159,11 @@ def test_shipped_configs_parse(ROOT_DIR):
 def test_auto_source_is_the_files_suffix(files, source):
     cfg = load_config("configs/text/mlm_files.yaml", [f"data.files={files}"])
     assert cfg.data.source == source
+    assert load_config("configs/text/mlm_files.yaml", ["data.files=null", "data.root=corpus.csv"]).data.source == "csv"
 
 
 @pytest.mark.parametrize("files, needle", [
-    ("[a.csv,b.jsonl]", "data.files mix formats (csv, jsonl)"),
+    ("[a.csv,b.jsonl]", "data.files mix formats (csv, jsonl): data.source=auto needs one"),
     ("[data/corpus]", "cannot tell the format of data/corpus from its suffix"),
     ("null", "data.source=auto reads the format from the suffix of data.files, and none are given"),
 ])
