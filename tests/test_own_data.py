@@ -553,6 +553,29 @@ def test_hf_image_files_with_string_labels(tmp_path):
     assert len(load_images(d, "pretrain")) == 16
 
 
+
+def test_unlabeled_hf_images_pretrain_whole_and_have_no_test_split(tmp_path, capsys):
+    """Without a label column the train split is all there is: it is not handed out as a "test" split (the leakage
+    guard then matched every pretraining image with itself)."""
+    import datasets
+
+    from ssl_pipeline.errors import UnlabeledData
+
+    imgs = [Image.new("RGB", (12, 12), (i * 30 % 255, i * 7 % 255, 0)) for i in range(20)]
+    datasets.Dataset.from_dict({"image": imgs}).cast_column("image", datasets.Image()).to_parquet(str(tmp_path / "u.parquet"))
+    d = DataConfig(source="hf", files=[str(tmp_path / "u.parquet")], image_size=8)
+    assert len(load_images(d, "pretrain")) == 20
+    for split in ("train", "test"):
+        with pytest.raises(UnlabeledData, match="has no labels to fine-tune on"):
+            load_images(d, split)
+    pretrain_main(["--config", "configs/vision/simclr_digits.yaml", "data.source=hf", f"data.files=[{tmp_path / 'u.parquet'}]",
+                   "data.image_size=16", "pretrain.max_steps=1", "pretrain.batch_size=8", "data.dedupe=true",
+                   f"output_dir={tmp_path / 'o'}"])
+    out = capsys.readouterr().out
+    assert "duplicates between pretraining and test data: not checked (no test split)" in out
+    assert "pretraining simclr on 20 images" in out
+
+
 def test_ctrl_c_in_the_finetune_grid_keeps_finished_cells(tmp_path):
     import signal
     import subprocess

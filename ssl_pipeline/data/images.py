@@ -387,6 +387,9 @@ def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     part = hf_split(cfg, split, cfg.image_column, "data.image_column")
     if part is None:
         return None
+    if split != "pretrain" and part.labels is None:  # hf_split hands back the whole unlabeled train split
+        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in {cfg.name or cfg.files}: it has no "
+                            "labels to fine-tune on (unlabeled images can only be pretrained on)")
     ds, labels = part.dataset, part.labels
     lab = None if labels is None else torch.from_numpy(labels)
     images = ds[cfg.image_column] if len(ds) <= 100_000 else _LazyColumn(ds, cfg.image_column)
