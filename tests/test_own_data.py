@@ -243,10 +243,17 @@ def test_hf_rows_without_a_label_are_pretraining_only(tmp_path, capsys):
         assert "20 of 40 rows have no label: used for pretraining only" in capsys.readouterr().out
 
 
-def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path):
+def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path, capsys):
     corpus = tmp_path / "notes.txt"
     corpus.write_text("".join(f"note number {i} about something\n" for i in range(25)))
     assert len(load_texts(DataConfig(source="text", files=[str(corpus)]), "pretrain")) == 25
+    assert capsys.readouterr().out == ""
+    # labels under another name: pretrained on whole, and the user is told before fine-tuning carves a test split
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text("text,category\n" + "".join(f"note {i},{i % 2}\n" for i in range(25)))
+    assert len(load_texts(DataConfig(source="csv", files=[str(sheet)]), "pretrain")) == 25
+    assert ("data.label_column 'label' is not a column of the csv corpus (columns: text, category): every row is "
+            "pretrained on as unlabeled text") in capsys.readouterr().out
 
 
 def _table(path, rows, sep=",", encoding="utf-8"):

@@ -100,8 +100,9 @@ def column_named(columns: list[str], wanted: str) -> Optional[str]:
     return folded[0] if len(folded) == 1 else None
 
 
-def _read(cfg: DataConfig, files: Optional[list[str]], what: str):
-    """-> (texts, raw labels or None, row ids), empty texts dropped."""
+def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = False):
+    """-> (texts, raw labels or None, row ids), empty texts dropped. `say`: warn when other columns than the
+    text exist but none is data.label_column (the corpus is then pretrained on whole, as unlabeled)."""
     table = _load_table(cfg, files)
     wanted = "text" if cfg.source == "text" else cfg.text_column
     column = column_named(table.column_names, wanted)
@@ -110,6 +111,12 @@ def _read(cfg: DataConfig, files: Optional[list[str]], what: str):
     texts = [t if isinstance(t, str) else "" for t in table[column]]
     label = None if cfg.source == "text" else column_named(table.column_names, cfg.label_column)
     raw = None if label is None else table[label]
+    others = [c for c in table.column_names if c != column]
+    if say and label is None and others:
+        print(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: {', '.join(table.column_names)}): "
+              f"every row is pretrained on as unlabeled text and no test split is held out. If a column holds labels, "
+              f"set data.label_column to it before pretraining: fine-tuning holds its test split out of these rows.",
+              flush=True)
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise UserError(f"{what} holds no non-empty text")
@@ -148,7 +155,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         texts, raw_labels = map(list, stdlib_docstrings())
         ids = list(range(len(texts)))
     else:
-        texts, raw_labels, ids = _read(cfg, None, f"the {cfg.source} corpus")
+        texts, raw_labels, ids = _read(cfg, None, f"the {cfg.source} corpus", say=split == "pretrain")
     unlabeled, unlabeled_ids = [], []  # rows whose label cell is empty: pretraining only
     missing = unlabeled_rows(raw_labels, cfg.label_column, say=split in ("pretrain", "train"))
     if missing is None:
