@@ -128,3 +128,22 @@ def test_the_check_can_be_turned_off_but_not_while_deduping(tmp_path, capsys):
     assert "not checked (data.leakage_check=false)" in capsys.readouterr().out
     spec = json.loads((out / "encoder" / "ssl_encoder.json").read_text())
     assert spec["leakage"] == {"checked": False, "reason": "data.leakage_check=false"}
+
+
+def test_labels_named_only_at_fine_tuning_are_reported_as_possibly_pretrained_on(tmp_path, capsys):
+    """Pretrained with the label column misnamed (the corpus read as unlabeled: every row pretrained on), then
+    fine-tuned with it named: the test carve was in the pretraining data, and the report says it may have been."""
+    topics = {"net": "network socket server protocol", "img": "image pixel colour picture"}
+    rows = [{"text": f"tool {i} for {topics[k]} work, variant {i * 7}", "topic": k} for i in range(30) for k in topics]
+    corpus = _jsonl(tmp_path / "corpus.jsonl", rows)
+    out = tmp_path / "o"
+    base = ["--config", "configs/text/mlm_embedded.yaml", "data.source=jsonl", f"data.files=[{corpus}]",
+            "pretrain.max_steps=1", "pretrain.batch_size=2", "model.vocab_size=120", f"output_dir={out}"]
+    pretrain_main(base)
+    assert "not checked (no test split)" in capsys.readouterr().out
+    finetune_main(base + ["data.label_column=topic", "finetune.methods=[knn]", "finetune.seeds=[0]",
+                          "finetune.label_fractions=[1.0]"])
+    doc = json.loads((out / "label_efficiency.json").read_text())
+    assert doc["test_duplicates_in_pretraining"]["checked"] is False
+    assert "these test examples were pretrained on" in doc["test_duplicates_in_pretraining"]["reason"]
+    assert "if that was this data, these test examples were pretrained on" in (out / "label_efficiency.md").read_text()

@@ -211,6 +211,9 @@ def _leakage(spec: dict, data, cfg: Config) -> dict:
         return {"checked": False, "reason": "the encoder was not pretrained by this version of ssl_pipeline"}
     if record.get("checked") and record.get("test_fingerprint") != data.test_fingerprint():
         return {"checked": False, "reason": "the encoder was pretrained on data with another test split"}
+    if not record.get("checked") and record.get("reason") == "no test split":  # e.g. labels named only now
+        return {"checked": False, "reason": "its pretraining data had no labels, so nothing was held out of it: if "
+                                            "that was this data, these test examples were pretrained on"}
     return record
 
 
