@@ -487,6 +487,9 @@ def test_report_says_in_words_when_ssl_saves_nothing_and_when_classic_wins(tmp_p
     md = (tmp_path / "label_efficiency.md").read_text()
     assert "n = 1 seed" in md and "± 0.0" not in md and "| finetune | 70.0 | 80.0 |" in md
     assert one["findings"][0].startswith("no label saving over supervised at 10 %")
+    assert "; 2 classes: circle, square." in md
+    write_report(tmp_path, {**header, "class_names": ["Cooking, recipes", "Finance"]}, rows, plot=False)
+    assert "; 2 classes: Cooking, recipes | Finance." in (tmp_path / "label_efficiency.md").read_text()
 
 
 def test_report_says_why_pretraining_may_save_no_labels_from_the_encoders_record(tmp_path):

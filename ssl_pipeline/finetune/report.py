@@ -283,7 +283,8 @@ def markdown(doc: dict) -> str:
     seeds = max(s["seeds"] for s in summary)
     spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "n = 1 seed (no spread: add seeds to see one)"
     classes = doc.get("class_names") or []
-    named = f"; {len(classes)} classes: {', '.join(classes[:12])}{' …' if len(classes) > 12 else ''}" if classes else ""
+    sep = " | " if any("," in str(c) for c in classes) else ", "  # names with commas ("Cooking, recipes") stay readable
+    named = f"; {len(classes)} classes: {sep.join(classes[:12])}{' …' if len(classes) > 12 else ''}" if classes else ""
     boot = doc.get("bootstrap")
     interval = (f" [95 % bootstrap interval over {boot['over']}]" if boot else "")
     lines = [f"### Label efficiency — {_title(doc)}", "",
