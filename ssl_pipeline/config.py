@@ -406,14 +406,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 def source_from_suffix(data: DataConfig) -> str:
     """data.source=auto: the file format every pattern of data.files names by its suffix (`*.csv` too), so one
     starting config reads .csv, .tsv, .jsonl/.json, .parquet and .txt files as they are."""
-    from .data.files import SOURCE_OF_SUFFIX
+    from .data.files import source_of
 
     patterns = list(data.files or ([data.root] if data.root else []))
     if not patterns:
         raise UserError("data.source=auto reads the format from the suffix of data.files, and none are given: "
                         "set data.files=[...] or data.source")
-    found = {p: SOURCE_OF_SUFFIX.get(Path(p).suffix.lower().lstrip(".")) for p in patterns}
-    unknown = [p for p, s in found.items() if s is None]
+    found = {p: source_of(p, default="") for p in patterns}
+    unknown = [p for p, s in found.items() if not s]
     if unknown:
         raise UserError(f"data.source=auto cannot tell the format of {unknown[0]} from its suffix: set "
                         f"data.source to one of text, jsonl, csv, parquet")

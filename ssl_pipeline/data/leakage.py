@@ -170,6 +170,23 @@ def text_split_fingerprint(texts: list[str]) -> str:
     return h.hexdigest()[:16]
 
 
+NO_TEST_SPLIT = "no test split"  # the reason recorded for data without labels (the fine-tune report reads it back)
+
+
+def test_split_or_reason(load):
+    """(the test split `load()` gives, "") — or (None, why the guard has none): data without labels has no test
+    split; one that exists but cannot be read is named (fine-tuning will stop on it, pretraining need not)."""
+    from ..errors import UnlabeledData, UserError
+
+    try:
+        test = load()
+    except UnlabeledData:
+        return None, NO_TEST_SPLIT
+    except UserError as err:
+        return None, f"the test split cannot be read: {err}"
+    return (test, "") if test is not None else (None, NO_TEST_SPLIT)
+
+
 def leakage_record(dups: Duplicates | None, test_fingerprint: str | None, dropped: bool, reason: str = "") -> dict:
     """What the encoder's spec keeps about its pretraining pool vs the test split (read back by the report)."""
     if dups is None:

@@ -100,14 +100,20 @@ def column_named(columns: list[str], wanted: str) -> Optional[str]:
     return folded[0] if len(folded) == 1 else None
 
 
+def _text_column(table, source: str, text_column: str, what: str) -> str:
+    """The column holding the text (`text` for plain-text files), or an error listing the columns there are."""
+    wanted = "text" if source == "text" else text_column
+    column = column_named(table.column_names, wanted)
+    if column is None:
+        raise UserError(f"data.text_column '{wanted}' is not a column of {what} (columns: {table.column_names})")
+    return column
+
+
 def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = False):
     """-> (texts, raw labels or None, row ids), empty texts dropped. `say`: warn when other columns than the
     text exist but none is data.label_column (the corpus is then pretrained on whole, as unlabeled)."""
     table = _load_table(cfg, files)
-    wanted = "text" if cfg.source == "text" else cfg.text_column
-    column = column_named(table.column_names, wanted)
-    if column is None:
-        raise UserError(f"data.text_column '{wanted}' is not a column of {what} (columns: {table.column_names})")
+    column = _text_column(table, cfg.source, cfg.text_column, what)
     texts = [t if isinstance(t, str) else "" for t in table[column]]
     label = None if cfg.source == "text" else column_named(table.column_names, cfg.label_column)
     raw = None if label is None else table[label]
@@ -194,10 +200,7 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
     source = source_of(cfg.extra_pretrain_files[0])
     extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None, source=source)
     table = _load_table(extra)
-    wanted = "text" if extra.source == "text" else cfg.text_column
-    column = column_named(table.column_names, wanted)
-    if column is None:
-        raise UserError(f"data.text_column '{wanted}' is not a column of data.extra_pretrain_files ({table.column_names})")
+    column = _text_column(table, extra.source, cfg.text_column, "data.extra_pretrain_files")
     return [t for t in table[column] if isinstance(t, str) and t.strip()]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Config, base_encoder_ref, explicit, flatten
+from ..data.leakage import NO_TEST_SPLIT
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
 from ..run_dir import changed_keys, listed_changes
@@ -211,7 +212,7 @@ def _leakage(spec: dict, data, cfg: Config) -> dict:
         return {"checked": False, "reason": "the encoder was not pretrained by this version of ssl_pipeline"}
     if record.get("checked") and record.get("test_fingerprint") != data.test_fingerprint():
         return {"checked": False, "reason": "the encoder was pretrained on data with another test split"}
-    if not record.get("checked") and record.get("reason") == "no test split":  # e.g. labels named only now
+    if not record.get("checked") and record.get("reason") == NO_TEST_SPLIT:  # e.g. labels named only now
         return {"checked": False, "reason": "its pretraining data had no labels, so nothing was held out of it: if "
                                             "that was this data, these test examples were pretrained on"}
     return record

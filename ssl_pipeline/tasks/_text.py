@@ -13,7 +13,7 @@ from ..data.splits import collate_batch
 from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
 from ..engine import Task
-from ..errors import UnlabeledData, UserError
+from ..errors import UserError
 from ..masking import TokenMasker, bucketed_positions
 
 EVAL_BLOCKS = 256  # held-out blocks for evaluation (a fixed slice of the training split, never trained on)
@@ -48,19 +48,14 @@ def cached_tokenizer(texts: list[str], vocab_size: int, cache: str, accelerator,
 
 def guard_leakage(texts: list[str], d, accelerator) -> tuple[list[str], dict]:
     """Count pretraining texts that duplicate a test text; with data.dedupe drop them (before the tokenizer)."""
-    from ..data.leakage import describe, leakage_record, text_duplicates, text_split_fingerprint
+    from ..data.leakage import describe, leakage_record, test_split_or_reason, text_duplicates, text_split_fingerprint
     from ..engine import computed_once
 
     def check() -> tuple[dict, object]:
-        unreadable = ""
-        try:
-            test = load_texts(d, "test") if d.leakage_check else None
-        except UnlabeledData:  # an unlabeled corpus: nothing is scored, nothing can leak into a score
-            test = None
-        except UserError as err:  # fine-tuning will stop on it; pretraining does not need the test split
-            test, unreadable = None, f"the test split cannot be read: {err}"
+        if not d.leakage_check:
+            return leakage_record(None, None, False, "data.leakage_check=false"), None
+        test, why = test_split_or_reason(lambda: load_texts(d, "test"))
         if test is None:
-            why = (unreadable or "no test split") if d.leakage_check else "data.leakage_check=false"
             return leakage_record(None, None, False, why), None
         dups = text_duplicates(texts, test.texts)
         return leakage_record(dups, text_split_fingerprint(test.texts), d.dedupe), dups.pool_indices

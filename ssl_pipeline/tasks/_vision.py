@@ -13,7 +13,7 @@ from ..config import Config
 from ..data.images import load_images
 from ..data.splits import collate_batch
 from ..engine import Task
-from ..errors import UnlabeledData, UserError
+from ..errors import UserError
 from ..export import save_vision_encoder
 
 
@@ -62,21 +62,16 @@ class VisionTask(Task):
     def _guard_leakage(self, cfg: Config, accelerator) -> dict:
         """Count pretraining images that duplicate a test image; with data.dedupe drop them (before training)."""
         from ..data.images import without
-        from ..data.leakage import describe, image_duplicates, image_split_fingerprint, leakage_record
+        from ..data.leakage import (describe, image_duplicates, image_split_fingerprint, leakage_record,
+                                     test_split_or_reason)
         from ..engine import computed_once
 
         def check() -> tuple[dict, object]:
-            unreadable = ""
-            try:
-                test = load_images(cfg.data, "test") if cfg.data.leakage_check else None
-            except UnlabeledData:  # nothing is scored, nothing can leak into a score
-                test = None
-            except UserError as err:  # fine-tuning will stop on it; pretraining does not need the test split
-                test, unreadable = None, f"the test split cannot be read: {err}"
-            if test is None or cfg.data.source == "synthetic" or not cfg.data.leakage_check:
-                why = ("data.leakage_check=false" if not cfg.data.leakage_check else
-                       (unreadable or "no test split") if test is None else "synthetic data")
-                return leakage_record(None, None, False, why), None
+            if not cfg.data.leakage_check:
+                return leakage_record(None, None, False, "data.leakage_check=false"), None
+            test, why = test_split_or_reason(lambda: load_images(cfg.data, "test"))
+            if test is None or cfg.data.source == "synthetic":
+                return leakage_record(None, None, False, why or "synthetic data"), None
             dups = image_duplicates(self.data.dataset, test.dataset)
             return leakage_record(dups, image_split_fingerprint(test.dataset), cfg.data.dedupe), dups.pool_indices
 
