@@ -188,3 +188,36 @@ def test_a_report_from_another_recipe_names_the_changed_key_and_keys_added_later
     (enc / "model.safetensors").write_bytes(b"other weights")
     with pytest.raises(UserError, match="holds results for another encoder"):
         _load_rows(path, report_identity(default, enc), default, enc, ["knn"])
+
+
+def test_stored_rows_on_other_examples_are_refused_not_mixed(tmp_path):
+    """Images added to a folder, or a test carve made otherwise, change the split: a resumed grid must not put rows
+    scored on the old split beside rows scored on the new one (their per-example results would not even align)."""
+    import numpy as np
+
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.finetune.runner import _load_rows, report_identity, split_digest
+
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "ssl_encoder.json").write_text("{}\n")
+    cfg = load_config("configs/vision/simclr_digits.yaml", [])
+    train, test = np.array([0, 1, 0, 1, 2, 2]), np.array([0, 1, 2])
+
+    def header(tr, te):
+        return {**report_identity(cfg, enc), "n_train": len(tr), "n_test": len(te), "split_digest": split_digest(tr, te)}
+
+    path, row = tmp_path / "label_efficiency.json", {"method": "knn", "label_fraction": 1.0, "seed": 0, "accuracy": 0.5}
+    path.write_text(json.dumps({**header(train, test), "rows": [row]}))
+    assert _load_rows(path, header(train, test), cfg, enc, ["knn"]) == [row]
+    with pytest.raises(UserError, match=r"holds results on other examples \(the same counts, other examples\): the "
+                                        r"data or its test carve changed since"):
+        _load_rows(path, header(train, test[::-1].copy()), cfg, enc, ["knn"])
+    with pytest.raises(UserError, match=r"other examples \(n_train 6 there, 7 now\)"):
+        _load_rows(path, header(np.append(train, 0), test), cfg, enc, ["knn"])
+    # a report written before the digest: its example counts decide
+    older = {k: v for k, v in header(train, test).items() if k != "split_digest"}
+    path.write_text(json.dumps({**older, "rows": [row]}))
+    assert _load_rows(path, header(train, test), cfg, enc, ["knn"]) == [row]
+    with pytest.raises(UserError, match=r"n_test 3 there, 2 now"):
+        _load_rows(path, header(train, test[:2]), cfg, enc, ["knn"])

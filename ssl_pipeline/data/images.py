@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
+from .copies import file_copy_keys
 from ..errors import UnlabeledData, UserError
 from .labels import encode_labels
 from .splits import carve
@@ -168,7 +169,7 @@ def load_embedded(cfg: DataConfig, split: str) -> ImageSplit:
     y = digits.target.astype(np.int64)
     if split == "validation":
         return None
-    idx = carve(y, split, cfg)
+    idx = carve(y, split, cfg, copies=[image.tobytes() for image in x.numpy()])
     return _in_memory(x[idx], y[idx], cfg, [str(i) for i in range(10)], idx)
 
 
@@ -336,7 +337,7 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
                 # removing it later would move the carve and put pretraining images into the test split
                 _check_readable(train_files, np.zeros(len(train_files), dtype=np.int64), False)
             train_labels, names = encode_labels(train_classes)
-            files = [train_files[i] for i in carve(train_labels, "train", cfg, names)]
+            files = [train_files[i] for i in _carve_folder(train_files, train_labels, "train", cfg, names)]
         if "unlabeled" in layout:
             files = files + _list_images(layout["unlabeled"])
         files, _ = _check_readable(files, np.zeros(len(files), dtype=np.int64), cfg.skip_corrupt)
@@ -351,12 +352,24 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     else:
         files, labels = train_files, train_labels
         if carved:
-            idx = carve(train_labels, split, cfg, names)
+            idx = _carve_folder(train_files, train_labels, split, cfg, names)
             files, labels = [files[i] for i in idx], train_labels[idx]
     files, labels = _check_readable(files, labels, cfg.skip_corrupt)
     lab = torch.from_numpy(labels)
     ds = DecodedImages(files, lab, cfg.image_size, cfg.channels)
     return ImageSplit(ds, lab, len(names), cfg.image_size, cfg.channels, names, files)
+
+
+_COPY_KEYS: dict[tuple[str, ...], list] = {}  # the last folder's copy keys: pretraining and scoring carve it alike
+
+
+def _carve_folder(train_files: list[str], train_labels, split: str, cfg: DataConfig, names) -> np.ndarray:
+    """The test carve of a labeled folder without a test/ folder, copies of one image kept on one side."""
+    listed = tuple(train_files)
+    if listed not in _COPY_KEYS:
+        _COPY_KEYS.clear()
+        _COPY_KEYS[listed] = file_copy_keys(train_files)
+    return carve(train_labels, split, cfg, names, _COPY_KEYS[listed])
 
 
 def _check_readable(files, labels, skip_corrupt: bool):
@@ -369,8 +382,8 @@ def _check_readable(files, labels, skip_corrupt: bool):
     _READABLE.update(f for f, good in verdict.items() if good)
     bad = [f for f, good in zip(files, ok) if not good]
     if bad and not skip_corrupt:
-        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-        raise UserError(f"not a readable image: {bad[0]}{more}; remove it or set data.skip_corrupt=true")
+        them = "it" if len(bad) == 1 else "them"
+        raise UserError(f"not a readable image: {bad[0]}{_and_more(bad)}; remove {them} or set data.skip_corrupt=true")
     if bad:
         print(f"data.skip_corrupt: skipped {len(bad)} unreadable image(s) of {len(files)}, e.g. {bad[0]}", flush=True)
         keep = np.flatnonzero(ok)
@@ -378,6 +391,18 @@ def _check_readable(files, labels, skip_corrupt: bool):
     if not files:
         raise UserError("no readable images left after skipping corrupt files")
     return files, labels
+
+
+def _and_more(bad: list[str]) -> str:
+    """' (and N more …)' for the error line, saying which are symbolic links to files that are not there (what a
+    copied icon theme or a moved dataset leaves), since those look like images in a listing."""
+    more = [f"and {len(bad) - 1} more"] if len(bad) > 1 else []
+    links = [f for f in bad if os.path.islink(f) and not os.path.exists(f)]
+    if links and len(bad) == 1:
+        more.append(f"a broken symbolic link to {os.readlink(links[0])}")
+    elif links:
+        more.append(f"{len(links)} of them broken symbolic links, e.g. {links[0]} -> {os.readlink(links[0])}")
+    return f" ({'; '.join(more)})" if more else ""
 
 
 def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:

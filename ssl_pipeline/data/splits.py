@@ -5,7 +5,7 @@ pretraining and fine-tuning call it with the same `data.split_seed`, so the test
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Hashable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,8 +21,12 @@ def collate_batch(items):
     return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in items[0]}
 
 
-def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[str]] = None) -> np.ndarray:
-    """Indices of `split` in a seeded, stratified train/test carve of a source that has no test split."""
+def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[str]] = None,
+          copies: Optional[Sequence[Hashable]] = None) -> np.ndarray:
+    """Indices of `split` in a seeded, stratified train/test carve of a source that has no test split.
+
+    `copies`: a key per example (data/copies.py); examples sharing a key go to the side the first of them was
+    carved to, so the test split holds no copy of a training example. Data without copies carves as without keys."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(labels))
@@ -36,4 +40,9 @@ def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[
                             "(need 2 per class); give your own test split (data.test_files / a test/ folder) or more examples")
     train_idx, test_idx = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.split_seed,
                                            stratify=stratify)
-    return np.sort(train_idx if split == "train" else test_idx)
+    in_test = np.zeros(len(idx), dtype=bool)
+    in_test[test_idx] = True
+    if copies is not None:
+        first: dict = {}
+        in_test = in_test[[first.setdefault(key, i) for i, key in enumerate(copies)]]
+    return np.flatnonzero(~in_test if split == "train" else in_test)

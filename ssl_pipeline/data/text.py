@@ -23,6 +23,7 @@ import torch
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from .files import expand_files, source_of
+from .copies import text_copy_keys
 from .splits import carve
 from .text_files import load_table
 from .labels import encode_labels, unlabeled_rows
@@ -178,7 +179,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     labels, names = encode_labels(raw_labels, where="the training data")
     if split == "pretrain":
         if carved:  # the test carve is excluded from pretraining
-            idx = carve(labels, "train", cfg, names)
+            idx = carve(labels, "train", cfg, names, text_copy_keys(texts))
             texts, ids = [texts[i] for i in idx], [ids[i] for i in idx]
         return TextSplit(texts + unlabeled, None, [], ids + unlabeled_ids)
     if split in own:
@@ -187,7 +188,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
             raise UserError(f"data.{split}_files have no '{cfg.label_column}' column: they cannot be scored")
         o_labels, _ = encode_labels(o_raw, names, where=f"data.{split}_files")
         return TextSplit(o_texts, o_labels, names, o_ids)
-    idx = carve(labels, split, cfg, names) if carved else np.arange(len(texts))
+    idx = carve(labels, split, cfg, names, text_copy_keys(texts)) if carved else np.arange(len(texts))
     return TextSplit([texts[i] for i in idx], labels[idx], names, [ids[i] for i in idx])
 
 

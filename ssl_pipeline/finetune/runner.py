@@ -169,6 +169,28 @@ def _requests(cfg: Config) -> list[tuple[str, float | int, float]]:
     return [(kind, value, scale) for (kind, value), scale in zip(budgets, scales)]
 
 
+def split_digest(train_labels: np.ndarray, test_labels: np.ndarray) -> str:
+    """Identifies the labeled pool the subsets are drawn from and the split that is scored, by their labels in
+    order: examples added to a folder, removed, or carved otherwise change it (unless the label sequences happen to
+    stay the same), so a resumed report never mixes rows scored on two different splits."""
+    h = hashlib.sha1()
+    for labels in (train_labels, test_labels):
+        h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+def _check_same_split(path: Path, doc: dict, header: dict) -> None:
+    """Refuses stored rows made on other examples (reports written before the digest: by their example counts)."""
+    keys = ("split_digest",) if doc.get("split_digest") and header.get("split_digest") else ("n_train", "n_test")
+    if all(doc.get(k, header.get(k)) == header.get(k) for k in keys):
+        return
+    counts = ", ".join(f"{k} {doc.get(k)} there, {header.get(k)} now" for k in ("n_train", "n_test")
+                       if doc.get(k) != header.get(k))
+    raise UserError(f"{path} holds results on other examples ({counts or 'the same counts, other examples'}): the "
+                    "data or its test carve changed since; use another output_dir, or overwrite=true to replace them")
+
+
 def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: list[str]) -> list[dict]:
     """The stored rows of this recipe; a requested method's rows must have been made with its current settings."""
     if not path.is_file() or cfg.overwrite:
@@ -179,6 +201,8 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
         raise UserError(f"{path} is not valid JSON; move it away or set overwrite=true") from None
     if doc.get("fingerprint") != header["fingerprint"]:
         _check_identity(path, doc, header, cfg, encoder)
+    if doc.get("rows"):
+        _check_same_split(path, doc, header)
     rows = doc.get("rows", [])
     for row in rows:
         current = row_settings(cfg, row["method"]) if row["method"] in BY_NAME else {}
@@ -266,6 +290,7 @@ def run_finetune(cfg: Config) -> dict:
               "data": data_label(cfg.data, spec["modality"]), "class_names": list(data.class_names),
               "evaluated_on": cfg.finetune.evaluate_on,
               **report_identity(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
+              "split_digest": split_digest(data.train_labels, data.test_labels),
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
@@ -294,7 +319,9 @@ def run_finetune(cfg: Config) -> dict:
 
         start_trackers(accelerator, "finetune", {k: v for k, v in header.items() if isinstance(v, (int, float, str, bool))})
 
-    runs = CellRuns(report_dir / "cells", header["fingerprint"], accelerator, cfg.finetune.checkpoint_every)
+    # a half-trained cell resumes only on the recipe and the examples it started on
+    runs = CellRuns(report_dir / "cells", f"{header['fingerprint']}/{header['split_digest']}", accelerator,
+                    cfg.finetune.checkpoint_every)
     bar = progress(len(cells), len(cells) - len(todo), "finetune grid", disable=not accelerator.is_local_main_process)
     plotted, doc = time.perf_counter(), None
     with RememberedCtrlC() as ctrl_c:
