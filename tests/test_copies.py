@@ -114,3 +114,27 @@ def test_broken_links_are_named_as_such(tmp_path):
         images.load_images(cfg, "pretrain")
     assert "(and 2 more; 2 of them broken symbolic links, e.g." in str(err.value)
     assert str(err.value).endswith("remove them or set data.skip_corrupt=true")
+
+
+def test_the_validation_carve_keeps_copies_on_one_side_too(tmp_path):
+    """finetune.evaluate_on=validation carves the training pool again: a copy of a fitted image there would flatter
+    the settings chosen on it just as a test copy flatters the report."""
+    from ssl_pipeline.config import load_config
+    from ssl_pipeline.finetune.labeled import labeled_data
+
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(2)
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(root / c / f"{i}.png")
+        for i in range(15):  # byte copies inside the class: one image, two files
+            (root / c / f"again{i}.png").write_bytes((root / c / f"{i}.png").read_bytes())
+    cfg = load_config(None, ["data.source=folder", f"data.root={root}", "data.image_size=8", "data.channels=1",
+                             "finetune.evaluate_on=validation", "finetune.validation_fraction=0.3"])
+    spec = {"modality": "vision", "image_size": 8, "channels": 1, "timm_name": "ssl_cnn6", "small_stem": False,
+            "embedding_dim": 256}
+    view = labeled_data(cfg, spec, None)
+    images_of = lambda idx: {view.data.train.dataset.images[i].numpy().tobytes() for i in idx}  # noqa: E731
+    assert len(view.val_idx) >= 10 and not images_of(view.fit_idx) & images_of(view.val_idx)
+    assert sorted(np.concatenate([view.fit_idx, view.val_idx]).tolist()) == list(range(len(view.data.train_labels)))

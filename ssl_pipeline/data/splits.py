@@ -40,9 +40,15 @@ def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[
                             "(need 2 per class); give your own test split (data.test_files / a test/ folder) or more examples")
     train_idx, test_idx = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.split_seed,
                                            stratify=stratify)
-    in_test = np.zeros(len(idx), dtype=bool)
-    in_test[test_idx] = True
-    if copies is not None:
-        first: dict = {}
-        in_test = in_test[[first.setdefault(key, i) for i, key in enumerate(copies)]]
+    in_test = with_copies_together(test_idx, len(idx), copies)
     return np.flatnonzero(~in_test if split == "train" else in_test)
+
+
+def with_copies_together(held_out: np.ndarray, n: int, copies: Optional[Sequence[Hashable]]) -> np.ndarray:
+    """(n,) bool: held out or not, each example moved to the side the first example with its copy key is on."""
+    side = np.zeros(n, dtype=bool)
+    side[held_out] = True
+    if copies is None:
+        return side
+    first: dict = {}
+    return side[[first.setdefault(key, i) for i, key in enumerate(copies)]]

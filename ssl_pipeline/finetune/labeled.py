@@ -94,6 +94,12 @@ class VisionLabeled:
         base = (self.train if split == "train" else self.test).dataset
         return SubsetView(base, idx)
 
+    def train_copy_keys(self) -> list[bytes]:
+        """Identical pixels at the encoder's size (the leakage guard's "exact"): the validation carve's copies."""
+        import hashlib
+
+        return [hashlib.sha1(image.numpy().tobytes()).digest() for image in self.train.dataset.images]
+
     def test_fingerprint(self) -> str:
         from ..data.leakage import image_split_fingerprint
 
@@ -190,6 +196,11 @@ class TextLabeled:
     def dataset(self, split: str, idx) -> Dataset:
         return SubsetView(self._sets[split], idx)
 
+    def train_copy_keys(self) -> list[str]:
+        from ..data.copies import text_copy_keys
+
+        return text_copy_keys(self.train.texts)
+
     def test_fingerprint(self) -> str:
         from ..data.leakage import text_split_fingerprint
 
@@ -267,10 +278,13 @@ class ValidationView:
     def __init__(self, data, fraction: float, seed: int):
         from sklearn.model_selection import train_test_split
 
+        from ..data.splits import with_copies_together
+
         self.data = data
-        all_idx = np.arange(len(data.train_labels))
-        self.fit_idx, self.val_idx = (np.sort(a) for a in train_test_split(
-            all_idx, test_size=fraction, random_state=seed + 1, stratify=data.train_labels))
+        n = len(data.train_labels)
+        _, val = train_test_split(np.arange(n), test_size=fraction, random_state=seed + 1, stratify=data.train_labels)
+        held_out = with_copies_together(val, n, data.train_copy_keys())  # no copy of a fitted example is scored
+        self.fit_idx, self.val_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
         self.train_labels = data.train_labels[self.fit_idx]
         self.test_labels = data.train_labels[self.val_idx]
 
