@@ -171,6 +171,24 @@ def test_batch_larger_than_dataset_is_fitted_to_it(tmp_path, capsys):
     assert not (tmp_path / "t").exists()
 
 
+def test_a_rare_class_gets_one_label_and_the_report_says_so(vision_encoder, tmp_path, capsys):
+    import numpy as np
+
+    root, rng = tmp_path / "imgs", np.random.default_rng(0)
+    for c, n in (("common", 60), ("usual", 60), ("rare", 3)):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (10, 10), dtype=np.uint8)).save(root / c / f"{i}.png")
+    finetune_main(VISION + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}", "data.source=folder",
+                            f"data.root={root}", "finetune.label_fractions=[0.1]", "finetune.methods=[knn]",
+                            "finetune.seeds=[0]"])
+    assert "note: label fraction 0.1 rounds to no label for class 'rare' (2 training examples): each gets one" \
+        in capsys.readouterr().out
+    doc = json.loads((tmp_path / "o" / "label_efficiency.json").read_text())
+    assert [r["n_labels"] for r in doc["rows"]] == [11] and not doc["skipped_label_fractions"]  # 5 + 5 + 1
+    assert "Note: label fraction 0.1 rounds to no label" in (tmp_path / "o" / "label_efficiency.md").read_text()
+
+
 def test_image_too_small_for_backbone(tmp_path, capsys):
     _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "model.backbone=vit_tiny_patch16_224",
                                     "data.image_size=16"], capsys, "data.image_size=16 is too small for model.backbone")

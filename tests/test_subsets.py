@@ -40,6 +40,17 @@ def test_fraction_leaving_a_class_empty_is_an_error():
         balanced_subset(LABELS, 5, 0, fraction=0.008)
 
 
+def test_a_rare_class_gets_one_label_when_the_budget_holds_one_per_class():
+    """An imbalanced folder (an icon theme: 445 'actions', 2 'animations'): 10 % rounds to no label for the rare
+    classes; each gets one, as anyone labelling a tenth of the data would give, instead of skipping the budget."""
+    labels = np.repeat(np.arange(4), [200, 150, 3, 2])
+    idx = balanced_subset(labels, 4, seed=0, fraction=0.1)
+    assert np.bincount(labels[idx], minlength=4).tolist() == [20, 15, 1, 1]
+    assert set(idx) <= set(balanced_subset(labels, 4, seed=0, fraction=0.5))  # still nested
+    with pytest.raises(UserError, match="leaves class 2 .* with no labels"):  # 3.6 labels for 4 classes: skipped
+        balanced_subset(labels, 4, seed=0, fraction=0.01)
+
+
 def test_subsets_come_from_train_only():
     cfg = DataConfig(source="embedded", image_size=8, channels=1)
     train, test = load_images(cfg, "train"), load_images(cfg, "test")

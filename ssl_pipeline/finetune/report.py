@@ -326,6 +326,8 @@ def markdown(doc: dict) -> str:
                          f"{st['size_bytes'] / 2 ** 20:.1f} MiB | {st['examples_per_sec']:,.0f} |")
     for skipped in doc.get("skipped_label_fractions", []):
         lines += ["", f"Skipped: {skipped}."]
+    for note in doc.get("label_fraction_notes", []):
+        lines += ["", f"Note: {note}."]
     if doc.get("pretraining"):
         from ..pretraining_record import describe as pretraining
 

@@ -26,7 +26,7 @@ from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
 from .labeled import labeled_data
 from .report import write_report
 from .significance import pack_correct
-from .subsets import EmptyClassError, balanced_subset, per_class_counts, subset_digest
+from .subsets import EmptyClassError, balanced_subset, one_label_classes, per_class_counts, subset_digest
 
 # a method's own config section (finetune.fixmatch) changes only its rows: stamped on each, checked on resume
 SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
@@ -242,6 +242,18 @@ def _leakage(spec: dict, data, cfg: Config) -> dict:
     return record
 
 
+def _one_label_note(data, fraction: float, n_labels: int) -> list[str]:
+    """Says which rare classes a label fraction gave one label instead of none (at most one line)."""
+    counts = np.bincount(data.train_labels, minlength=data.num_classes)
+    rare = one_label_classes(counts, fraction)
+    if not len(rare):
+        return []
+    named = ", ".join(f"'{data.class_names[c]}' ({counts[c]} training examples)" for c in rare[:3])
+    more = f" and {len(rare) - 3} more" if len(rare) > 3 else ""
+    return [f"label fraction {fraction:g} rounds to no label for class {named}{more}: each gets one (at least one "
+            f"label per class), {n_labels} labels in all ({n_labels / len(data.train_labels):.1%})"]
+
+
 def run_finetune(cfg: Config) -> dict:
     from accelerate.utils import set_seed
 
@@ -265,7 +277,7 @@ def run_finetune(cfg: Config) -> dict:
     n_train = len(data.train_labels)
 
     # validate every request before any training: impossible subsets fail fast
-    cells, too_small = [], []
+    cells, too_small, lifted = [], [], []
     methods = methods_for(cfg)
     if "distill_small" in methods:  # a student that cannot be built fails now, not after the first teacher trained
         data.student_encoder(cfg.finetune.student, encoder_path)
@@ -277,6 +289,8 @@ def run_finetune(cfg: Config) -> dict:
             too_small.append(err)
             continue
         frac = value if kind == "label_fraction" else n_labels / n_train
+        if kind == "label_fraction":
+            lifted += _one_label_note(data, value, n_labels)
         for seed in cfg.finetune.seeds:
             for method in methods:
                 cells.append({"method": method, "label_fraction": frac, "n_labels": n_labels, "seed": seed,
@@ -286,6 +300,8 @@ def run_finetune(cfg: Config) -> dict:
         raise too_small[0]
     for err in too_small:
         accelerator.print(f"skipped: {err}")
+    for note in lifted:
+        accelerator.print(f"note: {note}")
     header = {"task": cfg.task, "modality": spec["modality"], "encoder": str(encoder_path), "encoder_model": encoder_label(spec),
               "data": data_label(cfg.data, spec["modality"]), "class_names": list(data.class_names),
               "evaluated_on": cfg.finetune.evaluate_on,
@@ -294,7 +310,7 @@ def run_finetune(cfg: Config) -> dict:
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
-              "skipped_label_fractions": [str(err) for err in too_small]}
+              "skipped_label_fractions": [str(err) for err in too_small], "label_fraction_notes": lifted}
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg, encoder_path, methods)
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}

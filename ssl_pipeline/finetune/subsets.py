@@ -1,7 +1,7 @@
 """Class-balanced, seeded labeled subsets.
 
 For a seed, each class's training examples are shuffled once; a request takes the first k_c of every class
-(k_c = round(fraction * n_c), or `labels_per_class`). So, for one seed, smaller subsets are nested in larger
+(k_c = round(fraction * n_c), at least 1 when the fraction holds a label per class; or `labels_per_class`). So, for one seed, smaller subsets are nested in larger
 ones (curves are not confounded by resampling), while different seeds draw independently.
 """
 from __future__ import annotations
@@ -30,12 +30,20 @@ def per_class_counts(labels: np.ndarray, num_classes: int, fraction: float | Non
         return k
     k = np.rint(counts * fraction).astype(int)
     k = np.minimum(np.maximum(k, 0), counts)
-    empty = np.flatnonzero(k < 1)
-    if len(empty):
+    empty = one_label_classes(counts, fraction)
+    if len(empty) and counts[empty].min() > 0 and fraction * counts.sum() >= num_classes:
+        k[empty] = 1  # a rare class gets the one label anyone labelling a few examples of each class would give
+    elif len(empty):  # the budget is below one label per class: a different experiment (labels_per_class=1)
         c = empty[0]
         raise EmptyClassError(f"label fraction {fraction} leaves class {_name(c, names)} ({counts[c]} training examples) "
                         f"with no labels: use a fraction >= {0.5 / max(counts[c], 1):.4f} or finetune.labels_per_class")
     return k
+
+
+def one_label_classes(counts: np.ndarray, fraction: float) -> np.ndarray:
+    """Classes whose share of a label fraction rounds to no label: given one (when the budget holds at least one
+    label per class) or the fraction is skipped."""
+    return np.flatnonzero(np.rint(counts * fraction) < 1)
 
 
 def _name(c: int, names) -> str:
