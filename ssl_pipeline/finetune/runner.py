@@ -443,6 +443,28 @@ def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
     return probes[key]
 
 
+_SAID: set[str] = set()
+
+
+def fit_saying_once(model, x, y, accelerator) -> None:
+    """model.fit, with scikit-learn's multi-line ConvergenceWarning (repeated for every cell of the grid, between
+    the progress lines) said once, in one line; other warnings pass through."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y)
+    for w in caught:
+        if not issubclass(w.category, ConvergenceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif "classic" not in _SAID:
+            _SAID.add("classic")
+            accelerator.print("note: the classic baseline's logistic regression reached its iteration limit before "
+                              "converging on some subsets (scikit-learn's ConvergenceWarning); it is scored as it stands")
+
+
 def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,
              encoder_lr_scale: float, probes: dict | None = None, models: dict | None = None,
              runs: CellRuns | None = None):
@@ -457,7 +479,7 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
 
     if method == "classic":
         model = data.classic_model()
-        model.fit(data.classic_inputs("train", idx), labels)
+        fit_saying_once(model, data.classic_inputs("train", idx), labels, accelerator)
         return model.predict(data.classic_inputs("test", test_idx))
     if method == "knn":
         return M.knn(features[0][idx], labels, features[1], ft.knn_k)
