@@ -185,6 +185,7 @@ class FinetuneConfig:
     checkpoint_every: int = 500  # fixmatch / distill: steps between checkpoints of a cell's passes over the unlabeled pool (minutes to hours per cell), so an interrupted grid resumes that cell mid-way; 0 = off
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)  # trackers for the grid: each cell's accuracy as it finishes, and the summary
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
+    metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"  # what the report scores: accuracy, or balanced_accuracy (mean recall over classes: for imbalanced data; recomputed from the rows' per-example results, nothing retrains)
     validation_fraction: float = 0.1  # size of that carve
 
     def label_budgets(self) -> list[tuple[str, float | int]]:

@@ -187,6 +187,14 @@ def test_a_rare_class_gets_one_label_and_the_report_says_so(vision_encoder, tmp_
     doc = json.loads((tmp_path / "o" / "label_efficiency.json").read_text())
     assert [r["n_labels"] for r in doc["rows"]] == [11] and not doc["skipped_label_fractions"]  # 5 + 5 + 1
     assert "Note: label fraction 0.1 rounds to no label" in (tmp_path / "o" / "label_efficiency.md").read_text()
+    assert any("classes are imbalanced" in f for f in doc["findings"])
+    # the metric the finding points at: the same command rescores the rows, nothing retrains
+    finetune_main(VISION + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}", "data.source=folder",
+                            f"data.root={root}", "finetune.label_fractions=[0.1]", "finetune.methods=[knn]",
+                            "finetune.seeds=[0]", "finetune.metric=balanced_accuracy"])
+    assert "1 grid cells (1 already done)" in capsys.readouterr().out
+    rescored = json.loads((tmp_path / "o" / "label_efficiency.json").read_text())
+    assert rescored["metric"] == "balanced_accuracy" and rescored["rows"] == doc["rows"]
 
 
 def test_image_too_small_for_backbone(tmp_path, capsys):

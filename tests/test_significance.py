@@ -162,3 +162,39 @@ def test_compare_against_another_row_pairs_two_settings_of_one_method(tmp_path):
     assert "gain over `simclr:finetune (run_a)`" in (tmp_path / "ab.md").read_text()
     with _pytest.raises(UserError, match="not a row of these reports"):
         comparison([a, b], ["run_a", "run_b"], against="dino:finetune")
+
+
+def test_balanced_accuracy_is_scikit_learns_and_its_interval_holds_it(tmp_path):
+    """On an imbalanced split (90 % one class) a model that answers the large class everywhere has 90 % accuracy and
+    50 % balanced accuracy; a model right on half of each class has 50 % of both. The report scores the chosen metric
+    from the same per-example results, and keeps each row's plain accuracy."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from ssl_pipeline.finetune.significance import balanced_weights, pack_labels, unpack_labels
+
+    labels = np.array([0] * 1800 + [1] * 200)
+    majority = labels == 0  # right on every example of class 0, wrong on class 1
+    rng = np.random.default_rng(0)
+    half = rng.random(N_TEST) < 0.5
+    assert np.array_equal(unpack_labels(pack_labels(labels)), labels)
+    pred = np.where(half, labels, 1 - labels)
+    assert abs(balanced_weights(labels) @ half - balanced_accuracy_score(labels, pred)) < 1e-12
+    rows = [_row("supervised", 1.0, s, majority) for s in range(3)] + [_row("finetune", 1.0, s, half) for s in range(3)]
+    header = {"n_test": N_TEST, "task": "simclr", "test_labels": pack_labels(labels), "class_names": ["big", "small"]}
+    plain = write_report(tmp_path, header, rows)
+    assert {s["method"]: round(s["mean"], 3) for s in plain["summary"]} == {"supervised": 0.9,
+                                                                            "finetune": round(half.mean(), 3)}
+    assert any("imbalanced (largest 'big' 90% of the examples, smallest 'small' 10.0%)" in f for f in plain["findings"])
+    doc = write_report(tmp_path, {**header, "metric": "balanced_accuracy"}, rows)
+    means = {s["method"]: s for s in doc["summary"]}
+    assert abs(means["supervised"]["mean"] - 0.5) < 1e-12
+    assert abs(means["finetune"]["mean"] - balanced_accuracy_score(labels, pred)) < 1e-12
+    lo, hi = means["finetune"]["ci95"]
+    assert lo < means["finetune"]["mean"] < hi and hi - lo < 0.1
+    assert doc["metric"] == "balanced_accuracy" and doc["rows"][0]["accuracy"] == 0.9  # rows keep plain accuracy
+    assert not any("imbalanced" in f for f in doc["findings"])
+    assert "Test balanced accuracy (mean recall over classes) (%)" in (tmp_path / "label_efficiency.md").read_text()
+    from ssl_pipeline.errors import UserError
+
+    with pytest.raises(UserError, match="balanced_accuracy needs the per-example results"):
+        write_report(tmp_path, {**header, "metric": "balanced_accuracy", "test_labels": None}, rows)

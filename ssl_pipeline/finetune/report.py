@@ -15,7 +15,7 @@ from ..atomic import write_json, write_text
 
 from .evaluators import BASELINES, SSL_METHODS
 from .evaluators import ORDER as METHOD_ORDER
-from .significance import LEVEL, Bootstrap, multiplier_interval
+from .significance import LEVEL, Bootstrap, balanced_weights, multiplier_interval, unpack_correct, unpack_labels
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -186,11 +186,15 @@ def students(rows: list[dict]) -> dict:
 def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = True) -> dict:
     """The json/csv/md report of `rows`; `plot=False` leaves the png as it is (drawing it costs ~0.4 s, which the
     grid does not pay after every few-second cell)."""
-    summary = summarize(rows)
-    boot = Bootstrap(rows, header.get("n_test", 0))
+    metric = header.get("metric", "accuracy")
+    weights = _metric_weights(header, rows) if metric == "balanced_accuracy" else None
+    scored = rows if weights is None else [{**r, "accuracy": float(weights @ unpack_correct(r["correct"], len(weights)))}
+                                           for r in rows]  # the rows keep their plain accuracy; tables use the metric
+    summary = summarize(scored)
+    boot = Bootstrap(scored, header.get("n_test", 0), example_weights=weights)
     for s in summary:
         s["ci95"] = boot.interval(s["method"], s["label_fraction"])
-    doc = {**header, "metric": "accuracy", "rows": rows, "summary": summary,
+    doc = {**header, "metric": metric, "rows": rows, "summary": summary,
            "bootstrap": {"level": LEVEL, "resamples": boot.resamples,
                          "over": "seeds and test examples" if boot.per_example else "seeds only"},
            "gain_over_supervised": gains(summary, boot),
@@ -200,14 +204,49 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
            "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, baseline="best"), summary,
                                                                boot, "best"),
            "significance": significance(summary, boot), "students": students(rows),
-           "findings": findings(summary, header.get("pretraining"), header.get("modality", ""))}
+           "findings": findings(summary, header.get("pretraining"), header.get("modality", "")) + imbalance(header)}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
     if plot:
         _plot(output_dir / "label_efficiency.png", summary, _title(doc), doc.get("evaluated_on") == "validation",
-              doc["significance"])
+              doc["significance"], metric="balanced accuracy" if metric == "balanced_accuracy" else "accuracy")
     return doc
+
+
+def _metric_weights(header: dict, rows: list[dict]) -> np.ndarray:
+    """Balanced accuracy's per-example weights, from the scored split's labels the report keeps."""
+    from ..errors import UserError
+
+    if not header.get("test_labels") or not all("correct" in r for r in rows):
+        raise UserError("finetune.metric=balanced_accuracy needs the per-example results and labels that reports keep "
+                        "since this release; this report's rows predate them (overwrite=true re-runs the grid)")
+    return balanced_weights(unpack_labels(header["test_labels"]))
+
+
+IMBALANCED = 3.0  # largest / smallest class of the scored split from which accuracy gets a word of warning
+
+
+def imbalance(header: dict) -> list[str]:
+    """A finding when accuracy is scored on a split whose classes differ a lot in size: accuracy then rewards
+    favouring the large classes (a model that answers the largest class everywhere scores its share)."""
+    if header.get("metric", "accuracy") != "accuracy" or not header.get("test_labels"):
+        return []
+    counts = np.bincount(unpack_labels(header["test_labels"]))
+    present = np.flatnonzero(counts)
+    if len(present) < 2 or counts[present].max() < IMBALANCED * counts[present].min():
+        return []
+    names = header.get("class_names") or []
+    name = lambda c: f"'{names[c]}'" if c < len(names) else str(c)  # noqa: E731
+    big, small, n = present[np.argmax(counts[present])], present[np.argmin(counts[present])], counts.sum()
+    return [f"The scored classes are imbalanced (largest {name(big)} {counts[big] / n:.0%} of the examples, smallest "
+            f"{name(small)} {counts[small] / n:.1%}): accuracy rewards favouring the large classes (always answering "
+            f"{name(big)} scores {counts[big] / n:.0%}). finetune.metric=balanced_accuracy scores the mean recall over "
+            "classes instead (the same command with it rewrites the report; nothing retrains)"]
+
+
+def metric_name(doc: dict) -> str:
+    return "balanced accuracy (mean recall over classes)" if doc.get("metric") == "balanced_accuracy" else "accuracy"
 
 
 def _title(doc: dict) -> str:
@@ -288,7 +327,7 @@ def markdown(doc: dict) -> str:
     boot = doc.get("bootstrap")
     interval = (f" [95 % bootstrap interval over {boot['over']}]" if boot else "")
     lines = [f"### Label efficiency — {_title(doc)}", "",
-             f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} accuracy (%), {spread}{interval}; "
+             f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} {metric_name(doc)} (%), {spread}{interval}; "
              f"encoder `{doc.get('encoder', '')}`{named}.", "",
              "| method | " + " | ".join(f"{_pct(f)} ({n_of[f]} labels)" for f in fracs) + " |",
              "| --- | " + " | ".join("---" for _ in fracs) + " |"]
@@ -358,7 +397,7 @@ def legend_label(method: str, seeds: int, significance: list[dict]) -> str:
 
 
 def _plot(path: Path, summary: list[dict], title: str, validation: bool = False,
-          significance: list[dict] = ()) -> None:
+          significance: list[dict] = (), metric: str = "accuracy") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -377,7 +416,7 @@ def _plot(path: Path, summary: list[dict], title: str, validation: bool = False,
             ax.fill_between(n, 100 * (mean - std), 100 * (mean + std), alpha=0.2)
     ax.set_xscale("log")
     ax.set_xlabel("number of labeled training examples (log scale)")
-    ax.set_ylabel(f"{'validation' if validation else 'test'} accuracy (%)")
+    ax.set_ylabel(f"{'validation' if validation else 'test'} {metric} (%)")
     ax.set_title(f"Label efficiency: {title}", fontsize=9, wrap=True)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)

@@ -25,7 +25,7 @@ from .cell_runs import CellRuns
 from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
 from .labeled import labeled_data
 from .report import write_report
-from .significance import pack_correct
+from .significance import pack_correct, pack_labels
 from .subsets import EmptyClassError, balanced_subset, one_label_classes, per_class_counts, subset_digest
 
 # a method's own config section (finetune.fixmatch) changes only its rows: stamped on each, checked on resume
@@ -40,6 +40,7 @@ GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder
 # recipe hashed these too, so the fingerprints of that era put them back)
 TRACKING_KEYS = ("log_with",)
 RUN_KEYS = ("checkpoint_every",)  # how a cell is run, not what it gives (added after those eras)
+REPORT_KEYS = ("metric",)  # how the rows are summed up, not what they are: a report switches metric without retraining
 PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
 PLOT_EVERY_S = 30  # how stale label_efficiency.png may get while the grid runs (its tables follow every cell)
 
@@ -68,7 +69,7 @@ def _encoder_hash(encoder: Path):
 def _recipe(cfg: Config) -> dict:
     """The data and fine-tune keys the stored rows depend on (method sections stay out: stamped on their rows)."""
     ft = {k: v for k, v in cfg.to_dict()["finetune"].items()
-          if k not in GRID_KEYS and k not in SECTIONS and k not in TRACKING_KEYS and k not in RUN_KEYS}
+          if k not in GRID_KEYS + SECTIONS + TRACKING_KEYS + RUN_KEYS + REPORT_KEYS}
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
@@ -307,6 +308,7 @@ def run_finetune(cfg: Config) -> dict:
               "evaluated_on": cfg.finetune.evaluate_on,
               **report_identity(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "split_digest": split_digest(data.train_labels, data.test_labels),
+              "metric": cfg.finetune.metric, "test_labels": pack_labels(data.test_labels),
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)

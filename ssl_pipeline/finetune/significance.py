@@ -31,12 +31,33 @@ def unpack_correct(text: str, n: int) -> np.ndarray:
     return bits[:n].astype(bool)
 
 
+def pack_labels(labels: np.ndarray) -> str:
+    """The scored split's labels in order (what per-class metrics weigh the per-example results by), as text."""
+    return base64.b64encode(np.asarray(labels, dtype="<u2").tobytes()).decode("ascii")
+
+
+def unpack_labels(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u2").astype(np.int64)
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-example weights (summing to 1) under which a weighted mean of right/wrong is the balanced accuracy:
+    the mean over the classes present of each class's recall (scikit-learn's balanced_accuracy_score)."""
+    counts = np.bincount(labels)
+    present = np.count_nonzero(counts)
+    return 1.0 / (present * counts[labels])
+
+
 class Bootstrap:
     """Resampled mean accuracies of every (method, label fraction) cell of the grid, drawn once and shared."""
 
-    def __init__(self, rows: list[dict], n_test: int, resamples: int = RESAMPLES, seed: int = 0):
+    def __init__(self, rows: list[dict], n_test: int, resamples: int = RESAMPLES, seed: int = 0,
+                 example_weights: np.ndarray | None = None):
+        """`example_weights` (summing to 1): the metric is the weighted mean of right/wrong (balanced_weights for
+        balanced accuracy); None: plain accuracy."""
         self.resamples = resamples
         self.n_test = n_test
+        self.example_weights = example_weights
         self.per_example = bool(rows) and n_test > 0 and all("correct" in r for r in rows)
         self.seeds = sorted({r["seed"] for r in rows})
         rng = np.random.default_rng(seed)
@@ -59,7 +80,11 @@ class Bootstrap:
         for start in range(0, self.resamples, per_chunk):
             stop = min(self.resamples, start + per_chunk)
             weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(start, stop)])
-            out[start:stop] = weights.astype(np.float32) @ correct / n
+            if self.example_weights is None:
+                out[start:stop] = weights.astype(np.float32) @ correct / n
+            else:  # the weighted mean on the drawn examples (a ratio: a draw changes the total weight)
+                w = (weights * self.example_weights).astype(np.float32)
+                out[start:stop] = (w @ correct) / w.sum(axis=1, keepdims=True)
         return {(r["method"], r["label_fraction"], r["seed"]): out[:, i] for i, r in enumerate(rows)}
 
     def per_seed(self, method: str, frac: float) -> dict[int, np.ndarray]:
