@@ -12,32 +12,43 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
 
-def _identity(path: str):
-    """(device, inode) of the file a path reaches (symbolic links followed) and its size; None if unreadable."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None, -1
-    return (st.st_dev, st.st_ino), st.st_size
+def _identities(paths: list[str]) -> list[tuple]:
+    """((device, inode) of the file each path reaches, symbolic links followed, or None if unreadable; size)."""
+    out = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append((None, -1))
+            continue
+        out.append(((st.st_dev, st.st_ino), st.st_size))
+    return out
 
 
-def _digest(path: str):
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return None
-    return h.digest()
+def _digests(paths: list[str]) -> list:
+    out = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                out.append(hashlib.blake2b(f.read(), digest_size=16).digest())
+        except OSError:
+            out.append(None)
+    return out
 
 
-def file_copy_keys(files: list[str], threads: int = 8) -> list:
+def _chunked(fn, items: list, threads: int, chunk: int = 2048) -> list:
+    """fn over `items` a chunk per task (a future per file costs more than reading a small file)."""
+    parts = [items[i: i + chunk] for i in range(0, len(items), chunk)]
+    if len(parts) <= 1:
+        return fn(items)
+    with ThreadPoolExecutor(threads) as pool:  # opens and reads wait on the file system, not the GIL
+        return [x for part in pool.map(fn, parts) for x in part]
+
+
+def file_copy_keys(files: list[str], threads: int = 2) -> list:
     """One key per file; files share a key when they hold the same bytes: one file reached through symbolic or
-    hard links, or byte-identical copies. Only files whose size some other file has are read (fdupes' trick), in
-    threads (opening and reading wait on the file system, not the GIL)."""
-    with ThreadPoolExecutor(threads) as pool:
-        found = list(pool.map(_identity, files, chunksize=256))
+    hard links, or byte-identical copies. Only files whose size some other file has are read (fdupes' trick)."""
+    found = _chunked(_identities, files, threads)
     same_size = defaultdict(set)
     for inode, size in found:
         if inode is not None:
@@ -46,8 +57,7 @@ def file_copy_keys(files: list[str], threads: int = 8) -> list:
     for path, (inode, size) in zip(files, found):
         if inode is not None and len(same_size[size]) > 1:
             first_path.setdefault(inode, path)
-    with ThreadPoolExecutor(threads) as pool:
-        digests = dict(zip(first_path, pool.map(_digest, first_path.values(), chunksize=64)))
+    digests = dict(zip(first_path, _chunked(_digests, list(first_path.values()), threads)))
     keys = []
     for path, (inode, _) in zip(files, found):
         if inode is None:
