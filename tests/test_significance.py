@@ -198,3 +198,29 @@ def test_balanced_accuracy_is_scikit_learns_and_its_interval_holds_it(tmp_path):
 
     with pytest.raises(UserError, match="balanced_accuracy needs the per-example results"):
         write_report(tmp_path, {**header, "metric": "balanced_accuracy", "test_labels": None}, rows)
+
+
+def test_compare_scores_balanced_accuracy_from_the_kept_labels(tmp_path, capsys):
+    from sklearn.metrics import balanced_accuracy_score
+
+    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.finetune.compare import comparison, main
+    from ssl_pipeline.finetune.significance import pack_labels
+
+    labels = np.array([0] * 1800 + [1] * 200)
+    majority, right_on_small = labels == 0, labels == 1
+    head = {"data": "d", "n_test": N_TEST, "test_labels": pack_labels(labels)}
+    sup = [_row("supervised", 0.1, s, majority) for s in range(3)]
+    a = {**head, "task": "simclr", "rows": [_row("finetune", 0.1, s, majority) for s in range(3)] + sup}
+    b = {**head, "task": "dino", "rows": [_row("finetune", 0.1, s, right_on_small) for s in range(3)] + sup}
+    plain = {s["method"]: s["mean"] for s in comparison([a, b])["summary"]}
+    balanced = {s["method"]: s["mean"] for s in comparison([a, b], metric="balanced_accuracy")["summary"]}
+    assert plain == pytest.approx({"simclr:finetune": 0.9, "dino:finetune": 0.1, "supervised": 0.9})
+    assert balanced == pytest.approx({"simclr:finetune": 0.5, "dino:finetune": 0.5, "supervised": 0.5})
+    assert balanced["dino:finetune"] == pytest.approx(balanced_accuracy_score(labels, labels * 0 + 1))
+    for name, d in (("a.json", a), ("b.json", b)):
+        (tmp_path / name).write_text(json.dumps(d))
+    main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--metric", "balanced_accuracy"])
+    assert capsys.readouterr().out.startswith("Balanced accuracy (mean recall over classes) (%)")
+    with pytest.raises(UserError, match="same scored labels"):
+        comparison([a, dict(b, test_labels=None)], metric="balanced_accuracy")

@@ -2,8 +2,9 @@
 data (e.g. SimCLR, BYOL, VICReg and DINO encoders), with paired 95 % intervals against `supervised`:
 
     python -m ssl_pipeline.finetune.compare runs/simclr/label_efficiency.json runs/dino/label_efficiency.json \
-        [--against ROW] [--out comparison.md]
+        [--against ROW] [--metric balanced_accuracy] [--out comparison.md]
 
+`--metric balanced_accuracy` scores the mean recall over classes (imbalanced data), from the per-example results.
 `--against ROW` measures every other row against that one instead (any row of the table, e.g. two settings of one
 method: `--against "simclr:fixmatch (run_a)"`), so "is setting B better than setting A?" gets its paired interval.
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from ..errors import UserError, exit_on_user_error
 from .evaluators import BASELINES
-from .report import label_multiplier, summarize
+from .report import label_multiplier, scored_rows, summarize
 from .significance import Bootstrap
 
 
@@ -54,14 +55,19 @@ def merged_rows(docs: list[dict], names: list[str] | None = None) -> list[dict]:
     return rows + list(baselines.values())
 
 
-def comparison(docs: list[dict], names: list[str] | None = None, against: str = "supervised") -> dict:
-    """`against`: the row every other row's gain is measured from (paired, same subsets and test examples)."""
-    rows = merged_rows(docs, names)
+def comparison(docs: list[dict], names: list[str] | None = None, against: str = "supervised",
+               metric: str = "accuracy") -> dict:
+    """`against`: the row every other row's gain is measured from (paired, same subsets and test examples).
+    `metric`: accuracy, or balanced_accuracy (the reports must keep the same scored labels)."""
+    if metric != "accuracy" and len({d.get("test_labels") for d in docs}) > 1:
+        raise UserError("--metric balanced_accuracy needs reports that keep the same scored labels (test_labels); "
+                        "these differ or some predate them")
+    rows, weights = scored_rows(docs[0], merged_rows(docs, names), metric)
     summary = summarize(rows)
     present = list(dict.fromkeys(s["method"] for s in summary))
     if against != "supervised" and against not in present:
         raise UserError(f"--against {against!r} is not a row of these reports; rows: {', '.join(present)}")
-    boot = Bootstrap(rows, docs[0].get("n_test", 0))
+    boot = Bootstrap(rows, docs[0].get("n_test", 0), example_weights=weights)
     for s in summary:
         s["ci95"] = boot.interval(s["method"], s["label_fraction"])
     reference = {s["label_fraction"]: s for s in summary if s["method"] == against}
@@ -79,7 +85,7 @@ def comparison(docs: list[dict], names: list[str] | None = None, against: str = 
         own = [{**s, "method": "finetune"} for s in summary if s["method"] == m]  # one SSL row vs supervised
         lm = label_multiplier(own + sup_rows)
         multipliers[m] = lm["text"] if lm else "–"
-    return {"summary": summary, "gains": gains, "against": against, "label_multiplier": multipliers,
+    return {"summary": summary, "gains": gains, "against": against, "label_multiplier": multipliers, "metric": metric,
             "bootstrap": {"over": "seeds and test examples" if boot.per_example else "seeds only"}}
 
 
@@ -91,7 +97,8 @@ def markdown(doc: dict) -> str:
     gain = {(g["method"], g["label_fraction"]): g for g in doc["gains"]}
     methods = list(dict.fromkeys(s["method"] for s in summary if s["method"] not in BASELINES))
     methods += [m for m in BASELINES if any(s["method"] == m for s in summary)]
-    lines = [f"Accuracy (%), mean ± std over seeds; in brackets the gain over `{doc.get('against', 'supervised')}` "
+    what = "Balanced accuracy (mean recall over classes)" if doc.get("metric") == "balanced_accuracy" else "Accuracy"
+    lines = [f"{what} (%), mean ± std over seeds; in brackets the gain over `{doc.get('against', 'supervised')}` "
              f"with its 95 % interval "
              f"(paired bootstrap over {doc['bootstrap']['over']}; n.s. = not significant).", "",
              "| row | " + " | ".join(f"{f * 100:g} % ({n_of[f]} labels)" for f in fracs) + " | label multiplier |",
@@ -120,6 +127,8 @@ def main(argv=None) -> None:
     ap.add_argument("reports", nargs="+")
     ap.add_argument("--against", default="supervised",
                     help="the row the others are measured from (default supervised; any row name of the table)")
+    ap.add_argument("--metric", default="accuracy", choices=["accuracy", "balanced_accuracy"],
+                    help="balanced_accuracy: mean recall over classes (for imbalanced data)")
     ap.add_argument("--out", default=None, help="also write the table (markdown) and OUT.json")
     args = ap.parse_args(argv)
     docs = []
@@ -134,7 +143,7 @@ def main(argv=None) -> None:
     names = [Path(p).resolve().parent.name for p in args.reports]  # the run directory, e.g. runs/simclr_a -> simclr_a
     if len(set(names)) < len(names):
         names = list(args.reports)
-    doc = comparison(docs, names, args.against)
+    doc = comparison(docs, names, args.against, args.metric)
     md = markdown(doc)
     print(md, end="")
     if args.out:

@@ -187,9 +187,7 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
     """The json/csv/md report of `rows`; `plot=False` leaves the png as it is (drawing it costs ~0.4 s, which the
     grid does not pay after every few-second cell)."""
     metric = header.get("metric", "accuracy")
-    weights = _metric_weights(header, rows) if metric == "balanced_accuracy" else None
-    scored = rows if weights is None else [{**r, "accuracy": float(weights @ unpack_correct(r["correct"], len(weights)))}
-                                           for r in rows]  # the rows keep their plain accuracy; tables use the metric
+    scored, weights = scored_rows(header, rows, metric)  # the stored rows keep their plain accuracy
     summary = summarize(scored)
     boot = Bootstrap(scored, header.get("n_test", 0), example_weights=weights)
     for s in summary:
@@ -214,14 +212,18 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
     return doc
 
 
-def _metric_weights(header: dict, rows: list[dict]) -> np.ndarray:
-    """Balanced accuracy's per-example weights, from the scored split's labels the report keeps."""
+def scored_rows(header: dict, rows: list[dict], metric: str) -> tuple[list[dict], np.ndarray | None]:
+    """`rows` with `accuracy` replaced by `metric`'s value, and the per-example weights the bootstrap needs for it
+    (None: plain accuracy). Balanced accuracy weighs each row's per-example results by the kept test labels."""
+    if metric == "accuracy":
+        return rows, None
     from ..errors import UserError
 
     if not header.get("test_labels") or not all("correct" in r for r in rows):
         raise UserError("finetune.metric=balanced_accuracy needs the per-example results and labels that reports keep "
                         "since this release; this report's rows predate them (overwrite=true re-runs the grid)")
-    return balanced_weights(unpack_labels(header["test_labels"]))
+    weights = balanced_weights(unpack_labels(header["test_labels"]))
+    return [{**r, "accuracy": float(weights @ unpack_correct(r["correct"], len(weights)))} for r in rows], weights
 
 
 IMBALANCED = 3.0  # largest / smallest class of the scored split from which accuracy gets a word of warning
