@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ..config import DataConfig
-from .copies import file_copy_keys
 from ..errors import UnlabeledData, UserError
+from .copies import file_copy_keys
 from .labels import encode_labels
 from .splits import carve
 
