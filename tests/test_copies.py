@@ -28,6 +28,10 @@ def test_copies_land_on_one_side_and_data_without_copies_carves_as_before():
     train, test = carve(labels, "train", CFG, copies=keys), carve(labels, "test", CFG, copies=keys)
     assert sorted(np.concatenate([train, test]).tolist()) == list(range(len(labels)))
     assert not {keys[i] for i in train} & {keys[i] for i in test}
+    # a class whose examples are all one image saved again and again keeps them for training
+    placeholder = [f"example {i}" if labels[i] != 3 else "the same image" for i in range(len(labels))]
+    assert not (labels[carve(labels, "test", CFG, copies=placeholder)] == 3).any()
+    assert (labels[carve(labels, "train", CFG, copies=placeholder)] == 3).sum() == 50
     unique = [f"example {i}" for i in range(len(labels))]
     for split in ("train", "test"):
         assert np.array_equal(carve(labels, split, CFG, copies=unique), carve(labels, split, CFG))
@@ -71,7 +75,7 @@ def test_a_folder_with_linked_and_copied_images_holds_none_of_them_out(tmp_path)
     cfg = DataConfig(source="folder", root=str(root), image_size=12, channels=3)
     pretrain, test = images.load_images(cfg, "pretrain"), images.load_images(cfg, "test")
     content = lambda paths: {open(p, "rb").read() for p in paths}  # noqa: E731
-    assert len(test) >= 12 and not content(pretrain.ids) & content(test.ids)
+    assert len(test) >= 8 and not content(pretrain.ids) & content(test.ids)
     assert sorted(images.load_images(cfg, "train").ids) == sorted(pretrain.ids)
 
 

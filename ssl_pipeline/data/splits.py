@@ -25,8 +25,8 @@ def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[
           copies: Optional[Sequence[Hashable]] = None) -> np.ndarray:
     """Indices of `split` in a seeded, stratified train/test carve of a source that has no test split.
 
-    `copies`: a key per example (data/copies.py); examples sharing a key go to the side the first of them was
-    carved to, so the test split holds no copy of a training example. Data without copies carves as without keys."""
+    `copies`: a key per example (data/copies.py); copies are held out only together (with_copies_together), so the
+    test split holds no copy of a training example. Data without copies carves as without keys."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(labels))
@@ -45,10 +45,15 @@ def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[
 
 
 def with_copies_together(held_out: np.ndarray, n: int, copies: Optional[Sequence[Hashable]]) -> np.ndarray:
-    """(n,) bool: held out or not, each example moved to the side the first example with its copy key is on."""
+    """(n,) bool: held out or not. An example is held out only when every example with its copy key is: copies
+    that the stratified split put on both sides all stay on the training side, so no class loses its training
+    examples to a group of copies (the held-out split shrinks by those copies instead)."""
     side = np.zeros(n, dtype=bool)
     side[held_out] = True
     if copies is None:
         return side
-    first: dict = {}
-    return side[[first.setdefault(key, i) for i, key in enumerate(copies)]]
+    ids: dict = {}
+    group = np.fromiter((ids.setdefault(key, len(ids)) for key in copies), dtype=np.int64, count=n)
+    all_out = np.ones(len(ids), dtype=bool)
+    np.logical_and.at(all_out, group, side)
+    return all_out[group]
