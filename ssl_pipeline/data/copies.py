@@ -67,6 +67,11 @@ def file_copy_keys(files: list[str], threads: int = 2) -> list:
     return keys
 
 
+def pixel_copy_keys(images) -> list[bytes]:
+    """Images (a uint8 tensor, N x C x H x W) with identical pixels share a key: the leakage guard's "exact"."""
+    return [hashlib.blake2b(image.numpy().tobytes(), digest_size=16).digest() for image in images]
+
+
 def text_copy_keys(texts: list[str]) -> list[str]:
     """Texts equal after the leakage guard's normalisation (Unicode NFKC, case folding, letters and digits only)
     share a key: what the guard counts as an exact duplicate."""

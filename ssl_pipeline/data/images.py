@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
-from .copies import file_copy_keys
+from .copies import file_copy_keys, pixel_copy_keys
 from .labels import encode_labels
 from .splits import carve
 
@@ -169,7 +169,7 @@ def load_embedded(cfg: DataConfig, split: str) -> ImageSplit:
     y = digits.target.astype(np.int64)
     if split == "validation":
         return None
-    idx = carve(y, split, cfg, copies=[image.tobytes() for image in x.numpy()])
+    idx = carve(y, split, cfg, copies=pixel_copy_keys(x))
     return _in_memory(x[idx], y[idx], cfg, [str(i) for i in range(10)], idx)
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .copies import pixel_copy_keys
+
 NEAR_IMAGE_MAD = 0.01
 THUMB = 16
 NEAR_TEXT_JACCARD = 0.8
@@ -66,7 +68,7 @@ def _image_keys(batches) -> tuple[list[bytes], torch.Tensor]:
     """Per image: a digest of its pixels (exact) and its 16x16 grey thumbnail on a 0-1 scale (near)."""
     exact, thumbs = [], []
     for x in batches:
-        exact += [hashlib.blake2b(img.numpy().tobytes(), digest_size=16).digest() for img in x]
+        exact += pixel_copy_keys(x)
         grey = x.float().mean(1, keepdim=True)
         thumbs.append(F.interpolate(grey, size=(THUMB, THUMB), mode="area").flatten(1) / 255.0)
     return exact, torch.cat(thumbs)

@@ -96,9 +96,9 @@ class VisionLabeled:
 
     def train_copy_keys(self) -> list[bytes]:
         """Identical pixels at the encoder's size (the leakage guard's "exact"): the validation carve's copies."""
-        import hashlib
+        from ..data.copies import pixel_copy_keys
 
-        return [hashlib.sha1(image.numpy().tobytes()).digest() for image in self.train.dataset.images]
+        return pixel_copy_keys(self.train.dataset.images)
 
     def test_fingerprint(self) -> str:
         from ..data.leakage import image_split_fingerprint
