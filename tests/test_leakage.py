@@ -71,7 +71,7 @@ def test_dedupe_drops_planted_duplicates_from_pretraining_and_the_report_counts_
         out = tmp_path / f"dedupe_{dedupe}"
         pretrain_main(base + [f"output_dir={out}", f"data.dedupe={str(dedupe).lower()}"])
         log = capsys.readouterr().out
-        assert "1 test texts with an exact and 1 with only a near duplicate" in log
+        assert "1 test text with an exact and 1 with only a near duplicate" in log
         spec = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["leakage"]
         assert spec["test_examples_with_exact_duplicates"] == 1 and spec["pretraining_duplicates"] >= 2
         assert spec["dropped_from_pretraining"] == (spec["pretraining_duplicates"] if dedupe else 0)

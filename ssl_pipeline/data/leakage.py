@@ -202,9 +202,11 @@ def describe(record: dict | None, unit: str) -> str:
     if not record or not record.get("checked"):
         why = (record or {}).get("reason") or "the encoder was not pretrained by ssl_pipeline on this data"
         return f"duplicates between pretraining and test data: not checked ({why})"
-    line = (f"duplicates between pretraining and test data: {record['test_examples_with_exact_duplicates']} test "
-            f"{unit} with an exact and {record['test_examples_with_near_duplicates']} with only a near duplicate in "
-            f"the pretraining pool ({record['pretraining_duplicates']} pretraining {unit})")
+    exact, pool = record["test_examples_with_exact_duplicates"], record["pretraining_duplicates"]
+    one = unit.removesuffix("s")  # "1 test image", not "1 test images"
+    line = (f"duplicates between pretraining and test data: {exact} test {one if exact == 1 else unit} with an exact "
+            f"and {record['test_examples_with_near_duplicates']} with only a near duplicate in the pretraining pool "
+            f"({pool} pretraining {one if pool == 1 else unit})")
     if record["dropped_from_pretraining"]:
         return line + f"; {record['dropped_from_pretraining']} dropped from pretraining (data.dedupe=true)"
     if record["pretraining_duplicates"]:
