@@ -77,11 +77,11 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
     own_test = "test" in dsd
     val_name = next((v for v in VALIDATION_SPLITS if v in dsd), None)
     carved = train_labels is not None and not own_test
-    copies = _copy_keys(train, column, labeled) if carved else None
     if split == "pretrain":
         import datasets
 
-        idx = labeled[carve(train_labels, "train", cfg, names, copies)] if carved else np.arange(len(train))
+        idx = (labeled[carve(train_labels, "train", cfg, names, _copy_keys(train, column, labeled))] if carved
+               else np.arange(len(train)))
         if carved and missing.any():
             idx = np.sort(np.concatenate([idx, np.flatnonzero(missing)]))
         parts = [train.select(idx).select_columns([column])]
@@ -98,7 +98,8 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
         labels, _ = encode_labels(ds[cfg.label_column], names, where=f"the {split} split",
                                   feature_names=getattr(ds.features.get(cfg.label_column), "names", None))
         return HFSplit(ds, labels, names, list(range(len(ds))))
-    idx = carve(train_labels, split, cfg, names, copies) if carved else np.arange(len(train_labels))
+    idx = (carve(train_labels, split, cfg, names, _copy_keys(train, column, labeled)) if carved
+           else np.arange(len(train_labels)))
     return HFSplit(train.select(labeled[idx]), train_labels[idx], names, labeled[idx].tolist())
 
 

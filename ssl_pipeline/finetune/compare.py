@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import UserError, exit_on_user_error
 from .evaluators import BASELINES
-from .report import label_multiplier, scored_rows, summarize
+from .report import label_multiplier, metric_name, scored_rows, summarize
 from .significance import Bootstrap
 
 
@@ -97,8 +97,7 @@ def markdown(doc: dict) -> str:
     gain = {(g["method"], g["label_fraction"]): g for g in doc["gains"]}
     methods = list(dict.fromkeys(s["method"] for s in summary if s["method"] not in BASELINES))
     methods += [m for m in BASELINES if any(s["method"] == m for s in summary)]
-    what = "Balanced accuracy (mean recall over classes)" if doc.get("metric") == "balanced_accuracy" else "Accuracy"
-    lines = [f"{what} (%), mean ± std over seeds; in brackets the gain over `{doc.get('against', 'supervised')}` "
+    lines = [f"{metric_name(doc.get('metric', 'accuracy')).capitalize()} (%), mean ± std over seeds; in brackets the gain over `{doc.get('against', 'supervised')}` "
              f"with its 95 % interval "
              f"(paired bootstrap over {doc['bootstrap']['over']}; n.s. = not significant).", "",
              "| row | " + " | ".join(f"{f * 100:g} % ({n_of[f]} labels)" for f in fracs) + " | label multiplier |",

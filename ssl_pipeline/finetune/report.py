@@ -208,7 +208,7 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
     write_text(output_dir / "label_efficiency.md", markdown(doc))
     if plot:
         _plot(output_dir / "label_efficiency.png", summary, _title(doc), doc.get("evaluated_on") == "validation",
-              doc["significance"], metric="balanced accuracy" if metric == "balanced_accuracy" else "accuracy")
+              doc["significance"], metric=metric.replace("_", " "))
     return doc
 
 
@@ -247,8 +247,9 @@ def imbalance(header: dict) -> list[str]:
             "classes instead (the same command with it rewrites the report; nothing retrains)"]
 
 
-def metric_name(doc: dict) -> str:
-    return "balanced accuracy (mean recall over classes)" if doc.get("metric") == "balanced_accuracy" else "accuracy"
+def metric_name(metric: str) -> str:
+    """How tables name `finetune.metric`."""
+    return "balanced accuracy (mean recall over classes)" if metric == "balanced_accuracy" else "accuracy"
 
 
 def _title(doc: dict) -> str:
@@ -329,7 +330,7 @@ def markdown(doc: dict) -> str:
     boot = doc.get("bootstrap")
     interval = (f" [95 % bootstrap interval over {boot['over']}]" if boot else "")
     lines = [f"### Label efficiency — {_title(doc)}", "",
-             f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} {metric_name(doc)} (%), {spread}{interval}; "
+             f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} {metric_name(doc.get('metric', 'accuracy'))} (%), {spread}{interval}; "
              f"encoder `{doc.get('encoder', '')}`{named}.", "",
              "| method | " + " | ".join(f"{_pct(f)} ({n_of[f]} labels)" for f in fracs) + " |",
              "| --- | " + " | ".join("---" for _ in fracs) + " |"]
