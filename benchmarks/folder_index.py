@@ -63,7 +63,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from ssl_pipeline.config import DataConfig
     from ssl_pipeline.data.headers import readable
-    from ssl_pipeline.data import images
+    from ssl_pipeline.data import folders, images
     from ssl_pipeline.data.images import _list_images, load_images
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +77,7 @@ def main() -> None:
         t0 = time.time()
         ok = sum(readable(files))
         checked = time.time() - t0
-        images._LISTED.clear()  # end to end from a cold start of the process (it caches listings and verdicts)
+        folders._LISTED.clear()  # end to end from a cold start of the process (it caches listings and verdicts)
         images._READABLE.clear()
         t0 = time.time()
         split = load_images(DataConfig(source="folder", root=str(root), image_size=16, channels=3), "pretrain")

@@ -39,7 +39,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "embedded"  # embedded | torchvision | hf | folder | webdataset | synthetic (vision); embedded | text | jsonl | csv | parquet | hf | synthetic (text); auto: text | jsonl | csv | parquet from the suffix of data.files
+    source: str = "embedded"  # embedded | torchvision | hf | folder | webdataset | synthetic (vision); embedded | folder | text | jsonl | csv | parquet | hf | synthetic (text); auto: text | jsonl | csv | parquet from the suffix of data.files, folder for a directory in data.root
     name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
     root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
     files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet): the training pool
@@ -409,10 +409,14 @@ def source_from_suffix(data: DataConfig) -> str:
     starting config reads .csv, .tsv, .jsonl/.json, .parquet and .txt files as they are."""
     from .data.files import source_of
 
+    if not data.files and data.root:
+        root = Path(data.root).expanduser()
+        if root.is_dir() or (not root.exists() and not root.suffix):
+            return "folder"  # a folder of documents (or images): its files, classes and splits (data/folders.py)
     patterns = list(data.files or ([data.root] if data.root else []))
     if not patterns:
         raise UserError("data.source=auto reads the format from the suffix of data.files, and none are given: "
-                        "set data.files=[...] or data.source")
+                        "set data.files=[...], data.root=FOLDER (a folder of documents) or data.source")
     found = {p: source_of(p, default="") for p in patterns}
     unknown = [p for p, s in found.items() if not s]
     if unknown:
@@ -542,7 +546,7 @@ def validate(cfg: Config) -> None:
 
 
 TEXT_ONLY_SOURCES = ("text", "jsonl", "csv", "parquet")
-VISION_ONLY_SOURCES = ("folder", "torchvision")
+VISION_ONLY_SOURCES = ("torchvision",)  # folder: images for a vision method, documents for a text one
 TASK_FOR_MODALITY = {"vision": "simclr", "text": "mlm"}  # the method suggested for each kind of data
 
 
@@ -615,10 +619,10 @@ def _schema_rows():
 
 
 DATA_SOURCES = {
-    "folder": "images under data.root; class = first sub-folder; train/ val|validation/ test/ sub-folders are splits; no sub-folders = unlabeled",
+    "folder": "images (vision) or text documents, one per file (text), under data.root; class = first sub-folder; train/ val|validation/ test/ unlabeled/ sub-folders are splits; no sub-folders = unlabeled",
     "text": "one document per line in data.files (unlabeled)",
     "jsonl / csv / parquet": "data.text_column (+ data.label_column, ints or strings) in data.files; data.test_files / data.validation_files",
-    "auto": "text / jsonl / csv / parquet, whichever the suffix of data.files names (.txt, .jsonl/.json, .csv/.tsv, .parquet)",
+    "auto": "text / jsonl / csv / parquet, whichever the suffix of data.files names (.txt, .jsonl/.json, .csv/.tsv, .parquet); folder when data.root is a directory",
     "hf": "a Hugging Face dataset name or a local directory of train/test files (data.image_column or data.text_column)",
     "torchvision": "data.name (FashionMNIST, CIFAR10, STL10, ...) under data.root",
     "embedded": "offline demo data: scikit-learn digits (vision) or Python stdlib docstrings (text)",

@@ -160,6 +160,7 @@ def test_auto_source_is_the_files_suffix(files, source):
     cfg = load_config("configs/text/mlm_files.yaml", [f"data.files={files}"])
     assert cfg.data.source == source
     assert load_config("configs/text/mlm_files.yaml", ["data.files=null", "data.root=corpus.csv"]).data.source == "csv"
+    assert load_config("configs/text/mlm_files.yaml", ["data.root=news"]).data.source == "folder"  # a folder of documents
 
 
 @pytest.mark.parametrize("files, needle", [
@@ -169,7 +170,7 @@ def test_auto_source_is_the_files_suffix(files, source):
 ])
 def test_auto_source_refuses_what_it_cannot_tell(files, needle):
     with pytest.raises(UserError) as err:
-        load_config("configs/text/mlm_files.yaml", [f"data.files={files}"])
+        load_config("configs/text/mlm_files.yaml", [f"data.files={files}", "data.root=null"])
     assert needle in str(err.value)
 
 

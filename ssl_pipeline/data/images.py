@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from .copies import file_copy_keys, pixel_copy_keys
+from .folders import folder_layout, list_files, scan
 from .labels import encode_labels
 from .splits import carve
 
@@ -217,87 +218,15 @@ def load_torchvision(cfg: DataConfig, split: str) -> ImageSplit:
     return _in_memory(x.to(torch.uint8), labels, cfg, [str(c) for c in classes] if classes else None)
 
 
-_LISTED: dict[str, tuple[int, list[str], list[str]]] = {}  # folder -> (its mtime, sub-folders, image files)
 _READABLE: set[str] = set()  # files whose header this process has already parsed successfully
 
 
-def _list_images(root: Path, threads: int = 16) -> list[str]:
-    """Image files under `root`, sorted; hidden files and folders (.ipynb_checkpoints, .thumbnails, ...) skipped.
-
-    Folders are listed by a pool of threads (os.scandir waits on the file system without holding the GIL: on
-    network file systems and cold caches a million files list several times faster). Symlinked folders are
-    followed (class folders are often links to another disk), each real folder once."""
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
-    def list_dir(path: str) -> tuple[list[str], list[str]]:
-        subdirs, found = [], []
-        try:
-            stamp = os.stat(path).st_mtime_ns  # changes when an entry is added, removed or renamed
-            if _LISTED.get(path, (None,))[0] == stamp:  # the same process reads a folder up to 3 times (splits,
-                return _LISTED[path][1:]  # leakage guard, monitor): list each folder once
-            with os.scandir(path) as entries:
-                for e in entries:
-                    if e.name.startswith("."):
-                        continue
-                    if e.is_dir():
-                        subdirs.append(e.path)
-                    elif e.name.lower().endswith(IMAGE_EXTENSIONS):
-                        found.append(e.path)
-        except OSError as err:
-            raise UserError(f"cannot list the folder {path}: {err.strerror or err}") from None
-        _LISTED[path] = (stamp, subdirs, found)
-        return subdirs, found
-
-    files: list[str] = []
-    seen = {os.path.realpath(root)}
-    with ThreadPoolExecutor(threads) as pool:
-        pending = {pool.submit(list_dir, str(root))}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                subdirs, found = future.result()
-                files.extend(found)
-                for d in subdirs:
-                    real = os.path.realpath(d)
-                    if real not in seen:
-                        seen.add(real)
-                        pending.add(pool.submit(list_dir, d))
-    files.sort()
-    return files
+def is_image(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-# sub-folder name -> split; any of these at the top of data.root makes it a split layout
-SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test",
-              "unlabeled": "unlabeled", "unlabelled": "unlabeled"}
-ACCEPTED_LAYOUTS = ("accepted layouts: class sub-folders only (ROOT/CLASS/img.png); or train/ with class sub-folders "
-                    "plus any of val/ (or validation/), test/ (same classes) and unlabeled/ (any images); or images "
-                    "without class sub-folders (unlabeled, pretraining only)")
-
-
-def folder_layout(root: Path) -> dict[str, Path]:
-    """{split: directory}. Split sub-folders are recognised; names that only look like splits are refused,
-    because read as classes they would silently train a 'train' vs 'test' classifier."""
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    named = [p for p in subdirs if p.name.lower() in SPLIT_DIRS]
-    if not named:
-        return {"train": root}
-    kinds = [SPLIT_DIRS[p.name.lower()] for p in named]
-    others = [p.name for p in subdirs if p not in named]
-    if "train" in kinds and not others and len(set(kinds)) == len(kinds):
-        return dict(zip(kinds, named))
-    found = ", ".join(f"{p.name}/" for p in subdirs[:8]) + (" ..." if len(subdirs) > 8 else "")
-    raise UserError(f"data.root {root} has sub-folders {found} whose names look like splits, but they do not form "
-                    f"a split layout; {ACCEPTED_LAYOUTS}")
-
-
-def _scan(base: Path) -> tuple[list[str], list[Optional[str]]]:
-    """Image files under `base` and their class (first sub-folder; None for images directly in `base`)."""
-    files = _list_images(base)
-    classes = []
-    for f in files:
-        parts = Path(f).relative_to(base).parts
-        classes.append(parts[0] if len(parts) > 1 else None)
-    return files, classes
+def _list_images(root: Path) -> list[str]:
+    return list_files(root, is_image)
 
 
 def _folder_labels(base: Path, classes: list, names: Optional[list[str]], split: str):
@@ -324,7 +253,7 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     layout = folder_layout(root)
     if split == "validation" and "validation" not in layout:
         return None
-    train_files, train_classes = _scan(layout["train"])
+    train_files, train_classes = scan(layout["train"], is_image)
     if not train_files:
         raise UserError(f"no images found under {layout['train']} (extensions {', '.join(IMAGE_EXTENSIONS)})")
     found = {c for c in train_classes if c is not None}
@@ -345,7 +274,7 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
                           cfg.channels, [], files)
     train_labels, names = _folder_labels(layout["train"], train_classes, None, "train")
     if split in ("validation", "test") and split in layout:
-        files, classes = _scan(layout[split])
+        files, classes = scan(layout[split], is_image)
         if not files:
             raise UserError(f"no images found under {layout[split]}")
         labels, _ = _folder_labels(layout[split], classes, names, split)

@@ -30,7 +30,7 @@ from .labels import encode_labels, unlabeled_rows
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
                      "unittest", "urllib", "xml")
-TEXT_SOURCES = ("embedded", "text", "jsonl", "csv", "parquet", "hf", "synthetic")
+TEXT_SOURCES = ("embedded", "folder", "text", "jsonl", "csv", "parquet", "hf", "synthetic")
 
 
 @dataclass
@@ -155,6 +155,10 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         raise UserError("data.source=synthetic gives token ids, not texts")
     if cfg.source == "hf":
         return _load_hf(cfg, split)
+    if cfg.source == "folder":
+        from .text_folder import load_text_folder  # it builds TextSplits: imported here, not at the top
+
+        return load_text_folder(cfg, split)
     own = {} if cfg.source == "embedded" else _own_split_files(cfg)
     if split == "validation" and "validation" not in own:
         return None

@@ -80,6 +80,9 @@ class TextTask(Task):
         self.presharded = d.streaming  # each process streams its own shard: Accelerate must not re-shard
         self.init_model = None
         self.leakage = {"checked": False, "reason": "streamed corpus" if d.streaming else "synthetic data"}
+        if d.streaming and d.source == "folder":
+            raise UserError("data.streaming=true streams a hub dataset or text files; a folder of documents is read "
+                            "as it is: set data.streaming=false")
         if d.streaming and d.source != "synthetic" and cfg.pretrain.max_steps is None:
             raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
         cache = d.cache_dir or str(Path(cfg.output_dir) / "cache")

@@ -1,0 +1,94 @@
+"""Folders of files as datasets, for images and text documents alike: listing, split layouts, class folders.
+
+The layouts users have (ImageFolder, 20 Newsgroups, IMDB's aclImdb): class sub-folders (`ROOT/CLASS/file`), or
+`train/` with class sub-folders beside any of `val/` (or `validation/`), `test/` and `unlabeled/`; a folder without
+class sub-folders is unlabeled. The class of a file is its first sub-folder below the split's folder.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..errors import UserError
+
+# sub-folder name -> split; any of these at the top of data.root makes it a split layout
+SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test",
+              "unlabeled": "unlabeled", "unlabelled": "unlabeled"}
+
+_LISTED: dict[str, tuple[int, list[str], list[str]]] = {}  # folder -> (its mtime, sub-folders, files)
+
+
+def accepted_layouts(example: str, what: str) -> str:
+    return (f"accepted layouts: class sub-folders only (ROOT/CLASS/{example}); or train/ with class sub-folders plus "
+            f"any of val/ (or validation/), test/ (same classes) and unlabeled/ (any {what}); or {what} without class "
+            "sub-folders (unlabeled, pretraining only)")
+
+
+def list_files(root: Path, accept: Callable[[str], bool], threads: int = 16) -> list[str]:
+    """Files under `root` whose name `accept`s, sorted; hidden files and folders (.ipynb_checkpoints, .thumbnails,
+    ...) skipped.
+
+    Folders are listed by a pool of threads (os.scandir waits on the file system without holding the GIL: on
+    network file systems and cold caches a million files list several times faster). Symlinked folders are
+    followed (class folders are often links to another disk), each real folder once."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    def list_dir(path: str) -> tuple[list[str], list[str]]:
+        subdirs, found = [], []
+        try:
+            stamp = os.stat(path).st_mtime_ns  # changes when an entry is added, removed or renamed
+            if _LISTED.get(path, (None,))[0] == stamp:  # the same process reads a folder up to 3 times (splits,
+                return _LISTED[path][1:]  # leakage guard, monitor): list each folder once
+            with os.scandir(path) as entries:
+                for e in entries:
+                    if e.name.startswith("."):
+                        continue
+                    (subdirs if e.is_dir() else found).append(e.path)
+        except OSError as err:
+            raise UserError(f"cannot list the folder {path}: {err.strerror or err}") from None
+        _LISTED[path] = (stamp, subdirs, found)
+        return subdirs, found
+
+    files: list[str] = []
+    seen = {os.path.realpath(root)}
+    with ThreadPoolExecutor(threads) as pool:
+        pending = {pool.submit(list_dir, str(root))}
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                subdirs, found = future.result()
+                files.extend(f for f in found if accept(os.path.basename(f)))
+                for d in subdirs:
+                    real = os.path.realpath(d)
+                    if real not in seen:
+                        seen.add(real)
+                        pending.add(pool.submit(list_dir, d))
+    files.sort()
+    return files
+
+
+def folder_layout(root: Path, example: str = "img.png", what: str = "images") -> dict[str, Path]:
+    """{split: directory}. Split sub-folders are recognised; names that only look like splits are refused,
+    because read as classes they would silently train a 'train' vs 'test' classifier."""
+    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    named = [p for p in subdirs if p.name.lower() in SPLIT_DIRS]
+    if not named:
+        return {"train": root}
+    kinds = [SPLIT_DIRS[p.name.lower()] for p in named]
+    others = [p.name for p in subdirs if p not in named]
+    if "train" in kinds and not others and len(set(kinds)) == len(kinds):
+        return dict(zip(kinds, named))
+    found = ", ".join(f"{p.name}/" for p in subdirs[:8]) + (" ..." if len(subdirs) > 8 else "")
+    raise UserError(f"data.root {root} has sub-folders {found} whose names look like splits, but they do not form "
+                    f"a split layout; {accepted_layouts(example, what)}")
+
+
+def scan(base: Path, accept: Callable[[str], bool]) -> tuple[list[str], list[Optional[str]]]:
+    """Files under `base` and their class (first sub-folder; None for files directly in `base`)."""
+    files = list_files(base, accept)
+    classes = []
+    for f in files:
+        parts = Path(f).relative_to(base).parts
+        classes.append(parts[0] if len(parts) > 1 else None)
+    return files, classes

@@ -1,0 +1,169 @@
+"""A folder of text documents (`data.source=folder` with a text method): one file = one document.
+
+The layout of 20 Newsgroups, IMDB's aclImdb, BBC News and scikit-learn's `load_files`: the class is the first
+sub-folder (`news/sci.space/61042`), with the image folder's split layouts (data/folders.py). Plain-text files are
+read — `.txt`, `.text`, `.md`, `.rst` and files without a suffix (20 Newsgroups' are numbers); anything else
+(`labeledBow.feat`, images) is skipped and counted. Two conventions of published corpora are honoured so they run
+as they are: a class folder named `unsup` / `unlabeled` inside train/ (aclImdb's 50,000 unlabeled reviews) is read
+as unlabeled text for pretraining only, and files lying beside class folders (aclImdb's `urls_pos.txt`, a README)
+are skipped and counted rather than read as documents of no class.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import UnlabeledData, UserError
+from .copies import text_copy_keys
+from .folders import folder_layout, list_files
+from .labels import encode_labels
+from .splits import carve
+from .text import TextSplit
+from .text_files import undecodable
+
+DOCUMENT_SUFFIXES = ("", ".txt", ".text", ".md", ".rst")
+UNLABELED_CLASS_DIRS = ("unsup", "unlabeled", "unlabelled")  # inside train/: pretraining only
+
+_READ: dict[tuple[str, ...], list[str]] = {}  # files -> their texts: a process loads a split up to 3 times
+_SAID: set[str] = set()  # summaries already printed by this process
+
+
+def is_document(name: str) -> bool:
+    return Path(name).suffix.lower() in DOCUMENT_SUFFIXES
+
+
+@dataclass
+class _Documents:
+    """The readable documents under one split folder."""
+    texts: list[str]
+    classes: list[Optional[str]]  # first sub-folder; None: directly in the folder (unlabeled when no class folders)
+    ids: list[str]  # path relative to data.root
+    unlabeled: list[str]  # texts of train/unsup/ and the like
+    unlabeled_ids: list[str]
+    skipped: list[str]  # why files were not read, for the summary line
+
+
+def _read_texts(files: list[str], encoding: str) -> list[str]:
+    key = tuple(files)
+    if key not in _READ:
+        texts = []
+        for path in files:
+            try:
+                with open(path, encoding=encoding) as f:
+                    texts.append(f.read().strip())
+            except UnicodeDecodeError:
+                raise UserError(f"{undecodable([path], encoding)}; set data.encoding (cp1252 for files from Windows, "
+                                "latin-1) or convert the file to UTF-8") from None
+            except OSError as err:
+                raise UserError(f"cannot read the document {path}: {err.strerror or err}") from None
+        if len(_READ) >= 4:
+            _READ.clear()
+        _READ[key] = texts
+    return _READ[key]
+
+
+def _documents(base: Path, root: Path, cfg: DataConfig, split: str) -> _Documents:
+    every = list_files(base, lambda name: True)
+    parts = [Path(f).relative_to(base).parts for f in every]
+    has_classes = any(len(p) > 1 for p in parts)
+    skipped, keep, classes = [], [], []
+    loose = [f for f, p in zip(every, parts) if len(p) == 1 and has_classes]
+    other = [f for f, p in zip(every, parts) if not is_document(f) and not (len(p) == 1 and has_classes)]
+    if loose:
+        skipped.append(f"{len(loose)} beside the class folders of {base.name}/ ({_names(loose)})")
+    if other:
+        suffixes = sorted({Path(f).suffix.lower() for f in other})
+        skipped.append(f"{len(other)} not plain text ({', '.join(suffixes[:4])}{' ...' if len(suffixes) > 4 else ''})")
+    for f, p in zip(every, parts):
+        if is_document(f) and not (len(p) == 1 and has_classes):
+            keep.append(f)
+            classes.append(p[0] if len(p) > 1 else None)
+    texts = _read_texts(keep, cfg.encoding)
+    docs = _Documents([], [], [], [], [], skipped)
+    for f, c, t in zip(keep, classes, texts):
+        if not t:
+            continue
+        rel = os.path.relpath(f, root)
+        if split == "train" and c is not None and c.lower() in UNLABELED_CLASS_DIRS:
+            docs.unlabeled.append(t)
+            docs.unlabeled_ids.append(rel)
+        else:
+            docs.texts.append(t)
+            docs.classes.append(c)
+            docs.ids.append(rel)
+    return docs
+
+
+def _names(paths: list[str], most: int = 2) -> str:
+    shown = ", ".join(os.path.basename(f) for f in paths[:most])
+    return shown + (", ..." if len(paths) > most else "")
+
+
+def _say(root: Path, docs: _Documents, extra: int, carve_fraction: Optional[float]) -> None:
+    """The one line a run prints (once): what was read as what, what is held out, and what was skipped."""
+    if str(root) in _SAID:
+        return
+    _SAID.add(str(root))
+    names = sorted({c for c in docs.classes if c is not None})
+    line = f"data.root {root}: " + (f"{len(docs.texts):,} documents in {len(names)} classes ({_names(names, 8)})"
+                                    if len(names) >= 2 else f"{len(docs.texts):,} unlabeled documents")
+    if docs.unlabeled or extra:
+        line += f" + {len(docs.unlabeled) + extra:,} unlabeled (pretraining only)"
+    if carve_fraction:
+        line += f"; a stratified {carve_fraction:.0%} test split is carved out"
+    if docs.skipped:
+        line += "; skipped files: " + "; ".join(docs.skipped)
+    print(line, flush=True)
+
+
+def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:
+    """split: 'pretrain' (training documents, carved test part excluded, + unlabeled ones), 'train', 'validation'
+    (the folder's own; None without one) or 'test' (its own test/, or the carve)."""
+    if not cfg.root:
+        raise UserError("data.root must name the folder of documents for data.source=folder")
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise UserError(f"data.root does not exist or is not a directory: {root}")
+    layout = folder_layout(root, "doc.txt", "documents")
+    if split == "validation" and "validation" not in layout:
+        return None
+    train = _documents(layout["train"], root, cfg, "train")
+    extra = _documents(layout["unlabeled"], root, cfg, "unlabeled") if "unlabeled" in layout else None
+    extra_texts = [] if extra is None else extra.texts + extra.unlabeled
+    extra_ids = [] if extra is None else extra.ids + extra.unlabeled_ids
+    if not train.texts and not train.unlabeled:
+        raise UserError(f"no documents found under {layout['train']} (plain-text files: "
+                        f"{', '.join(s or 'no suffix' for s in DOCUMENT_SUFFIXES)}); if it holds images, use an image "
+                        "method (task=simclr)")
+    labeled = len({c for c in train.classes if c is not None}) >= 2
+    carved = labeled and "test" not in layout
+    if split in ("pretrain", "train"):
+        _say(root, train, len(extra_texts), cfg.test_fraction if carved else None)
+    if not labeled:
+        if split == "pretrain":
+            return TextSplit(train.texts + train.unlabeled + extra_texts, None, [],
+                             train.ids + train.unlabeled_ids + extra_ids)
+        raise UnlabeledData(f"{layout['train']} holds unlabeled documents (no class sub-folders): fine-tuning needs at "
+                            "least two classes as sub-folders (ROOT/CLASS/doc.txt); an unlabeled folder can only be "
+                            "pretrained on")
+    labels, names = encode_labels(train.classes, where=f"the train folder {layout['train']}")
+    if split == "pretrain":
+        idx = carve(labels, "train", cfg, names, text_copy_keys(train.texts)) if carved else np.arange(len(labels))
+        return TextSplit([train.texts[i] for i in idx] + train.unlabeled + extra_texts, None, [],
+                         [train.ids[i] for i in idx] + train.unlabeled_ids + extra_ids)
+    if split in ("validation", "test") and split in layout:  # the folder's own validation/ or test/
+        own = _documents(layout[split], root, cfg, split)
+        if not own.texts:
+            raise UserError(f"no documents found under {layout[split]}")
+        if any(c is None for c in own.classes):
+            raise UserError(f"{layout[split]} holds documents outside class sub-folders: a {split} split is scored, "
+                            "so each document needs its class folder")
+        own_labels, _ = encode_labels(own.classes, names, where=f"the {split} folder {layout[split]}")
+        return TextSplit(own.texts, own_labels, names, own.ids)
+    idx = carve(labels, split, cfg, names, text_copy_keys(train.texts)) if carved else np.arange(len(labels))
+    return TextSplit([train.texts[i] for i in idx], labels[idx], names, [train.ids[i] for i in idx])
