@@ -127,7 +127,8 @@ def test_folder_of_documents_pretrains_and_fine_tunes_end_to_end(tmp_path, capsy
     root = tmp_path / "news"
     for c in ("space", "hockey"):
         for i in range(12):
-            _doc(root / c / f"{i}.txt", f"post {i} about {WORDS[c]} and more {WORDS[c]} words {i % 3}")
+            _doc(root / c / f"{i}.txt", f"post {i} about {WORDS[c]} and more {WORDS[c]} words {i % 3}"
+                 + (f" and on {WORDS[c]}" * 12 if i % 4 else ""))  # 3 in 4 longer than the encoder's 32 tokens
     out = tmp_path / "run"
     args = ["--config", "configs/text/mlm_files.yaml", f"data.root={root}", f"output_dir={out}", "pretrain.max_steps=3",
             "pretrain.min_steps=0", "pretrain.batch_size=8", "model.vocab_size=200", "model.num_heads=2",
@@ -142,3 +143,15 @@ def test_folder_of_documents_pretrains_and_fine_tunes_end_to_end(tmp_path, capsy
     assert doc["class_names"] == ["hockey", "space"] and doc["n_train"] + doc["n_test"] == 24
     assert f"folder {root}" in doc["data"]
     assert {r["method"] for r in doc["rows"]} == {"finetune", "supervised"}
+    lengths = doc["input_lengths"]
+    assert lengths["max_length"] == 32 and 0.6 < lengths["truncated"] < 0.9 and lengths["median_tokens"] > 32
+    assert "Most texts are longer than the encoder reads: " in (out / "label_efficiency.md").read_text()
+
+
+def test_the_report_says_when_most_texts_are_longer_than_the_encoder_reads():
+    from ssl_pipeline.finetune.report import truncation
+
+    assert truncation({"input_lengths": {"max_length": 128, "truncated": 0.4, "median_tokens": 90}}) == []
+    assert truncation({"input_lengths": None}) == [] and truncation({}) == []  # vision; reports from before
+    said = truncation({"input_lengths": {"max_length": 128, "truncated": 0.92, "median_tokens": 2310}})
+    assert said and "92% of the training texts exceed its 128 tokens (median 2,310)" in said[0]

@@ -187,6 +187,21 @@ class TextLabeled:
         self.masker = TokenMasker(self.tokenizer, len(self.tokenizer), mask_id)  # fixmatch's strong view
         self._sets = {name: self._tokenize(split) for name, split in (("train", self.train), ("test", self.test))
                       if split is not None}
+        self.input_lengths = self._lengths(self.train.texts)
+
+    def _lengths(self, texts: list[str]) -> dict:
+        """How much of the training texts the encoder reads: long documents are classified from their first
+        `max_length` tokens (while `classic` reads them whole), which the report says when it is most of them."""
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "sequence longer than the model's maximum": the point of counting
+        try:
+            lengths = np.array([len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]])
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        return {"max_length": self.max_length, "truncated": float((lengths > self.max_length).mean()),
+                "median_tokens": int(np.median(lengths))}
 
     def _tokenize(self, split) -> TokenizedTexts:
         enc = self.tokenizer(split.texts, padding="max_length", truncation=True, max_length=self.max_length,

@@ -202,7 +202,8 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
            "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, baseline="best"), summary,
                                                                boot, "best"),
            "significance": significance(summary, boot), "students": students(rows),
-           "findings": findings(summary, header.get("pretraining"), header.get("modality", "")) + imbalance(header)}
+           "findings": (findings(summary, header.get("pretraining"), header.get("modality", "")) + imbalance(header)
+                        + truncation(header))}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
@@ -245,6 +246,22 @@ def imbalance(header: dict) -> list[str]:
             f"{name(small)} {counts[small] / n:.1%}): accuracy rewards favouring the large classes (always answering "
             f"{name(big)} scores {counts[big] / n:.0%}). finetune.metric=balanced_accuracy scores the mean recall over "
             "classes instead (the same command with it rewrites the report; nothing retrains)"]
+
+
+TRUNCATED = 0.5  # share of the training texts longer than the encoder reads from which the report says so
+
+
+def truncation(header: dict) -> list[str]:
+    """A finding when most texts are longer than the encoder reads: its rows classify from the first `max_length`
+    tokens while `classic` reads whole texts, so a gap between them may be the documents' length, not the method."""
+    lengths = header.get("input_lengths")
+    if not lengths or lengths["truncated"] < TRUNCATED:
+        return []
+    n = lengths["max_length"]
+    return [f"Most texts are longer than the encoder reads: {lengths['truncated']:.0%} of the training texts exceed its "
+            f"{n} tokens (median {lengths['median_tokens']:,}), so the encoder's rows classify from their first {n} "
+            f"tokens while classic reads them whole. A larger data.max_length, pretrained and fine-tuned with, lets the "
+            "encoder read more (time grows with it)"]
 
 
 def metric_name(metric: str) -> str:

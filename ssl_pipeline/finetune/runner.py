@@ -309,6 +309,7 @@ def run_finetune(cfg: Config) -> dict:
               **report_identity(cfg, encoder_path), "n_train": n_train, "n_test": len(data.test_labels),
               "split_digest": split_digest(data.train_labels, data.test_labels),
               "metric": cfg.finetune.metric, "test_labels": pack_labels(data.test_labels),
+              "input_lengths": getattr(data, "input_lengths", None),  # text: how much of the texts the encoder reads
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
