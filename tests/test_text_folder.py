@@ -31,6 +31,8 @@ def _acl_imdb(root, n=6):
     _doc(root / "train" / "urls_pos.txt", "http://www.imdb.com/title/tt0453418/usercomments\n")
     _doc(root / "train" / "labeledBow.feat", "9 0:9 1:1 2:4\n")
     _doc(root / "README", "Large Movie Review Dataset v1.0\n")
+    _doc(root / "unlabeled" / "forum.txt", "a forum post about films")  # unlabeled/: read whatever its nesting
+    _doc(root / "unlabeled" / "blog" / "2023.md", "a blog post about films")
     _doc(root / "imdb.vocab", "the\nand\n")
 
 
@@ -49,14 +51,15 @@ def test_aclimdb_as_published_reads_its_splits_unlabeled_reviews_and_skips_the_r
     pre, train, test = (load_texts(d, s) for s in ("pretrain", "train", "test"))
     said = capsys.readouterr().out
     assert said.count("data.root") == 1, said  # one line, once per process
-    assert (f"data.root {root}: 12 documents in 2 classes (neg, pos) + 4 unlabeled (pretraining only); skipped files: "
+    assert (f"data.root {root}: 12 documents in 2 classes (neg, pos) + 6 unlabeled (pretraining only); skipped files: "
             "2 beside the class folders of train/ (labeledBow.feat, urls_pos.txt)") in said
     assert load_texts(d, "validation") is None
     assert train.class_names == ["neg", "pos"] and len(train) == 12 and len(test) == 12
     assert sorted(set(train.labels.tolist())) == [0, 1]
     assert all(("(pos)" in t) == (lab == 1) for t, lab in zip(train.texts + test.texts, list(train.labels) + list(test.labels)))
     # unsup/ is pretraining only; test/ is never pretrained on (its own folder: nothing carved)
-    assert len(pre) == 12 + 4 and sum("unlabeled review" in t for t in pre.texts) == 4
+    assert len(pre) == 12 + 4 + 2 and sum("unlabeled review" in t for t in pre.texts) == 4
+    assert "a forum post about films" in pre.texts and "a blog post about films" in pre.texts
     assert not any("unlabeled" in t for t in train.texts + test.texts)
     assert not set(pre.texts) & set(test.texts)
     assert train.ids[0] == "train/neg/0_7.txt" and test.ids[0] == "test/neg/0_7.txt"

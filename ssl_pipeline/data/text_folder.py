@@ -70,7 +70,7 @@ def _read_texts(files: list[str], encoding: str) -> list[str]:
 def _documents(base: Path, root: Path, cfg: DataConfig, split: str) -> _Documents:
     every = list_files(base, lambda name: True)
     parts = [Path(f).relative_to(base).parts for f in every]
-    has_classes = any(len(p) > 1 for p in parts)
+    has_classes = split != "unlabeled" and any(len(p) > 1 for p in parts)  # unlabeled/: every document, any nesting
     skipped, keep, classes = [], [], []
     loose = [f for f, p in zip(every, parts) if len(p) == 1 and has_classes]
     other = [f for f, p in zip(every, parts) if not is_document(f) and not (len(p) == 1 and has_classes)]
