@@ -158,3 +158,14 @@ def test_the_report_says_when_most_texts_are_longer_than_the_encoder_reads():
     assert truncation({"input_lengths": None}) == [] and truncation({}) == []  # vision; reports from before
     said = truncation({"input_lengths": {"max_length": 128, "truncated": 0.92, "median_tokens": 2310}})
     assert said and "92% of the training texts exceed its 128 tokens (median 2,310)" in said[0]
+
+
+def test_data_notes_come_from_the_first_process_only(tmp_path, capsys, monkeypatch):
+    _acl_imdb(tmp_path / "aclImdb")
+    d = DataConfig(source="folder", root=str(tmp_path / "aclImdb"))
+    monkeypatch.setenv("RANK", "1")  # the second process of `accelerate launch --num_processes 2`
+    assert len(load_texts(d, "pretrain")) == 18 and capsys.readouterr().out == ""
+    text_folder._SAID.clear()
+    monkeypatch.setenv("RANK", "0")
+    load_texts(d, "pretrain")
+    assert capsys.readouterr().out.startswith("data.root ")

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
+from ..progress import say
 from .copies import file_copy_keys, pixel_copy_keys
 from .folders import folder_layout, list_files, scan
 from .labels import encode_labels
@@ -314,7 +315,7 @@ def _check_readable(files, labels, skip_corrupt: bool):
         them = "it" if len(bad) == 1 else "them"
         raise UserError(f"not a readable image: {bad[0]}{_and_more(bad)}; remove {them} or set data.skip_corrupt=true")
     if bad:
-        print(f"data.skip_corrupt: skipped {len(bad)} unreadable image(s) of {len(files)}, e.g. {bad[0]}", flush=True)
+        say(f"data.skip_corrupt: skipped {len(bad)} unreadable image(s) of {len(files)}, e.g. {bad[0]}")
         keep = np.flatnonzero(ok)
         files, labels = [files[i] for i in keep], labels[keep]
     if not files:

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
+from .. import progress
 
 
 def is_missing(value) -> bool:
@@ -28,7 +29,7 @@ def unlabeled_rows(raw: Optional[Sequence], column: str, say: bool, class_label:
     if missing.all():
         return None
     if say and missing.any():
-        print(f"data: {int(missing.sum())} of {len(missing)} rows have no {column}: used for pretraining only", flush=True)
+        progress.say(f"data: {int(missing.sum())} of {len(missing)} rows have no {column}: used for pretraining only")
     return missing
 
 

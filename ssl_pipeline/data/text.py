@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .. import progress
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from .files import expand_files, source_of
@@ -120,10 +121,10 @@ def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = Fa
     raw = None if label is None else table[label]
     others = [c for c in table.column_names if c != column]
     if say and label is None and others:
-        print(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: {', '.join(table.column_names)}): "
-              f"every row is pretrained on as unlabeled text and no test split is held out. If a column holds labels, "
-              f"set data.label_column to it before pretraining: fine-tuning holds its test split out of these rows.",
-              flush=True)
+        progress.say(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: "
+                     f"{', '.join(table.column_names)}): every row is pretrained on as unlabeled text and no test split "
+                     "is held out. If a column holds labels, set data.label_column to it before pretraining: fine-tuning "
+                     "holds its test split out of these rows.")
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise UserError(f"{what} holds no non-empty text")

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
+from ..progress import say
 from .copies import text_copy_keys
 from .folders import folder_layout, list_files
 from .labels import encode_labels
@@ -118,7 +119,7 @@ def _say(root: Path, docs: _Documents, extra: int, carve_fraction: Optional[floa
         line += f"; a stratified {carve_fraction:.0%} test split is carved out"
     if docs.skipped:
         line += "; skipped files: " + "; ".join(docs.skipped)
-    print(line, flush=True)
+    say(line)
 
 
 def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:
