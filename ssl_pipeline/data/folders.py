@@ -16,7 +16,7 @@ from ..errors import UserError
 SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test",
               "unlabeled": "unlabeled", "unlabelled": "unlabeled"}
 
-_LISTED: dict[str, tuple[int, list[str], list[str]]] = {}  # folder -> (its mtime, sub-folders, files)
+_LISTED: dict[str, tuple[int, list[str], list[tuple[str, str]]]] = {}  # folder -> (mtime, sub-folders, (name, path))
 
 
 def accepted_layouts(example: str, what: str) -> str:
@@ -39,16 +39,17 @@ def list_files(root: Path, accept: Callable[[str], bool], threads: int = 16) -> 
         try:
             stamp = os.stat(path).st_mtime_ns  # changes when an entry is added, removed or renamed
             if _LISTED.get(path, (None,))[0] == stamp:  # the same process reads a folder up to 3 times (splits,
-                return _LISTED[path][1:]  # leakage guard, monitor): list each folder once
-            with os.scandir(path) as entries:
-                for e in entries:
-                    if e.name.startswith("."):
-                        continue
-                    (subdirs if e.is_dir() else found).append(e.path)
+                _, subdirs, found = _LISTED[path]  # leakage guard, monitor): list each folder once
+            else:
+                with os.scandir(path) as entries:
+                    for e in entries:
+                        if not e.name.startswith("."):
+                            (subdirs if e.is_dir() else found).append((e.name, e.path))
+                subdirs = [p for _, p in subdirs]
+                _LISTED[path] = (stamp, subdirs, found)
         except OSError as err:
             raise UserError(f"cannot list the folder {path}: {err.strerror or err}") from None
-        _LISTED[path] = (stamp, subdirs, found)
-        return subdirs, found
+        return subdirs, [p for name, p in found if accept(name)]
 
     files: list[str] = []
     seen = {os.path.realpath(root)}
@@ -58,7 +59,7 @@ def list_files(root: Path, accept: Callable[[str], bool], threads: int = 16) -> 
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 subdirs, found = future.result()
-                files.extend(f for f in found if accept(os.path.basename(f)))
+                files.extend(found)
                 for d in subdirs:
                     real = os.path.realpath(d)
                     if real not in seen:
