@@ -92,8 +92,9 @@ def test_class_folders_only_carve_a_test_split_that_pretraining_never_reads(tmp_
 def test_unlabeled_folder_pretrains_on_everything_and_cannot_be_fine_tuned(tmp_path):
     for i in range(5):
         _doc(tmp_path / "notes" / f"note{i}.md", f"# note {i}\nsome words about topic {i}")
+    _doc(tmp_path / "notes" / "archive" / "old.md", "an archived note")  # one sub-folder is not a class layout
     d = DataConfig(source="folder", root=str(tmp_path / "notes"))
-    assert len(load_texts(d, "pretrain")) == 5
+    assert len(load_texts(d, "pretrain")) == 6
     with pytest.raises(UnlabeledData) as err:
         load_texts(d, "train")
     assert "no class sub-folders" in str(err.value) and "ROOT/CLASS/doc.txt" in str(err.value)

@@ -71,7 +71,9 @@ def _read_texts(files: list[str], encoding: str) -> list[str]:
 def _documents(base: Path, root: Path, cfg: DataConfig, split: str) -> _Documents:
     every = list_files(base, lambda name: True)
     parts = [Path(f).relative_to(base).parts for f in every]
-    has_classes = split != "unlabeled" and any(len(p) > 1 for p in parts)  # unlabeled/: every document, any nesting
+    # files beside class folders are skipped only when there are classes (two or more); unlabeled/ reads every file
+    class_dirs = {p[0] for p in parts if len(p) > 1 and p[0].lower() not in UNLABELED_CLASS_DIRS}
+    has_classes = split != "unlabeled" and len(class_dirs) >= 2
     skipped, keep, classes = [], [], []
     loose = [f for f, p in zip(every, parts) if len(p) == 1 and has_classes]
     other = [f for f, p in zip(every, parts) if not is_document(f) and not (len(p) == 1 and has_classes)]
