@@ -30,8 +30,7 @@ def load_table(cfg: DataConfig, files: list[str]):
     except Exception as err:  # malformed files surface as many exception types
         wrong = None if builder == "parquet" else undecodable(files, cfg.encoding)
         if wrong:
-            raise UserError(f"{wrong}; set data.encoding (cp1252 for Excel files from Windows, latin-1) or convert "
-                            "the file to UTF-8") from None
+            raise UserError(wrong_encoding(wrong)) from None
         raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
 
 
@@ -46,6 +45,11 @@ def csv_delimiter(cfg: DataConfig, files: list[str]) -> str:
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(counts, key=counts.get)
     return best if counts[best] else ","
+
+
+def wrong_encoding(where: str) -> str:
+    """The error for a file that is not in data.encoding (`where`: undecodable's description of it)."""
+    return f"{where}; set data.encoding (cp1252 for files from Excel or Windows, latin-1) or convert the file to UTF-8"
 
 
 def undecodable(files: list[str], encoding: str) -> str | None:

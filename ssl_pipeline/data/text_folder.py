@@ -25,7 +25,7 @@ from .folders import folder_layout, list_files
 from .labels import encode_labels
 from .splits import carve
 from .text import TextSplit
-from .text_files import undecodable
+from .text_files import undecodable, wrong_encoding
 
 DOCUMENT_SUFFIXES = ("", ".txt", ".text", ".md", ".rst")
 UNLABELED_CLASS_DIRS = ("unsup", "unlabeled", "unlabelled")  # inside train/: pretraining only
@@ -58,8 +58,7 @@ def _read_texts(files: list[str], encoding: str) -> list[str]:
                 with open(path, encoding=encoding) as f:
                     texts.append(f.read().strip())
             except UnicodeDecodeError:
-                raise UserError(f"{undecodable([path], encoding)}; set data.encoding (cp1252 for files from Windows, "
-                                "latin-1) or convert the file to UTF-8") from None
+                raise UserError(wrong_encoding(undecodable([path], encoding))) from None
             except OSError as err:
                 raise UserError(f"cannot read the document {path}: {err.strerror or err}") from None
         if len(_READ) >= 4:
