@@ -125,6 +125,11 @@ def test_bad_folders_are_named(tmp_path):
     with pytest.raises(UserError) as err:
         load_texts(DataConfig(source="folder", root=str(images)), "pretrain")
     assert "no documents found" in str(err.value) and "task=simclr" in str(err.value)
+    from ssl_pipeline.data.images import load_images
+
+    with pytest.raises(UserError) as err:  # and the other way round
+        load_images(DataConfig(source="folder", root=str(root)), "pretrain")
+    assert "no images found" in str(err.value) and "task=mlm" in str(err.value)
 
 
 def test_folder_of_documents_pretrains_and_fine_tunes_end_to_end(tmp_path, capsys):

@@ -256,7 +256,8 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
         return None
     train_files, train_classes = scan(layout["train"], is_image)
     if not train_files:
-        raise UserError(f"no images found under {layout['train']} (extensions {', '.join(IMAGE_EXTENSIONS)})")
+        raise UserError(f"no images found under {layout['train']} (extensions {', '.join(IMAGE_EXTENSIONS)}); if it "
+                        "holds text documents, use a text method (task=mlm)")
     found = {c for c in train_classes if c is not None}
     labeled = len(found) >= 2 and None not in train_classes
     carved = labeled and "test" not in layout  # a labeled pool without its own test split: carve one
