@@ -42,7 +42,7 @@ def _fresh_process_state():
     text_folder._READ.clear()
 
 
-def test_aclimdb_as_published_reads_its_splits_unlabeled_reviews_and_skips_the_rest(tmp_path, capsys):
+def test_aclimdb_as_published_reads_its_splits_unlabeled_reviews_and_skips_the_rest(tmp_path, capsys, monkeypatch):
     root = tmp_path / "aclImdb"
     _acl_imdb(root)
     # the starting config names no files: a directory in data.root is read as a folder of documents
@@ -64,6 +64,10 @@ def test_aclimdb_as_published_reads_its_splits_unlabeled_reviews_and_skips_the_r
     assert not set(pre.texts) & set(test.texts)
     assert train.ids[0] == "train/neg/0_7.txt" and test.ids[0] == "test/neg/0_7.txt"
     assert not any("http://" in t or "Large Movie" in t for t in pre.texts)
+    read, reader = [], text_folder._read_texts  # fine-tuning reads the labeled documents only, not the pools
+    monkeypatch.setattr(text_folder, "_read_texts", lambda files, encoding: read.extend(files) or reader(files, encoding))
+    load_texts(d, "train"), load_texts(d, "test")
+    assert read and not any("unsup" in f or "unlabeled" in f for f in read)
 
 
 def test_class_folders_only_carve_a_test_split_that_pretraining_never_reads(tmp_path, capsys):

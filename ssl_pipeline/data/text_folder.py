@@ -21,7 +21,7 @@ from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from ..progress import say
 from .copies import text_copy_keys
-from .folders import folder_layout, list_files
+from .folders import folder_layout, scan
 from .labels import encode_labels
 from .splits import carve
 from .text import TextSplit
@@ -44,8 +44,9 @@ class _Documents:
     texts: list[str]
     classes: list[Optional[str]]  # first sub-folder; None: directly in the folder (unlabeled when no class folders)
     ids: list[str]  # path relative to data.root
-    unlabeled: list[str]  # texts of train/unsup/ and the like
+    unlabeled: list[str]  # texts of train/unsup/, unlabeled/ and the like (read for pretraining only)
     unlabeled_ids: list[str]
+    n_unlabeled: int  # how many there are (files, when they were not read)
     skipped: list[str]  # why files were not read, for the summary line
 
 
@@ -67,37 +68,38 @@ def _read_texts(files: list[str], encoding: str) -> list[str]:
     return _READ[key]
 
 
-def _documents(base: Path, root: Path, cfg: DataConfig, split: str) -> _Documents:
-    every = list_files(base, lambda name: True)
-    parts = [Path(f).relative_to(base).parts for f in every]
+def _documents(base: Path, root: Path, cfg: DataConfig, split: str, read_unlabeled: bool) -> _Documents:
+    """The documents under one split folder; the unlabeled ones (all of unlabeled/, train/unsup/) are read only when
+    `read_unlabeled` (pretraining), else just counted: fine-tuning never uses them."""
+    every, classes = scan(base, lambda name: True)
     # files beside class folders are skipped only when there are classes (two or more); unlabeled/ reads every file
-    class_dirs = {p[0] for p in parts if len(p) > 1 and p[0].lower() not in UNLABELED_CLASS_DIRS}
+    class_dirs = {c for c in classes if c is not None and c.lower() not in UNLABELED_CLASS_DIRS}
     has_classes = split != "unlabeled" and len(class_dirs) >= 2
-    skipped, keep, classes = [], [], []
-    loose = [f for f, p in zip(every, parts) if len(p) == 1 and has_classes]
-    other = [f for f, p in zip(every, parts) if not is_document(f) and not (len(p) == 1 and has_classes)]
+    loose = [f for f, c in zip(every, classes) if c is None and has_classes]
+    other = [f for f, c in zip(every, classes) if not is_document(f) and not (c is None and has_classes)]
+    skipped = []
     if loose:
         skipped.append(f"{len(loose)} beside the class folders of {base.name}/ ({_names(loose)})")
     if other:
         suffixes = sorted({Path(f).suffix.lower() for f in other})
         skipped.append(f"{len(other)} not plain text ({', '.join(suffixes[:4])}{' ...' if len(suffixes) > 4 else ''})")
-    for f, p in zip(every, parts):
-        if is_document(f) and not (len(p) == 1 and has_classes):
-            keep.append(f)
-            classes.append(p[0] if len(p) > 1 else None)
-    texts = _read_texts(keep, cfg.encoding)
-    docs = _Documents([], [], [], [], [], skipped)
-    for f, c, t in zip(keep, classes, texts):
-        if not t:
-            continue
-        rel = os.path.relpath(f, root)
-        if split == "train" and c is not None and c.lower() in UNLABELED_CLASS_DIRS:
-            docs.unlabeled.append(t)
-            docs.unlabeled_ids.append(rel)
-        else:
+    kept = [(f, c) for f, c in zip(every, classes) if is_document(f) and not (c is None and has_classes)]
+    unlabeled = [f for f, c in kept if split == "unlabeled" or (split == "train" and c is not None
+                                                                 and c.lower() in UNLABELED_CLASS_DIRS)]
+    pool = set(unlabeled)
+    labeled = [(f, c) for f, c in kept if f not in pool]
+    docs = _Documents([], [], [], [], [], len(unlabeled), skipped)
+    for (f, c), t in zip(labeled, _read_texts([f for f, _ in labeled], cfg.encoding)):
+        if t:
             docs.texts.append(t)
             docs.classes.append(c)
-            docs.ids.append(rel)
+            docs.ids.append(os.path.relpath(f, root))
+    if read_unlabeled:
+        for f, t in zip(unlabeled, _read_texts(unlabeled, cfg.encoding)):
+            if t:
+                docs.unlabeled.append(t)
+                docs.unlabeled_ids.append(os.path.relpath(f, root))
+        docs.n_unlabeled = len(docs.unlabeled)
     return docs
 
 
@@ -114,8 +116,8 @@ def _say(root: Path, docs: _Documents, extra: int, carve_fraction: Optional[floa
     names = sorted({c for c in docs.classes if c is not None})
     line = f"data.root {root}: " + (f"{len(docs.texts):,} documents in {len(names)} classes ({_names(names, 8)})"
                                     if len(names) >= 2 else f"{len(docs.texts):,} unlabeled documents")
-    if docs.unlabeled or extra:
-        line += f" + {len(docs.unlabeled) + extra:,} unlabeled (pretraining only)"
+    if docs.n_unlabeled or extra:
+        line += f" + {docs.n_unlabeled + extra:,} unlabeled (pretraining only)"
     if carve_fraction:
         line += f"; a stratified {carve_fraction:.0%} test split is carved out"
     if docs.skipped:
@@ -134,18 +136,20 @@ def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     layout = folder_layout(root, "doc.txt", "documents")
     if split == "validation" and "validation" not in layout:
         return None
-    train = _documents(layout["train"], root, cfg, "train")
-    extra = _documents(layout["unlabeled"], root, cfg, "unlabeled") if "unlabeled" in layout else None
-    extra_texts = [] if extra is None else extra.texts + extra.unlabeled
-    extra_ids = [] if extra is None else extra.ids + extra.unlabeled_ids
-    if not train.texts and not train.unlabeled:
+    pretrain = split == "pretrain"
+    train = _documents(layout["train"], root, cfg, "train", read_unlabeled=pretrain)
+    extra = (_documents(layout["unlabeled"], root, cfg, "unlabeled", read_unlabeled=pretrain)
+             if "unlabeled" in layout and split in ("pretrain", "train") else None)  # "train": for the summary's count
+    extra_texts = [] if extra is None else extra.unlabeled
+    extra_ids = [] if extra is None else extra.unlabeled_ids
+    if not train.texts and not train.n_unlabeled:
         raise UserError(f"no documents found under {layout['train']} (plain-text files: "
                         f"{', '.join(s or 'no suffix' for s in DOCUMENT_SUFFIXES)}); if it holds images, use an image "
                         "method (task=simclr)")
     labeled = len({c for c in train.classes if c is not None}) >= 2
     carved = labeled and "test" not in layout
     if split in ("pretrain", "train"):
-        _say(root, train, len(extra_texts), cfg.test_fraction if carved else None)
+        _say(root, train, 0 if extra is None else extra.n_unlabeled, cfg.test_fraction if carved else None)
     if not labeled:
         if split == "pretrain":
             return TextSplit(train.texts + train.unlabeled + extra_texts, None, [],
@@ -159,7 +163,7 @@ def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         return TextSplit([train.texts[i] for i in idx] + train.unlabeled + extra_texts, None, [],
                          [train.ids[i] for i in idx] + train.unlabeled_ids + extra_ids)
     if split in ("validation", "test") and split in layout:  # the folder's own validation/ or test/
-        own = _documents(layout[split], root, cfg, split)
+        own = _documents(layout[split], root, cfg, split, read_unlabeled=False)
         if not own.texts:
             raise UserError(f"no documents found under {layout[split]}")
         if any(c is None for c in own.classes):
