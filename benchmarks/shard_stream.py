@@ -3,7 +3,9 @@
 
 Writes an unlabeled folder of N 32x32 PNGs per size, turns it into shards with `make_shards`, then runs the real
 `pretrain` entry point (SimCLR, the folder recipe's ssl_cnn6 at 32 px, 2 DataLoader workers decoding) over ~90 %
-of the images from each source in a subprocess, sampling its resident memory (the process and its workers).
+of the images from each source in a subprocess, sampling its resident memory (the process and its workers). The
+folder runs twice: decoded every epoch (`data.in_memory_gb=0`, the path of a pool too large for memory: what shards
+replace) and decoded once into memory (the default for a pool that fits).
 
 usage: python benchmarks/shard_stream.py [--sizes 10000 40000] [--batch 256]
 """
@@ -80,7 +82,10 @@ def main() -> None:
             make_shards(str(folder), str(shards), shard_size=2000)
             made = time.time() - t0
             steps = max(2, int(0.9 * n / args.batch))
-            for source, extra in (("folder", [f"data.root={folder}"]),
+            # "folder" decodes every epoch in the workers (data.in_memory_gb=0): the folder's path for a pool too large
+            # for memory, which is what shards are for; "folder-mem" is the default for a pool that fits (decoded once)
+            for source, extra in (("folder", [f"data.root={folder}", "data.in_memory_gb=0"]),
+                                  ("folder-mem", [f"data.root={folder}"]),
                                   ("webdataset", ["data.source=webdataset", f"data.root={shards}"])):
                 out = tmp / f"run_{source}_{n}"
                 peak, speed = run(common + extra + [f"output_dir={out}", f"pretrain.max_steps={steps}"], out)

@@ -64,7 +64,8 @@ class DataConfig:
     skip_corrupt: bool = False  # folder: skip unreadable images (counted and reported) instead of failing
     leakage_check: bool = True  # before pretraining, count pretraining examples that duplicate a test example (README 'Leakage guard'); off only to save the pass over a very large image folder
     dedupe: bool = False  # drop those duplicates from pretraining (needs data.leakage_check)
-    num_workers: int = 0  # DataLoader workers for sources decoded per sample (folder, hf)
+    num_workers: int = 0  # DataLoader workers for images decoded per sample (folder, hf: when over data.in_memory_gb)
+    in_memory_gb: float = 8.0  # folder, hf images: decoded once, in threads, and kept in memory when they take at most this (GiB per process, at data.image_size); more are decoded every epoch
     cache_dir: Optional[str] = None  # text: where tokenized datasets are cached (default OUTPUT_DIR/cache)
 
 

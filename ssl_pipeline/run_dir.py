@@ -19,7 +19,7 @@ DONE_FILE = "pretrain_done.json"
 FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
              "pretrain.min_steps", "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
              "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
-             "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.cache_dir", "data.download", "data.leakage_check",
+             "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.in_memory_gb", "data.cache_dir", "data.download", "data.leakage_check",
              "data.validation_files")
 
 

@@ -63,7 +63,8 @@ class VisionLabeled:
     def __init__(self, cfg: Config, spec: dict, eval_split: str = "test"):
         import dataclasses
 
-        from ..data.images import TensorImages, load_images
+        from ..data.decode import decoded_once
+        from ..data.images import load_images
 
         # images at the size and channels the encoder was trained on
         data = dataclasses.replace(cfg.data, image_size=spec["image_size"], channels=spec["channels"])
@@ -79,10 +80,9 @@ class VisionLabeled:
         self.class_names = names if len(names) == self.num_classes else [str(i) for i in range(self.num_classes)]
         self.train_labels = self.train.labels.numpy()
         self.test_labels = None if self.test is None else self.test.labels.numpy()
-        for name, split in (("train", self.train), ("test", self.test)):
-            if split is not None and not isinstance(split.dataset, TensorImages):  # folder / hf: decode once, reuse across the grid
-                imgs = torch.stack([split.dataset[i]["images"] for i in range(len(split.dataset))])
-                split.dataset = TensorImages(imgs, split.labels)
+        # folder / hf: decoded once (in threads), reused by every cell of the grid
+        self.train = decoded_once(self.train, data, "labeled train images", always=True)
+        self.test = decoded_once(self.test, data, f"{eval_split} images", always=True)
         self.augment = weak_augment(spec["image_size"])
 
     @functools.cached_property

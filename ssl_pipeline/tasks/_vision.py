@@ -10,7 +10,8 @@ from torch.utils.data import DataLoader
 
 from ..augment import normalize, simclr_augment, to_unit_float
 from ..config import Config
-from ..data.images import load_images
+from ..data.decode import decoded_once
+from ..data.images import TensorImages, load_images
 from ..data.splits import collate_batch
 from ..engine import Task
 from ..errors import UserError
@@ -45,7 +46,7 @@ class VisionTask(Task):
             self.data = StreamedHubImages(cfg.data, accelerator.process_index, accelerator.num_processes, cfg.seed)
             self.leakage = {"checked": False, "reason": "streamed dataset"}
         else:
-            self.data = load_images(cfg.data, "pretrain")
+            self.data = decoded_once(load_images(cfg.data, "pretrain"), cfg.data, "pretraining images")
             self.leakage = self._guard_leakage(cfg, accelerator)
         if cfg.model.init_from:  # continued pretraining: the architecture comes from the checkpoint
             from ..models.init import vision_init
@@ -69,7 +70,7 @@ class VisionTask(Task):
         def check() -> tuple[dict, object]:
             if not cfg.data.leakage_check:
                 return leakage_record(None, None, False, "data.leakage_check=false"), None
-            test, why = test_split_or_reason(lambda: load_images(cfg.data, "test"))
+            test, why = test_split_or_reason(lambda: decoded_once(load_images(cfg.data, "test"), cfg.data, "test images"))
             if test is None or cfg.data.source == "synthetic":
                 return leakage_record(None, None, False, why or "synthetic data"), None
             dups = image_duplicates(self.data.dataset, test.dataset)
@@ -96,9 +97,11 @@ class VisionTask(Task):
         if self.cfg.pretrain.drop_last and batch_size > n:
             raise UserError(f"pretrain.batch_size={batch_size} is larger than the {n} training images "
                             "(with pretrain.drop_last=true no batch would be formed)")
+        # images in memory are indexed a batch at a time: worker processes would only compete with the step for cores
+        workers = 0 if isinstance(self.data.dataset, TensorImages) else self.cfg.data.num_workers
         return DataLoader(self.data.dataset, batch_size=batch_size, shuffle=True, drop_last=self.cfg.pretrain.drop_last,
-                          collate_fn=collate_batch, num_workers=self.cfg.data.num_workers, generator=generator,
-                          persistent_workers=self.cfg.data.num_workers > 0)
+                          collate_fn=collate_batch, num_workers=workers, generator=generator,
+                          persistent_workers=workers > 0)
 
     def prepare(self, batch: dict) -> dict:
         """Adds the two augmented views (`views`); the engine runs this ahead of the model step (prefetch.py)."""
@@ -154,11 +157,23 @@ class VisionTask(Task):
                 split = self.data
             g = torch.Generator().manual_seed(self.cfg.data.split_seed)
             idx = torch.randperm(len(split), generator=g)[: self.cfg.pretrain.monitor_samples].tolist()
-            images = getattr(split.dataset, "images", None)
-            images = images[idx] if images is not None else torch.stack([split.dataset[i]["images"] for i in idx])
             labels = None if split.labels is None else split.labels[idx]
-            self._monitor_set = ({"images": images}, labels)
+            self._monitor_set = ({"images": self._images_at(split, idx)}, labels)
         return self._monitor_set
+
+    def _images_at(self, split, idx: list[int]) -> torch.Tensor:
+        """Images `idx` of `split`: indexed when it is in memory; a folder's labeled files are taken from the
+        pretraining pool when that is in memory and holds them (the labeled carve is part of it); else decoded."""
+        images = getattr(split.dataset, "images", None)
+        if images is not None:
+            return images[idx]
+        pool = getattr(self.data.dataset, "images", None)
+        if pool is not None and split.ids and self.data.ids:
+            where = {f: i for i, f in enumerate(self.data.ids)}
+            wanted = [split.ids[i] for i in idx]
+            if all(w in where for w in wanted):
+                return pool[[where[w] for w in wanted]]
+        return torch.stack([split.dataset[i]["images"] for i in idx])
 
     def embed(self, model: nn.Module, inputs: dict) -> torch.Tensor:
         x = normalize(to_unit_float(inputs["images"]))

@@ -1,0 +1,111 @@
+"""Image folders are decoded once (in threads) and kept in memory, within data.in_memory_gb; JPEGs are decoded at a
+reduced scale when the target size allows it."""
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ssl_pipeline.cli import finetune_main, pretrain_main
+from ssl_pipeline.config import DataConfig
+from ssl_pipeline.data import images
+from ssl_pipeline.data.decode import decoded_once
+from ssl_pipeline.data.images import DecodedImages, TensorImages, load_images, pil_to_tensor, to_8bit
+from ssl_pipeline.errors import UserError
+
+SMALL = ["pretrain.batch_size=4", "model.projection_hidden_dim=32", "data.image_size=16", "model.backbone=ssl_cnn6",
+         "pretrain.min_steps=0", "pretrain.mixed_precision=no", "pretrain.monitor_samples=8"]
+
+
+def _folder(root, n=6):
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog"):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+
+
+def _counting(monkeypatch) -> Counter:
+    decoded = Counter()
+    real = images.pil_to_tensor
+
+    def counted(img, size, channels):
+        decoded[img] += 1
+        return real(img, size, channels)
+
+    monkeypatch.setattr(images, "pil_to_tensor", counted)
+    return decoded
+
+
+def test_a_folder_is_decoded_once_for_every_epoch_of_pretraining_and_for_fine_tuning(tmp_path, monkeypatch, capsys):
+    root, out = tmp_path / "pets", tmp_path / "run"
+    _folder(root)
+    decoded = _counting(monkeypatch)
+    args = ["--config", "configs/vision/simclr_folder.yaml", f"data.root={root}", f"output_dir={out}", *SMALL,
+            "pretrain.max_steps=8", "pretrain.monitor_every=4", "data.num_workers=0"]  # 10 pool images: 4 epochs
+    pretrain_main(args)
+    assert len(decoded) == 12 and max(decoded.values()) == 1, decoded  # pool, test split (leakage guard), monitor
+    decoded.clear()
+    finetune_main(args + ["finetune.label_fractions=[1.0]", "finetune.seeds=[0,1]", "finetune.max_steps=2",
+                          "finetune.min_steps=2", "finetune.methods=[finetune,knn]"])
+    assert len(decoded) == 12 and max(decoded.values()) == 1, decoded  # once for the whole grid
+
+
+def test_over_the_memory_limit_images_are_decoded_every_epoch_and_the_run_says_so(tmp_path, monkeypatch, capsys):
+    root, out = tmp_path / "pets", tmp_path / "run"
+    _folder(root)
+    decoded = _counting(monkeypatch)
+    pretrain_main(["--config", "configs/vision/simclr_folder.yaml", f"data.root={root}", f"output_dir={out}", *SMALL,
+                   "pretrain.max_steps=6", "pretrain.monitor_every=0", "data.num_workers=0", "data.in_memory_gb=1e-6"])
+    said = capsys.readouterr().out
+    assert "more than data.in_memory_gb=1e-06: they are decoded again every epoch" in said
+    pool = [f for f in decoded if "/cat/" in f or "/dog/" in f]
+    assert max(decoded[f] for f in pool) >= 3  # 3 epochs, plus the leakage guard's pass
+
+
+def test_decoded_once_keeps_pixels_labels_and_ids(tmp_path):
+    _folder(tmp_path / "pets", n=3)
+    cfg = DataConfig(source="folder", root=str(tmp_path / "pets"), image_size=8, channels=3, test_fraction=0.34)
+    split = load_images(cfg, "train")
+    assert isinstance(split.dataset, DecodedImages)
+    held = decoded_once(split, cfg, "train images")
+    assert isinstance(held.dataset, TensorImages) and held.ids == split.ids
+    assert torch.equal(held.dataset.labels, split.labels)
+    for i in range(len(split)):
+        assert torch.equal(held.dataset.images[i], split.dataset[i]["images"])
+
+
+def test_an_image_that_fails_to_decode_is_named(tmp_path):
+    _folder(tmp_path / "pets", n=3)
+    bad = tmp_path / "pets" / "dog" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # the header reads, the pixels do not
+    cfg = DataConfig(source="folder", root=str(tmp_path / "pets"), image_size=8, channels=3)
+    split = images.ImageSplit(DecodedImages([str(p) for p in sorted((tmp_path / "pets").rglob("*.png"))], None, 8, 3),
+                              None, 0, 8, 3)
+    with pytest.raises(UserError, match=r"cannot decode image .*dog/1\.png"):
+        decoded_once(split, cfg, "pretraining images")
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_to_the_same_small_image(tmp_path, monkeypatch):
+    from PIL import JpegImagePlugin
+
+    y, x = np.mgrid[0:1200, 0:1600]
+    rng = np.random.default_rng(0)
+    photo = np.stack([x / 1600 * 255, y / 1200 * 255, (x + y) % 256], -1) + rng.normal(0, 10, (1200, 1600, 3))
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8)).save(path, quality=90)
+    scales = []
+    real = JpegImagePlugin.JpegImageFile.draft
+
+    def draft(self, mode, size):
+        got = real(self, mode, size)
+        scales.append(self.size)
+        return got
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+    small = pil_to_tensor(str(path), 32, 3)
+    assert scales == [(200, 150)]  # 1/8 of each side, still above 32 x 32
+    with Image.open(path) as full:
+        reference = np.asarray(to_8bit(full, 3).resize((32, 32), Image.BILINEAR)).transpose(2, 0, 1)
+    assert np.abs(small.numpy().astype(float) - reference).mean() < 1.5
