@@ -84,12 +84,13 @@ def pil_to_tensor(img, image_size: int, channels: int) -> torch.Tensor:
         with Image.open(img) as f:
             if f.format == "JPEG":  # let the decoder scale by 1/2, 1/4 or 1/8 while staying >= the target size:
                 f.draft(f.mode, (image_size, image_size))  # a 12 MP photo for 32 px decodes 6-7x faster
+            f.load()  # while the file is open (to_8bit may hand back the same image)
             img = to_8bit(f, channels)
     elif not isinstance(img, Image.Image):
         img = Image.fromarray(np.asarray(img))
     img = to_8bit(img, channels)
     if img.size != (image_size, image_size):
-        img = img.resize((image_size, image_size), Image.BILINEAR)
+        img = img.resize((image_size, image_size), Image.BILINEAR, reducing_gap=3.0)  # a box reduction first when far larger
     arr = np.asarray(img, dtype=np.uint8)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(arr.copy())
@@ -107,7 +108,8 @@ def to_8bit(img, channels: int):
     their rotation in EXIF instead of in the pixels."""
     from PIL import Image, ImageOps
 
-    img = ImageOps.exif_transpose(img)
+    if img.getexif().get(0x0112, 1) != 1:  # EXIF orientation; exif_transpose copies even an upright image (29 ms at 12 MP)
+        img = ImageOps.exif_transpose(img)
     if img.mode in _INTEGER_GREY or img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         if img.mode.startswith("I;16") or (img.mode == "I" and 255 < arr.max() <= 65535):
