@@ -110,7 +110,7 @@ def main() -> None:
             print(f"wrote {args.photos} 4032x3024 JPEGs in {time.perf_counter() - t0:.0f} s", flush=True)
         n = sum(1 for _ in (root / "train").rglob("*.jpg"))
         rows = [("lightly recipe (full-size decode every epoch)", 0.0, lightly(root, args))]
-        for name, once, reduced in (("project before (full-size decode every epoch)", False, False),
+        for name, once, reduced in (("project, full-size decode every epoch (as before, with the cheaper EXIF check and resize)", False, False),
                                     ("project, reduced-scale JPEG decode every epoch", False, True),
                                     ("project (decoded once, reduced scale; the default)", True, True)):
             setup, times = project(root, args, once, reduced)

@@ -109,3 +109,31 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_to_the_same_small_image(tmp_
     with Image.open(path) as full:
         reference = np.asarray(to_8bit(full, 3).resize((32, 32), Image.BILINEAR)).transpose(2, 0, 1)
     assert np.abs(small.numpy().astype(float) - reference).mean() < 1.5
+
+
+def test_hf_images_stay_encoded_until_decoded_once_at_a_reduced_scale(tmp_path, monkeypatch):
+    """The split's images are read from their encoded bytes by the folder's reader (JPEGs at a reduced scale), one at
+    a time; `datasets` decoded each at full size (before version 4, all of them at load)."""
+    import datasets
+    from PIL import Image as PILImage
+    from PIL import JpegImagePlugin
+
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        PILImage.fromarray(rng.integers(0, 255, (192, 256, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg")
+    files = [str(tmp_path / f"{i}.jpg") for i in range(12)]
+    ds = datasets.Dataset.from_dict({"image": files, "label": ["a", "b"] * 6}).cast_column("image", datasets.Image())
+    ds.to_parquet(str(tmp_path / "x.parquet"))
+    cfg = DataConfig(source="hf", files=[str(tmp_path / "x.parquet")], image_size=8, channels=3)
+    scaled = []
+    real = JpegImagePlugin.JpegImageFile.draft
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft",
+                        lambda self, mode, size: (real(self, mode, size), scaled.append(self.size))[0])
+    split = load_images(cfg, "train")
+    assert scaled == []  # nothing decoded by loading
+    held = decoded_once(split, cfg, "train images", always=True)
+    assert len(scaled) == len(split) and set(scaled) == {(32, 24)}  # 1/8 of each side, still above 8 px
+    for row, source_row in enumerate(held.ids):  # the carve's rows, by their row in the file
+        with PILImage.open(files[source_row]) as full:
+            want = pil_to_tensor(full.convert("RGB"), 8, 3)
+        assert (held.dataset.images[row].float() - want.float()).abs().mean() < 4

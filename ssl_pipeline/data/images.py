@@ -12,6 +12,7 @@ are never seen by any stage before scoring.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,8 @@ class DecodedImages(Dataset):
         except UserError:
             raise
         except Exception as err:  # PIL raises many types for corrupt files
-            raise UserError(f"cannot decode image {item if isinstance(item, str) else i}: {err}") from None
+            where = item if isinstance(item, str) else (item.get("path") if isinstance(item, dict) else None)
+            raise UserError(f"cannot decode image {where or f'number {i}'}: {err}") from None
         out = {"images": tensor}
         if self.labels is not None:
             out["labels"] = torch.tensor(int(self.labels[i]))
@@ -80,7 +82,9 @@ class DecodedImages(Dataset):
 def pil_to_tensor(img, image_size: int, channels: int) -> torch.Tensor:
     from PIL import Image
 
-    if isinstance(img, str):
+    if isinstance(img, dict):  # an HF Image cell left encoded (load_hf): its bytes, or the file they came from
+        img = io.BytesIO(img["bytes"]) if img.get("bytes") else img["path"]
+    if isinstance(img, (str, io.BytesIO)):
         with Image.open(img) as f:
             if f.format == "JPEG":  # let the decoder scale by 1/2, 1/4 or 1/8 while staying >= the target size:
                 f.draft(f.mode, (image_size, image_size))  # a 12 MP photo for 32 px decodes 6-7x faster
@@ -344,6 +348,8 @@ def _and_more(bad: list[str]) -> str:
 
 def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     """A Hugging Face `datasets` hub name, a local directory of split files, or `data.files`, with an image column."""
+    import datasets
+
     from .hf import hf_split
 
     part = hf_split(cfg, split, cfg.image_column, "data.image_column")
@@ -354,7 +360,11 @@ def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
                             "labels to fine-tune on (unlabeled images can only be pretrained on)")
     ds, labels = part.dataset, part.labels
     lab = None if labels is None else torch.from_numpy(labels)
-    images = ds[cfg.image_column] if len(ds) <= 100_000 else _LazyColumn(ds, cfg.image_column)
+    if isinstance(ds.features.get(cfg.image_column), datasets.Image):
+        # left encoded: each image is decoded once, when read, at the target size (JPEGs at a reduced scale) --
+        # `ds[column]` decoded every image of the split at full size into memory at once
+        ds = ds.cast_column(cfg.image_column, datasets.Image(decode=False))
+    images = _LazyColumn(ds, cfg.image_column)
     dec = DecodedImages(images, lab, cfg.image_size, cfg.channels)
     return ImageSplit(dec, lab, len(part.class_names), cfg.image_size, cfg.channels, part.class_names, part.ids)
 
