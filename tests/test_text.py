@@ -248,3 +248,17 @@ def test_electra_generator_shares_the_detector_token_table_and_updates_every_tok
     assert torch.allclose(logits[2:], alone, atol=1e-4)
     F.cross_entropy(logits, ids.flatten()[positions]).backward()
     assert (table.grad[30:].abs().sum(1) > 0).all()
+
+
+def test_tokenizer_keeps_the_marks_that_make_words_in_other_languages():
+    """BERT-uncased's accent stripping merged distinct words: Japanese voicing marks (データ -> テータ), Russian case
+    endings (технологий -> технологии), German umlauts (würde -> wurde). Full-width forms fold to plain ones."""
+    from ssl_pipeline.data.text import train_tokenizer
+
+    texts = ["データベースを管理するツールです", "технологий и технологии", "würde und wurde", "ＡＢＣ１２３ abc123"] * 20
+    tok = train_tokenizer(texts, 300)
+    normalize = tok.backend_tokenizer.normalizer.normalize_str
+    assert normalize("データベースです") == "データベースです"
+    assert normalize("технологий") != normalize("технологии") and normalize("würde") != normalize("wurde")
+    assert normalize("ＡＢＣ１２３ Straße") == "abc123 straße"
+    assert tok.unk_token_id not in tok("データベースを管理する würde технологий")["input_ids"]

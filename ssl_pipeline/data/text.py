@@ -241,12 +241,18 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def train_tokenizer(texts, vocab_size: int):
-    """A lower-cased BERT WordPiece tokenizer trained on `texts`, returned as a transformers fast tokenizer."""
+    """A lower-cased BERT WordPiece tokenizer trained on `texts`, returned as a transformers fast tokenizer.
+
+    Accents and other combining marks are kept (BERT-uncased strips them): stripping merges distinct words in most
+    languages but English — on Debian's package descriptions it altered 55 % of the Japanese words (the voicing
+    marks: データ read as テータ, で as て), 7 % of the Russian (технологий as технологии, ё as е) and of the German
+    (würde as wurde). NFKC first folds compatibility forms (full-width ＡＢＣ１２３, ligatures) to their plain ones."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(),
+                                           normalizers.BertNormalizer(lowercase=True, strip_accents=False)])
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
