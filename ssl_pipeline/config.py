@@ -154,6 +154,13 @@ class FixMatchConfig:
 
 
 @dataclass
+class ClassicConfig:
+    """The `classic` row's own keys (finetune.classic.*): the baseline a practitioner fits first."""
+
+    text_features: Literal["words", "chars", "words+chars"] = "words+chars"  # text: TF-IDF of word 1-2-grams, of character 2-4-grams inside words, or both; words alone read a text written without spaces (Japanese, Chinese, Thai) as a few long tokens, and miss the shared stems of inflected words (README 'How it works')
+
+
+@dataclass
 class FinetuneConfig:
     encoder: Optional[str] = None  # exported encoder directory (default OUTPUT_DIR/encoder)
     checkpoints: Optional[list[str]] = None  # label efficiency vs pretraining step: several exported encoders, or [all] = every kept checkpoint of this run (exported to OUTPUT_DIR/checkpoint_encoders) + its final encoder; one grid each, then checkpoint_curve.{md,json,png}
@@ -183,6 +190,7 @@ class FinetuneConfig:
     student: Optional[str] = None  # distill_small: the smaller student: a timm name (vision) or a text size preset (tiny | mini | small ...), trained from scratch; or an exported encoder directory (e.g. a smaller encoder pretrained on the same data)
     quantize: Literal["none", "int8"] = "none"  # int8: each distill student also scored after int8 dynamic quantization (torch.ao), rows *_int8
     fixmatch: FixMatchConfig = field(default_factory=FixMatchConfig)
+    classic: ClassicConfig = field(default_factory=ClassicConfig)
     checkpoint_every: int = 500  # fixmatch / distill: steps between checkpoints of a cell's passes over the unlabeled pool (minutes to hours per cell), so an interrupted grid resumes that cell mid-way; 0 = off
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)  # trackers for the grid: each cell's accuracy as it finishes, and the summary
     evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)

@@ -45,7 +45,8 @@ EVALUATORS = (  # report order
     Evaluator("base_probe", "baseline", "linear_probe", default=False, needs_base=True, embeddings="frozen",
               about="linear_probe on the starting checkpoint, without the SSL stage"),
     Evaluator("supervised", "baseline", "supervised", about="the same architecture from random weights"),
-    Evaluator("classic", "baseline", "classic", about="scikit-learn logistic regression on pixels / TF-IDF"),
+    Evaluator("classic", "baseline", "classic", settings="classic",
+              about="scikit-learn logistic regression on pixels / TF-IDF of words and character n-grams"),
 )
 BY_NAME = {e.name: e for e in EVALUATORS}
 ORDER = tuple(e.name for e in EVALUATORS)

@@ -275,11 +275,17 @@ class TextLabeled:
         return [texts[i] for i in idx]
 
     def classic_model(self):
+        """TF-IDF (finetune.classic.text_features) + logistic regression. Character n-grams inside words read what
+        word tokens miss: a Japanese sentence has no spaces to split it into words, and an inflected German or
+        Russian word shares its stem with its other forms."""
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
+        from sklearn.pipeline import make_pipeline, make_union
 
-        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+        kinds = {"words": TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
+                 "chars": TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, min_df=1)}
+        chosen = [kinds[k] for k in self.cfg.finetune.classic.text_features.split("+")]
+        return make_pipeline(chosen[0] if len(chosen) == 1 else make_union(*chosen),
                              LogisticRegression(max_iter=1000, C=10.0))
 
 

@@ -34,6 +34,8 @@ SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
 # fingerprint there, so those reports stay resumable. Only reports without a stored `recipe` need this (written before
 # it existed); newer ones are compared key by key, where a key the report lacks counts at its default.
 ADDED_KEYS = {"distill_teacher": "finetune"}
+# rows of a method written before it had its own settings, and what they were made with (method, modality) -> settings
+LEGACY_ROW_SETTINGS = {("classic", "text"): {"classic": {"text_features": "words"}}}
 # keys the results do not depend on: what the grid covers, and what the encoder's weights already identify
 GRID_KEYS = ("methods", "seeds", "label_fractions", "labels_per_class", "encoder", "checkpoints")
 # keys that never change a result: adding a tracker to a grid resumes it (reports written before they kept their
@@ -209,8 +211,9 @@ def _load_rows(path: Path, header: dict, cfg: Config, encoder: Path, methods: li
         current = row_settings(cfg, row["method"]) if row["method"] in BY_NAME else {}
         if not current:
             continue
-        # rows written before the stamp: the report's (legacy) fingerprint held their sections' values
-        stored = row.setdefault("settings", current)
+        # rows written before the stamp: the report's (legacy) fingerprint held their sections' values, or they were
+        # made before the method had settings, with the values LEGACY_ROW_SETTINGS names
+        stored = row.setdefault("settings", LEGACY_ROW_SETTINGS.get((row["method"], header.get("modality")), current))
         if row["method"] not in methods:
             continue  # not requested now: the row keeps its own stamp
         for section, values in current.items():
