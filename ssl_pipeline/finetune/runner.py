@@ -44,6 +44,7 @@ TRACKING_KEYS = ("log_with",)
 RUN_KEYS = ("checkpoint_every",)  # how a cell is run, not what it gives (added after those eras)
 REPORT_KEYS = ("metric",)  # how the rows are summed up, not what they are: a report switches metric without retraining
 PRETRAINING_DATA_KEYS = ("dedupe", "leakage_check")
+DATA_RUN_KEYS = ("in_memory_gb",)  # how images are read (decoded once or every epoch), not what they are
 PLOT_EVERY_S = 30  # how stale label_efficiency.png may get while the grid runs (its tables follow every cell)
 
 
@@ -75,7 +76,7 @@ def _recipe(cfg: Config) -> dict:
     ft["base_encoder"] = base_encoder_ref(cfg)  # base_* rows from another checkpoint must not mix either
     # data.dedupe decides what pretraining saw, which the encoder's weights already identify; leaving it out also
     # keeps reports written before the key existed resumable
-    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in PRETRAINING_DATA_KEYS}
+    data = {k: v for k, v in cfg.to_dict()["data"].items() if k not in PRETRAINING_DATA_KEYS + DATA_RUN_KEYS}
     return _as_stored({"data": data, "finetune": ft})
 
 
