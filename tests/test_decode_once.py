@@ -137,3 +137,13 @@ def test_hf_images_stay_encoded_until_decoded_once_at_a_reduced_scale(tmp_path, 
         with PILImage.open(files[source_row]) as full:
             want = pil_to_tensor(full.convert("RGB"), 8, 3)
         assert (held.dataset.images[row].float() - want.float()).abs().mean() < 4
+
+
+def test_a_file_is_converted_once_per_decode(tmp_path, monkeypatch):
+    """pil_to_tensor converted a file's image twice (once inside the open file, once after): one pass is the work."""
+    _folder(tmp_path / "pets", n=1)
+    calls = []
+    real = images.to_8bit
+    monkeypatch.setattr(images, "to_8bit", lambda img, channels: calls.append(img.size) or real(img, channels))
+    pil_to_tensor(str(tmp_path / "pets" / "cat" / "0.png"), 8, 3)
+    assert calls == [(20, 20)]
