@@ -25,10 +25,11 @@ def exit_on_user_error(fn):
     """Decorator for CLI mains: UserError -> one-line message + exit 2; Ctrl-C / SIGTERM -> one line (from the
     first process only) and the shell's exit code, never a traceback."""
     from .interrupt import Interrupted
+    from .progress import first_process
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        first = os.environ.get("RANK", "0") == "0"
+        first = first_process()
         try:
             return fn(*args, **kwargs)
         except UserError as err:

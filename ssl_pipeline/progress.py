@@ -71,10 +71,15 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
+def first_process() -> bool:
+    """Whether this is the first process of the launch (or the only one)."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
 def say(line: str) -> None:
     """A note about the run (what the data holds, what was skipped), printed by the first process only: every
     process of a multi-process run loads the data and would repeat it."""
-    import os
-
-    if os.environ.get("RANK", "0") == "0":
+    if first_process():
         print(line, flush=True)

@@ -10,23 +10,21 @@ decodes and resizes, so a thread pool scales over the cores without worker proce
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from ..config import DataConfig
-from ..progress import progress, say
+from ..progress import first_process, progress, say
 from ..threads import job_cores, local_processes
 
 SHOW_PROGRESS_FROM = 1000  # images: below this, decoding takes seconds and says nothing
 
 
-def fits_in_memory(n: int, cfg: DataConfig) -> bool:
-    """Whether `n` images at the configured size and channels fit `data.in_memory_gb` (per process). Depends on the
-    data and the config only, never on free memory, so a resumed run reads its data the same way."""
-    return n * cfg.channels * cfg.image_size ** 2 <= cfg.in_memory_gb * 2 ** 30
+def decoded_gib(n: int, cfg: DataConfig) -> float:
+    """GiB that `n` images take decoded at the configured size and channels."""
+    return n * cfg.channels * cfg.image_size ** 2 / 2 ** 30
 
 
 def decoded_once(split, cfg: DataConfig, what: str, always: bool = False):
@@ -38,8 +36,9 @@ def decoded_once(split, cfg: DataConfig, what: str, always: bool = False):
     if split is None or not isinstance(split.dataset, DecodedImages):
         return split
     n = len(split.dataset)
-    if not always and not fits_in_memory(n, cfg):
-        gib = n * cfg.channels * cfg.image_size ** 2 / 2 ** 30
+    gib = decoded_gib(n, cfg)
+    # the limit depends on the data and the config only, never on free memory: a resumed run reads its data alike
+    if not always and gib > cfg.in_memory_gb:
         say(f"{what}: {n:,} images take {gib:.1f} GiB decoded at {cfg.image_size} px, more than data.in_memory_gb="
             f"{cfg.in_memory_gb:g}: they are decoded again every epoch, in data.num_workers={cfg.num_workers} "
             "worker(s); raise data.in_memory_gb to decode them once")
@@ -54,8 +53,7 @@ def decode_all(dataset, what: str) -> torch.Tensor:
     n = len(dataset)
     out = torch.empty((n, dataset.channels, dataset.image_size, dataset.image_size), dtype=torch.uint8)
     threads = max(1, job_cores() // local_processes())
-    first = os.environ.get("RANK", "0") == "0"
-    bar = progress(total=n, desc=f"decoding {what}", disable=not first or n < SHOW_PROGRESS_FROM)
+    bar = progress(total=n, desc=f"decoding {what}", disable=not first_process() or n < SHOW_PROGRESS_FROM)
     start = time.perf_counter()
 
     def one(i: int) -> None:
