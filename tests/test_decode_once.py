@@ -111,6 +111,32 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_to_the_same_small_image(tmp_
     assert np.abs(small.numpy().astype(float) - reference).mean() < 1.5
 
 
+def test_an_iphone_photo_is_decoded_from_its_embedded_thumbnail_when_that_is_large_enough(tmp_path, monkeypatch):
+    """HEIC photos (pillow-heif) carry a small preview; decoding it instead of the full image is ~25x faster at
+    12 MP. Too small a preview for the target size is not used."""
+    from pillow_heif.as_plugin import HeifImageFile
+
+    y, x = np.mgrid[0:600, 0:800]
+    photo = np.stack([x / 800 * 255, y / 600 * 255, (x + y) % 256], -1).astype(np.uint8)
+    path = tmp_path / "IMG_0001.HEIC"
+    Image.fromarray(photo).save(path, format="HEIF", quality=90, thumbnails=[160])
+    loaded = []
+    real = HeifImageFile.load
+
+    def load(self):
+        loaded.append(self.size)
+        return real(self)
+
+    monkeypatch.setattr(HeifImageFile, "load", load)
+    small = pil_to_tensor(str(path), 32, 3)
+    assert loaded[0] == (160, 120)  # the preview, not the 800 x 600 image
+    loaded.clear()
+    pil_to_tensor(str(path), 128, 3)
+    assert loaded[0] == (800, 600)  # a 160 x 120 preview is below 128 x 128: the image itself
+    reference = np.asarray(Image.fromarray(photo).resize((32, 32), Image.BILINEAR)).transpose(2, 0, 1)
+    assert np.abs(small.numpy().astype(float) - reference).mean() < 3
+
+
 def test_hf_images_stay_encoded_until_decoded_once_at_a_reduced_scale(tmp_path, monkeypatch):
     """The split's images are read from their encoded bytes by the folder's reader (JPEGs at a reduced scale), one at
     a time; `datasets` decoded each at full size (before version 4, all of them at load)."""

@@ -74,6 +74,7 @@ def test_dedupe_drops_planted_duplicates_from_pretraining_and_the_report_counts_
         assert "1 test text with an exact and 1 with only a near duplicate" in log
         spec = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["leakage"]
         assert spec["test_examples_with_exact_duplicates"] == 1 and spec["pretraining_duplicates"] >= 2
+        assert f"(they match {spec['pretraining_duplicates']} pretraining texts)" in log
         assert spec["dropped_from_pretraining"] == (spec["pretraining_duplicates"] if dedupe else 0)
         assert ("dropped from pretraining" in log) == dedupe and ("set data.dedupe=true" in log) != dedupe
     finetune_main(base + [f"output_dir={out}", "data.dedupe=true", "finetune.methods=[knn]", "finetune.seeds=[0]",
@@ -147,3 +148,15 @@ def test_labels_named_only_at_fine_tuning_are_reported_as_possibly_pretrained_on
     assert doc["test_duplicates_in_pretraining"]["checked"] is False
     assert "these test examples were pretrained on" in doc["test_duplicates_in_pretraining"]["reason"]
     assert "if that was this data, these test examples were pretrained on" in (out / "label_efficiency.md").read_text()
+
+
+def test_a_clean_pool_is_not_described_as_an_empty_one():
+    """'… in the pretraining pool (0 pretraining images)' read as if the pool were empty; nothing matched, nothing said."""
+    from ssl_pipeline.data.leakage import describe
+
+    clean = {"checked": True, "test_examples_with_exact_duplicates": 0, "test_examples_with_near_duplicates": 0,
+             "pretraining_duplicates": 0, "dropped_from_pretraining": 0}
+    assert describe(clean, "images") == ("duplicates between pretraining and test data: 0 test images with an exact and "
+                                         "0 with only a near duplicate in the pretraining pool")
+    one = {**clean, "test_examples_with_exact_duplicates": 1, "pretraining_duplicates": 1}
+    assert describe(one, "images").endswith("(they match 1 pretraining image); set data.dedupe=true to drop them")

@@ -89,6 +89,37 @@ def test_folder_images_of_every_common_kind_decode_to_what_a_viewer_shows(tmp_pa
     assert upright[:6].mean() > 200 and upright[10:].mean() < 50, upright
 
 
+def test_phone_and_web_formats_are_images_and_other_files_are_counted(tmp_path, capsys):
+    """An iPhone export (HEIC beside its Live Photo .MOV clips), AVIF, JFIF, JPEG 2000 and Targa files are images;
+    the listing used to take ten suffixes, so such a folder was silently read as its few PNGs. Files that are not
+    images are named in the folder's summary line instead of vanishing."""
+    from ssl_pipeline.data import folders
+
+    folders._SAID.clear()
+    colours = {"beach": (230, 200, 120), "forest": (20, 120, 40)}
+    suffixes = [".HEIC", ".heif", ".avif", ".jfif", ".jp2", ".tga", ".qoi", ".png"]
+    for name, rgb in colours.items():
+        (tmp_path / name).mkdir()
+        for i, suffix in enumerate(suffixes):
+            Image.new("RGB", (40, 30), rgb).save(tmp_path / name / f"IMG_{i}{suffix}",
+                                                 format={".heic": "HEIF", ".jfif": "JPEG"}.get(suffix.lower()))
+        (tmp_path / name / "IMG_0.MOV").write_bytes(b"\0" * 64)
+    (tmp_path / "beach" / "notes.txt").write_text("shot in June")
+    d = DataConfig(source="folder", root=str(tmp_path), image_size=8, channels=3, test_fraction=0.25)
+    train, test = load_images(d, "train"), load_images(d, "test")
+    assert len(train) + len(test) == 16 and len(test) == 4
+    for split in (train, test):
+        for i, path in enumerate(split.ids):
+            pixels = split.dataset[i]["images"].float().mean(dim=(1, 2))
+            want = torch.tensor(colours["beach" if "/beach/" in path else "forest"], dtype=torch.float)
+            assert (pixels - want).abs().max() < 6, (path, pixels)  # decoded, and to the right colour
+    assert {os.path.splitext(p)[1] for p in train.ids + test.ids} == set(suffixes)
+    said = capsys.readouterr().out
+    assert (f"data.root {tmp_path}: 16 images in 2 classes (beach, forest); a stratified 25% test split is carved "
+            "out; skipped files: 3 not images (.mov, .txt)") in said, said
+    assert said.count("data.root") == 1  # once per process, whatever the splits read
+
+
 @pytest.mark.parametrize("dirs", [["train", "cats"], ["test", "val"], ["train", "val", "validation"], ["train"] * 0 + ["Test", "dogs"]])
 def test_split_like_class_names_are_refused(tmp_path, dirs):
     for d in dirs:

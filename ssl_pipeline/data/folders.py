@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import UserError
+from ..progress import say
 
 # sub-folder name -> split; any of these at the top of data.root makes it a split layout
 SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test",
               "unlabeled": "unlabeled", "unlabelled": "unlabeled"}
 
 _LISTED: dict[str, tuple[int, list[str], list[tuple[str, str]]]] = {}  # folder -> (mtime, sub-folders, (name, path))
+_SAID: set[str] = set()  # folders whose summary this process has printed
 
 
 def accepted_layouts(example: str, what: str) -> str:
@@ -93,3 +95,33 @@ def scan(base: Path, accept: Callable[[str], bool]) -> tuple[list[str], list[Opt
         parts = Path(f).relative_to(base).parts
         classes.append(parts[0] if len(parts) > 1 else None)
     return files, classes
+
+
+def names(paths: list[str], most: int = 2) -> str:
+    shown = ", ".join(os.path.basename(f) for f in paths[:most])
+    return shown + (", ..." if len(paths) > most else "")
+
+
+def not_read(files: list[str], what: str) -> str:
+    """'3 not images (.heic, .txt)': a summary line's account of files a folder holds but no stage reads."""
+    suffixes = sorted({Path(f).suffix.lower() or "no suffix" for f in files})
+    return f"{len(files)} not {what} ({', '.join(suffixes[:5])}{' ...' if len(suffixes) > 5 else ''})"
+
+
+def summarize(root: Path, count: int, unit: str, classes: list[str], unlabeled: int, carve_fraction: Optional[float],
+              skipped: list[str]) -> None:
+    """The one line a run prints about a folder (once per process): what was read as what, what is held out, and
+    which files were not read — so a folder of iPhone photos beside their .MOV clips, or a README among the
+    documents, is accounted for instead of silently dropped."""
+    if str(root) in _SAID:
+        return
+    _SAID.add(str(root))
+    line = f"data.root {root}: " + (f"{count:,} {unit} in {len(classes)} classes ({names(classes, 8)})"
+                                    if len(classes) >= 2 else f"{count:,} unlabeled {unit}")
+    if unlabeled:
+        line += f" + {unlabeled:,} unlabeled (pretraining only)"
+    if carve_fraction:
+        line += f"; a stratified {carve_fraction:.0%} test split is carved out"
+    if skipped:
+        line += "; skipped files: " + "; ".join(skipped)
+    say(line)

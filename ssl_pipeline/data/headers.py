@@ -7,6 +7,10 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+from .image_formats import register_decoders
+
+register_decoders()  # in spawned workers too: HEIC files are images there as well
+
 PROCESS_THRESHOLD = 50_000  # below it, starting worker processes costs more than it saves
 
 

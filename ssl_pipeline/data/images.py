@@ -27,11 +27,10 @@ from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from ..progress import say
 from .copies import file_copy_keys, pixel_copy_keys
-from .folders import folder_layout, list_files, scan
+from .folders import folder_layout, list_files, not_read, scan, summarize
+from .image_formats import IMAGE_EXTENSIONS, is_image
 from .labels import encode_labels
 from .splits import carve
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 class TensorImages(Dataset):
@@ -86,8 +85,10 @@ def pil_to_tensor(img, image_size: int, channels: int) -> torch.Tensor:
         img = io.BytesIO(img["bytes"]) if img.get("bytes") else img["path"]
     if isinstance(img, (str, io.BytesIO)):
         with Image.open(img) as f:
-            if f.format == "JPEG":  # let the decoder scale by 1/2, 1/4 or 1/8 while staying >= the target size:
-                f.draft(f.mode, (image_size, image_size))  # a 12 MP photo for 32 px decodes 6-7x faster
+            if f.format in ("JPEG", "MPO", "HEIF"):  # JPEG: the decoder scales by 1/2, 1/4 or 1/8 while staying
+                # >= the target size (a 12 MP photo for 32 px decodes 6-7x faster); HEIF (pillow-heif): the file's
+                # embedded thumbnail when it is at least that size (an iPhone photo's 320x240 one: ~25x faster)
+                f.draft(f.mode, (image_size, image_size))
             f.load()  # while the file is open; to_8bit below reads the pixels
             img = f
     elif not isinstance(img, Image.Image):
@@ -232,10 +233,6 @@ def load_torchvision(cfg: DataConfig, split: str) -> ImageSplit:
 _READABLE: set[str] = set()  # files whose header this process has already parsed successfully
 
 
-def is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
-
-
 def _list_images(root: Path) -> list[str]:
     return list_files(root, is_image)
 
@@ -264,13 +261,17 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     layout = folder_layout(root)
     if split == "validation" and "validation" not in layout:
         return None
-    train_files, train_classes = scan(layout["train"], is_image)
+    every, every_class = scan(layout["train"], lambda name: True)
+    train_files = [f for f in every if is_image(f)]
+    train_classes = [c for f, c in zip(every, every_class) if is_image(f)]
     if not train_files:
         raise UserError(f"no images found under {layout['train']} (extensions {', '.join(IMAGE_EXTENSIONS)}); if it "
                         "holds text documents, use a text method (task=mlm)")
     found = {c for c in train_classes if c is not None}
     labeled = len(found) >= 2 and None not in train_classes
     carved = labeled and "test" not in layout  # a labeled pool without its own test split: carve one
+    if split in ("pretrain", "train"):
+        _summarize(root, layout, every, train_files, sorted(found) if labeled else [], cfg.test_fraction if carved else None)
     if split == "pretrain":
         files = train_files
         if carved:
@@ -299,6 +300,18 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     lab = torch.from_numpy(labels)
     ds = DecodedImages(files, lab, cfg.image_size, cfg.channels)
     return ImageSplit(ds, lab, len(names), cfg.image_size, cfg.channels, names, files)
+
+
+def _summarize(root: Path, layout: dict, every: list[str], images: list[str], classes: list[str], carve_fraction):
+    """The folder's one line: images and classes found, unlabeled ones, the carve, and the files not read."""
+    others = [f for f in every if not is_image(f)]
+    unlabeled = 0
+    if "unlabeled" in layout:
+        pool = list_files(layout["unlabeled"], lambda name: True)
+        unlabeled = sum(map(is_image, pool))
+        others += [f for f in pool if not is_image(f)]
+    summarize(root, len(images), "images", classes, unlabeled, carve_fraction,
+              [not_read(others, "images")] if others else [])
 
 
 _COPY_KEYS: dict[tuple[str, ...], list] = {}  # the last folder's copy keys: pretraining and scoring carve it alike

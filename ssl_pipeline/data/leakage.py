@@ -205,8 +205,9 @@ def describe(record: dict | None, unit: str) -> str:
     exact, pool = record["test_examples_with_exact_duplicates"], record["pretraining_duplicates"]
     one = unit.removesuffix("s")  # "1 test image", not "1 test images"
     line = (f"duplicates between pretraining and test data: {exact} test {one if exact == 1 else unit} with an exact "
-            f"and {record['test_examples_with_near_duplicates']} with only a near duplicate in the pretraining pool "
-            f"({pool} pretraining {one if pool == 1 else unit})")
+            f"and {record['test_examples_with_near_duplicates']} with only a near duplicate in the pretraining pool")
+    if pool:  # "(0 pretraining images)" read as an empty pool
+        line += f" (they match {pool} pretraining {one if pool == 1 else unit})"
     if record["dropped_from_pretraining"]:
         return line + f"; {record['dropped_from_pretraining']} dropped from pretraining (data.dedupe=true)"
     if record["pretraining_duplicates"]:

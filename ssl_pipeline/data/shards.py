@@ -25,6 +25,7 @@ import torch
 
 from ..config import DataConfig
 from ..errors import UserError, exit_on_user_error
+from .image_formats import is_image
 
 META = "meta.json"
 SPLITS = ("train", "validation", "test", "unlabeled")
@@ -53,16 +54,12 @@ def shard_urls(cfg: DataConfig, split: str) -> list[str]:
 
 
 def _decode(sample: dict, size: int, channels: int) -> dict:
-    from PIL import Image
-
     from .images import pil_to_tensor
 
-    key = next((k for k in sample if k.split(".")[-1].lower() in ("jpg", "jpeg", "png", "webp", "bmp", "ppm", "gif",
-                                                                   "tif", "tiff", "pgm")), None)
+    key = next((k for k in sample if is_image("." + k.rsplit(".", 1)[-1])), None)  # keys are suffixes: "jpg", "cls"
     if key is None:
         raise UserError(f"shard sample {sample.get('__key__')} has no image (keys: {sorted(sample)})")
-    with Image.open(io.BytesIO(sample[key])) as img:
-        out = {"images": pil_to_tensor(img, size, channels)}
+    out = {"images": pil_to_tensor(io.BytesIO(sample[key]), size, channels)}  # JPEGs decoded at reduced scale
     if "cls" in sample:
         out["labels"] = torch.tensor(int(sample["cls"]))
     return out

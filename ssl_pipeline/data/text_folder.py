@@ -19,9 +19,8 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
-from ..progress import say
 from .copies import text_copy_keys
-from .folders import folder_layout, scan
+from .folders import folder_layout, names, not_read, scan, summarize
 from .labels import encode_labels
 from .splits import carve
 from .text import TextSplit
@@ -31,7 +30,6 @@ DOCUMENT_SUFFIXES = ("", ".txt", ".text", ".md", ".rst")
 UNLABELED_CLASS_DIRS = ("unsup", "unlabeled", "unlabelled")  # inside train/: pretraining only
 
 _READ: dict[tuple[str, ...], list[str]] = {}  # files -> their texts: a process loads a split up to 3 times
-_SAID: set[str] = set()  # summaries already printed by this process
 
 
 def is_document(name: str) -> bool:
@@ -79,10 +77,9 @@ def _documents(base: Path, root: Path, cfg: DataConfig, split: str, read_unlabel
     other = [f for f, c in zip(every, classes) if not is_document(f) and not (c is None and has_classes)]
     skipped = []
     if loose:
-        skipped.append(f"{len(loose)} beside the class folders of {base.name}/ ({_names(loose)})")
+        skipped.append(f"{len(loose)} beside the class folders of {base.name}/ ({names(loose)})")
     if other:
-        suffixes = sorted({Path(f).suffix.lower() for f in other})
-        skipped.append(f"{len(other)} not plain text ({', '.join(suffixes[:4])}{' ...' if len(suffixes) > 4 else ''})")
+        skipped.append(not_read(other, "plain text"))
     kept = [(f, c) for f, c in zip(every, classes) if is_document(f) and not (c is None and has_classes)]
     unlabeled = [f for f, c in kept if split == "unlabeled" or (split == "train" and c is not None
                                                                  and c.lower() in UNLABELED_CLASS_DIRS)]
@@ -103,26 +100,9 @@ def _documents(base: Path, root: Path, cfg: DataConfig, split: str, read_unlabel
     return docs
 
 
-def _names(paths: list[str], most: int = 2) -> str:
-    shown = ", ".join(os.path.basename(f) for f in paths[:most])
-    return shown + (", ..." if len(paths) > most else "")
-
-
 def _say(root: Path, docs: _Documents, extra: int, carve_fraction: Optional[float]) -> None:
-    """The one line a run prints (once): what was read as what, what is held out, and what was skipped."""
-    if str(root) in _SAID:
-        return
-    _SAID.add(str(root))
-    names = sorted({c for c in docs.classes if c is not None})
-    line = f"data.root {root}: " + (f"{len(docs.texts):,} documents in {len(names)} classes ({_names(names, 8)})"
-                                    if len(names) >= 2 else f"{len(docs.texts):,} unlabeled documents")
-    if docs.n_unlabeled or extra:
-        line += f" + {docs.n_unlabeled + extra:,} unlabeled (pretraining only)"
-    if carve_fraction:
-        line += f"; a stratified {carve_fraction:.0%} test split is carved out"
-    if docs.skipped:
-        line += "; skipped files: " + "; ".join(docs.skipped)
-    say(line)
+    classes = sorted({c for c in docs.classes if c is not None})
+    summarize(root, len(docs.texts), "documents", classes, docs.n_unlabeled + extra, carve_fraction, docs.skipped)
 
 
 def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:
