@@ -631,7 +631,7 @@ DATA_SOURCES = {
     "folder": "images (vision) or text documents, one per file (text), under data.root; class = first sub-folder; train/ val|validation/ test/ unlabeled/ sub-folders are splits; no sub-folders = unlabeled",
     "text": "one document per line in data.files (unlabeled)",
     "jsonl / csv / parquet": "data.text_column (+ data.label_column, ints or strings) in data.files; data.test_files / data.validation_files",
-    "auto": "text / jsonl / csv / parquet, whichever the suffix of data.files names (.txt, .jsonl/.json, .csv/.tsv, .parquet); folder when data.root is a directory",
+    "auto": "text / jsonl / csv / parquet, whichever the suffix of data.files names (.txt, .jsonl/.json, .csv/.tsv, .parquet; also under .gz/.bz2/.xz); folder when data.root is a directory",
     "hf": "a Hugging Face dataset name or a local directory of train/test files (data.image_column or data.text_column)",
     "torchvision": "data.name (FashionMNIST, CIFAR10, STL10, ...) under data.root",
     "embedded": "offline demo data: scikit-learn digits (vision) or Python stdlib docstrings (text)",

@@ -321,6 +321,36 @@ def test_text_files_as_users_have_them(tmp_path, capsys):
     assert load_texts(DataConfig(source="csv", files=[str(numeric)]), "train").class_names == ["0", "1"]  # not 0.0
 
 
+def test_compressed_corpora_are_read_as_they_are(tmp_path):
+    """`train.jsonl.gz`, `reviews.tsv.bz2`, `notes.txt.xz`: data.source=auto knew no compressed suffix, and the
+    delimiter guess and encoding check read compressed bytes. Each reads as its uncompressed twin does, a Latin-1
+    text file too (datasets' text builder decodes compressed files as UTF-8 whatever its encoding says)."""
+    import bz2
+    import gzip
+    import lzma
+
+    rows = [(f"caf\u00e9 review {i} {'good fine' if i % 2 else 'bad awful'}", "pos" if i % 2 else "neg")
+            for i in range(20)]
+    plain = {"jsonl": tmp_path / "train.jsonl", "tsv": tmp_path / "reviews.tsv", "txt": tmp_path / "notes.txt"}
+    plain["jsonl"].write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows))
+    _table(plain["tsv"], rows, sep="\t")
+    plain["txt"].write_text("".join(t + "\n" for t, _ in rows), encoding="latin-1")
+    for kind, opener, suffix in (("jsonl", gzip.open, ".gz"), ("tsv", bz2.open, ".bz2"), ("txt", lzma.open, ".xz")):
+        packed = str(plain[kind]) + suffix
+        with opener(packed, "wb") as f:
+            f.write(plain[kind].read_bytes())
+        extra = ["data.encoding=latin-1"] if kind == "txt" else []
+        cfg, twin = (load_config("configs/text/mlm_files.yaml", [f"data.files=[{p}]"] + extra).data
+                     for p in (packed, plain[kind]))
+        assert cfg.source == twin.source == {"jsonl": "jsonl", "tsv": "csv", "txt": "text"}[kind]
+        for split in ("pretrain", "train", "test") if kind != "txt" else ("pretrain",):
+            got, want = load_texts(cfg, split), load_texts(twin, split)
+            assert got.texts == want.texts and got.class_names == want.class_names, (packed, split)
+    with pytest.raises(UserError) as err:  # the encoding check reads the decompressed bytes
+        load_texts(load_config("configs/text/mlm_files.yaml", [f"data.files=[{plain['txt']}.xz]"]).data, "pretrain")
+    assert f"{plain['txt']}.xz is not utf-8 text (byte 0xe9 near offset 3)" in str(err.value)
+
+
 def test_spreadsheet_headers_in_other_case_are_the_columns(tmp_path):
     """`Text` / `Label` headers are data.text_column / data.label_column: a missed label column would make the
     corpus unlabeled and pretrain on the rows the fine-tune stage later tests on."""

@@ -28,9 +28,30 @@ def expand_files(patterns: list[str]) -> list[str]:
     return files
 
 
+# corpora are often shipped compressed (`train.jsonl.gz`); `datasets` decompresses these itself, and open_text
+# below reads them for the checks made before it (the csv delimiter, the encoding)
+COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def format_suffix(path: str) -> str:
+    """'.jsonl' for `corpus.jsonl` and `corpus.jsonl.gz` alike (lower case)."""
+    name = Path(path)
+    if name.suffix.lower() in COMPRESSION:
+        name = name.with_suffix("")
+    return name.suffix.lower()
+
+
 def source_of(path: str, default: str = "text") -> str:
-    """The data.source for a text file, from its suffix."""
-    return SOURCE_OF_SUFFIX.get(Path(path).suffix.lower().lstrip("."), default)
+    """The data.source for a text file, from its (format) suffix."""
+    return SOURCE_OF_SUFFIX.get(format_suffix(path).lstrip("."), default)
+
+
+def open_bytes(path: str):
+    """A binary file object of `path`'s content, decompressed when its suffix names a compression."""
+    import importlib
+
+    module = COMPRESSION.get(Path(path).suffix.lower())
+    return importlib.import_module(module).open(path, "rb") if module else open(path, "rb")
 
 
 def file_format(path: str, default: str = "text") -> str:

@@ -1,4 +1,5 @@
-"""Reading users' text files (csv / tsv / JSON lines / parquet / plain text) into a `datasets` table.
+"""Reading users' text files (csv / tsv / JSON lines / parquet / plain text, plain or .gz/.bz2/.xz) into a `datasets`
+table.
 
 Files as users have them: Excel exports in cp1252 (`data.encoding`), semicolon- or tab-separated "csv" files
 (`data.csv_delimiter`, guessed from the header line by default), and an error that names the file and the byte
@@ -8,11 +9,15 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import io
 import logging
+import os
+import shutil
+import tempfile
 
 from ..config import DataConfig
 from ..errors import UserError
-from .files import BUILDER_OF_SOURCE
+from .files import BUILDER_OF_SOURCE, COMPRESSION, format_suffix, open_bytes
 DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -25,7 +30,9 @@ def load_table(cfg: DataConfig, files: list[str]):
     if builder == "csv":
         options["sep"] = csv_delimiter(cfg, files)
     try:
-        with _quiet_datasets_errors():  # it logs the failure it then raises; the user gets one line, below
+        with _quiet_datasets_errors(), tempfile.TemporaryDirectory() as tmp:  # it logs the failure it then raises;
+            if builder == "text" and codecs.lookup(cfg.encoding).name != "utf-8":  # the user gets one line, below
+                files = _decompressed(files, tmp)
             return datasets.load_dataset(builder, data_files=files, split="train", **options)
     except Exception as err:  # malformed files surface as many exception types
         wrong = None if builder == "parquet" else undecodable(files, cfg.encoding)
@@ -34,13 +41,27 @@ def load_table(cfg: DataConfig, files: list[str]):
         raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
 
 
+def _decompressed(files: list[str], tmp: str) -> list[str]:
+    """Compressed files copied out plain: `datasets`' text builder (5.2) reads a compressed file as UTF-8 whatever
+    its `encoding` says (csv and json honour it)."""
+    plain = []
+    for i, path in enumerate(files):
+        if path.lower().endswith(tuple(COMPRESSION)):
+            out = os.path.join(tmp, f"{i}_{os.path.basename(path).rsplit('.', 1)[0]}")
+            with open_bytes(path) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            path = out
+        plain.append(path)
+    return plain
+
+
 def csv_delimiter(cfg: DataConfig, files: list[str]) -> str:
     """`data.csv_delimiter`; `auto`: tab for .tsv files, else the candidate found most often in the header line."""
     if cfg.csv_delimiter != "auto":
         return "\t" if cfg.csv_delimiter == "tab" else cfg.csv_delimiter
-    if all(f.lower().endswith(".tsv") for f in files):
+    if all(format_suffix(f) == ".tsv" for f in files):
         return "\t"
-    with open(files[0], encoding=cfg.encoding, errors="replace", newline="") as f:
+    with io.TextIOWrapper(open_bytes(files[0]), encoding=cfg.encoding, errors="replace", newline="") as f:
         header = f.readline()
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(counts, key=counts.get)
@@ -56,7 +77,7 @@ def undecodable(files: list[str], encoding: str) -> str | None:
     """'FILE is not ENCODING text (byte 0x.. near offset N)' for the first such file, else None."""
     for path in files:
         decoder, offset = codecs.getincrementaldecoder(encoding)(), 0
-        with open(path, "rb") as f:
+        with open_bytes(path) as f:
             while chunk := f.read(1 << 20):
                 try:
                     decoder.decode(chunk)
