@@ -389,6 +389,31 @@ def test_string_label_names_reach_errors(tmp_path, capsys):
     _fails(finetune_main, base + ["finetune.label_fractions=null", "finetune.labels_per_class=[3]"], capsys, "class 'neg' has only 2")
 
 
+def test_many_small_classes_get_a_carve_error_naming_the_key_not_a_traceback(tmp_path, capsys):
+    """Three tickets in each of ten queues: a 20 % carve holds 6 texts, which cannot hold ten classes, and sklearn's
+    ValueError went up as a traceback. So did the validation carve of a class left with one training example (one
+    of its two went to the test split). Both are one-line errors naming what to change."""
+    rows = [{"text": f"ticket {i} in queue {q}: printer {q * 7 + i} jams", "label": f"queue{q}"}
+            for q in range(10) for i in range(3)]
+    data = _jsonl(tmp_path / "tickets.jsonl", rows)
+    base = ["--config", "configs/text/mlm_embedded.yaml", "data.source=jsonl", f"data.files=[{data}]",
+            f"output_dir={tmp_path / 'o'}", "pretrain.max_steps=1", "pretrain.batch_size=2", "model.vocab_size=120"]
+    _fails(pretrain_main, base, capsys, "a stratified 0.2 test split of 30 examples in 10 classes needs at least "
+           "one example of each class on both sides: set data.test_fraction between 0.34 and 0.66, or give your own "
+           "test split (data.test_files / a test/ folder)")
+    ok = base + ["data.test_fraction=0.34"]
+    pretrain_main(ok)  # the fraction the error names works
+    assert len(load_texts(load_config("configs/text/mlm_embedded.yaml", ok[2:]).data, "test")) == 11
+    capsys.readouterr()
+    two = _jsonl(tmp_path / "two.jsonl", [_review(i, "pos") for i in range(20)] + [_review(98, "neg"), _review(99, "neg")])
+    base = base[:3] + [f"data.files=[{two}]", f"output_dir={tmp_path / 'v'}", "data.test_fraction=0.5"] + base[5:]
+    pretrain_main(base)
+    capsys.readouterr()
+    _fails(finetune_main, base + ["finetune.evaluate_on=validation"], capsys,
+           "class 'neg' has only 1 example: too few to carve a validation split from (need 2 per class); give your own "
+           "validation split (data.validation_files / a val/ folder) or more examples")
+
+
 # --------------------------------------------------------------------------------------- run dir policy
 
 def test_rerun_with_other_recipe_is_refused_and_finished_run_does_nothing(tmp_path, capsys):

@@ -5,6 +5,7 @@ pretraining and fine-tuning call it with the same `data.split_seed`, so the test
 """
 from __future__ import annotations
 
+import math
 from typing import Hashable, Optional, Sequence
 
 import numpy as np
@@ -27,21 +28,40 @@ def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[
 
     `copies`: a key per example (data/copies.py); copies are held out only together (with_copies_together), so the
     test split holds no copy of a training example. Data without copies carves as without keys."""
+    test_idx = stratified_holdout(labels, cfg.test_fraction, cfg.split_seed, names, TEST_CARVE)
+    in_test = with_copies_together(test_idx, len(labels), copies)
+    return np.flatnonzero(~in_test if split == "train" else in_test)
+
+
+TEST_CARVE = ("test", "data.test_fraction", "data.test_files / a test/ folder")
+VALIDATION_CARVE = ("validation", "finetune.validation_fraction", "data.validation_files / a val/ folder")
+
+
+def stratified_holdout(labels: Optional[np.ndarray], fraction: float, seed: int, names: Optional[list[str]],
+                       carve_kind: tuple[str, str, str]) -> np.ndarray:
+    """Held-out indices of a seeded split stratified by `labels` (sklearn's). What sklearn refuses with a ValueError
+    (a class of one example; fewer held-out or remaining examples than classes: many small classes) is a one-line
+    error naming the key to change. `carve_kind`: (split, its fraction key, where a user's own split goes)."""
     from sklearn.model_selection import train_test_split
 
-    idx = np.arange(len(labels))
+    split, key, own = carve_kind
+    n = len(labels) if labels is not None else 0
     stratify = labels if labels is not None and len(np.unique(labels)) > 1 else None
     if stratify is not None:
-        counts = np.bincount(labels)
-        rare = [c for c in np.flatnonzero(counts) if counts[c] < 2]
-        if rare:
-            name = names[rare[0]] if names and rare[0] < len(names) else str(rare[0])
-            raise UserError(f"class '{name}' has only {counts[rare[0]]} example: too few to carve a test split from "
-                            "(need 2 per class); give your own test split (data.test_files / a test/ folder) or more examples")
-    train_idx, test_idx = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.split_seed,
-                                           stratify=stratify)
-    in_test = with_copies_together(test_idx, len(idx), copies)
-    return np.flatnonzero(~in_test if split == "train" else in_test)
+        present, counts = np.unique(labels, return_counts=True)
+        if counts.min() < 2:
+            c = int(present[counts.argmin()])
+            name = names[c] if names and c < len(names) else str(c)
+            raise UserError(f"class '{name}' has only 1 example: too few to carve a {split} split from (need 2 per "
+                            f"class); give your own {split} split ({own}) or more examples")
+        held = math.ceil(fraction * n)  # sklearn's rounding
+        if held < len(present) or n - held < len(present):
+            low, high = math.ceil(100 * len(present) / n) / 100, math.floor(100 * (1 - len(present) / n)) / 100
+            raise UserError(f"a stratified {fraction:g} {split} split of {n} examples in {len(present)} classes needs "
+                            f"at least one example of each class on both sides: set {key} between {low:g} and "
+                            f"{high:g}, or give your own {split} split ({own})")
+    _, held_out = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
+    return held_out
 
 
 def with_copies_together(held_out: np.ndarray, n: int, copies: Optional[Sequence[Hashable]]) -> np.ndarray:

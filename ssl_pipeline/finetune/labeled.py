@@ -297,13 +297,11 @@ class ValidationView:
     """
 
     def __init__(self, data, fraction: float, seed: int):
-        from sklearn.model_selection import train_test_split
-
-        from ..data.splits import with_copies_together
+        from ..data.splits import VALIDATION_CARVE, stratified_holdout, with_copies_together
 
         self.data = data
         n = len(data.train_labels)
-        _, val = train_test_split(np.arange(n), test_size=fraction, random_state=seed + 1, stratify=data.train_labels)
+        val = stratified_holdout(np.asarray(data.train_labels), fraction, seed + 1, data.class_names, VALIDATION_CARVE)
         held_out = with_copies_together(val, n, data.train_copy_keys())  # no copy of a fitted example is scored
         self.fit_idx, self.val_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
         self.train_labels = data.train_labels[self.fit_idx]
