@@ -406,6 +406,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, LEGACY_KEYS.get(key, key), value)
     cfg = _build(Config, tree)
+    from .data.files import is_saved_dataset
+
+    if cfg.data.source in ("auto", "folder") and cfg.data.root and not cfg.data.files and is_saved_dataset(cfg.data.root):
+        # a starting config pointed at what `save_to_disk` wrote: read it as the HF dataset it is, not as files
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="hf", name=cfg.data.root))
     if cfg.data.source == "auto":
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=source_from_suffix(cfg.data)))
     object.__setattr__(cfg, "explicit_keys", frozenset(flatten(tree)))  # what the user set (not a schema key)

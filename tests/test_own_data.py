@@ -254,6 +254,40 @@ def test_hf_local_directory_with_string_labels(tmp_path):
     assert len(load_texts(d, "pretrain")) == 30  # the hub-style test file is never pretrained on
 
 
+def test_datasets_saved_to_disk_are_read_by_the_starting_configs(tmp_path):
+    """What `Dataset.save_to_disk` / `DatasetDict.save_to_disk` write: `load_dataset` refuses a saved Dataset ("use
+    load_from_disk"), and a starting config's data.root read the directory as a folder of .arrow files. Now
+    data.root=SAVED (or data.source=hf data.name=SAVED) reads it: its own splits, or a carve; images too."""
+    import datasets
+
+    names = ["dogs", "cats"]
+    texts = datasets.Dataset.from_dict({"text": [f"a note {i} about {names[i % 2]}" for i in range(40)],
+                                        "label": [i % 2 for i in range(40)]},
+                                       features=datasets.Features({"text": datasets.Value("string"),
+                                                                   "label": datasets.ClassLabel(names=names)}))
+    texts.save_to_disk(str(tmp_path / "notes"))
+    cfg = load_config("configs/text/mlm_files.yaml", [f"data.root={tmp_path / 'notes'}"]).data
+    assert (cfg.source, cfg.name) == ("hf", str(tmp_path / "notes"))
+    train, test, pre = (load_texts(cfg, s) for s in ("train", "test", "pretrain"))
+    assert train.class_names == names and len(train) == 32 and len(test) == 8 and len(pre) == 32
+    assert all(names[lab] in t for t, lab in zip(train.texts, train.labels.tolist()))
+    streamed = load_config("configs/text/mlm_files.yaml", [f"data.root={tmp_path / 'notes'}", "data.streaming=true"])
+    from ssl_pipeline.data.hf import stream_train
+    assert next(iter(stream_train(streamed.data.name, None, "notes")))["text"] == "a note 0 about dogs"
+
+    colours = [(200, 30, 30), (30, 30, 200)]
+    split = lambda n: datasets.Dataset.from_dict(  # noqa: E731
+        {"image": [Image.new("RGB", (20, 12), colours[i % 2]) for i in range(n)], "label": [i % 2 for i in range(n)]},
+        features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["red", "blue"])}))
+    datasets.DatasetDict({"train": split(12), "test": split(4)}).save_to_disk(str(tmp_path / "swatches"))
+    cfg = load_config("configs/vision/simclr_folder.yaml", [f"data.root={tmp_path / 'swatches'}", "data.image_size=8"]).data
+    assert cfg.source == "hf"
+    train, test = load_images(cfg, "train"), load_images(cfg, "test")
+    assert train.class_names == ["red", "blue"] and len(train) == 12 and len(test) == 4
+    first = train.dataset[1]["images"].float().mean(dim=(1, 2))
+    assert int(train.labels[1]) == 1 and (first - torch.tensor(colours[1], dtype=torch.float)).abs().max() < 3
+
+
 def test_hf_rows_without_a_label_are_pretraining_only(tmp_path, capsys):
     """Hub-style data marks unlabeled rows with an empty label or a ClassLabel's -1 (STL-10 style)."""
     import datasets

@@ -58,3 +58,10 @@ def file_format(path: str, default: str = "text") -> str:
     """The `datasets` builder for a file, from its suffix (`default`: a builder, for unknown suffixes)."""
     source = source_of(path, default="")
     return BUILDER_OF_SOURCE[source] if source else default
+
+
+def is_saved_dataset(path: str) -> bool:
+    """A directory written by `datasets`' `save_to_disk` (a Dataset's state.json, a DatasetDict's dataset_dict.json):
+    read with `load_from_disk`, which `load_dataset` refuses."""
+    p = Path(path).expanduser()
+    return p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file())

@@ -1,5 +1,6 @@
 """Hugging Face `datasets` sources for both modalities: a hub name, a local directory of split files
-(`train.jsonl`, `test.csv`, ... as `datasets` recognises them) or `data.files`.
+(`train.jsonl`, `test.csv`, ... as `datasets` recognises them), a directory written by `save_to_disk`, or
+`data.files`.
 
 The source's own test / validation splits are used when it has them; otherwise the test split is carved
 (stratified, seeded) from train, and never when there are no labels (an unlabeled pool is pretrained on whole).
@@ -7,6 +8,7 @@ The source's own test / validation splits are used when it has them; otherwise t
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -14,7 +16,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from .files import expand_files, file_format
+from .files import expand_files, file_format, is_saved_dataset
 from .labels import encode_labels, unlabeled_rows
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
@@ -46,6 +48,9 @@ def _load_dataset_dict(files: Optional[tuple], name: Optional[str]) -> dict:
                                                    split="train")}
         if not name:
             raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
+        if is_saved_dataset(name):
+            saved = datasets.load_from_disk(os.path.expanduser(name))  # memory-mapped Arrow files, as written
+            return {"train": saved} if isinstance(saved, datasets.Dataset) else dict(saved)
         return dict(datasets.load_dataset(name))
     except UserError:
         raise
@@ -124,6 +129,9 @@ def stream_train(name: Optional[str], files: Optional[list[str]], where: str, de
         if files:
             return datasets.load_dataset(file_format(files[0], default=default_format), data_files=files, split="train",
                                          streaming=True)
+        if is_saved_dataset(name):  # streamed from its Arrow files; shards let processes and workers split it
+            train = _load_dataset_dict(None, name)["train"]
+            return train.to_iterable_dataset(num_shards=max(1, min(len(train), 64)))
         return datasets.load_dataset(name, split="train", streaming=True)
     except UserError:
         raise

@@ -56,7 +56,10 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
             raise UserError(f"{where} has label {int(arr.max())}, but the train split has only {len(names)} classes")
         return arr, names
     text = [str(v) for v in raw]
-    if names is None:
+    if names is None and feature_names:  # the ClassLabel's order (the dataset's own ids), classes present only
+        present = set(text)
+        names = [n for n in map(str, feature_names) if n in present]
+    elif names is None:
         names = sorted(set(text), key=_natural)
     index = {n: i for i, n in enumerate(names)}
     unknown = sorted(set(text) - index.keys())
