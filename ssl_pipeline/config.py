@@ -43,8 +43,8 @@ class DataConfig:
     name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
     root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
     files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet): the training pool
-    test_files: Optional[list[str]] = None  # text: your own test file(s) or globs; when set nothing is carved and pretraining never reads them
-    validation_files: Optional[list[str]] = None  # text: your own validation file(s), scored by finetune.evaluate_on=validation (else carved from train)
+    test_files: Optional[list[str]] = None  # file sources (text; hf with data.files, e.g. a csv of image paths): your own test file(s) or globs; when set nothing is carved and pretraining never reads them
+    validation_files: Optional[list[str]] = None  # file sources: your own validation file(s), scored by finetune.evaluate_on=validation (else carved from train)
     extra_pretrain_files: Optional[list[str]] = None  # text: more unlabeled JSON-lines/text files, used by pretraining only
     download: bool = False  # let torchvision / HF download when online
     image_size: int = 32  # images are resized to image_size x image_size
@@ -411,6 +411,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     if cfg.data.source in ("auto", "folder") and cfg.data.root and not cfg.data.files and is_saved_dataset(cfg.data.root):
         # a starting config pointed at what `save_to_disk` wrote: read it as the HF dataset it is, not as files
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="hf", name=cfg.data.root))
+    if cfg.data.source == "folder" and cfg.data.files:  # the image-folder starting config given a table of image
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="hf"))  # paths (a folder reads none)
     if cfg.data.source == "auto":
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source=source_from_suffix(cfg.data)))
     object.__setattr__(cfg, "explicit_keys", frozenset(flatten(tree)))  # what the user set (not a schema key)
@@ -468,6 +470,12 @@ def validate(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
     if cfg.data.dedupe and not cfg.data.leakage_check:
         raise UserError("data.dedupe=true needs data.leakage_check=true (duplicates must be found to be dropped)")
+    own = [k for k in ("test_files", "validation_files") if getattr(cfg.data, k)]
+    if own and cfg.data.source not in TEXT_ONLY_SOURCES + ("hf",):  # they were silently ignored: a carve scored instead
+        where = {"folder": "a test/ (val/) folder beside train/", "webdataset": "its test-* shards"}.get(
+            cfg.data.source, "the source itself (its own split, or a carve)")
+        raise UserError(f"data.{own[0]} is read by file sources (csv, jsonl, parquet, text; hf with data.files), not "
+                        f"by data.source={cfg.data.source}, whose {own[0].split('_')[0]} split comes from {where}")
     if cfg.pretrain.monitor_every < 0:
         raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
     if cfg.pretrain.min_steps < 0:

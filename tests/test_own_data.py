@@ -288,6 +288,45 @@ def test_datasets_saved_to_disk_are_read_by_the_starting_configs(tmp_path):
     assert int(train.labels[1]) == 1 and (first - torch.tensor(colours[1], dtype=torch.float)).abs().max() < 3
 
 
+def test_a_table_of_image_paths_with_its_own_test_table(tmp_path, monkeypatch, capsys):
+    """Kaggle's layout: images/ beside train.csv and test.csv whose rows name `images/001.jpg`. The paths were read
+    from the working directory, and data.test_files was silently ignored for every source but text files (a carve
+    of train.csv was scored instead of test.csv). Now paths start at the table's folder, from anywhere, the
+    image-folder starting config reads the table, and the test table is the test split."""
+    (tmp_path / "kaggle" / "images").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    colours = {"red": (220, 20, 20), "blue": (20, 20, 220)}
+    rows = []
+    for i in range(24):
+        name = "red" if i % 2 else "blue"
+        Image.new("RGB", (16, 16), colours[name]).save(tmp_path / "kaggle" / "images" / f"{i:03d}.jpg")
+        rows.append(f"images/{i:03d}.jpg,{name}\n")
+    (tmp_path / "kaggle" / "train.csv").write_text("image,label\n" + "".join(rows[:18]))
+    (tmp_path / "kaggle" / "test.csv").write_text("image,label\n" + "".join(rows[18:]))
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    args = [f"data.files=[{tmp_path / 'kaggle' / 'train.csv'}]", f"data.test_files=[{tmp_path / 'kaggle' / 'test.csv'}]",
+            "data.image_size=8"]
+    cfg = load_config(f"{ROOT}/configs/vision/simclr_folder.yaml", args).data
+    assert cfg.source == "hf"
+    pre, train, test = (load_images(cfg, s) for s in ("pretrain", "train", "test"))
+    assert len(pre) == len(train) == 18 and len(test) == 6  # nothing carved: the test table is the test split
+    assert test.class_names == ["blue", "red"] and test.labels.tolist() == [0, 1] * 3
+    for split in (train, test):
+        for i in range(len(split)):
+            pixels = split.dataset[i]["images"].float().mean(dim=(1, 2))
+            want = torch.tensor(colours[split.class_names[int(split.labels[i])]], dtype=torch.float)
+            assert (pixels - want).abs().max() < 8
+    (tmp_path / "kaggle" / "bad.csv").write_text("image,label\n" + "".join(f"photos/{i:03d}.jpg,{'red' if i % 2 else 'blue'}\n"
+                                                                          for i in range(8)))
+    with pytest.raises(UserError) as err:
+        load_images(load_config(f"{ROOT}/configs/vision/simclr_folder.yaml",
+                                [f"data.files=[{tmp_path / 'kaggle' / 'bad.csv'}]"]).data, "pretrain")
+    assert "holds paths such as 'photos/0" in str(err.value) and "neither under the table's folder" in str(err.value)
+    with pytest.raises(UserError) as err:  # a source that has its own test split: the key is refused, not ignored
+        load_config(f"{ROOT}/configs/vision/simclr_digits.yaml", [f"data.test_files=[{tmp_path / 'kaggle' / 'test.csv'}]"])
+    assert "data.test_files is read by file sources" in str(err.value)
+
+
 def test_hf_rows_without_a_label_are_pretraining_only(tmp_path, capsys):
     """Hub-style data marks unlabeled rows with an empty label or a ClassLabel's -1 (STL-10 style)."""
     import datasets

@@ -41,6 +41,20 @@ def format_suffix(path: str) -> str:
     return name.suffix.lower()
 
 
+def own_split_files(cfg, pool: list[str]) -> dict[str, list[str]]:
+    """data.test_files / data.validation_files (a DataConfig's), expanded: {"test": [...], "validation": [...]} for
+    those given. None may be a file of the training pool `pool` (it would be trained on and scored)."""
+    own = {split: expand_files(list(patterns)) for split, patterns in (("test", cfg.test_files),
+                                                                      ("validation", cfg.validation_files)) if patterns}
+    training = set(map(os.path.realpath, pool)) if own else set()
+    for split, files in own.items():
+        shared = [f for f in files if os.path.realpath(f) in training]
+        if shared:
+            raise UserError(f"data.{split}_files and data.files both hold {shared[0]}: a {split} file must not be in "
+                            "the training pool")
+    return own
+
+
 def source_of(path: str, default: str = "text") -> str:
     """The data.source for a text file, from its (format) suffix."""
     return SOURCE_OF_SUFFIX.get(format_suffix(path).lstrip("."), default)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from .files import expand_files, file_format, is_saved_dataset
+from .files import expand_files, file_format, is_saved_dataset, own_split_files
 from .labels import encode_labels, unlabeled_rows
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
@@ -34,10 +34,17 @@ class HFSplit:
 def load_dataset_dict(cfg: DataConfig) -> dict:
     """Every split of the source, loaded once per process: the pretrain, train, validation and test requests of a
     run all read this one load (a hub or file source is otherwise re-resolved and re-scanned each time)."""
-    return dict(_load_dataset_dict(tuple(cfg.files) if cfg.files else None, cfg.name))
+    if (cfg.test_files or cfg.validation_files) and not cfg.files:
+        raise UserError("data.test_files / data.validation_files go with data.files (a table of the training rows); "
+                        f"the HF dataset {cfg.name} brings its own splits")
+    splits = dict(_load_dataset_dict(tuple(cfg.files) if cfg.files else None, cfg.name))
+    own = own_split_files(cfg, expand_files(list(cfg.files))) if cfg.files else {}
+    for split, files in own.items():  # a user's own test (validation) table: scored, never carved nor pretrained on
+        splits[split] = _load_dataset_dict(tuple(files), None)["train"]
+    return splits
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _load_dataset_dict(files: Optional[tuple], name: Optional[str]) -> dict:
     import datasets
 

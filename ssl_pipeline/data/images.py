@@ -373,24 +373,50 @@ def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
                             "labels to fine-tune on (unlabeled images can only be pretrained on)")
     ds, labels = part.dataset, part.labels
     lab = None if labels is None else torch.from_numpy(labels)
-    if isinstance(ds.features.get(cfg.image_column), datasets.Image):
+    feature = ds.features.get(cfg.image_column)
+    if isinstance(feature, datasets.Image):
         # left encoded: each image is decoded once, when read, at the target size (JPEGs at a reduced scale) --
         # `ds[column]` decoded every image of the split at full size into memory at once
         ds = ds.cast_column(cfg.image_column, datasets.Image(decode=False))
-    images = _LazyColumn(ds, cfg.image_column)
+    paths = getattr(feature, "dtype", None) in ("string", "large_string")
+    base = _path_base(cfg, split, ds, cfg.image_column) if paths else None
+    images = _LazyColumn(ds, cfg.image_column, base)
     dec = DecodedImages(images, lab, cfg.image_size, cfg.channels)
     return ImageSplit(dec, lab, len(part.class_names), cfg.image_size, cfg.channels, part.class_names, part.ids)
 
 
 class _LazyColumn:
-    def __init__(self, ds, col):
-        self.ds, self.col = ds, col
+    """One column of an HF dataset, read a row at a time; a column of relative file paths is read from `base`."""
+
+    def __init__(self, ds, col, base: Optional[str] = None):
+        self.ds, self.col, self.base = ds, col, base
 
     def __len__(self):
         return len(self.ds)
 
     def __getitem__(self, i):
-        return self.ds[int(i)][self.col]
+        value = self.ds[int(i)][self.col]
+        return os.path.join(self.base, value) if self.base and not os.path.isabs(value) else value
+
+
+def _path_base(cfg: DataConfig, split: str, ds, column: str) -> Optional[str]:
+    """Where a table's relative image paths start (Kaggle's `train.csv` of `images/001.jpg` rows): the table's own
+    folder, as for HF's ImageFolder metadata, else the working directory; an error naming both when neither holds
+    the first rows' files, before anything trains."""
+    from .files import expand_files
+
+    own = {"test": cfg.test_files, "validation": cfg.validation_files}.get(split)
+    table = expand_files(list(own or cfg.files))[0] if cfg.files else None
+    here = os.path.dirname(os.path.abspath(table)) if table else os.path.expanduser(cfg.name or "")
+    sample = [v for v in ds.select(range(min(len(ds), 8)))[column] if v and not os.path.isabs(v)]
+    if not sample:
+        return None
+    for base in (here, os.getcwd()):
+        if base and all(os.path.exists(os.path.join(base, v)) for v in sample):
+            return base
+    raise UserError(f"data.image_column '{column}' holds paths such as {sample[0]!r} that are neither under the "
+                    f"table's folder {here} nor under the working directory {os.getcwd()}; write them relative to "
+                    "the table's folder (or absolute)")
 
 
 LOADERS = {

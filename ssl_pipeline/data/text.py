@@ -23,7 +23,7 @@ import torch
 from .. import progress
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
-from .files import expand_files, source_of
+from .files import expand_files, own_split_files, source_of
 from .copies import text_copy_keys
 from .splits import carve
 from .text_files import load_table
@@ -131,22 +131,6 @@ def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = Fa
     return [texts[i] for i in keep], None if raw is None else [raw[i] for i in keep], keep
 
 
-def _own_split_files(cfg: DataConfig) -> dict[str, list[str]]:
-    """data.test_files / data.validation_files, expanded; they must not overlap the training pool."""
-    own = {}
-    for split, patterns in (("test", cfg.test_files), ("validation", cfg.validation_files)):
-        if patterns:
-            own[split] = expand_files(patterns)
-    if own:
-        pool = set(map(os.path.realpath, _corpus_files(cfg)))
-        for split, files in own.items():
-            shared = [f for f in files if os.path.realpath(f) in pool]
-            if shared:
-                raise UserError(f"data.{split}_files and data.files both hold {shared[0]}: a {split} file must not "
-                                "be in the training pool")
-    return own
-
-
 def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     """split: 'pretrain' (all training texts, labels ignored), 'train', 'validation' (the source's own; None when
     it has none) or 'test'. With no labels nothing is carved: pretraining uses every text."""
@@ -160,7 +144,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         from .text_folder import load_text_folder  # it builds TextSplits: imported here, not at the top
 
         return load_text_folder(cfg, split)
-    own = {} if cfg.source == "embedded" else _own_split_files(cfg)
+    own = {} if cfg.source == "embedded" else own_split_files(cfg, _corpus_files(cfg))
     if split == "validation" and "validation" not in own:
         return None
     if cfg.source == "embedded":
