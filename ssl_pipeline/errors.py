@@ -30,22 +30,67 @@ def exit_on_user_error(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         first = first_process()
+        term = _SigtermAsInterrupt()
         try:
-            return fn(*args, **kwargs)
+            with term:
+                return fn(*args, **kwargs)
         except UserError as err:
             message = str(err).replace("\n", " ")
             print(f"error: {message}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
         except Interrupted as stop:
+            _ignore_further_signals()
             if first:
                 print(str(stop), file=sys.stderr, flush=True)
             _exit_after_interrupt(stop.exit_code)
         except KeyboardInterrupt:
+            _ignore_further_signals()
             if first:
                 print("interrupted — finished work is kept; run the same command to resume", file=sys.stderr, flush=True)
-            _exit_after_interrupt(130)
+            _exit_after_interrupt(143 if term.received else 130)
 
     return wrapper
+
+
+class _SigtermAsInterrupt:
+    """SIGTERM outside the training loop (reading and decoding data, between grid cells) ends the run as Ctrl-C
+    does, with its line. Its default action killed the process silently — and `accelerate launch` answers a Ctrl-C
+    by sending its worker SIGTERM at once, so a Ctrl-C while data was loading printed nothing. The training loop
+    installs its own handler (interrupt.StopFlag: checkpoint first) and restores this one after."""
+
+    def __init__(self):
+        self.received = False
+        self._old = None
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+            self._old = None
+
+
+def _ignore_further_signals() -> None:
+    """While an interrupted run says so and exits, a second Ctrl-C (or the launcher's SIGTERM after the first) must
+    not break into the exit handlers with a traceback of its own."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
 
 
 def _exit_after_interrupt(code: int) -> None:

@@ -244,3 +244,39 @@ def test_ctrl_c_while_the_report_is_written_is_acted_on_after_it():
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_while_images_are_decoded_says_so_through_the_launcher(tmp_path):
+    """A terminal's Ctrl-C reaches `accelerate launch` and its worker together, and the launcher then sends the
+    worker SIGTERM at once. Before training starts SIGTERM killed the worker outright, so a Ctrl-C while a photo
+    folder was being read printed nothing at all. Now: the usual line, exit 130, no traceback."""
+    import os
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    pool = tmp_path / "photos"
+    pool.mkdir()
+    y, x = np.mgrid[0:3000, 0:3000]
+    Image.fromarray(np.stack([x % 256, y % 256, (x + y) % 256], -1).astype(np.uint8)).save(pool / "0.png",
+                                                                                            compress_level=1)
+    for i in range(1, 300):  # ~0.1 s each to decode (full size: PNGs have no reduced-scale decode): 15 s of reading
+        shutil.copy(pool / "0.png", pool / f"{i}.png")
+    launcher = [a if a != "accelerate.commands.launch" else "ssl_pipeline.launch" for a in launch_args(2)]
+    launcher[launcher.index("--multi_gpu"):launcher.index("--num_machines")] = ["--num_processes", "1"]
+    cmd = launcher + ["pretrain", "--config", "configs/vision/simclr_folder.yaml", f"data.root={pool}",
+                      f"output_dir={tmp_path / 'run'}", "pretrain.max_steps=3", "pretrain.min_steps=0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_foreground_job, start_new_session=True)
+    for line in proc.stdout:  # the folder's summary line: its images are checked (~0.1 s), then decoded (~15 s)
+        if line.startswith("data.root"):
+            break
+    time.sleep(2)  # inside the decode, where the worker waits for its decoding threads after a Ctrl-C
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground process group
+    stdout, stderr = proc.communicate(timeout=120)
+    assert "pretraining simclr on" not in stdout, "the signal came after data loading: the test needs more images"
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert [l for l in stderr.splitlines() if "interrupted" in l] == [
+        "interrupted — finished work is kept; run the same command to resume"]
