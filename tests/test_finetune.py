@@ -304,3 +304,25 @@ def test_classic_text_rows_written_before_the_setting_existed_are_words_only(tmp
                                   ["classic", "knn"])) == 2
         else:
             assert len(_load_rows(path, header, now, enc, ["classic", "knn"])) == 2
+
+
+def test_image_classic_rows_carry_no_text_setting_and_resume_under_any(tmp_path):
+    """finetune.classic.text_features means nothing for pixels: image rows were stamped with it anyway, and a
+    report made before a user changed it was refused on resume ('classic rows made with other settings')."""
+    from ssl_pipeline.finetune.runner import _load_rows, report_identity, row_settings
+
+    vision = load_config("configs/vision/simclr_digits.yaml", [])
+    assert row_settings(vision, "classic") == {}
+    assert row_settings(load_config("configs/text/mlm_embedded.yaml", []), "classic") == {
+        "classic": {"text_features": "words+chars"}}
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    (enc / "ssl_encoder.json").write_text("{}\n")
+    (enc / "model.safetensors").write_bytes(b"weights")
+    stamped = {"method": "classic", "label_fraction": 0.1, "seed": 0, "accuracy": 0.5,
+               "settings": {"classic": {"text_features": "words+chars"}}}  # as the earlier version wrote them
+    chars = load_config("configs/vision/simclr_digits.yaml", ["finetune.classic.text_features=chars"])
+    header = {**report_identity(chars, enc), "modality": "vision"}
+    path = tmp_path / "label_efficiency.json"
+    path.write_text(json.dumps({**header, "rows": [stamped]}))
+    assert len(_load_rows(path, header, chars, enc, ["classic"])) == 1

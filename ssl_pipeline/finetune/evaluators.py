@@ -19,6 +19,7 @@ class Evaluator:
     embeddings: str = ""  # frozen: scores frozen train/test embeddings; probe_head: needs them only for the linear
     #                       probe its head starts from (finetune.head_init=probe); "": never
     settings: str = ""  # its own config section (finetune.<settings>): stamped on each of its rows, checked on resume
+    settings_modality: str = ""  # the section applies to this modality's rows only ("": both)
     about: str = ""
 
 
@@ -45,7 +46,7 @@ EVALUATORS = (  # report order
     Evaluator("base_probe", "baseline", "linear_probe", default=False, needs_base=True, embeddings="frozen",
               about="linear_probe on the starting checkpoint, without the SSL stage"),
     Evaluator("supervised", "baseline", "supervised", about="the same architecture from random weights"),
-    Evaluator("classic", "baseline", "classic", settings="classic",
+    Evaluator("classic", "baseline", "classic", settings="classic", settings_modality="text",
               about="scikit-learn logistic regression on pixels / TF-IDF of words and character n-grams"),
 )
 BY_NAME = {e.name: e for e in EVALUATORS}

@@ -140,7 +140,8 @@ def row_settings(cfg: Config, method: str) -> dict:
     """The config sections a row depends on beyond the fingerprint, as it records them: the method's own (fixmatch),
     and fixmatch's for a distilled student whose teacher is the fixmatch model ({} for the other rows)."""
     evaluator = BY_NAME[method]
-    sections = [evaluator.settings] if evaluator.settings else []
+    applies = evaluator.settings_modality in ("", modality_of(cfg.task))  # images have no finetune.classic keys
+    sections = [evaluator.settings] if evaluator.settings and applies else []
     if evaluator.protocol in DISTILL_METHODS and cfg.finetune.distill_teacher == "fixmatch":
         sections.append("fixmatch")
     return {s: dataclasses.asdict(getattr(cfg.finetune, s)) for s in sections}
