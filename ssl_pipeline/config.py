@@ -39,7 +39,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "embedded"  # embedded | torchvision | hf | folder | webdataset | synthetic (vision); embedded | folder | text | jsonl | csv | parquet | hf | synthetic (text); auto: text | jsonl | csv | parquet from the suffix of data.files, folder for a directory in data.root
+    source: str = "embedded"  # embedded | torchvision | hf | folder | webdataset | synthetic (vision); embedded | folder | text | jsonl | csv | parquet | excel | hf | synthetic (text); auto: text | jsonl | csv | parquet | excel (.xlsx) from the suffix of data.files, folder for a directory in data.root
     name: Optional[str] = None  # torchvision dataset class (FashionMNIST, CIFAR10, STL10) or HF hub name
     root: Optional[str] = None  # local directory or file(s) for torchvision / folder / text / jsonl sources
     files: Optional[list[str]] = None  # explicit files or globs (text / jsonl / csv / parquet): the training pool
@@ -437,7 +437,7 @@ def source_from_suffix(data: DataConfig) -> str:
     unknown = [p for p, s in found.items() if not s]
     if unknown:
         raise UserError(f"data.source=auto cannot tell the format of {unknown[0]} from its suffix: set "
-                        f"data.source to one of text, jsonl, csv, parquet")
+                        f"data.source to one of text, jsonl, csv, parquet, excel")
     kinds = sorted(set(found.values()))
     if len(kinds) > 1:
         raise UserError(f"data.files mix formats ({', '.join(kinds)}): data.source=auto needs one; convert them to "
@@ -474,7 +474,7 @@ def validate(cfg: Config) -> None:
     if own and cfg.data.source not in TEXT_ONLY_SOURCES + ("hf",):  # they were silently ignored: a carve scored instead
         where = {"folder": "a test/ (val/) folder beside train/", "webdataset": "its test-* shards"}.get(
             cfg.data.source, "the source itself (its own split, or a carve)")
-        raise UserError(f"data.{own[0]} is read by file sources (csv, jsonl, parquet, text; hf with data.files), not "
+        raise UserError(f"data.{own[0]} is read by file sources (csv, jsonl, parquet, excel, text; hf with data.files), not "
                         f"by data.source={cfg.data.source}, whose {own[0].split('_')[0]} split comes from {where}")
     if cfg.pretrain.monitor_every < 0:
         raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
@@ -567,7 +567,7 @@ def validate(cfg: Config) -> None:
         raise UserError("config key 'finetune.seeds' must list at least one seed")
 
 
-TEXT_ONLY_SOURCES = ("text", "jsonl", "csv", "parquet")
+TEXT_ONLY_SOURCES = ("text", "jsonl", "csv", "parquet", "excel")
 VISION_ONLY_SOURCES = ("torchvision",)  # folder: images for a vision method, documents for a text one
 TASK_FOR_MODALITY = {"vision": "simclr", "text": "mlm"}  # the method suggested for each kind of data
 
@@ -643,8 +643,8 @@ def _schema_rows():
 DATA_SOURCES = {
     "folder": "images (vision) or text documents, one per file (text), under data.root; class = first sub-folder; train/ val|validation/ test/ unlabeled/ sub-folders are splits; no sub-folders = unlabeled",
     "text": "one document per line in data.files (unlabeled)",
-    "jsonl / csv / parquet": "data.text_column (+ data.label_column, ints or strings) in data.files; data.test_files / data.validation_files",
-    "auto": "text / jsonl / csv / parquet, whichever the suffix of data.files names (.txt, .jsonl/.json, .csv/.tsv, .parquet; also under .gz/.bz2/.xz); folder when data.root is a directory",
+    "jsonl / csv / parquet / excel": "data.text_column (+ data.label_column, ints or strings) in data.files; data.test_files / data.validation_files",
+    "auto": "text / jsonl / csv / parquet / excel, whichever the suffix of data.files names (.txt, .jsonl/.json, .csv/.tsv, .parquet, .xlsx; all but .xlsx also under .gz/.bz2/.xz); folder when data.root is a directory",
     "hf": "a Hugging Face dataset name or a local directory of train/test files (data.image_column or data.text_column)",
     "torchvision": "data.name (FashionMNIST, CIFAR10, STL10, ...) under data.root",
     "embedded": "offline demo data: scikit-learn digits (vision) or Python stdlib docstrings (text)",

@@ -424,6 +424,39 @@ def test_compressed_corpora_are_read_as_they_are(tmp_path):
     assert f"{plain['txt']}.xz is not utf-8 text (byte 0xe9 near offset 3)" in str(err.value)
 
 
+def test_excel_workbooks_with_labels_typed_by_hand(tmp_path):
+    """Labeled data often lives in .xlsx sheets: data.source=auto reads them (the first sheet), numbers typed in a
+    text column stay text, empty label cells make pretraining-only rows, and two workbooks with one header are
+    one table; a workbook of another header, and streaming one, are one-line errors."""
+    from openpyxl import Workbook
+
+    def workbook(path, rows, header=("Text", "Label")):
+        book = Workbook()
+        book.active.append(list(header))
+        for row in rows:
+            book.active.append(list(row))
+        book.save(path)
+        return str(path)
+
+    rows = [(f"printer {i} {'jams again' if i % 2 else 'out of toner'}", "paper" if i % 2 else "toner") for i in range(30)]
+    rows[3] = (42, "paper")  # a bare number typed into the text column
+    first = workbook(tmp_path / "tickets.xlsx", rows[:20])
+    second = workbook(tmp_path / "more.xlsx", rows[20:] + [(f"note {i}", None) for i in range(6)])
+    cfg = load_config("configs/text/mlm_files.yaml", [f"data.files=[{first},{second}]"]).data
+    assert cfg.source == "excel"
+    train, test, pre = (load_texts(cfg, s) for s in ("train", "test", "pretrain"))
+    assert train.class_names == ["paper", "toner"] and len(train) + len(test) == 30
+    assert len(pre) == len(train) + 6 and "42" in train.texts + test.texts
+    assert all(("jams" in t) == (names == "paper") for t, names in
+               zip(train.texts, [train.class_names[i] for i in train.labels.tolist()]) if t != "42")
+    other = workbook(tmp_path / "other.xlsx", rows[:4], header=("body", "queue"))
+    with pytest.raises(UserError, match="different columns"):
+        load_texts(load_config("configs/text/mlm_files.yaml", [f"data.files=[{first},{other}]"]).data, "pretrain")
+    from ssl_pipeline.data.hf import stream_train
+    with pytest.raises(UserError, match="not Excel workbooks"):
+        stream_train(None, [first], "tickets")
+
+
 def test_spreadsheet_headers_in_other_case_are_the_columns(tmp_path):
     """`Text` / `Label` headers are data.text_column / data.label_column: a missed label column would make the
     corpus unlabeled and pretrain on the rows the fine-tune stage later tests on."""
@@ -529,7 +562,7 @@ def test_help_lists_main_keys_and_sources(capsys):
     with pytest.raises(SystemExit):
         pretrain_main(["--help"])
     out = capsys.readouterr().out
-    for needle in ("data.test_files", "finetune.evaluate_on", "threads", "folder:", "jsonl / csv / parquet:"):
+    for needle in ("data.test_files", "finetune.evaluate_on", "threads", "folder:", "jsonl / csv / parquet / excel:"):
         assert needle in out
     assert help_text() in out.replace("\r", "")
 

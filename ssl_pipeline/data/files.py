@@ -9,8 +9,9 @@ from ..errors import UserError
 
 # file suffix -> the data.source that reads it; data.source -> the `datasets` packaged builder behind it
 SOURCE_OF_SUFFIX = {"jsonl": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "csv", "parquet": "parquet",
-                    "txt": "text", "text": "text"}
-BUILDER_OF_SOURCE = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
+                    "txt": "text", "text": "text", "xlsx": "excel"}
+# "excel" is no `datasets` builder: text_files.read_excel reads it (pandas + openpyxl)
+BUILDER_OF_SOURCE = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text", "excel": "excel"}
 
 
 def expand_files(patterns: list[str]) -> list[str]:

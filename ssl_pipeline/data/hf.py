@@ -51,6 +51,10 @@ def _load_dataset_dict(files: Optional[tuple], name: Optional[str]) -> dict:
     try:
         if files:
             files = expand_files(list(files))
+            if file_format(files[0]) == "excel":  # a table of image paths kept in a spreadsheet
+                from .text_files import read_excel
+
+                return {"train": read_excel(files)}
             return {"train": datasets.load_dataset(file_format(files[0], default="parquet"), data_files=files,
                                                    split="train")}
         if not name:
@@ -132,6 +136,9 @@ def stream_train(name: Optional[str], files: Optional[list[str]], where: str, de
     downloaded up front); a one-line error naming `where` when it cannot be opened. Text and image streams both."""
     import datasets
 
+    if files and file_format(files[0]) == "excel":
+        raise UserError(f"data.streaming reads csv, jsonl, parquet and text files, not Excel workbooks ({files[0]}): "
+                        "set data.streaming=false (a workbook fits in memory), or save it as .csv")
     try:
         if files:
             return datasets.load_dataset(file_format(files[0], default=default_format), data_files=files, split="train",

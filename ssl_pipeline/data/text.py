@@ -31,7 +31,7 @@ from .labels import encode_labels, unlabeled_rows
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
                      "unittest", "urllib", "xml")
-TEXT_SOURCES = ("embedded", "folder", "text", "jsonl", "csv", "parquet", "hf", "synthetic")
+TEXT_SOURCES = ("embedded", "folder", "text", "jsonl", "csv", "parquet", "excel", "hf", "synthetic")
 
 
 @dataclass

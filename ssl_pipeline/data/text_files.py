@@ -26,6 +26,8 @@ def load_table(cfg: DataConfig, files: list[str]):
     import datasets
 
     builder = BUILDER_OF_SOURCE[cfg.source]
+    if builder == "excel":
+        return read_excel(files)
     options = {} if builder == "parquet" else {"encoding": cfg.encoding}
     if builder == "csv":
         options["sep"] = csv_delimiter(cfg, files)
@@ -39,6 +41,30 @@ def load_table(cfg: DataConfig, files: list[str]):
         if wrong:
             raise UserError(wrong_encoding(wrong)) from None
         raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
+
+
+def read_excel(files: list[str]):
+    """The first sheet of each .xlsx workbook, one `datasets.Dataset` (labels typed by hand live in spreadsheets).
+    Cells are read as text, so a column mixing numbers and words (a text column with a bare "42", labels 1, 2 and
+    "other") is one Arrow type; empty cells stay empty (their rows are pretraining only). Needs openpyxl."""
+    import datasets
+    import pandas as pd
+
+    frames = []
+    for path in files:
+        try:
+            frame = pd.read_excel(path, sheet_name=0, dtype=str)
+        except ImportError as err:
+            raise UserError(f"reading {path} needs the openpyxl package ({err}); pip install openpyxl, or save "
+                            "the sheet as .csv") from None
+        except Exception as err:  # not a workbook, encrypted, ...: many exception types
+            raise UserError(f"cannot read the Excel workbook {path}: {str(err).splitlines()[0]}") from None
+        frames.append(frame.astype(object).where(frame.notna(), None))
+    columns = [list(f.columns) for f in frames]
+    if any(c != columns[0] for c in columns):
+        raise UserError(f"the workbooks' first sheets have different columns ({columns[0]} in {files[0]}, "
+                        f"{next(c for c in columns if c != columns[0])} in another); give them one header")
+    return datasets.Dataset.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
 
 
 def _decompressed(files: list[str], tmp: str) -> list[str]:
