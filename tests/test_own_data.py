@@ -394,6 +394,36 @@ def test_text_files_as_users_have_them(tmp_path, capsys):
     assert load_texts(DataConfig(source="csv", files=[str(numeric)]), "train").class_names == ["0", "1"]  # not 0.0
 
 
+def test_byte_order_marks_decide_the_encoding(tmp_path):
+    """Notepad's and Excel's "CSV UTF-8" mark at the start of a UTF-8 file stuck to the first document ('\\ufefffirst
+    line'); a UTF-16 file (Excel's "Unicode Text", Notepad's "Unicode") stopped with advice to try cp1252 / latin-1,
+    which would have read it as garbage. Under the default encoding the mark decides; files that differ are named."""
+    from ssl_pipeline.data import folders, text_folder
+
+    rows = [(f"caf\u00e9 review {i} {'good fine' if i % 2 else 'bad awful'}", "pos" if i % 2 else "neg") for i in range(20)]
+    utf16 = _table(tmp_path / "unicode.csv", rows, encoding="utf-16")
+    marked = _table(tmp_path / "excel_utf8.csv", rows, encoding="utf-8-sig")
+    for path in (utf16, marked):
+        train = load_texts(DataConfig(source="csv", files=[path]), "train")
+        assert train.class_names == ["neg", "pos"] and all(t.startswith("caf\u00e9 review") for t in train.texts), path
+    lines = tmp_path / "notes.txt"
+    lines.write_text("first line\nsecond line\n", encoding="utf-8-sig")
+    assert load_texts(DataConfig(source="text", files=[str(lines)]), "pretrain").texts == ["first line", "second line"]
+    docs = tmp_path / "docs"
+    for label in ("a", "b"):
+        (docs / label).mkdir(parents=True)
+        for i in range(3):
+            (docs / label / f"{i}.txt").write_text(f"document {i} of {label}", encoding="utf-16" if i else "utf-8-sig")
+    folders._SAID.clear()
+    text_folder._READ.clear()
+    pre = load_texts(DataConfig(source="folder", root=str(docs), test_fraction=0.34), "pretrain")
+    assert all(t.startswith("document ") for t in pre.texts), pre.texts
+    with pytest.raises(UserError) as err:
+        load_texts(DataConfig(source="csv", files=[marked, utf16]), "train")
+    assert str(err.value) == (f"data files in different encodings: {utf16} is utf-16, {marked} is utf-8-sig; convert "
+                              "them to one (UTF-8)")
+
+
 def test_compressed_corpora_are_read_as_they_are(tmp_path):
     """`train.jsonl.gz`, `reviews.tsv.bz2`, `notes.txt.xz`: data.source=auto knew no compressed suffix, and the
     delimiter guess and encoding check read compressed bytes. Each reads as its uncompressed twin does, a Latin-1

@@ -28,19 +28,51 @@ def load_table(cfg: DataConfig, files: list[str]):
     builder = BUILDER_OF_SOURCE[cfg.source]
     if builder == "excel":
         return read_excel(files)
-    options = {} if builder == "parquet" else {"encoding": cfg.encoding}
+    encoding = None if builder == "parquet" else files_encoding(files, cfg.encoding)
+    options = {} if builder == "parquet" else {"encoding": encoding}
     if builder == "csv":
         options["sep"] = csv_delimiter(cfg, files)
     try:
         with _quiet_datasets_errors(), tempfile.TemporaryDirectory() as tmp:  # it logs the failure it then raises;
-            if builder == "text" and codecs.lookup(cfg.encoding).name != "utf-8":  # the user gets one line, below
+            if builder == "text" and codecs.lookup(encoding).name != "utf-8":  # the user gets one line, below
                 files = _decompressed(files, tmp)
             return datasets.load_dataset(builder, data_files=files, split="train", **options)
     except Exception as err:  # malformed files surface as many exception types
-        wrong = None if builder == "parquet" else undecodable(files, cfg.encoding)
+        wrong = None if builder == "parquet" else undecodable(files, encoding)
         if wrong:
             raise UserError(wrong_encoding(wrong)) from None
         raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
+
+
+BYTE_ORDER_MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def file_encoding(path: str, encoding: str) -> str:
+    """The encoding to read `path` with. Under the default (utf-8) a byte-order mark decides: Windows Notepad and
+    Excel's "CSV UTF-8" start UTF-8 files with one (kept, it glued itself to the first text or column name), and
+    Excel's "Unicode Text" export is UTF-16 (which the cp1252 / latin-1 advice would have garbled). A
+    data.encoding the user chose is used as it is."""
+    if codecs.lookup(encoding).name != "utf-8":
+        return encoding
+    with open_bytes(path) as f:
+        head = f.read(4)
+    if head.startswith(b"\xff\xfe\x00\x00"):  # UTF-32's mark begins with UTF-16's
+        return "utf-32"
+    return next((name for mark, name in BYTE_ORDER_MARKS if head.startswith(mark)), encoding)
+
+
+def files_encoding(files: list[str], encoding: str) -> str:
+    """One encoding for files read together (`datasets` takes one): file_encoding's, utf-8-sig for UTF-8 with and
+    without a mark, and an error naming two files that differ otherwise."""
+    found = {f: file_encoding(f, encoding) for f in files}
+    kinds = set(found.values())
+    if kinds <= {"utf-8", "utf-8-sig"}:
+        return "utf-8-sig" if "utf-8-sig" in kinds else encoding
+    if len(kinds) > 1:
+        a, b = sorted(kinds)[:2]
+        raise UserError(f"data files in different encodings: {next(f for f in files if found[f] == a)} is {a}, "
+                        f"{next(f for f in files if found[f] == b)} is {b}; convert them to one (UTF-8)")
+    return kinds.pop()
 
 
 def read_excel(files: list[str]):
@@ -87,7 +119,8 @@ def csv_delimiter(cfg: DataConfig, files: list[str]) -> str:
         return "\t" if cfg.csv_delimiter == "tab" else cfg.csv_delimiter
     if all(format_suffix(f) == ".tsv" for f in files):
         return "\t"
-    with io.TextIOWrapper(open_bytes(files[0]), encoding=cfg.encoding, errors="replace", newline="") as f:
+    with io.TextIOWrapper(open_bytes(files[0]), encoding=file_encoding(files[0], cfg.encoding), errors="replace",
+                          newline="") as f:
         header = f.readline()
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(counts, key=counts.get)
@@ -96,7 +129,8 @@ def csv_delimiter(cfg: DataConfig, files: list[str]) -> str:
 
 def wrong_encoding(where: str) -> str:
     """The error for a file that is not in data.encoding (`where`: undecodable's description of it)."""
-    return f"{where}; set data.encoding (cp1252 for files from Excel or Windows, latin-1) or convert the file to UTF-8"
+    return (f"{where}; set data.encoding (cp1252 for files from Excel or Windows, latin-1; utf-16 for Excel's "
+            "'Unicode Text') or convert the file to UTF-8")
 
 
 def undecodable(files: list[str], encoding: str) -> str | None:

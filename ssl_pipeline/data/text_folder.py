@@ -24,7 +24,7 @@ from .folders import folder_layout, names, not_read, scan, summarize
 from .labels import encode_labels
 from .splits import carve
 from .text import TextSplit
-from .text_files import undecodable, wrong_encoding
+from .text_files import file_encoding, undecodable, wrong_encoding
 
 DOCUMENT_SUFFIXES = ("", ".txt", ".text", ".md", ".rst")
 UNLABELED_CLASS_DIRS = ("unsup", "unlabeled", "unlabelled")  # inside train/: pretraining only
@@ -54,10 +54,10 @@ def _read_texts(files: list[str], encoding: str) -> list[str]:
         texts = []
         for path in files:
             try:
-                with open(path, encoding=encoding) as f:
+                with open(path, encoding=file_encoding(path, encoding)) as f:  # a byte-order mark decides
                     texts.append(f.read().strip())
             except UnicodeDecodeError:
-                raise UserError(wrong_encoding(undecodable([path], encoding))) from None
+                raise UserError(wrong_encoding(undecodable([path], file_encoding(path, encoding)))) from None
             except OSError as err:
                 raise UserError(f"cannot read the document {path}: {err.strerror or err}") from None
         if len(_READ) >= 4:
