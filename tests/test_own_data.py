@@ -38,14 +38,20 @@ def _fails(main, args, capsys, needle):
 
 # ------------------------------------------------------------------------------------------- image folders
 
-def test_folder_split_layout_is_read_as_splits(tmp_path):
+def test_folder_split_layout_is_read_as_splits(tmp_path, capsys):
+    from ssl_pipeline.data import folders
+
+    folders._SAID.clear()
     root = tmp_path / "shapes"
     _images(root / "train", ["circle", "square"], n=6)
     _images(root / "val", ["circle", "square"], n=2)
     _images(root / "test", ["square", "circle"], n=3)
     _images(root / "unlabeled", ["misc"], n=4)
+    (root / "unlabeled" / "misc" / "clip.mov").write_bytes(b"\0")
     d = DataConfig(source="folder", root=str(root), image_size=8)
     train, val, test = (load_images(d, s) for s in ("train", "validation", "test"))
+    assert (f"data.root {root}: 12 images in 2 classes (circle, square) + 4 unlabeled (pretraining only); skipped "
+            "files: 1 not images (.mov)") in capsys.readouterr().out  # nothing carved: test/ is the test split
     assert train.class_names == ["circle", "square"] and len(train) == 12  # nothing carved: test/ is the test split
     assert len(val) == 4 and len(test) == 6
     # the same class id means the same class in every split, whatever order the folders were made in
