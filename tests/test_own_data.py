@@ -400,6 +400,23 @@ def test_text_files_as_users_have_them(tmp_path, capsys):
     assert load_texts(DataConfig(source="csv", files=[str(numeric)]), "train").class_names == ["0", "1"]  # not 0.0
 
 
+def test_labels_typed_by_hand_are_one_class_per_spelling(tmp_path, capsys):
+    """'pos ' with a trailing space made a class of its own beside 'pos' (a third class of two rows, and a carve
+    error when it had one); it is 'pos' now. Names differing only in case stay apart, with a note, once."""
+    from ssl_pipeline.data import labels
+
+    labels._SAID.clear()
+    rows = [(f"review {i} {'good fine' if i % 2 else 'bad awful'}", ["neg", "pos"][i % 2]) for i in range(20)]
+    rows += [("review 20 good fine", "pos "), ("review 21 bad awful", " neg"), ("review 22 so so", "Meh"),
+             ("review 23 so so", "meh"), ("review 24 so so", "meh"), ("review 25 so so", "Meh")]
+    d = DataConfig(source="csv", files=[_table(tmp_path / "typed.csv", rows)])
+    train, test = load_texts(d, "train"), load_texts(d, "test")
+    assert train.class_names == ["Meh", "meh", "neg", "pos"]
+    assert len(train) + len(test) == 26
+    said = capsys.readouterr().out
+    assert said.count("note: the training data has classes 'Meh' and 'meh', which differ only in case") == 1, said
+
+
 def test_byte_order_marks_decide_the_encoding(tmp_path):
     """Notepad's and Excel's "CSV UTF-8" mark at the start of a UTF-8 file stuck to the first document ('\\ufefffirst
     line'); a UTF-16 file (Excel's "Unicode Text", Notepad's "Unicode") stopped with advice to try cp1252 / latin-1,

@@ -55,18 +55,35 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
         if len(found) > len(names):
             raise UserError(f"{where} has label {int(arr.max())}, but the train split has only {len(names)} classes")
         return arr, names
-    text = [str(v) for v in raw]
+    text = [str(v).strip() for v in raw]  # "pos " typed in a spreadsheet is the class "pos", not a second one
     if names is None and feature_names:  # the ClassLabel's order (the dataset's own ids), classes present only
         present = set(text)
         names = [n for n in map(str, feature_names) if n in present]
     elif names is None:
         names = sorted(set(text), key=_natural)
+        _say_case_twins(names, where)
     index = {n: i for i, n in enumerate(names)}
     unknown = sorted(set(text) - index.keys())
     if unknown:
         raise UserError(f"{where} has class '{unknown[0]}' that the train split does not have "
                         f"(train classes: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
     return np.asarray([index[t] for t in text], dtype=np.int64), names
+
+
+_SAID: set[tuple[str, str]] = set()
+
+
+def _say_case_twins(names: list[str], where: str) -> None:
+    """A note when class names differ only in case ('Spam' and 'spam'): kept apart (it may be meant), but most often
+    two spellings of one label typed by hand, which splits a class in two."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name and (other, name) not in _SAID:  # once: a run encodes its labels several times
+            _SAID.add((other, name))
+            progress.say(f"note: {where} has classes '{other}' and '{name}', which differ only in case: they are two "
+                         "classes; if they are one, write them alike")
+            return
 
 
 def _natural(name: str):
