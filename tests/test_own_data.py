@@ -417,6 +417,14 @@ def test_labels_typed_by_hand_are_one_class_per_spelling(tmp_path, capsys):
     assert said.count("note: the training data has classes 'Meh' and 'meh', which differ only in case") == 1, said
 
 
+def test_multi_label_rows_are_refused_not_read_as_new_classes(tmp_path):
+    """A JSON-lines label ["bug", "ui"] became the class "['bug', 'ui']"; several labels per example are named."""
+    rows = [{"text": f"issue {i}", "label": ["bug", "ui"] if i % 3 == 0 else ["bug"]} for i in range(20)]
+    with pytest.raises(UserError) as err:
+        load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "issues.jsonl", rows))]), "train")
+    assert "has a label that is a list (['bug', 'ui']): several labels per example (multi-label)" in str(err.value)
+
+
 def test_byte_order_marks_decide_the_encoding(tmp_path):
     """Notepad's and Excel's "CSV UTF-8" mark at the start of a UTF-8 file stuck to the first document ('\\ufefffirst
     line'); a UTF-16 file (Excel's "Unicode Text", Notepad's "Unicode") stopped with advice to try cp1252 / latin-1,

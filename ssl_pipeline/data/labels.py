@@ -37,6 +37,11 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
                   feature_names: Optional[list[str]] = None) -> tuple[np.ndarray, list[str]]:
     """-> (ids, names). `names` (the train split's) fixes the mapping; `feature_names` are a ClassLabel's."""
     raw = list(raw)
+    nested = next((v for v in raw if isinstance(v, (list, tuple, dict, np.ndarray))), None)
+    if nested is not None:  # str() made "['bug', 'ui']" a class of its own
+        raise UserError(f"{where} has a label that is a {type(nested).__name__} ({str(nested)[:60]}): several labels "
+                        "per example (multi-label) are not supported; keep one label per example in "
+                        "data.label_column")
     if any(is_missing(v) for v in raw):
         raise UserError(f"{where} has {sum(map(is_missing, raw))} example(s) without a label; label or drop them")
     if raw and all(isinstance(v, (float, np.floating)) and float(v).is_integer() for v in raw):
