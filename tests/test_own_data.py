@@ -328,6 +328,16 @@ def test_a_table_of_image_paths_with_its_own_test_table(tmp_path, monkeypatch, c
         load_images(load_config(f"{ROOT}/configs/vision/simclr_folder.yaml",
                                 [f"data.files=[{tmp_path / 'kaggle' / 'bad.csv'}]"]).data, "pretrain")
     assert "holds paths such as 'photos/0" in str(err.value) and "neither under the table's folder" in str(err.value)
+    # paths are no text: 'images/aB3.png' and 'images/Ab3.png' (ids in mixed case) were "copies" for the carve
+    names = [f"images/{head}{k}.png" for k in range(1, 13) for head in ("aB", "Ab")]
+    for i, name in enumerate(names):
+        Image.new("RGB", (8, 8), colours["red" if i % 2 else "blue"]).save(tmp_path / "kaggle" / name)
+    table = tmp_path / "kaggle" / "paths.csv"
+    table.write_text("image,label\n" + "".join(f"{n},{'red' if i % 2 else 'blue'}\n" for i, n in enumerate(names)))
+    from ssl_pipeline.data.splits import carve
+    cfg = load_config(f"{ROOT}/configs/vision/simclr_folder.yaml", [f"data.files=[{table}]", "data.test_fraction=0.5"]).data
+    test = load_images(cfg, "test")
+    assert test.ids == carve(np.array([i % 2 for i in range(len(names))]), "test", cfg, ["blue", "red"]).tolist()
     with pytest.raises(UserError) as err:  # a source that has its own test split: the key is refused, not ignored
         load_config(f"{ROOT}/configs/vision/simclr_digits.yaml", [f"data.test_files=[{tmp_path / 'kaggle' / 'test.csv'}]"])
     assert "data.test_files is read by file sources" in str(err.value)

@@ -69,7 +69,7 @@ def _load_dataset_dict(files: Optional[tuple], name: Optional[str]) -> dict:
         raise UserError(f"cannot load HF dataset {name or list(files)}: {str(err).splitlines()[0]}") from None
 
 
-def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optional[HFSplit]:
+def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: bool = True) -> Optional[HFSplit]:
     """split: pretrain | train | validation | test; None for a validation split the source does not have."""
     from .splits import carve
 
@@ -96,7 +96,7 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
     if split == "pretrain":
         import datasets
 
-        idx = (labeled[carve(train_labels, "train", cfg, names, _copy_keys(train, column, labeled))] if carved
+        idx = (labeled[carve(train_labels, "train", cfg, names, _copy_keys(train, column, labeled, texts))] if carved
                else np.arange(len(train)))
         if carved and missing.any():
             idx = np.sort(np.concatenate([idx, np.flatnonzero(missing)]))
@@ -114,21 +114,22 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str) -> Optio
         labels, _ = encode_labels(ds[cfg.label_column], names, where=f"the {split} split",
                                   feature_names=getattr(ds.features.get(cfg.label_column), "names", None))
         return HFSplit(ds, labels, names, list(range(len(ds))))
-    idx = (carve(train_labels, split, cfg, names, _copy_keys(train, column, labeled)) if carved
+    idx = (carve(train_labels, split, cfg, names, _copy_keys(train, column, labeled, texts)) if carved
            else np.arange(len(train_labels)))
     return HFSplit(train.select(labeled[idx]), train_labels[idx], names, labeled[idx].tolist())
 
 
-def _copy_keys(train, column: str, labeled: np.ndarray) -> Optional[list]:
+def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional[list]:
     """Copy keys (data/copies.py) of the labeled rows of a text column; None for images, whose decoded pixels
-    the carve does not read (the leakage guard still counts their duplicates)."""
+    the carve does not read (the leakage guard still counts their duplicates) — a column of image paths too,
+    whose normalised text is no copy key (ids in mixed case, 'aB3.jpg' and 'Ab3.jpg', would have been copies)."""
     feature = train.features.get(column)
-    if getattr(feature, "dtype", None) not in ("string", "large_string"):
+    if not texts or getattr(feature, "dtype", None) not in ("string", "large_string"):
         return None
     from .copies import text_copy_keys
 
-    texts = train[column]
-    return text_copy_keys([texts[i] for i in labeled])
+    values = train[column]
+    return text_copy_keys([values[i] for i in labeled])
 
 
 def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text"):

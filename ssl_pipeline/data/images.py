@@ -365,7 +365,7 @@ def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
 
     from .hf import hf_split
 
-    part = hf_split(cfg, split, cfg.image_column, "data.image_column")
+    part = hf_split(cfg, split, cfg.image_column, "data.image_column", texts=False)
     if part is None:
         return None
     if split != "pretrain" and part.labels is None:  # hf_split hands back the whole unlabeled train split
