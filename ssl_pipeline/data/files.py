@@ -29,7 +29,7 @@ def expand_files(patterns: list[str]) -> list[str]:
     return files
 
 
-# corpora are often shipped compressed (`train.jsonl.gz`); `datasets` decompresses these itself, and open_text
+# corpora are often shipped compressed (`train.jsonl.gz`); `datasets` decompresses these itself, and open_bytes
 # below reads them for the checks made before it (the csv delimiter, the encoding)
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 

@@ -396,7 +396,7 @@ class _LazyColumn:
 
     def __getitem__(self, i):
         value = self.ds[int(i)][self.col]
-        return os.path.join(self.base, value) if self.base and not os.path.isabs(value) else value
+        return os.path.join(self.base, value) if self.base and isinstance(value, str) and not os.path.isabs(value) else value
 
 
 def _path_base(cfg: DataConfig, split: str, ds, column: str) -> Optional[str]:
