@@ -322,6 +322,12 @@ def test_a_table_of_image_paths_with_its_own_test_table(tmp_path, monkeypatch, c
             pixels = split.dataset[i]["images"].float().mean(dim=(1, 2))
             want = torch.tensor(colours[split.class_names[int(split.labels[i])]], dtype=torch.float)
             assert (pixels - want).abs().max() < 8
+    # the same table as a European Excel writes it: semicolons, a byte-order mark (read as the csv source reads)
+    (tmp_path / "kaggle" / "excel.csv").write_text("image;label\n" + "".join(r.replace(",", ";") for r in rows[:18]),
+                                                   encoding="utf-8-sig")
+    semi = load_config(f"{ROOT}/configs/vision/simclr_folder.yaml",
+                       [f"data.files=[{tmp_path / 'kaggle' / 'excel.csv'}]", *args[1:]]).data
+    assert load_images(semi, "train").ids == train.ids and load_images(semi, "train").class_names == ["blue", "red"]
     (tmp_path / "kaggle" / "bad.csv").write_text("image,label\n" + "".join(f"photos/{i:03d}.jpg,{'red' if i % 2 else 'blue'}\n"
                                                                           for i in range(8)))
     with pytest.raises(UserError) as err:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import UserError
-from .files import expand_files, file_format, is_saved_dataset, own_split_files
+from .files import expand_files, file_format, is_saved_dataset, own_split_files, source_of
 from .labels import encode_labels, unlabeled_rows
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
@@ -37,26 +37,29 @@ def load_dataset_dict(cfg: DataConfig) -> dict:
     if (cfg.test_files or cfg.validation_files) and not cfg.files:
         raise UserError("data.test_files / data.validation_files go with data.files (a table of the training rows); "
                         f"the HF dataset {cfg.name} brings its own splits")
-    splits = dict(_load_dataset_dict(tuple(cfg.files) if cfg.files else None, cfg.name))
+    reading = (cfg.encoding, cfg.csv_delimiter)
+    splits = dict(_load_dataset_dict(tuple(cfg.files) if cfg.files else None, cfg.name, reading))
     own = own_split_files(cfg, expand_files(list(cfg.files))) if cfg.files else {}
     for split, files in own.items():  # a user's own test (validation) table: scored, never carved nor pretrained on
-        splits[split] = _load_dataset_dict(tuple(files), None)["train"]
+        splits[split] = _load_dataset_dict(tuple(files), None, reading)["train"]
     return splits
 
 
 @functools.lru_cache(maxsize=8)
-def _load_dataset_dict(files: Optional[tuple], name: Optional[str]) -> dict:
+def _load_dataset_dict(files: Optional[tuple], name: Optional[str], reading: tuple[str, str]) -> dict:
+    """`reading`: (data.encoding, data.csv_delimiter) for `files`, read as the text sources read theirs (one
+    reader: delimiter guess, byte-order marks, compression, Excel) — a semicolon-separated table of image paths
+    too."""
     import datasets
 
     try:
         if files:
-            files = expand_files(list(files))
-            if file_format(files[0]) == "excel":  # a table of image paths kept in a spreadsheet
-                from .text_files import read_excel
+            from .text_files import load_table
 
-                return {"train": read_excel(files)}
-            return {"train": datasets.load_dataset(file_format(files[0], default="parquet"), data_files=files,
-                                                   split="train")}
+            files = expand_files(list(files))
+            source = source_of(files[0], default="parquet")
+            return {"train": load_table(DataConfig(source=source, encoding=reading[0], csv_delimiter=reading[1]),
+                                        files)}
         if not name:
             raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
         if is_saved_dataset(name):
@@ -145,7 +148,7 @@ def stream_train(name: Optional[str], files: Optional[list[str]], where: str, de
             return datasets.load_dataset(file_format(files[0], default=default_format), data_files=files, split="train",
                                          streaming=True)
         if is_saved_dataset(name):  # streamed from its Arrow files; shards let processes and workers split it
-            train = _load_dataset_dict(None, name)["train"]
+            train = _load_dataset_dict(None, name, ("utf-8", "auto"))["train"]
             return train.to_iterable_dataset(num_shards=max(1, min(len(train), 64)))
         return datasets.load_dataset(name, split="train", streaming=True)
     except UserError:
