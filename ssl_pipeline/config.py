@@ -424,6 +424,7 @@ def source_from_suffix(data: DataConfig) -> str:
     """data.source=auto: the file format every pattern of data.files names by its suffix (`*.csv` too), so one
     starting config reads .csv, .tsv, .jsonl/.json, .parquet and .txt files as they are."""
     from .data.files import source_of
+    from .data.folders import ARCHIVES, folder_root
 
     if not data.files and data.root:
         root = Path(data.root).expanduser()
@@ -435,6 +436,8 @@ def source_from_suffix(data: DataConfig) -> str:
                         "set data.files=[...], data.root=FOLDER (a folder of documents) or data.source")
     found = {p: source_of(p, default="") for p in patterns}
     unknown = [p for p, s in found.items() if not s]
+    if unknown and not data.files and unknown[0].lower().endswith(ARCHIVES):
+        folder_root(data.root, "documents")  # an archive (`docs.zip`) is named as one
     if unknown:
         raise UserError(f"data.source=auto cannot tell the format of {unknown[0]} from its suffix: set "
                         f"data.source to one of text, jsonl, csv, parquet, excel")

@@ -220,3 +220,15 @@ def test_real_process_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_an_archive_as_data_root_says_to_extract_it(tmp_path, capsys):
+    """Datasets arrive as photos.zip / docs.tar.gz; pointed at one, the image folder said 'does not exist or is not
+    a directory' (it exists) and a text config 'cannot tell the format'."""
+    for name in ("photos.zip", "docs.tar.gz"):
+        archive = tmp_path / name
+        archive.write_bytes(b"PK\x03\x04")
+        for config in ("configs/vision/simclr_folder.yaml", "configs/text/mlm_files.yaml"):
+            _fails(pretrain_main, ["--config", config, f"data.root={archive}", f"output_dir={tmp_path / 'run'}"],
+                   capsys, f"data.root {archive} is an archive, not a folder: extract it")
+    assert not (tmp_path / "run").exists()

@@ -71,6 +71,23 @@ def list_files(root: Path, accept: Callable[[str], bool], threads: int = 16) -> 
     return files
 
 
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
+def folder_root(root: Optional[str], what: str) -> Path:
+    """data.root as a directory, or a one-line error: unset, missing, or an archive as downloaded (`photos.zip`),
+    which is to be extracted first."""
+    if not root:
+        raise UserError(f"data.root must name the folder of {what} for data.source=folder")
+    path = Path(root).expanduser()
+    if path.is_file() and path.name.lower().endswith(ARCHIVES):
+        raise UserError(f"data.root {path} is an archive, not a folder: extract it (e.g. `unzip {path.name}` or "
+                        f"`tar xf {path.name}`) and set data.root to the extracted folder")
+    if not path.is_dir():
+        raise UserError(f"data.root does not exist or is not a directory: {path}")
+    return path
+
+
 def folder_layout(root: Path, example: str = "img.png", what: str = "images") -> dict[str, Path]:
     """{split: directory}. Split sub-folders are recognised; names that only look like splits are refused,
     because read as classes they would silently train a 'train' vs 'test' classifier."""

@@ -27,7 +27,7 @@ from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from ..progress import say
 from .copies import file_copy_keys, pixel_copy_keys
-from .folders import folder_layout, list_files, not_read, scan, summarize
+from .folders import folder_layout, folder_root, list_files, not_read, scan, summarize
 from .image_formats import IMAGE_EXTENSIONS, is_image
 from .labels import encode_labels
 from .splits import carve
@@ -253,11 +253,7 @@ def _folder_labels(base: Path, classes: list, names: Optional[list[str]], split:
 
 def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     """A directory of images, scanned recursively; labels are the first sub-folder's name (see folder_layout)."""
-    if not cfg.root:
-        raise UserError("data.root must be set for data.source=folder")
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise UserError(f"data.root does not exist or is not a directory: {root}")
+    root = folder_root(cfg.root, "images")
     layout = folder_layout(root)
     if split == "validation" and "validation" not in layout:
         return None

@@ -20,7 +20,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from .copies import text_copy_keys
-from .folders import folder_layout, names, not_read, scan, summarize
+from .folders import folder_layout, folder_root, names, not_read, scan, summarize
 from .labels import encode_labels
 from .splits import carve
 from .text import TextSplit
@@ -108,11 +108,7 @@ def _say(root: Path, docs: _Documents, extra: int, carve_fraction: Optional[floa
 def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     """split: 'pretrain' (training documents, carved test part excluded, + unlabeled ones), 'train', 'validation'
     (the folder's own; None without one) or 'test' (its own test/, or the carve)."""
-    if not cfg.root:
-        raise UserError("data.root must name the folder of documents for data.source=folder")
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise UserError(f"data.root does not exist or is not a directory: {root}")
+    root = folder_root(cfg.root, "documents")
     layout = folder_layout(root, "doc.txt", "documents")
     if split == "validation" and "validation" not in layout:
         return None
