@@ -380,6 +380,10 @@ def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path, capsys):
     assert len(load_texts(DataConfig(source="csv", files=[str(sheet)]), "pretrain")) == 25
     assert ("data.label_column 'label' is not a column of the csv corpus (columns: text, category): every row is "
             "pretrained on as unlabeled text") in capsys.readouterr().out
+    with pytest.raises(UserError) as err:  # fine-tuning names the columns there are
+        load_texts(DataConfig(source="csv", files=[str(sheet)]), "train")
+    assert str(err.value).endswith("it has no labels to fine-tune on (its columns: text, category); set "
+                                   "data.label_column to the one holding the labels")
 
 
 def _table(path, rows, sep=",", encoding="utf-8"):

@@ -164,7 +164,13 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     if raw_labels is None:
         if split == "pretrain":
             return TextSplit(texts, None, [], ids)
-        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune on")
+        columns = [] if cfg.source in ("embedded", "text") else _load_table(cfg).column_names
+        others = [c for c in columns if column_named([c], cfg.text_column) is None]
+        hint = (" (every cell of that column is empty)" if column_named(columns, cfg.label_column) else
+                f" (its columns: {', '.join(columns)}); set data.label_column to the one holding the labels"
+                if others else "")
+        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune "
+                            f"on{hint}")
     labels, names = encode_labels(raw_labels, where="the training data")
     if split == "pretrain":
         if carved:  # the test carve is excluded from pretraining
