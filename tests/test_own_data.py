@@ -344,6 +344,11 @@ def test_a_table_of_image_paths_with_its_own_test_table(tmp_path, monkeypatch, c
     cfg = load_config(f"{ROOT}/configs/vision/simclr_folder.yaml", [f"data.files=[{table}]", "data.test_fraction=0.5"]).data
     test = load_images(cfg, "test")
     assert test.ids == carve(np.array([i % 2 for i in range(len(names))]), "test", cfg, ["blue", "red"]).tolist()
+    (tmp_path / "kaggle" / "species.csv").write_text("image,species\n" + "".join(rows[:6]))
+    with pytest.raises(UserError) as err:  # fine-tuning a table whose label column has another name
+        load_images(load_config(f"{ROOT}/configs/vision/simclr_folder.yaml",
+                                [f"data.files=[{tmp_path / 'kaggle' / 'species.csv'}]"]).data, "train")
+    assert "no labels to fine-tune on (its columns: image, species); set data.label_column" in str(err.value)
     with pytest.raises(UserError) as err:  # a source that has its own test split: the key is refused, not ignored
         load_config(f"{ROOT}/configs/vision/simclr_digits.yaml", [f"data.test_files=[{tmp_path / 'kaggle' / 'test.csv'}]"])
     assert "data.test_files is read by file sources" in str(err.value)

@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ..config import DataConfig
-from ..errors import UserError
+from ..errors import UnlabeledData, UserError
 from .files import expand_files, file_format, is_saved_dataset, own_split_files, source_of
 from .labels import encode_labels, unlabeled_rows
 
@@ -133,6 +133,14 @@ def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional
 
     values = train[column]
     return text_copy_keys([values[i] for i in labeled])
+
+
+def no_labels(cfg: DataConfig, dataset, column: str) -> UnlabeledData:
+    """The error for fine-tuning an HF source without data.label_column, naming the columns it has."""
+    others = [c for c in dataset.column_names if c != column]
+    hint = f" (its columns: {', '.join(dataset.column_names)}); set data.label_column to the one holding them" if others else ""
+    return UnlabeledData(f"data.label_column '{cfg.label_column}' is not in {cfg.name or ', '.join(cfg.files or [])}: "
+                         f"it has no labels to fine-tune on{hint}")
 
 
 def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text"):

@@ -359,14 +359,13 @@ def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     """A Hugging Face `datasets` hub name, a local directory of split files, or `data.files`, with an image column."""
     import datasets
 
-    from .hf import hf_split
+    from .hf import hf_split, no_labels
 
     part = hf_split(cfg, split, cfg.image_column, "data.image_column", texts=False)
     if part is None:
         return None
     if split != "pretrain" and part.labels is None:  # hf_split hands back the whole unlabeled train split
-        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in {cfg.name or cfg.files}: it has no "
-                            "labels to fine-tune on (unlabeled images can only be pretrained on)")
+        raise no_labels(cfg, part.dataset, cfg.image_column)
     ds, labels = part.dataset, part.labels
     lab = None if labels is None else torch.from_numpy(labels)
     feature = ds.features.get(cfg.image_column)

@@ -201,13 +201,13 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
 
 
 def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
-    from .hf import hf_split
+    from .hf import hf_split, no_labels
 
     part = hf_split(cfg, split, cfg.text_column, "data.text_column")
     if part is None:
         return None
     if split != "pretrain" and part.labels is None:
-        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in {cfg.name}: it has no labels to fine-tune on")
+        raise no_labels(cfg, part.dataset, cfg.text_column)
     texts = [t if isinstance(t, str) else "" for t in part.dataset[cfg.text_column]]
     keep = [i for i, t in enumerate(texts) if t.strip()]
     labels = None if part.labels is None else part.labels[keep]
