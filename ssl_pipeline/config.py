@@ -406,10 +406,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for key, value in parse_overrides(overrides or []):
         _set_dotted(tree, LEGACY_KEYS.get(key, key), value)
     cfg = _build(Config, tree)
-    from .data.files import is_saved_dataset
+    from .data.files import is_saved_dataset, is_table_folder
 
-    if cfg.data.source in ("auto", "folder") and cfg.data.root and not cfg.data.files and is_saved_dataset(cfg.data.root):
-        # a starting config pointed at what `save_to_disk` wrote: read it as the HF dataset it is, not as files
+    if cfg.data.source in ("auto", "folder") and cfg.data.root and not cfg.data.files and (
+            is_saved_dataset(cfg.data.root) or is_table_folder(cfg.data.root)):
+        # a starting config pointed at what `save_to_disk` wrote, or at a downloaded hub dataset (README.md +
+        # data/*.parquet): read it as the HF dataset it is, not as a folder of files
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="hf", name=cfg.data.root))
     if cfg.data.source == "folder" and cfg.data.files:  # the image-folder starting config given a table of image
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="hf"))  # paths (a folder reads none)

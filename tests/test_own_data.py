@@ -281,6 +281,16 @@ def test_datasets_saved_to_disk_are_read_by_the_starting_configs(tmp_path):
     from ssl_pipeline.data.hf import stream_train
     assert next(iter(stream_train(streamed.data.name, None, "notes")))["text"] == "a note 0 about dogs"
 
+    # a hub dataset as `huggingface-cli download` leaves it: the README was read as the one document of a folder
+    snapshot = tmp_path / "snapshot"
+    (snapshot / "data").mkdir(parents=True)
+    (snapshot / "README.md").write_text("---\nlicense: mit\n---\n# Notes\nA dataset card.\n")
+    texts.to_parquet(snapshot / "data" / "train-00000-of-00001.parquet")
+    texts.select(range(10)).to_parquet(snapshot / "data" / "test-00000-of-00001.parquet")
+    cfg = load_config("configs/text/mlm_files.yaml", [f"data.root={snapshot}"]).data
+    assert (cfg.source, cfg.name) == ("hf", str(snapshot))
+    assert len(load_texts(cfg, "pretrain")) == 40 and len(load_texts(cfg, "test")) == 10  # its own test split
+
     colours = [(200, 30, 30), (30, 30, 200)]
     split = lambda n: datasets.Dataset.from_dict(  # noqa: E731
         {"image": [Image.new("RGB", (20, 12), colours[i % 2]) for i in range(n)], "label": [i % 2 for i in range(n)]},

@@ -75,6 +75,23 @@ def file_format(path: str, default: str = "text") -> str:
     return BUILDER_OF_SOURCE[source] if source else default
 
 
+TABLE_SUFFIXES = (".parquet", ".arrow", ".jsonl", ".json", ".csv", ".tsv")
+SNAPSHOT_EXTRAS = ("readme", "license", "licence", "dataset_infos.json", "dataset_info.json", ".gitattributes")
+
+
+def is_table_folder(path: str) -> bool:
+    """A directory of data tables only (what `huggingface-cli download` gives: README.md + data/train-*.parquet, or a
+    user's train.csv + test.csv): read as an HF dataset directory (splits from the file names), not as a folder of
+    documents or images, which read the README as the one document."""
+    from .folders import list_files
+
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        return False
+    files = list_files(p, lambda name: not name.lower().startswith(SNAPSHOT_EXTRAS))
+    return bool(files) and all(format_suffix(f) in TABLE_SUFFIXES for f in files)
+
+
 def is_saved_dataset(path: str) -> bool:
     """A directory written by `datasets`' `save_to_disk` (a Dataset's state.json, a DatasetDict's dataset_dict.json):
     read with `load_from_disk`, which `load_dataset` refuses."""
