@@ -441,8 +441,10 @@ def source_from_suffix(data: DataConfig) -> str:
     if unknown and not data.files and unknown[0].lower().endswith(ARCHIVES):
         folder_root(data.root, "documents")  # an archive (`docs.zip`) is named as one
     if unknown:
-        raise UserError(f"data.source=auto cannot tell the format of {unknown[0]} from its suffix: set "
-                        f"data.source to one of text, jsonl, csv, parquet, excel")
+        sheet = Path(unknown[0]).suffix.lower() in (".xls", ".ods", ".numbers")  # other spreadsheets: one step away
+        raise UserError(f"data.source=auto cannot tell the format of {unknown[0]} from its suffix: "
+                        + ("save the sheet as .xlsx or .csv" if sheet else
+                           "set data.source to one of text, jsonl, csv, parquet, excel"))
     kinds = sorted(set(found.values()))
     if len(kinds) > 1:
         raise UserError(f"data.files mix formats ({', '.join(kinds)}): data.source=auto needs one; convert them to "

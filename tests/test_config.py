@@ -166,6 +166,7 @@ def test_auto_source_is_the_files_suffix(files, source):
 @pytest.mark.parametrize("files, needle", [
     ("[a.csv,b.jsonl]", "data.files mix formats (csv, jsonl): data.source=auto needs one"),
     ("[data/corpus]", "cannot tell the format of data/corpus from its suffix"),
+    ("[labels.xls]", "cannot tell the format of labels.xls from its suffix: save the sheet as .xlsx or .csv"),
     ("null", "data.source=auto reads the format from the suffix of data.files, and none are given"),
 ])
 def test_auto_source_refuses_what_it_cannot_tell(files, needle):
