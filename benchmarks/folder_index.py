@@ -43,11 +43,12 @@ def write_folder(root: Path, n: int, classes: int) -> float:
 def serial_index(root: Path) -> tuple[float, float, int]:
     """The plain recipe: os.walk, then Image.open on every file in turn."""
     from ssl_pipeline.data.headers import header_ok
-    from ssl_pipeline.data.images import IMAGE_EXTENSIONS
+    from ssl_pipeline.data.image_formats import image_extensions
 
+    suffixes = image_extensions()
     t0 = time.time()
     files = sorted(os.path.join(d, f) for d, _, names in os.walk(root) for f in names
-                   if f.lower().endswith(IMAGE_EXTENSIONS))
+                   if f.lower().endswith(suffixes))
     listed = time.time() - t0
     t0 = time.time()
     ok = sum(header_ok(f) for f in files)

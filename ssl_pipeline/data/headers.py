@@ -7,16 +7,15 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-from .image_formats import register_decoders
-
-register_decoders()  # in spawned workers too: HEIC files are images there as well
-
 PROCESS_THRESHOLD = 50_000  # below it, starting worker processes costs more than it saves
 
 
 def header_ok(path: str) -> bool:
     from PIL import Image
 
+    from .image_formats import register_decoders
+
+    register_decoders()  # in spawned workers too: HEIC files are images there as well
     try:
         with Image.open(path) as img:  # parses the header, not the pixels
             img.size

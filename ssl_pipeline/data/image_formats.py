@@ -4,17 +4,26 @@ One list for the folder source, the header check (spawned workers, so no torch h
 covers what users' folders hold: camera and phone formats (JPEG and its .jfif/.jpe/.mpo variants, iPhone's HEIC
 through pillow-heif, AVIF), web formats (PNG/APNG, WebP, GIF), scans and microscopy (TIFF, JPEG 2000, the Netpbm
 family), and the odd icon or Targa file. Suffixes Pillow has no decoder for in this installation are left out,
-so they are counted as skipped rather than failing as unreadable.
+so they are counted as skipped rather than failing as unreadable. Worked out on first use, not at import: loading
+every Pillow plugin and pillow-heif costs ~60 ms, which every command (`--help` too) would pay.
 """
 from __future__ import annotations
+
+from typing import Optional
 
 _RASTER = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".heic", ".heif", ".avif", ".webp", ".gif",
            ".bmp", ".dib", ".tif", ".tiff", ".jp2", ".j2k", ".jpx", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi",
            ".ico")
+_registered = False
+_suffixes: Optional[tuple[str, ...]] = None
 
 
 def register_decoders() -> None:
-    """pillow-heif's HEIC/HEIF opener (phone photos); idempotent, a no-op where the package is missing."""
+    """pillow-heif's HEIC/HEIF opener (phone photos), once per process; a no-op where the package is missing."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     try:
         from pillow_heif import register_heif_opener
     except ImportError:
@@ -22,18 +31,24 @@ def register_decoders() -> None:
     register_heif_opener()
 
 
-def _readable_suffixes() -> tuple[str, ...]:
-    from PIL import Image
+def image_extensions() -> tuple[str, ...]:
+    """The suffixes read as images (lower case), those this Pillow can decode."""
+    global _suffixes
+    if _suffixes is None:
+        from PIL import Image
 
-    register_decoders()
-    Image.init()
-    known = Image.registered_extensions()
-    return tuple(s for s in _RASTER if s in known)
-
-
-IMAGE_EXTENSIONS = _readable_suffixes()
+        register_decoders()
+        Image.init()
+        known = Image.registered_extensions()
+        _suffixes = tuple(s for s in _RASTER if s in known)
+    return _suffixes
 
 
 def is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_EXTENSIONS)
+    return name.lower().endswith(image_extensions())
 
+
+def __getattr__(name: str):
+    if name == "IMAGE_EXTENSIONS":  # `from image_formats import IMAGE_EXTENSIONS` (benchmarks) still works
+        return image_extensions()
+    raise AttributeError(name)

@@ -28,7 +28,7 @@ from ..errors import UnlabeledData, UserError
 from ..progress import say
 from .copies import file_copy_keys, pixel_copy_keys
 from .folders import folder_layout, folder_root, list_files, not_read, scan, summarize
-from .image_formats import IMAGE_EXTENSIONS, is_image
+from .image_formats import image_extensions, is_image, register_decoders
 from .labels import encode_labels
 from .splits import carve
 
@@ -84,6 +84,7 @@ def pil_to_tensor(img, image_size: int, channels: int) -> torch.Tensor:
     if isinstance(img, dict):  # an HF Image cell left encoded (load_hf): its bytes, or the file they came from
         img = io.BytesIO(img["bytes"]) if img.get("bytes") else img["path"]
     if isinstance(img, (str, io.BytesIO)):
+        register_decoders()  # HEIC bytes can arrive here before any file was listed (shards, HF, a fresh worker)
         with Image.open(img) as f:
             if f.format in ("JPEG", "MPO", "HEIF"):  # JPEG: the decoder scales by 1/2, 1/4 or 1/8 while staying
                 # >= the target size (a 12 MP photo for 32 px decodes 6-7x faster); HEIF (pillow-heif): the file's
@@ -261,7 +262,7 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     train_files = [f for f in every if is_image(f)]
     train_classes = [c for f, c in zip(every, every_class) if is_image(f)]
     if not train_files:
-        raise UserError(f"no images found under {layout['train']} (extensions {', '.join(IMAGE_EXTENSIONS)}); if it "
+        raise UserError(f"no images found under {layout['train']} (extensions {', '.join(image_extensions())}); if it "
                         "holds text documents, use a text method (task=mlm)")
     found = {c for c in train_classes if c is not None}
     labeled = len(found) >= 2 and None not in train_classes
