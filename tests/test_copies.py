@@ -142,3 +142,18 @@ def test_the_validation_carve_keeps_copies_on_one_side_too(tmp_path):
     images_of = lambda idx: {view.data.train.dataset.images[i].numpy().tobytes() for i in idx}  # noqa: E731
     assert len(view.val_idx) >= 10 and not images_of(view.fit_idx) & images_of(view.val_idx)
     assert sorted(np.concatenate([view.fit_idx, view.val_idx]).tolist()) == list(range(len(view.data.train_labels)))
+
+
+def test_a_carve_left_empty_by_copies_says_so(tmp_path):
+    """Every image of each class a byte-identical copy of the others: the copies stay together on the training side
+    and the test carve is empty — which was reported as 'no readable images left after skipping corrupt files'."""
+    from ssl_pipeline.data.images import load_images
+    from ssl_pipeline.errors import UserError
+
+    for name, grey in (("a", 40), ("b", 200)):
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            Image.new("L", (8, 8), grey).save(tmp_path / name / f"{i}.png")
+    with pytest.raises(UserError) as err:
+        load_images(DataConfig(source="folder", root=str(tmp_path), image_size=8), "test")
+    assert "the carved test split of" in str(err.value) and "byte-identical copies" in str(err.value)

@@ -116,6 +116,9 @@ def test_an_iphone_photo_is_decoded_from_its_embedded_thumbnail_when_that_is_lar
     12 MP. Too small a preview for the target size is not used."""
     from pillow_heif.as_plugin import HeifImageFile
 
+    from ssl_pipeline.data.image_formats import register_decoders
+
+    register_decoders()  # to write the HEIC file here (the library registers it where it reads them)
     y, x = np.mgrid[0:600, 0:800]
     photo = np.stack([x / 800 * 255, y / 600 * 255, (x + y) % 256], -1).astype(np.uint8)
     path = tmp_path / "IMG_0001.HEIC"

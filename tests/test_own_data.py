@@ -100,7 +100,9 @@ def test_phone_and_web_formats_are_images_and_other_files_are_counted(tmp_path, 
     the listing used to take ten suffixes, so such a folder was silently read as its few PNGs. Files that are not
     images are named in the folder's summary line instead of vanishing."""
     from ssl_pipeline.data import folders
+    from ssl_pipeline.data.image_formats import register_decoders
 
+    register_decoders()  # to write the HEIC files here (the library registers it where it reads them)
     folders._SAID.clear()
     colours = {"beach": (230, 200, 120), "forest": (20, 120, 40)}
     suffixes = [".HEIC", ".heif", ".avif", ".jfif", ".jp2", ".tga", ".qoi", ".png"]

@@ -125,3 +125,32 @@ def test_streaming_without_max_steps_is_refused(tmp_path, capsys):
         pretrain_main(["--config", "configs/vision/simclr_digits.yaml", "data.source=hf", f"data.files=[{files[0]}]",
                        "data.streaming=true", f"output_dir={tmp_path / 'run'}", "data.image_size=12"])
     assert "data.streaming=true needs pretrain.max_steps" in capsys.readouterr().err
+
+
+def test_the_documented_command_writes_shards_of_phone_photos(tmp_path):
+    """README's `python -m ssl_pipeline.data.make_shards FOLDER OUT` named a module that did not exist ('No module
+    named ssl_pipeline.data.make_shards'); run as a user would, on HEIC photos, whose bytes the shards keep."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, cli_env
+    from ssl_pipeline.config import DataConfig
+    from ssl_pipeline.data.image_formats import register_decoders
+    from ssl_pipeline.data.images import load_images
+
+    register_decoders()  # to write the HEIC files here (the library registers it where it reads them)
+    colours = {"beach": (230, 200, 120), "forest": (20, 120, 40)}
+    for name, rgb in colours.items():
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(5):  # distinct files (byte-identical copies are held out only together)
+            Image.new("RGB", (40 + i, 30), rgb).save(tmp_path / "photos" / name / f"IMG_{i}.HEIC", format="HEIF")
+    done = subprocess.run([sys.executable, "-m", "ssl_pipeline.data.make_shards", str(tmp_path / "photos"),
+                           str(tmp_path / "shards")], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "wrote 8 train, 2 test images as shards" in done.stdout
+    train = load_images(DataConfig(source="webdataset", root=str(tmp_path / "shards"), image_size=8), "train")
+    assert train.class_names == ["beach", "forest"] and len(train) == 8
+    for i in range(len(train)):
+        pixels = train.dataset[i]["images"][0].float().mean(dim=(1, 2))  # in memory: a batch of one
+        want = torch.tensor(colours[train.class_names[int(train.labels[i])]], dtype=torch.float)
+        assert (pixels - want).abs().max() < 6

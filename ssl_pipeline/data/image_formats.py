@@ -9,26 +9,34 @@ every Pillow plugin and pillow-heif costs ~60 ms, which every command (`--help` 
 """
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 _RASTER = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".heic", ".heif", ".avif", ".webp", ".gif",
            ".bmp", ".dib", ".tif", ".tiff", ".jp2", ".j2k", ".jpx", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi",
            ".ico")
 _registered = False
+_lock = threading.Lock()
 _suffixes: Optional[tuple[str, ...]] = None
 
 
 def register_decoders() -> None:
-    """pillow-heif's HEIC/HEIF opener (phone photos), once per process; a no-op where the package is missing."""
+    """pillow-heif's HEIC/HEIF opener (phone photos), once per process; a no-op where the package is missing.
+    Thread-safe: the header check and the decoder call it from pools of threads, and a thread that saw the flag set
+    before the opener was registered would find a HEIC file unreadable."""
     global _registered
     if _registered:
         return
-    _registered = True
-    try:
-        from pillow_heif import register_heif_opener
-    except ImportError:
-        return
-    register_heif_opener()
+    with _lock:
+        if _registered:
+            return
+        try:
+            from pillow_heif import register_heif_opener
+        except ImportError:
+            pass
+        else:
+            register_heif_opener()
+        _registered = True
 
 
 def image_extensions() -> tuple[str, ...]:
