@@ -262,3 +262,20 @@ def test_tokenizer_keeps_the_marks_that_make_words_in_other_languages():
     assert normalize("технологий") != normalize("технологии") and normalize("würde") != normalize("wurde")
     assert normalize("ＡＢＣ１２３ Straße") == "abc123 straße"
     assert tok.unk_token_id not in tok("データベースを管理する würde технологий")["input_ids"]
+
+
+def test_a_streamed_corpus_is_read_in_its_encoding_and_a_wrong_one_is_one_line(tmp_path):
+    """data.streaming ignored data.encoding (a cp1252 corpus was decoded as UTF-8), and the decode error came out of
+    the DataLoader mid-run as a traceback."""
+    from ssl_pipeline.config import DataConfig
+    from ssl_pipeline.data.text import StreamingBlocks, stream_texts, train_tokenizer
+    from ssl_pipeline.errors import UserError
+
+    corpus = tmp_path / "notes.txt"
+    corpus.write_text("".join(f"caf\u00e9 note number {i} about things\n" for i in range(200)), encoding="cp1252")
+    tok = train_tokenizer([f"caf\u00e9 note number {i} about things" for i in range(200)], vocab_size=120)
+    right = stream_texts(DataConfig(source="text", files=[str(corpus)], encoding="cp1252", streaming=True), 0, 1)
+    assert next(iter(right))["text"] == "caf\u00e9 note number 0 about things"
+    wrong = stream_texts(DataConfig(source="text", files=[str(corpus)], streaming=True), 0, 1)
+    with pytest.raises(UserError, match=r"the streamed corpus is not utf-8 text \(byte 0xe9\); set data.encoding"):
+        next(iter(StreamingBlocks(wrong, tok, "text", 16)))

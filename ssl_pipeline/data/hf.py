@@ -143,18 +143,26 @@ def no_labels(cfg: DataConfig, dataset, column: str) -> UnlabeledData:
                          f"it has no labels to fine-tune on{hint}")
 
 
-def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text"):
+def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text",
+                 reading: tuple[str, str] = ("utf-8", "auto")):
     """The train split of hub dataset `name`, or of `files`, as a streaming `datasets.IterableDataset` (nothing is
-    downloaded up front); a one-line error naming `where` when it cannot be opened. Text and image streams both."""
+    downloaded up front); a one-line error naming `where` when it cannot be opened. Text and image streams both.
+    `reading`: (data.encoding, data.csv_delimiter) for `files`, honoured as the in-memory reader honours them (a
+    streamed cp1252 corpus was decoded as UTF-8)."""
     import datasets
+
+    from .text_files import csv_delimiter, files_encoding
 
     if files and file_format(files[0]) == "excel":
         raise UserError(f"data.streaming reads csv, jsonl, parquet and text files, not Excel workbooks ({files[0]}): "
                         "set data.streaming=false (a workbook fits in memory), or save it as .csv")
     try:
         if files:
-            return datasets.load_dataset(file_format(files[0], default=default_format), data_files=files, split="train",
-                                         streaming=True)
+            builder = file_format(files[0], default=default_format)
+            options = {} if builder == "parquet" else {"encoding": files_encoding(files, reading[0])}
+            if builder == "csv":
+                options["sep"] = csv_delimiter(DataConfig(encoding=reading[0], csv_delimiter=reading[1]), files)
+            return datasets.load_dataset(builder, data_files=files, split="train", streaming=True, **options)
         if is_saved_dataset(name):  # streamed from its Arrow files; shards let processes and workers split it
             train = _load_dataset_dict(None, name, ("utf-8", "auto"))["train"]
             return train.to_iterable_dataset(num_shards=max(1, min(len(train), 64)))

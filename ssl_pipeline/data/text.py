@@ -221,7 +221,8 @@ def stream_texts(cfg: DataConfig, rank: int, world_size: int):
 
     from .hf import stream_train
 
-    ds = stream_train(cfg.name, None if cfg.name else _corpus_files(cfg), str(cfg.name or cfg.files))
+    ds = stream_train(cfg.name, None if cfg.name else _corpus_files(cfg), str(cfg.name or cfg.files),
+                      reading=(cfg.encoding, cfg.csv_delimiter))
     return split_dataset_by_node(ds, rank=rank, world_size=world_size)
 
 
@@ -349,12 +350,22 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
     def __iter__(self):
         buf: list[int] = []
         sep = self.tokenizer.sep_token_id
-        for row in self.stream:
-            text = row.get(self.text_column)
-            if not text or not text.strip():
-                continue
+        for text in self._texts():
             buf.extend(self.tokenizer(text, add_special_tokens=False)["input_ids"])
             buf.append(sep)
             while len(buf) >= self.max_length:
                 block, buf = buf[:self.max_length], buf[self.max_length:]
                 yield {"input_ids": torch.tensor(block)}  # always a full block: no attention mask needed
+
+    def _texts(self):
+        """The stream's non-empty texts. Files are decoded lazily, mid-run: a wrong encoding is one line, not a
+        traceback out of the DataLoader."""
+        try:
+            for row in self.stream:
+                text = row.get(self.text_column)
+                if text and text.strip():
+                    yield text
+        except UnicodeDecodeError as err:
+            raise UserError(f"the streamed corpus is not {err.encoding} text (byte 0x{err.object[err.start]:02x}); "
+                            "set data.encoding (cp1252 for files from Excel or Windows, latin-1) or convert it to "
+                            "UTF-8") from None
