@@ -17,6 +17,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from .files import expand_files, file_format, is_saved_dataset, own_split_files, source_of
+from . import labels
 from .labels import encode_labels, unlabeled_rows
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
@@ -136,11 +137,8 @@ def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional
 
 
 def no_labels(cfg: DataConfig, dataset, column: str) -> UnlabeledData:
-    """The error for fine-tuning an HF source without data.label_column, naming the columns it has."""
-    others = [c for c in dataset.column_names if c != column]
-    hint = f" (its columns: {', '.join(dataset.column_names)}); set data.label_column to the one holding them" if others else ""
-    return UnlabeledData(f"data.label_column '{cfg.label_column}' is not in {cfg.name or ', '.join(cfg.files or [])}: "
-                         f"it has no labels to fine-tune on{hint}")
+    """labels.no_labels for an HF source (`column`: its text or image column)."""
+    return labels.no_labels(cfg.label_column, cfg.name or ", ".join(cfg.files or []), dataset.column_names, column)
 
 
 def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text",
@@ -151,7 +149,7 @@ def stream_train(name: Optional[str], files: Optional[list[str]], where: str, de
     streamed cp1252 corpus was decoded as UTF-8)."""
     import datasets
 
-    from .text_files import csv_delimiter, files_encoding
+    from .text_files import reader_options
 
     if files and file_format(files[0]) == "excel":
         raise UserError(f"data.streaming reads csv, jsonl, parquet and text files, not Excel workbooks ({files[0]}): "
@@ -159,10 +157,8 @@ def stream_train(name: Optional[str], files: Optional[list[str]], where: str, de
     try:
         if files:
             builder = file_format(files[0], default=default_format)
-            options = {} if builder == "parquet" else {"encoding": files_encoding(files, reading[0])}
-            if builder == "csv":
-                options["sep"] = csv_delimiter(DataConfig(encoding=reading[0], csv_delimiter=reading[1]), files)
-            return datasets.load_dataset(builder, data_files=files, split="train", streaming=True, **options)
+            return datasets.load_dataset(builder, data_files=files, split="train", streaming=True,
+                                         **reader_options(builder, files, *reading))
         if is_saved_dataset(name):  # streamed from its Arrow files; shards let processes and workers split it
             train = _load_dataset_dict(None, name, ("utf-8", "auto"))["train"]
             return train.to_iterable_dataset(num_shards=max(1, min(len(train), 64)))

@@ -54,9 +54,3 @@ def image_extensions() -> tuple[str, ...]:
 
 def is_image(name: str) -> bool:
     return name.lower().endswith(image_extensions())
-
-
-def __getattr__(name: str):
-    if name == "IMAGE_EXTENSIONS":  # `from image_formats import IMAGE_EXTENSIONS` (benchmarks) still works
-        return image_extensions()
-    raise AttributeError(name)

@@ -259,8 +259,9 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     if split == "validation" and "validation" not in layout:
         return None
     every, every_class = scan(layout["train"], lambda name: True)
-    train_files = [f for f in every if is_image(f)]
-    train_classes = [c for f, c in zip(every, every_class) if is_image(f)]
+    image = [is_image(f) for f in every]  # once per file: a folder can hold millions
+    train_files = [f for f, ok in zip(every, image) if ok]
+    train_classes = [c for c, ok in zip(every_class, image) if ok]
     if not train_files:
         raise UserError(f"no images found under {layout['train']} (extensions {', '.join(image_extensions())}); if it "
                         "holds text documents, use a text method (task=mlm)")
@@ -268,7 +269,9 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     labeled = len(found) >= 2 and None not in train_classes
     carved = labeled and "test" not in layout  # a labeled pool without its own test split: carve one
     if split in ("pretrain", "train"):
-        _summarize(root, layout, every, train_files, sorted(found) if labeled else [], cfg.test_fraction if carved else None)
+        others = [f for f, ok in zip(every, image) if not ok]
+        _summarize(root, layout, others, len(train_files), sorted(found) if labeled else [],
+                   cfg.test_fraction if carved else None)
     if split == "pretrain":
         files = train_files
         if carved:
@@ -302,15 +305,15 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     return ImageSplit(ds, lab, len(names), cfg.image_size, cfg.channels, names, files)
 
 
-def _summarize(root: Path, layout: dict, every: list[str], images: list[str], classes: list[str], carve_fraction):
+def _summarize(root: Path, layout: dict, others: list[str], images: int, classes: list[str], carve_fraction):
     """The folder's one line: images and classes found, unlabeled ones, the carve, and the files not read."""
-    others = [f for f in every if not is_image(f)]
     unlabeled = 0
     if "unlabeled" in layout:
         pool = list_files(layout["unlabeled"], lambda name: True)
-        unlabeled = sum(map(is_image, pool))
-        others += [f for f in pool if not is_image(f)]
-    summarize(root, len(images), "images", classes, unlabeled, carve_fraction,
+        image = [is_image(f) for f in pool]
+        unlabeled = sum(image)
+        others = others + [f for f, ok in zip(pool, image) if not ok]
+    summarize(root, images, "images", classes, unlabeled, carve_fraction,
               [not_read(others, "images")] if others else [])
 
 

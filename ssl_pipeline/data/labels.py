@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import UnlabeledData, UserError
 from .. import progress
 
 
@@ -31,6 +31,15 @@ def unlabeled_rows(raw: Optional[Sequence], column: str, say: bool, class_label:
     if say and missing.any():
         progress.say(f"data: {int(missing.sum())} of {len(missing)} rows have no {column}: used for pretraining only")
     return missing
+
+
+def no_labels(label_column: str, where: str, columns: list[str], data_column: str, empty: bool = False):
+    """The UnlabeledData error for fine-tuning data that has no `label_column`: the columns it has besides the text
+    or image column `data_column` (the labels are often under another name), or that the column is all empty."""
+    others = [c for c in columns if c != data_column]
+    hint = (" (every cell of that column is empty)" if empty else
+            f" (its columns: {', '.join(columns)}); set data.label_column to the one holding the labels" if others else "")
+    return UnlabeledData(f"data.label_column '{label_column}' is not in {where}: it has no labels to fine-tune on{hint}")
 
 
 def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str = "the data",

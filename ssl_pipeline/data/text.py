@@ -22,12 +22,12 @@ import torch
 
 from .. import progress
 from ..config import DataConfig
-from ..errors import UnlabeledData, UserError
+from ..errors import UserError
 from .files import expand_files, own_split_files, source_of
 from .copies import text_copy_keys
 from .splits import carve
-from .text_files import load_table
-from .labels import encode_labels, unlabeled_rows
+from .text_files import load_table, wrong_encoding
+from .labels import encode_labels, no_labels, unlabeled_rows
 
 EMBEDDED_PACKAGES = ("asyncio", "email", "http", "importlib", "logging", "multiprocessing", "tkinter",
                      "unittest", "urllib", "xml")
@@ -164,13 +164,10 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     if raw_labels is None:
         if split == "pretrain":
             return TextSplit(texts, None, [], ids)
-        columns = [] if cfg.source in ("embedded", "text") else _load_table(cfg).column_names
-        others = [c for c in columns if column_named([c], cfg.text_column) is None]
-        hint = (" (every cell of that column is empty)" if column_named(columns, cfg.label_column) else
-                f" (its columns: {', '.join(columns)}); set data.label_column to the one holding the labels"
-                if others else "")
-        raise UnlabeledData(f"data.label_column '{cfg.label_column}' is not in the corpus: it has no labels to fine-tune "
-                            f"on{hint}")
+        table = _load_table(cfg)  # (datasets' cache: no second read)
+        raise no_labels(cfg.label_column, "the corpus", table.column_names,
+                        _text_column(table, cfg.source, cfg.text_column, "the corpus"),
+                        empty=cfg.source != "text" and column_named(table.column_names, cfg.label_column) is not None)
     labels, names = encode_labels(raw_labels, where="the training data")
     if split == "pretrain":
         if carved:  # the test carve is excluded from pretraining
@@ -366,6 +363,5 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
                 if text and text.strip():
                     yield text
         except UnicodeDecodeError as err:
-            raise UserError(f"the streamed corpus is not {err.encoding} text (byte 0x{err.object[err.start]:02x}); "
-                            "set data.encoding (cp1252 for files from Excel or Windows, latin-1) or convert it to "
-                            "UTF-8") from None
+            raise UserError(wrong_encoding(f"the streamed corpus is not {err.encoding} text (byte "
+                                           f"0x{err.object[err.start]:02x})")) from None

@@ -28,10 +28,8 @@ def load_table(cfg: DataConfig, files: list[str]):
     builder = BUILDER_OF_SOURCE[cfg.source]
     if builder == "excel":
         return read_excel(files)
-    encoding = None if builder == "parquet" else files_encoding(files, cfg.encoding)
-    options = {} if builder == "parquet" else {"encoding": encoding}
-    if builder == "csv":
-        options["sep"] = csv_delimiter(cfg, files)
+    options = reader_options(builder, files, cfg.encoding, cfg.csv_delimiter)
+    encoding = options.get("encoding")
     try:
         with _quiet_datasets_errors(), tempfile.TemporaryDirectory() as tmp:  # it logs the failure it then raises;
             if builder == "text" and codecs.lookup(encoding).name != "utf-8":  # the user gets one line, below
@@ -113,13 +111,24 @@ def _decompressed(files: list[str], tmp: str) -> list[str]:
     return plain
 
 
-def csv_delimiter(cfg: DataConfig, files: list[str]) -> str:
+def reader_options(builder: str, files: list[str], encoding: str, delimiter: str) -> dict:
+    """The `datasets` builder's keyword arguments for `files` (data.encoding, data.csv_delimiter): one answer for
+    the in-memory and the streaming reader."""
+    if builder == "parquet":
+        return {}
+    options = {"encoding": files_encoding(files, encoding)}
+    if builder == "csv":
+        options["sep"] = csv_delimiter(files, encoding, delimiter)
+    return options
+
+
+def csv_delimiter(files: list[str], encoding: str, delimiter: str) -> str:
     """`data.csv_delimiter`; `auto`: tab for .tsv files, else the candidate found most often in the header line."""
-    if cfg.csv_delimiter != "auto":
-        return "\t" if cfg.csv_delimiter == "tab" else cfg.csv_delimiter
+    if delimiter != "auto":
+        return "\t" if delimiter == "tab" else delimiter
     if all(format_suffix(f) == ".tsv" for f in files):
         return "\t"
-    with io.TextIOWrapper(open_bytes(files[0]), encoding=file_encoding(files[0], cfg.encoding), errors="replace",
+    with io.TextIOWrapper(open_bytes(files[0]), encoding=file_encoding(files[0], encoding), errors="replace",
                           newline="") as f:
         header = f.readline()
     counts = {d: header.count(d) for d in DELIMITERS}
