@@ -246,6 +246,7 @@ def test_ctrl_c_while_the_report_is_written_is_acted_on_after_it():
         signal.signal(signal.SIGINT, before)
 
 
+@pytest.mark.slow  # timing-dependent: under a loaded CI machine the line was once lost (1 of 4 fresh-clone runs)
 def test_ctrl_c_while_images_are_decoded_says_so_through_the_launcher(tmp_path):
     """A terminal's Ctrl-C reaches `accelerate launch` and its worker together, and the launcher then sends the
     worker SIGTERM at once. Before training starts SIGTERM killed the worker outright, so a Ctrl-C while a photo
