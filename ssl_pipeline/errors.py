@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 
 
@@ -30,9 +31,9 @@ def exit_on_user_error(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         first = first_process()
-        term = _SigtermAsInterrupt()
+        signals = _CliInterrupts()
         try:
-            with term:
+            with signals:
                 return fn(*args, **kwargs)
         except UserError as err:
             message = str(err).replace("\n", " ")
@@ -47,45 +48,77 @@ def exit_on_user_error(fn):
             _ignore_further_signals()
             if first:
                 print("interrupted — finished work is kept; run the same command to resume", file=sys.stderr, flush=True)
-            _exit_after_interrupt(143 if term.received else 130)
+            _exit_after_interrupt(128 + (signals.signum or signal.SIGINT))
 
     return wrapper
 
 
-class _SigtermAsInterrupt:
-    """SIGTERM outside the training loop (reading and decoding data, between grid cells) ends the run as Ctrl-C
-    does, with its line. Its default action killed the process silently — and `accelerate launch` answers a Ctrl-C
-    by sending its worker SIGTERM at once, so a Ctrl-C while data was loading printed nothing. The training loop
-    installs its own handler (interrupt.StopFlag: checkpoint first) and restores this one after."""
+class _CliInterrupts:
+    """Ctrl-C and SIGTERM outside the training loop (data being read or decoded, between grid cells) end the run
+    with its one line, whatever happens around them. The training loop installs its own handlers
+    (interrupt.StopFlag: checkpoint first) and restores these after.
+
+    - SIGTERM raises KeyboardInterrupt as Ctrl-C does: its default action killed the process silently.
+    - A SIGTERM after a Ctrl-C is ignored: `accelerate launch` answers a Ctrl-C by sending its worker SIGTERM at
+      once, which broke into the Ctrl-C's unwinding (waiting for decoding threads) and turned exit 130 into 143.
+    - A KeyboardInterrupt that Python drops (raised while a finalizer runs: 'Exception ignored in ...') is raised
+      again at once: the run otherwise went on reading data until the launcher's SIGKILL, saying nothing.
+    - After an interrupt the defaults are never put back (SIGINT and SIGTERM are ignored until the process exits):
+      restoring them first left a moment in which the launcher's SIGTERM killed the process before it said why.
+
+    Installed over the defaults only, so a job started with SIGINT ignored (nohup, `&`) stays as its user started
+    it."""
 
     def __init__(self):
-        self.received = False
-        self._old = None
+        self.signum = 0  # the first signal received: the exit code says which
+        self._old: dict = {}
+        self._old_hook = None
 
     def _handle(self, signum, frame) -> None:
-        self.received = True
+        if self.signum == signal.SIGINT and signum == signal.SIGTERM:
+            return  # the launcher's echo of a Ctrl-C that is already ending the run
+        self.signum = self.signum or signum
         raise KeyboardInterrupt
 
-    def __enter__(self):
-        import signal
+    def _unraisable(self, info) -> None:
+        if self.signum and issubclass(info.exc_type, KeyboardInterrupt):
+            import _thread
+            import threading
+
+            # sent again from another thread, started without waiting for it: the main thread runs the handler once
+            # it lets go of the GIL, out of this hook (a signal raised in here is handled in here, and dropped
+            # again); a real signal, which also wakes a main thread blocked in a wait
+            _thread.start_new_thread(signal.pthread_kill, (threading.main_thread().ident, self.signum))
+        else:
+            self._old_hook(info)
+
+    def __enter__(self) -> "_CliInterrupts":
         import threading
 
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            self._old = signal.signal(signal.SIGTERM, self._handle)
+        if threading.current_thread() is threading.main_thread():
+            defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+            for s, default in defaults.items():
+                if signal.getsignal(s) == default:
+                    self._old[s] = signal.signal(s, self._handle)
+            if self._old:
+                self._old_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         return self
 
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-            self._old = None
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._old:
+            return
+        sys.unraisablehook = self._old_hook
+        if exc_type and issubclass(exc_type, KeyboardInterrupt):
+            _ignore_further_signals()  # the run is ending: no moment with the defaults back (SIGTERM's kills silently)
+        else:
+            for s, old in self._old.items():
+                signal.signal(s, old)
+        self._old = {}
 
 
 def _ignore_further_signals() -> None:
     """While an interrupted run says so and exits, a second Ctrl-C (or the launcher's SIGTERM after the first) must
     not break into the exit handlers with a traceback of its own."""
-    import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():

@@ -43,7 +43,7 @@ class StopFlag:
         self._old = {}
 
     def _handle(self, signum, frame) -> None:
-        self.signum = signum
+        self.signum = self.signum or signum  # the first: a one-process launcher follows Ctrl-C with SIGTERM
 
     def __enter__(self) -> "StopFlag":
         if threading.current_thread() is threading.main_thread():
@@ -70,8 +70,9 @@ class StopFlag:
 class RememberedCtrlC:
     """Ctrl-C that cannot be lost between grid cells. Python drops a KeyboardInterrupt raised while a finalizer or
     an import-lock callback runs ('Exception ignored in ...'), and the grid then went on to the end; this handler
-    raises as usual and also records the press, which the loop checks after every cell. Installed only over
-    Python's default handler, so a job started with SIGINT ignored (nohup, `&`) stays as its user started it."""
+    raises as usual (through the handler it replaces) and also records the press, which the loop checks after every
+    cell. Installed only over a Python handler, so a job started with SIGINT ignored (nohup, `&`) stays as its user
+    started it."""
 
     def __init__(self):
         self.pressed = False
@@ -81,7 +82,7 @@ class RememberedCtrlC:
     def _handle(self, signum, frame) -> None:
         self.pressed = True
         if not self._deferring:
-            raise KeyboardInterrupt
+            self._old(signum, frame)  # the CLI's handler (errors.py) or Python's: raises KeyboardInterrupt
 
     @contextlib.contextmanager
     def deferred(self):
@@ -95,8 +96,7 @@ class RememberedCtrlC:
         self.check()
 
     def __enter__(self) -> "RememberedCtrlC":
-        if (threading.current_thread() is threading.main_thread()
-                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+        if threading.current_thread() is threading.main_thread() and callable(signal.getsignal(signal.SIGINT)):
             self._old = signal.signal(signal.SIGINT, self._handle)
             self._old_hook = sys.unraisablehook
             sys.unraisablehook = self._unraisable

@@ -3,6 +3,7 @@ no silent overwrite; a failure in one of two processes ends both."""
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -221,6 +222,98 @@ def test_ctrl_c_dropped_inside_a_finalizer_still_stops_the_grid(capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.fixture
+def foreground_signals():
+    """SIGINT and SIGTERM as a CLI process in a terminal's foreground starts with them; put back afterwards."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    hook = sys.unraisablehook
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
+    sys.unraisablehook = hook
+
+
+def test_the_launchers_sigterm_after_ctrl_c_does_not_break_into_its_unwinding(foreground_signals):
+    """A one-process `accelerate launch` follows a Ctrl-C with SIGTERM at once: it is the same stop, so it must
+    neither raise again (mid-unwinding: waiting for decoding threads) nor turn exit 130 into 143, and the defaults
+    never come back before the process exits (SIGTERM's would kill it before it says why)."""
+    from ssl_pipeline.errors import _CliInterrupts
+
+    echo_raised = False
+    with pytest.raises(KeyboardInterrupt):
+        with _CliInterrupts() as signals:
+            try:
+                signal.raise_signal(signal.SIGINT)
+            finally:  # the unwinding
+                try:
+                    signal.raise_signal(signal.SIGTERM)
+                except KeyboardInterrupt:
+                    echo_raised = True
+    assert not echo_raised and signals.signum == signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) == signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+def test_sigterm_alone_ends_the_cli_as_ctrl_c_does_and_a_normal_end_restores_the_handlers(foreground_signals):
+    from ssl_pipeline.errors import _CliInterrupts
+
+    with pytest.raises(KeyboardInterrupt):
+        with _CliInterrupts() as signals:
+            signal.raise_signal(signal.SIGTERM)
+    assert signals.signum == signal.SIGTERM  # exit 143
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    hook = sys.unraisablehook
+    with _CliInterrupts():
+        assert signal.getsignal(signal.SIGTERM) != signal.SIG_DFL and sys.unraisablehook is not hook
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and sys.unraisablehook is hook
+
+
+def test_ctrl_c_dropped_inside_a_finalizer_is_raised_again_by_the_cli(foreground_signals, capsys):
+    """Python drops a KeyboardInterrupt raised while a finalizer runs, and a run reading its data went on until
+    the launcher's SIGKILL, saying nothing: the CLI's handler raises it again, outside the finalizer."""
+    from ssl_pipeline.errors import _CliInterrupts
+
+    class Finalizer:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    reached, start = False, time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with _CliInterrupts():
+            obj = Finalizer()
+            del obj  # the KeyboardInterrupt raised inside __del__ is dropped by Python ...
+            time.sleep(30)  # ... and raised again, waking the wait (a run waits for its decoding threads)
+            reached = True
+    assert not reached and time.perf_counter() - start < 5
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_one_process_ssl_launch_leaves_ctrl_c_to_its_worker(foreground_signals):
+    """The launcher ignores the terminal's Ctrl-C while its worker runs (the worker gets it too, and ends the run
+    itself), through a Python handler: the worker must not inherit SIGINT ignored."""
+    from ssl_pipeline.launch import _ctrl_c_left_to_the_worker
+
+    def fake_simple_launcher(args):
+        signal.raise_signal(signal.SIGINT)  # the launcher's copy of the Ctrl-C: no KeyboardInterrupt
+        probe = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip()
+
+    assert _ctrl_c_left_to_the_worker(fake_simple_launcher)(None) == "True"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_training_stops_on_the_first_signal_not_the_launchers_echo():
+    from ssl_pipeline.interrupt import StopFlag
+
+    with StopFlag(1) as flag:
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)
+    assert flag.requested() == signal.SIGINT  # exit 130, as the user's Ctrl-C
+
+
 def test_ctrl_c_while_the_report_is_written_is_acted_on_after_it():
     """A press inside `deferred()` (the report write: json, md, then the plot's first matplotlib import, whose C
     initialisation turns a KeyboardInterrupt into an ImportError) lets the block finish, then interrupts."""
@@ -246,11 +339,11 @@ def test_ctrl_c_while_the_report_is_written_is_acted_on_after_it():
         signal.signal(signal.SIGINT, before)
 
 
-@pytest.mark.slow  # timing-dependent: under a loaded CI machine the line was once lost (1 of 4 fresh-clone runs)
 def test_ctrl_c_while_images_are_decoded_says_so_through_the_launcher(tmp_path):
-    """A terminal's Ctrl-C reaches `accelerate launch` and its worker together, and the launcher then sends the
-    worker SIGTERM at once. Before training starts SIGTERM killed the worker outright, so a Ctrl-C while a photo
-    folder was being read printed nothing at all. Now: the usual line, exit 130, no traceback."""
+    """A terminal's Ctrl-C reaches the launcher and its worker together. Accelerate's one-process launcher then
+    sends the worker SIGTERM, and SIGKILL 5 s later: before training starts SIGTERM killed the worker outright (no
+    line), and under load the SIGKILL could beat the worker's line. `ssl-launch` leaves the Ctrl-C to the worker:
+    the usual line, exit 130, no traceback."""
     import os
     import shutil
 
