@@ -78,6 +78,18 @@ def first_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+_SAID: set = set()  # keys of the notes this process has printed
+
+
+def say_once(line: str, key=None) -> None:
+    """say(), at most once per process for `key` (default: the line itself): a run loads its data and encodes its
+    labels several times (pretraining, the monitor, export; each fine-tune cell), and a note repeated is noise."""
+    key = line if key is None else key
+    if key not in _SAID:
+        _SAID.add(key)
+        say(line)
+
+
 def say(line: str) -> None:
     """A note about the run (what the data holds, what was skipped), printed by the first process only: every
     process of a multi-process run loads the data and would repeat it."""

@@ -223,20 +223,20 @@ def test_stored_rows_on_other_examples_are_refused_not_mixed(tmp_path):
         _load_rows(path, header(train, test[:2]), cfg, enc, ["knn"])
 
 
-def test_the_classic_baselines_convergence_warning_is_one_line_once(recwarn):
+def test_the_classic_baselines_convergence_warning_is_one_line_once(recwarn, capsys):
     import warnings
 
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
+    from ssl_pipeline import progress
     from ssl_pipeline.finetune import runner
 
-    said = []
-    accelerator = type("A", (), {"print": staticmethod(said.append)})()
     x, y = np.random.default_rng(0).normal(size=(60, 30)), np.arange(60) % 3
-    runner._SAID.discard("classic")
+    progress._SAID.clear()
     for _ in range(3):
-        runner.fit_saying_once(LogisticRegression(max_iter=1), x, y, accelerator)
+        runner.fit_saying_once(LogisticRegression(max_iter=1), x, y)
+    said = capsys.readouterr().out.splitlines()
     assert len(said) == 1 and said[0].startswith("note: the classic baseline's logistic regression reached its "
                                                  "iteration limit")
     assert not [w for w in recwarn if "converge" in str(w.message)]
@@ -247,7 +247,7 @@ def test_the_classic_baselines_convergence_warning_is_one_line_once(recwarn):
             return super().fit(x, y)
 
     with pytest.warns(UserWarning, match="something else"):
-        runner.fit_saying_once(Noisy(), x, y, accelerator)
+        runner.fit_saying_once(Noisy(), x, y)
 
 
 def test_classic_text_baseline_reads_texts_without_spaces_by_their_characters():

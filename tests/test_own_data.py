@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, run_stage
+from ssl_pipeline import progress
 from ssl_pipeline.cli import embed_main, finetune_main, pretrain_main
 from ssl_pipeline.config import DataConfig, help_text, load_config
 from ssl_pipeline.data.images import load_images
@@ -41,7 +42,7 @@ def _fails(main, args, capsys, needle):
 def test_folder_split_layout_is_read_as_splits(tmp_path, capsys):
     from ssl_pipeline.data import folders
 
-    folders._SAID.clear()
+    progress._SAID.clear()
     root = tmp_path / "shapes"
     _images(root / "train", ["circle", "square"], n=6)
     _images(root / "val", ["circle", "square"], n=2)
@@ -103,7 +104,7 @@ def test_phone_and_web_formats_are_images_and_other_files_are_counted(tmp_path, 
     from ssl_pipeline.data.image_formats import register_decoders
 
     register_decoders()  # to write the HEIC files here (the library registers it where it reads them)
-    folders._SAID.clear()
+    progress._SAID.clear()
     colours = {"beach": (230, 200, 120), "forest": (20, 120, 40)}
     suffixes = [".HEIC", ".heif", ".avif", ".jfif", ".jp2", ".tga", ".qoi", ".png"]
     for name, rgb in colours.items():
@@ -390,7 +391,7 @@ def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path, capsys):
     corpus = tmp_path / "notes.txt"
     corpus.write_text("".join(f"note number {i} about something\n" for i in range(25)))
     assert len(load_texts(DataConfig(source="text", files=[str(corpus)]), "pretrain")) == 25
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().out == "data.files notes.txt: 25 unlabeled texts\n"
     # labels under another name: pretrained on whole, and the user is told before fine-tuning carves a test split
     sheet = tmp_path / "sheet.csv"
     sheet.write_text("text,category\n" + "".join(f"note {i},{i % 2}\n" for i in range(25)))
@@ -429,7 +430,8 @@ def test_text_files_as_users_have_them(tmp_path, capsys):
     partly = _table(tmp_path / "partly.csv", rows + [(f"unlabeled note {i}", "") for i in range(30)])
     d = DataConfig(source="csv", files=[partly])
     train, test, pre = (load_texts(d, s) for s in ("train", "test", "pretrain"))
-    assert "30 of 50 rows have no label: used for pretraining only" in capsys.readouterr().out
+    assert ("data.files partly.csv: 20 texts in 2 classes (neg, pos) + 30 with no label (pretraining only); a "
+            "stratified 20% test split is carved out") in capsys.readouterr().out
     assert len(train) == 16 and len(test) == 4 and not any("unlabeled" in t for t in train.texts + test.texts)
     assert len(pre) == 16 + 30 and not set(pre.texts) & set(test.texts)  # the unlabeled rows, never the test carve
     numeric = tmp_path / "numeric.csv"
@@ -442,7 +444,7 @@ def test_labels_typed_by_hand_are_one_class_per_spelling(tmp_path, capsys):
     error when it had one); it is 'pos' now. Names differing only in case stay apart, with a note, once."""
     from ssl_pipeline.data import labels
 
-    labels._SAID.clear()
+    progress._SAID.clear()
     rows = [(f"review {i} {'good fine' if i % 2 else 'bad awful'}", ["neg", "pos"][i % 2]) for i in range(20)]
     rows += [("review 20 good fine", "pos "), ("review 21 bad awful", " neg"), ("review 22 so so", "Meh"),
              ("review 23 so so", "meh"), ("review 24 so so", "meh"), ("review 25 so so", "Meh")]
@@ -482,7 +484,7 @@ def test_byte_order_marks_decide_the_encoding(tmp_path):
         (docs / label).mkdir(parents=True)
         for i in range(3):
             (docs / label / f"{i}.txt").write_text(f"document {i} of {label}", encoding="utf-16" if i else "utf-8-sig")
-    folders._SAID.clear()
+    progress._SAID.clear()
     text_folder._READ.clear()
     pre = load_texts(DataConfig(source="folder", root=str(docs), test_fraction=0.34), "pretrain")
     assert all(t.startswith("document ") for t in pre.texts), pre.texts

@@ -279,3 +279,30 @@ def test_a_streamed_corpus_is_read_in_its_encoding_and_a_wrong_one_is_one_line(t
     wrong = stream_texts(DataConfig(source="text", files=[str(corpus)], streaming=True), 0, 1)
     with pytest.raises(UserError, match=r"the streamed corpus is not utf-8 text \(byte 0xe9\); set data.encoding"):
         next(iter(StreamingBlocks(wrong, tok, "text", 16)))
+
+
+def test_a_table_of_texts_says_what_was_read_as_what_in_one_line(tmp_path, capsys):
+    """As a folder's summary: texts and classes found, rows without a label (pretraining only), the test carve, and
+    rows dropped for an empty text — said once, however often the run loads the table."""
+    import csv
+
+    from ssl_pipeline import progress
+
+    rows = [{"review": f"{w} review number {i}", "topic": "" if i % 10 == 0 else w}
+            for i, w in enumerate(["food", "sports", "tech"] * 20)]
+    rows[1]["review"], rows[2]["review"] = "", "   "
+    path = tmp_path / "reviews.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, ["review", "topic"])
+        writer.writeheader()
+        writer.writerows(rows)
+    progress._SAID.clear()
+    cfg = DataConfig(source="csv", files=[str(path)], text_column="review", label_column="topic", test_fraction=0.2)
+    for split in ("pretrain", "train", "pretrain"):
+        load_texts(cfg, split)
+    assert capsys.readouterr().out.splitlines() == [
+        "data.files reviews.csv: 52 texts in 3 classes (food, sports, tech) + 6 with no topic (pretraining only); "
+        "a stratified 20% test split is carved out; skipped rows: 2 with no text"]
+    progress._SAID.clear()
+    load_texts(DataConfig(source="csv", files=[str(path)], text_column="review", label_column="stars"), "pretrain")
+    assert "data.files reviews.csv: 58 unlabeled texts; skipped rows: 2 with no text" in capsys.readouterr().out

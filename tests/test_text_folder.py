@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import SMALL_TEXT_MODEL
+from ssl_pipeline import progress
 from ssl_pipeline.cli import finetune_main, pretrain_main
 from ssl_pipeline.config import DataConfig, load_config
 from ssl_pipeline.data.text import load_texts
@@ -38,7 +39,7 @@ def _acl_imdb(root, n=6):
 
 @pytest.fixture(autouse=True)
 def _fresh_process_state():
-    folders._SAID.clear()
+    progress._SAID.clear()
     text_folder._READ.clear()
 
 
@@ -176,7 +177,7 @@ def test_data_notes_come_from_the_first_process_only(tmp_path, capsys, monkeypat
     d = DataConfig(source="folder", root=str(tmp_path / "aclImdb"))
     monkeypatch.setenv("RANK", "1")  # the second process of `accelerate launch --num_processes 2`
     assert len(load_texts(d, "pretrain")) == 18 and capsys.readouterr().out == ""
-    folders._SAID.clear()
+    progress._SAID.clear()
     monkeypatch.setenv("RANK", "0")
     load_texts(d, "pretrain")
     assert capsys.readouterr().out.startswith("data.root ")

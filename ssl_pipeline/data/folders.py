@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import UserError
-from ..progress import say
+from ..progress import say_once
 
 # sub-folder name -> split; any of these at the top of data.root makes it a split layout
 SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation", "test": "test",
               "unlabeled": "unlabeled", "unlabelled": "unlabeled"}
 
 _LISTED: dict[str, tuple[int, list[str], list[tuple[str, str]]]] = {}  # folder -> (mtime, sub-folders, (name, path))
-_SAID: set[str] = set()  # folders whose summary this process has printed
-
-
 def accepted_layouts(example: str, what: str) -> str:
     return (f"accepted layouts: class sub-folders only (ROOT/CLASS/{example}); or train/ with class sub-folders plus "
             f"any of val/ (or validation/), test/ (same classes) and unlabeled/ (any {what}); or {what} without class "
@@ -125,20 +122,17 @@ def not_read(files: list[str], what: str) -> str:
     return f"{len(files)} not {what} ({', '.join(suffixes[:5])}{' ...' if len(suffixes) > 5 else ''})"
 
 
-def summarize(root: Path, count: int, unit: str, classes: list[str], unlabeled: int, carve_fraction: Optional[float],
-              skipped: list[str]) -> None:
-    """The one line a run prints about a folder (once per process): what was read as what, what is held out, and
-    which files were not read — so a folder of iPhone photos beside their .MOV clips, or a README among the
-    documents, is accounted for instead of silently dropped."""
-    if str(root) in _SAID:
-        return
-    _SAID.add(str(root))
-    line = f"data.root {root}: " + (f"{count:,} {unit} in {len(classes)} classes ({names(classes, 8)})"
+def summarize(where: str, count: int, unit: str, classes: list[str], unlabeled: int, carve_fraction: Optional[float],
+              skipped: list[str], skipped_what: str = "files", unlabeled_what: str = "unlabeled") -> None:
+    """The one line a run prints about its data (once per process; `where`: 'data.root DIR', 'data.files a.csv'):
+    what was read as what, what is held out, and what was not read — so a folder of iPhone photos beside their .MOV
+    clips, a README among the documents, or a table's empty rows are accounted for instead of silently dropped."""
+    line = f"{where}: " + (f"{count:,} {unit} in {len(classes)} classes ({names(classes, 8)})"
                                     if len(classes) >= 2 else f"{count:,} unlabeled {unit}")
     if unlabeled:
-        line += f" + {unlabeled:,} unlabeled (pretraining only)"
+        line += f" + {unlabeled:,} {unlabeled_what} (pretraining only)"
     if carve_fraction:
         line += f"; a stratified {carve_fraction:.0%} test split is carved out"
     if skipped:
-        line += "; skipped files: " + "; ".join(skipped)
-    say(line)
+        line += f"; skipped {skipped_what}: " + "; ".join(skipped)
+    say_once(line, key=where)

@@ -313,7 +313,7 @@ def _summarize(root: Path, layout: dict, others: list[str], images: int, classes
         image = [is_image(f) for f in pool]
         unlabeled = sum(image)
         others = others + [f for f, ok in zip(pool, image) if not ok]
-    summarize(root, images, "images", classes, unlabeled, carve_fraction,
+    summarize(f"data.root {root}", images, "images", classes, unlabeled, carve_fraction,
               [not_read(others, "images")] if others else [])
 
 

@@ -84,8 +84,6 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
     return np.asarray([index[t] for t in text], dtype=np.int64), names
 
 
-_SAID: set[tuple[str, str]] = set()
-
 
 def _say_case_twins(names: list[str], where: str) -> None:
     """A note when class names differ only in case ('Spam' and 'spam'): kept apart (it may be meant), but most often
@@ -93,10 +91,9 @@ def _say_case_twins(names: list[str], where: str) -> None:
     seen: dict[str, str] = {}
     for name in names:
         other = seen.setdefault(name.casefold(), name)
-        if other != name and (other, name) not in _SAID:  # once: a run encodes its labels several times
-            _SAID.add((other, name))
-            progress.say(f"note: {where} has classes '{other}' and '{name}', which differ only in case: they are two "
-                         "classes; if they are one, write them alike")
+        if other != name:
+            progress.say_once(f"note: {where} has classes '{other}' and '{name}', which differ only in case: they are "
+                              "two classes; if they are one, write them alike", key=("case twins", other, name))
             return
 
 

@@ -24,6 +24,7 @@ from .. import progress
 from ..config import DataConfig
 from ..errors import UserError
 from .files import expand_files, own_split_files, source_of
+from .folders import names, summarize
 from .copies import text_copy_keys
 from .splits import carve
 from .text_files import load_table, wrong_encoding
@@ -112,7 +113,7 @@ def _text_column(table, source: str, text_column: str, what: str) -> str:
 
 
 def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = False):
-    """-> (texts, raw labels or None, row ids), empty texts dropped. `say`: warn when other columns than the
+    """-> (texts, raw labels or None, row ids, number of rows dropped), empty texts dropped. `say`: warn when other columns than the
     text exist but none is data.label_column (the corpus is then pretrained on whole, as unlabeled)."""
     table = _load_table(cfg, files)
     column = _text_column(table, cfg.source, cfg.text_column, what)
@@ -121,14 +122,14 @@ def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = Fa
     raw = None if label is None else table[label]
     others = [c for c in table.column_names if c != column]
     if say and label is None and others:
-        progress.say(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: "
+        progress.say_once(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: "
                      f"{', '.join(table.column_names)}): every row is pretrained on as unlabeled text and no test split "
                      "is held out. If a column holds labels, set data.label_column to it before pretraining: fine-tuning "
                      "holds its test split out of these rows.")
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise UserError(f"{what} holds no non-empty text")
-    return [texts[i] for i in keep], None if raw is None else [raw[i] for i in keep], keep
+    return [texts[i] for i in keep], None if raw is None else [raw[i] for i in keep], keep, len(texts) - len(keep)
 
 
 def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
@@ -147,13 +148,14 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     own = {} if cfg.source == "embedded" else own_split_files(cfg, _corpus_files(cfg))
     if split == "validation" and "validation" not in own:
         return None
+    empty = 0
     if cfg.source == "embedded":
         texts, raw_labels = map(list, stdlib_docstrings())
         ids = list(range(len(texts)))
     else:
-        texts, raw_labels, ids = _read(cfg, None, f"the {cfg.source} corpus", say=split == "pretrain")
+        texts, raw_labels, ids, empty = _read(cfg, None, f"the {cfg.source} corpus", say=split == "pretrain")
     unlabeled, unlabeled_ids = [], []  # rows whose label cell is empty: pretraining only
-    missing = unlabeled_rows(raw_labels, cfg.label_column, say=split in ("pretrain", "train"))
+    missing = unlabeled_rows(raw_labels, cfg.label_column, say=False)  # the table's summary line says it
     if missing is None:
         raw_labels = None
     elif missing.any():
@@ -161,6 +163,8 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         unlabeled_ids = [i for i, m in zip(ids, missing) if m]
         texts, raw_labels, ids = ([x for x, m in zip(seq, missing) if not m] for seq in (texts, raw_labels, ids))
     carved = raw_labels is not None and "test" not in own
+    if split in ("pretrain", "train") and cfg.source != "embedded":
+        _summarize(cfg, texts, raw_labels, len(unlabeled), empty, cfg.test_fraction if carved else None)
     if raw_labels is None:
         if split == "pretrain":
             return TextSplit(texts, None, [], ids)
@@ -175,13 +179,24 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
             texts, ids = [texts[i] for i in idx], [ids[i] for i in idx]
         return TextSplit(texts + unlabeled, None, [], ids + unlabeled_ids)
     if split in own:
-        o_texts, o_raw, o_ids = _read(cfg, own[split], f"data.{split}_files")
+        o_texts, o_raw, o_ids, _ = _read(cfg, own[split], f"data.{split}_files")
         if o_raw is None:
             raise UserError(f"data.{split}_files have no '{cfg.label_column}' column: they cannot be scored")
         o_labels, _ = encode_labels(o_raw, names, where=f"data.{split}_files")
         return TextSplit(o_texts, o_labels, names, o_ids)
     idx = carve(labels, split, cfg, names, text_copy_keys(texts)) if carved else np.arange(len(texts))
     return TextSplit([texts[i] for i in idx], labels[idx], names, [ids[i] for i in idx])
+
+
+def _summarize(cfg: DataConfig, texts: list[str], raw_labels, unlabeled: int, empty: int, carve_fraction) -> None:
+    """A table's one line, as a folder's: rows read as texts, the classes its label column holds, rows without a
+    label (pretraining only), the test carve, and rows dropped for an empty text."""
+    classes = [] if raw_labels is None else sorted({str(v).strip() for v in raw_labels})
+    if raw_labels is not None and len(classes) < 2:
+        return  # encode_labels refuses it next, naming the problem
+    summarize(f"data.files {names(_corpus_files(cfg))}", len(texts), "texts", classes, unlabeled, carve_fraction,
+              [f"{empty:,} with no text"] if empty else [], skipped_what="rows",
+              unlabeled_what=f"with no {cfg.label_column}")
 
 
 def extra_pretrain_texts(cfg: DataConfig) -> list[str]:

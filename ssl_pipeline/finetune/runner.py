@@ -16,6 +16,7 @@ import numpy as np
 from ..config import Config, base_encoder_ref, explicit, flatten
 from ..data.leakage import NO_TEST_SPLIT
 from ..errors import UserError
+from ..progress import say_once
 from ..export import read_spec, resolve_encoder_path
 from ..run_dir import changed_keys, listed_changes
 from ..tasks import modality_of
@@ -451,10 +452,7 @@ def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
     return probes[key]
 
 
-_SAID: set[str] = set()
-
-
-def fit_saying_once(model, x, y, accelerator) -> None:
+def fit_saying_once(model, x, y) -> None:
     """model.fit, with scikit-learn's multi-line ConvergenceWarning (repeated for every cell of the grid, between
     the progress lines) said once, in one line; other warnings pass through."""
     import warnings
@@ -467,10 +465,9 @@ def fit_saying_once(model, x, y, accelerator) -> None:
     for w in caught:
         if not issubclass(w.category, ConvergenceWarning):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        elif "classic" not in _SAID:
-            _SAID.add("classic")
-            accelerator.print("note: the classic baseline's logistic regression reached its iteration limit before "
-                              "converging on some subsets (scikit-learn's ConvergenceWarning); it is scored as it stands")
+        else:
+            say_once("note: the classic baseline's logistic regression reached its iteration limit before converging "
+                     "on some subsets (scikit-learn's ConvergenceWarning); it is scored as it stands")
 
 
 def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelerator, encoder_path, seed: int,
@@ -487,7 +484,7 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
 
     if method == "classic":
         model = data.classic_model()
-        fit_saying_once(model, data.classic_inputs("train", idx), labels, accelerator)
+        fit_saying_once(model, data.classic_inputs("train", idx), labels)
         return model.predict(data.classic_inputs("test", test_idx))
     if method == "knn":
         return M.knn(features[0][idx], labels, features[1], ft.knn_k)
