@@ -40,8 +40,6 @@ def _fails(main, args, capsys, needle):
 # ------------------------------------------------------------------------------------------- image folders
 
 def test_folder_split_layout_is_read_as_splits(tmp_path, capsys):
-    from ssl_pipeline.data import folders
-
     progress._SAID.clear()
     root = tmp_path / "shapes"
     _images(root / "train", ["circle", "square"], n=6)
@@ -100,7 +98,6 @@ def test_phone_and_web_formats_are_images_and_other_files_are_counted(tmp_path, 
     """An iPhone export (HEIC beside its Live Photo .MOV clips), AVIF, JFIF, JPEG 2000 and Targa files are images;
     the listing used to take ten suffixes, so such a folder was silently read as its few PNGs. Files that are not
     images are named in the folder's summary line instead of vanishing."""
-    from ssl_pipeline.data import folders
     from ssl_pipeline.data.image_formats import register_decoders
 
     register_decoders()  # to write the HEIC files here (the library registers it where it reads them)
@@ -442,8 +439,6 @@ def test_text_files_as_users_have_them(tmp_path, capsys):
 def test_labels_typed_by_hand_are_one_class_per_spelling(tmp_path, capsys):
     """'pos ' with a trailing space made a class of its own beside 'pos' (a third class of two rows, and a carve
     error when it had one); it is 'pos' now. Names differing only in case stay apart, with a note, once."""
-    from ssl_pipeline.data import labels
-
     progress._SAID.clear()
     rows = [(f"review {i} {'good fine' if i % 2 else 'bad awful'}", ["neg", "pos"][i % 2]) for i in range(20)]
     rows += [("review 20 good fine", "pos "), ("review 21 bad awful", " neg"), ("review 22 so so", "Meh"),
@@ -468,7 +463,7 @@ def test_byte_order_marks_decide_the_encoding(tmp_path):
     """Notepad's and Excel's "CSV UTF-8" mark at the start of a UTF-8 file stuck to the first document ('\\ufefffirst
     line'); a UTF-16 file (Excel's "Unicode Text", Notepad's "Unicode") stopped with advice to try cp1252 / latin-1,
     which would have read it as garbage. Under the default encoding the mark decides; files that differ are named."""
-    from ssl_pipeline.data import folders, text_folder
+    from ssl_pipeline.data import text_folder
 
     rows = [(f"caf\u00e9 review {i} {'good fine' if i % 2 else 'bad awful'}", "pos" if i % 2 else "neg") for i in range(20)]
     utf16 = _table(tmp_path / "unicode.csv", rows, encoding="utf-16")

@@ -9,7 +9,7 @@ from ssl_pipeline import progress
 from ssl_pipeline.cli import finetune_main, pretrain_main
 from ssl_pipeline.config import DataConfig, load_config
 from ssl_pipeline.data.text import load_texts
-from ssl_pipeline.data import folders, text_folder
+from ssl_pipeline.data import text_folder
 from ssl_pipeline.errors import UnlabeledData, UserError
 
 WORDS = {"pos": "lovely great fine superb", "neg": "awful broken sad dreadful", "space": "orbit rocket moon",
