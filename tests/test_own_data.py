@@ -381,7 +381,8 @@ def test_hf_rows_without_a_label_are_pretraining_only(tmp_path, capsys):
         train, test, pre = (load_texts(d, s) for s in ("train", "test", "pretrain"))
         assert train.class_names == names and len(train) == 16 and len(test) == 4, d
         assert len(pre) == 16 + 20 and not set(pre.texts) & set(test.texts) and set(train.texts) <= set(pre.texts)
-        assert "20 of 40 rows have no label: used for pretraining only" in capsys.readouterr().out
+        assert ("20 texts in 2 classes (neg, pos) + 20 with no label (pretraining only); a stratified 20% test split "
+                "is carved out") in capsys.readouterr().out
 
 
 def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path, capsys):

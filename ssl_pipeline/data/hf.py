@@ -86,8 +86,7 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     feature = train.features.get(cfg.label_column)
     feature_names = getattr(feature, "names", None)
     raw = train[cfg.label_column] if cfg.label_column in train.column_names else None
-    missing = unlabeled_rows(raw, cfg.label_column, say=split in ("pretrain", "train"),
-                             class_label=feature_names is not None)
+    missing = unlabeled_rows(raw, class_label=feature_names is not None)
     if missing is None:
         raw, missing = None, np.zeros(len(train), bool)
     labeled = np.flatnonzero(~missing)  # row indices of the labeled examples
@@ -97,6 +96,9 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     own_test = "test" in dsd
     val_name = next((v for v in VALIDATION_SPLITS if v in dsd), None)
     carved = train_labels is not None and not own_test
+    if split in ("pretrain", "train"):
+        _summarize(cfg, len(train), missing, sum(len(dsd[u]) for u in UNLABELED_SPLITS if u in dsd), names, carved,
+                   "texts" if texts else "images")
     if split == "pretrain":
         import datasets
 
@@ -121,6 +123,18 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     idx = (carve(train_labels, split, cfg, names, _copy_keys(train, column, labeled, texts)) if carved
            else np.arange(len(train_labels)))
     return HFSplit(train.select(labeled[idx]), train_labels[idx], names, labeled[idx].tolist())
+
+
+def _summarize(cfg: DataConfig, rows: int, missing: np.ndarray, extra: int, classes: list[str], carved: bool,
+               unit: str) -> None:
+    """The data line a folder or a table of files gets: what was read, rows without a label and unlabeled splits
+    (pretraining only), the test carve."""
+    from .folders import names, summarize
+
+    where = f"data.name {cfg.name}" if cfg.name else f"data.files {names(list(cfg.files))}"
+    without = int(missing.sum())
+    summarize(where, rows - without, unit, classes, without + extra, cfg.test_fraction if carved else None, [],
+              unlabeled_what=f"with no {cfg.label_column}" if without and not extra else "unlabeled")
 
 
 def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional[list]:

@@ -18,18 +18,14 @@ def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
 
 
-def unlabeled_rows(raw: Optional[Sequence], column: str, say: bool, class_label: bool = False) -> Optional[np.ndarray]:
-    """Boolean mask of the rows without a label (they go to pretraining only), or None when no row has one.
-
-    `class_label`: -1 also means "no label" (a `datasets` ClassLabel). `say`: print the one line users see
-    when some rows are unlabeled (once per run: for the pretrain and train splits)."""
+def unlabeled_rows(raw: Optional[Sequence], class_label: bool = False) -> Optional[np.ndarray]:
+    """Boolean mask of the rows without a label (they go to pretraining only; the data line counts them), or None
+    when no row has one. `class_label`: -1 also means "no label" (a `datasets` ClassLabel)."""
     if raw is None:
         return None
     missing = np.array([is_missing(v) or (class_label and v == -1) for v in raw], dtype=bool)
     if missing.all():
         return None
-    if say and missing.any():
-        progress.say(f"data: {int(missing.sum())} of {len(missing)} rows have no {column}: used for pretraining only")
     return missing
 
 

@@ -155,7 +155,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     else:
         texts, raw_labels, ids, empty = _read(cfg, None, f"the {cfg.source} corpus", say=split == "pretrain")
     unlabeled, unlabeled_ids = [], []  # rows whose label cell is empty: pretraining only
-    missing = unlabeled_rows(raw_labels, cfg.label_column, say=False)  # the table's summary line says it
+    missing = unlabeled_rows(raw_labels)
     if missing is None:
         raw_labels = None
     elif missing.any():
