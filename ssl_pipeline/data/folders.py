@@ -18,6 +18,8 @@ SPLIT_DIRS = {"train": "train", "val": "validation", "validation": "validation",
               "unlabeled": "unlabeled", "unlabelled": "unlabeled"}
 
 _LISTED: dict[str, tuple[int, list[str], list[tuple[str, str]]]] = {}  # folder -> (mtime, sub-folders, (name, path))
+
+
 def accepted_layouts(example: str, what: str) -> str:
     return (f"accepted layouts: class sub-folders only (ROOT/CLASS/{example}); or train/ with class sub-folders plus "
             f"any of val/ (or validation/), test/ (same classes) and unlabeled/ (any {what}); or {what} without class "
@@ -128,7 +130,7 @@ def summarize(where: str, count: int, unit: str, classes: list[str], unlabeled: 
     what was read as what, what is held out, and what was not read — so a folder of iPhone photos beside their .MOV
     clips, a README among the documents, or a table's empty rows are accounted for instead of silently dropped."""
     line = f"{where}: " + (f"{count:,} {unit} in {len(classes)} classes ({names(classes, 8)})"
-                                    if len(classes) >= 2 else f"{count:,} unlabeled {unit}")
+                           if len(classes) >= 2 else f"{count:,} unlabeled {unit}")
     if unlabeled:
         line += f" + {unlabeled:,} {unlabeled_what} (pretraining only)"
     if carve_fraction:

@@ -23,8 +23,8 @@ import torch
 from .. import progress
 from ..config import DataConfig
 from ..errors import UserError
+from . import folders
 from .files import expand_files, own_split_files, source_of
-from .folders import names, summarize
 from .copies import text_copy_keys
 from .splits import carve
 from .text_files import load_table, wrong_encoding
@@ -113,8 +113,8 @@ def _text_column(table, source: str, text_column: str, what: str) -> str:
 
 
 def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = False):
-    """-> (texts, raw labels or None, row ids, number of rows dropped), empty texts dropped. `say`: warn when other columns than the
-    text exist but none is data.label_column (the corpus is then pretrained on whole, as unlabeled)."""
+    """-> (texts, raw labels or None, row ids, number of rows dropped), empty texts dropped. `say`: warn when other
+    columns than the text exist but none is data.label_column (the corpus is then pretrained on whole, as unlabeled)."""
     table = _load_table(cfg, files)
     column = _text_column(table, cfg.source, cfg.text_column, what)
     texts = [t if isinstance(t, str) else "" for t in table[column]]
@@ -123,9 +123,9 @@ def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = Fa
     others = [c for c in table.column_names if c != column]
     if say and label is None and others:
         progress.say_once(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: "
-                     f"{', '.join(table.column_names)}): every row is pretrained on as unlabeled text and no test split "
-                     "is held out. If a column holds labels, set data.label_column to it before pretraining: fine-tuning "
-                     "holds its test split out of these rows.")
+                          f"{', '.join(table.column_names)}): every row is pretrained on as unlabeled text and no test "
+                          "split is held out. If a column holds labels, set data.label_column to it before pretraining: "
+                          "fine-tuning holds its test split out of these rows.")
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if not keep:
         raise UserError(f"{what} holds no non-empty text")
@@ -163,16 +163,19 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         unlabeled_ids = [i for i, m in zip(ids, missing) if m]
         texts, raw_labels, ids = ([x for x, m in zip(seq, missing) if not m] for seq in (texts, raw_labels, ids))
     carved = raw_labels is not None and "test" not in own
-    if split in ("pretrain", "train") and cfg.source != "embedded":
-        _summarize(cfg, texts, raw_labels, len(unlabeled), empty, cfg.test_fraction if carved else None)
+    said = split in ("pretrain", "train") and cfg.source != "embedded"  # the data line, once
     if raw_labels is None:
         if split == "pretrain":
+            if said:
+                _say(cfg, len(texts), [], 0, empty, None)
             return TextSplit(texts, None, [], ids)
         table = _load_table(cfg)  # (datasets' cache: no second read)
         raise no_labels(cfg.label_column, "the corpus", table.column_names,
                         _text_column(table, cfg.source, cfg.text_column, "the corpus"),
                         empty=cfg.source != "text" and column_named(table.column_names, cfg.label_column) is not None)
     labels, names = encode_labels(raw_labels, where="the training data")
+    if said:
+        _say(cfg, len(texts), names, len(unlabeled), empty, cfg.test_fraction if carved else None)
     if split == "pretrain":
         if carved:  # the test carve is excluded from pretraining
             idx = carve(labels, "train", cfg, names, text_copy_keys(texts))
@@ -188,15 +191,12 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     return TextSplit([texts[i] for i in idx], labels[idx], names, [ids[i] for i in idx])
 
 
-def _summarize(cfg: DataConfig, texts: list[str], raw_labels, unlabeled: int, empty: int, carve_fraction) -> None:
-    """A table's one line, as a folder's: rows read as texts, the classes its label column holds, rows without a
-    label (pretraining only), the test carve, and rows dropped for an empty text."""
-    classes = [] if raw_labels is None else sorted({str(v).strip() for v in raw_labels})
-    if raw_labels is not None and len(classes) < 2:
-        return  # encode_labels refuses it next, naming the problem
-    summarize(f"data.files {names(_corpus_files(cfg))}", len(texts), "texts", classes, unlabeled, carve_fraction,
-              [f"{empty:,} with no text"] if empty else [], skipped_what="rows",
-              unlabeled_what=f"with no {cfg.label_column}")
+def _say(cfg: DataConfig, n_texts: int, classes: list[str], unlabeled: int, empty: int, carve_fraction) -> None:
+    """A table's one line, as a folder's: rows read as texts, the classes of its label column, rows without a label
+    (pretraining only), the test carve, and rows dropped for an empty text."""
+    folders.summarize(f"data.files {folders.names(_corpus_files(cfg))}", n_texts, "texts", classes, unlabeled,
+                      carve_fraction, [f"{empty:,} with no text"] if empty else [], skipped_what="rows",
+                      unlabeled_what=f"with no {cfg.label_column}")
 
 
 def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
