@@ -154,16 +154,15 @@ def findings(summary: list[dict], pretraining: dict | None = None, modality: str
         best = max(ssl, key=lambda s: s["mean"])
         sup, classic = at.get("supervised"), at.get("classic")
         scarce = frac < 1  # with every label there are none to save: SSL and scratch usually meet there
-        if sup and best["mean"] <= sup["mean"] and not scarce:
-            out.append(f"with all the labels ({_pct(frac)}) pretraining adds nothing over the same model trained from "
+        if sup and best["mean"] <= sup["mean"]:
+            no_saving = no_saving or scarce
+            out.append(f"no label saving over supervised at {_pct(frac)}: the best SSL method ({best['method']}, "
+                       f"{100 * best['mean']:.1f} %) does not beat the same model trained from scratch "
+                       f"({100 * sup['mean']:.1f} %)" if scarce else
+                       f"with all the labels ({_pct(frac)}) pretraining adds nothing over the same model trained from "
                        f"scratch: {best['method']} {100 * best['mean']:.1f} % vs {100 * sup['mean']:.1f} % for "
                        "supervised, as is usual once labels are plentiful; the label saving, if any, is at the smaller "
                        "fractions")
-        elif sup and best["mean"] <= sup["mean"]:
-            no_saving = True
-            out.append(f"no label saving over supervised at {_pct(frac)}: the best SSL method ({best['method']}, "
-                       f"{100 * best['mean']:.1f} %) does not beat the same model trained from scratch "
-                       f"({100 * sup['mean']:.1f} %)")
         if classic and classic["mean"] > best["mean"]:
             no_saving = no_saving or scarce  # against what the user would otherwise use, SSL saved nothing here either
             out.append(f"classic beats every SSL method at {_pct(frac)}: {100 * classic['mean']:.1f} % vs "
