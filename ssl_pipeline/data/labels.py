@@ -80,7 +80,6 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
     return np.asarray([index[t] for t in text], dtype=np.int64), names
 
 
-
 def _say_case_twins(names: list[str], where: str) -> None:
     """A note when class names differ only in case ('Spam' and 'spam'): kept apart (it may be meant), but most often
     two spellings of one label typed by hand, which splits a class in two."""

@@ -102,7 +102,8 @@ def _documents(base: Path, root: Path, cfg: DataConfig, split: str, read_unlabel
 
 def _say(root: Path, docs: _Documents, extra: int, carve_fraction: Optional[float]) -> None:
     classes = sorted({c for c in docs.classes if c is not None})
-    summarize(f"data.root {root}", len(docs.texts), "documents", classes, docs.n_unlabeled + extra, carve_fraction, docs.skipped)
+    summarize(f"data.root {root}", len(docs.texts), "documents", classes, docs.n_unlabeled + extra, carve_fraction,
+              docs.skipped)
 
 
 def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:

@@ -16,8 +16,8 @@ import numpy as np
 from ..config import Config, base_encoder_ref, explicit, flatten
 from ..data.leakage import NO_TEST_SPLIT
 from ..errors import UserError
-from ..progress import say_once
 from ..export import read_spec, resolve_encoder_path
+from ..progress import say_once
 from ..run_dir import changed_keys, listed_changes
 from ..tasks import modality_of
 from . import methods as M
