@@ -383,6 +383,14 @@ def test_hf_rows_without_a_label_are_pretraining_only(tmp_path, capsys):
         assert len(pre) == 16 + 20 and not set(pre.texts) & set(test.texts) and set(train.texts) <= set(pre.texts)
         assert ("20 texts in 2 classes (neg, pos) + 20 with no label (pretraining only); a stratified 20% test split "
                 "is carved out") in capsys.readouterr().out
+    # blank texts are neither examples nor unlabeled data: dropped before the carve, and the line counts them
+    blanks = {"text": rows["text"] + ["", "   ", None], "label": rows["label"] + [0, -1, 1]}
+    datasets.Dataset.from_dict(blanks, features=features).to_parquet(tmp_path / "blanks.parquet")
+    d = DataConfig(source="hf", files=[str(tmp_path / "blanks.parquet")])
+    train, test, pre = (load_texts(d, s) for s in ("train", "test", "pretrain"))
+    assert len(train) == 16 and len(test) == 4 and len(pre) == 36 and all(t.strip() for t in pre.texts)
+    assert ("data.files blanks.parquet: 20 texts in 2 classes (neg, pos) + 20 with no label (pretraining only); a "
+            "stratified 20% test split is carved out; skipped rows: 3 with no text") in capsys.readouterr().out
 
 
 def test_unlabeled_text_corpus_pretrains_on_every_line(tmp_path, capsys):

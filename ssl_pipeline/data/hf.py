@@ -89,7 +89,9 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     missing = unlabeled_rows(raw, class_label=feature_names is not None)
     if missing is None:
         raw, missing = None, np.zeros(len(train), bool)
-    labeled = np.flatnonzero(~missing)  # row indices of the labeled examples
+    empty = _empty_texts(train[column]) if texts else np.zeros(len(train), bool)
+    missing &= ~empty  # an empty text is neither an example nor unlabeled data: dropped, and counted in the line
+    labeled = np.flatnonzero(~missing & ~empty)  # row indices of the labeled examples
     train_labels, names = (None, []) if raw is None else encode_labels([raw[i] for i in labeled],
                                                                        where="the train split",
                                                                        feature_names=feature_names)
@@ -97,20 +99,20 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     val_name = next((v for v in VALIDATION_SPLITS if v in dsd), None)
     carved = train_labels is not None and not own_test
     if split in ("pretrain", "train"):
-        _summarize(cfg, len(train), missing, sum(len(dsd[u]) for u in UNLABELED_SPLITS if u in dsd), names, carved,
-                   "texts" if texts else "images")
+        _summarize(cfg, len(labeled), int(missing.sum()), sum(len(dsd[u]) for u in UNLABELED_SPLITS if u in dsd),
+                   names, carved, "texts" if texts else "images", int(empty.sum()))
     if split == "pretrain":
         import datasets
 
         idx = (labeled[carve(train_labels, "train", cfg, names, _copy_keys(train, column, labeled, texts))] if carved
-               else np.arange(len(train)))
+               else np.flatnonzero(~empty))
         if carved and missing.any():
             idx = np.sort(np.concatenate([idx, np.flatnonzero(missing)]))
         parts = [train.select(idx).select_columns([column])]
         parts += [dsd[u].select_columns([column]) for u in UNLABELED_SPLITS if u in dsd]
         return HFSplit(datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0], None, [], list(range(sum(map(len, parts)))))
     if train_labels is None:
-        return HFSplit(train, None, [], list(range(len(train))))
+        return HFSplit(train.select(labeled), None, [], labeled.tolist())
     if split == "validation" and val_name is None:
         return None
     if split in ("validation", "test") and (split == "validation" or own_test):
@@ -125,15 +127,20 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     return HFSplit(train.select(labeled[idx]), train_labels[idx], names, labeled[idx].tolist())
 
 
-def _summarize(cfg: DataConfig, rows: int, missing: np.ndarray, extra: int, classes: list[str], carved: bool,
-               unit: str) -> None:
+def _empty_texts(values) -> np.ndarray:
+    """Rows whose text is missing or blank: nothing to read."""
+    return np.array([not (isinstance(t, str) and t.strip()) for t in values], dtype=bool)
+
+
+def _summarize(cfg: DataConfig, labeled: int, without: int, extra: int, classes: list[str], carved: bool,
+               unit: str, empty: int) -> None:
     """The data line a folder or a table of files gets: what was read, rows without a label and unlabeled splits
-    (pretraining only), the test carve."""
+    (pretraining only), the test carve, rows dropped for an empty text."""
     from .folders import names, summarize
 
     where = f"data.name {cfg.name}" if cfg.name else f"data.files {names(list(cfg.files))}"
-    without = int(missing.sum())
-    summarize(where, rows - without, unit, classes, without + extra, cfg.test_fraction if carved else None, [],
+    summarize(where, labeled, unit, classes, without + extra, cfg.test_fraction if carved else None,
+              [f"{empty:,} with no text"] if empty else [], skipped_what="rows",
               unlabeled_what=f"with no {cfg.label_column}" if without and not extra else "unlabeled")
 
 
