@@ -144,6 +144,24 @@ def test_label_multiplier_interpolates_on_log_scale():
     assert lm["multiplier"] is None and lm["text"] == "> 100.0×"
 
 
+def test_the_plot_is_ticked_at_the_label_budgets_measured():
+    """24 and 240 labels: matplotlib's log axis labelled only minor ticks there, as 3×10¹ … 2×10²."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ssl_pipeline.finetune.report import label_budget_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([24, 240], [0.8, 0.9])
+    label_budget_axis(ax, [24, 240, 6000])
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["24", "240", "6,000"]
+    assert not any(t.get_text() for t in ax.get_xticklabels(minor=True))
+    plt.close(fig)
+
+
 def test_a_report_from_another_recipe_names_the_changed_key_and_keys_added_later_resume(tmp_path):
     """A report stores its recipe: resuming under other settings names each changed key with both values; a key the
     report lacks (added to the schema after it was written) counts at its default; a tracker added resumes; other

@@ -423,6 +423,17 @@ def legend_label(method: str, seeds: int, significance: list[dict]) -> str:
     return (method if seeds > 1 else f"{method} (n = 1)") + (f" — gain n.s. at {', '.join(unsure)}" if unsure else "")
 
 
+def label_budget_axis(ax, budgets: list[int]) -> None:
+    """A log x axis ticked at the label budgets measured, written out (24, 240, 6,000): matplotlib's own log ticks
+    label a narrow range with minor ticks in scientific notation (3×10¹, 4×10¹ …), none of them a measured budget."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [f"{b:,}" for b in budgets])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("number of labeled training examples (log scale)")
+
+
 def _plot(path: Path, summary: list[dict], title: str, validation: bool = False,
           significance: list[dict] = (), metric: str = "accuracy") -> None:
     import matplotlib
@@ -441,8 +452,7 @@ def _plot(path: Path, summary: list[dict], title: str, validation: bool = False,
         ax.plot(n, 100 * mean, style, marker="o", label=legend_label(m, seeds, significance))
         if seeds > 1:
             ax.fill_between(n, 100 * (mean - std), 100 * (mean + std), alpha=0.2)
-    ax.set_xscale("log")
-    ax.set_xlabel("number of labeled training examples (log scale)")
+    label_budget_axis(ax, sorted({s["n_labels"] for s in summary}))
     ax.set_ylabel(f"{'validation' if validation else 'test'} {metric} (%)")
     ax.set_title(f"Label efficiency: {title}", fontsize=9, wrap=True)
     ax.grid(True, which="both", alpha=0.3)
