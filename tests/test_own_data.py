@@ -60,6 +60,31 @@ def test_folder_split_layout_is_read_as_splits(tmp_path, capsys):
     assert not any("/test/" in p or "/val/" in p for p in pre.ids)
 
 
+def test_class_folders_beside_an_unlabeled_folder_pretrain_on_both_and_carve_from_the_classes(tmp_path, capsys):
+    """The layout of 'a few labeled, many unlabeled': ROOT/CLASS/ + ROOT/unlabeled/ (a link to the raw pool here).
+    It was refused as 'names look like splits'; unlabeled/ must not become a third class either."""
+    progress._SAID.clear()
+    root = tmp_path / "charts"
+    _images(root, ["bar", "pie"], n=10)
+    _images(tmp_path / "raw", ["any"], n=7)
+    (root / "unlabeled").symlink_to(tmp_path / "raw")
+    d = DataConfig(source="folder", root=str(root), image_size=8)
+    train, test, pre = (load_images(d, s) for s in ("train", "test", "pretrain"))
+    assert (f"data.root {root}: 20 images in 2 classes (bar, pie) + 7 unlabeled (pretraining only); a stratified 20% "
+            "test split is carved out") in capsys.readouterr().out
+    assert train.class_names == ["bar", "pie"] and len(train) == 16 and len(test) == 4
+    assert not any("unlabeled" in p for p in train.ids + test.ids)
+    assert len(pre) == 16 + 7 and not set(pre.ids) & set(test.ids)
+    assert sum("/unlabeled/" in p for p in pre.ids) == 7
+    # one class folder beside unlabeled/ is still ambiguous (a class? a split layout?): refused, naming the layouts
+    solo = tmp_path / "solo"
+    _images(solo, ["bar"], n=3)
+    (solo / "unlabeled").symlink_to(tmp_path / "raw")
+    with pytest.raises(UserError) as err:
+        load_images(DataConfig(source="folder", root=str(solo), image_size=8), "pretrain")
+    assert "optionally beside unlabeled/" in str(err.value)
+
+
 def test_folder_images_of_every_common_kind_decode_to_what_a_viewer_shows(tmp_path):
     """16-bit and float greyscale, transparent PNGs and EXIF-rotated photos: PIL's plain `convert` turns the first
     white, the second black, drops the transparent background's colour and ignores the rotation."""

@@ -71,6 +71,24 @@ def test_aclimdb_as_published_reads_its_splits_unlabeled_reviews_and_skips_the_r
     assert read and not any("unsup" in f or "unlabeled" in f for f in read)
 
 
+def test_class_folders_beside_an_unlabeled_folder(tmp_path, capsys):
+    """news/CLASS/ + news/unlabeled/: the unlabeled documents are pretraining only, the test split carved from the
+    classes (the layout was refused as 'names look like splits')."""
+    root = tmp_path / "news"
+    for c in ("pos", "neg"):
+        for i in range(10):
+            _doc(root / c / f"{i}.txt", f"post {i}: the film was {WORDS[c]} ({c})")
+    for i in range(5):
+        _doc(root / "unlabeled" / f"u{i}.txt", f"an unlabeled post {i} about films")
+    d = DataConfig(source="folder", root=str(root))
+    pre, train, test = (load_texts(d, s) for s in ("pretrain", "train", "test"))
+    assert (f"data.root {root}: 20 documents in 2 classes (neg, pos) + 5 unlabeled (pretraining only); a stratified "
+            "20% test split is carved out") in capsys.readouterr().out
+    assert train.class_names == ["neg", "pos"] and len(train) == 16 and len(test) == 4
+    assert not any("unlabeled" in t for t in train.texts + test.texts)
+    assert len(pre) == 16 + 5 and not set(pre.texts) & set(test.texts)
+
+
 def test_class_folders_only_carve_a_test_split_that_pretraining_never_reads(tmp_path, capsys):
     """20 Newsgroups style: files without a suffix, nested folders, hidden and non-text files; copies of one post in
     two places are held out only together."""

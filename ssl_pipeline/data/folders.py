@@ -1,8 +1,9 @@
 """Folders of files as datasets, for images and text documents alike: listing, split layouts, class folders.
 
-The layouts users have (ImageFolder, 20 Newsgroups, IMDB's aclImdb): class sub-folders (`ROOT/CLASS/file`), or
-`train/` with class sub-folders beside any of `val/` (or `validation/`), `test/` and `unlabeled/`; a folder without
-class sub-folders is unlabeled. The class of a file is its first sub-folder below the split's folder.
+The layouts users have (ImageFolder, 20 Newsgroups, IMDB's aclImdb): class sub-folders (`ROOT/CLASS/file`), optionally
+beside an `unlabeled/` folder; or `train/` with class sub-folders beside any of `val/` (or `validation/`), `test/` and
+`unlabeled/`; a folder without class sub-folders is unlabeled. The class of a file is its first sub-folder below the
+split's folder.
 """
 from __future__ import annotations
 
@@ -21,14 +22,15 @@ _LISTED: dict[str, tuple[int, list[str], list[tuple[str, str]]]] = {}  # folder 
 
 
 def accepted_layouts(example: str, what: str) -> str:
-    return (f"accepted layouts: class sub-folders only (ROOT/CLASS/{example}); or train/ with class sub-folders plus "
+    return (f"accepted layouts: class sub-folders (ROOT/CLASS/{example}), optionally beside unlabeled/ (any {what}); "
+            f"or train/ with class sub-folders plus "
             f"any of val/ (or validation/), test/ (same classes) and unlabeled/ (any {what}); or {what} without class "
             "sub-folders (unlabeled, pretraining only)")
 
 
-def list_files(root: Path, accept: Callable[[str], bool], threads: int = 16) -> list[str]:
+def list_files(root: Path, accept: Callable[[str], bool], threads: int = 16, skip: Optional[Path] = None) -> list[str]:
     """Files under `root` whose name `accept`s, sorted; hidden files and folders (.ipynb_checkpoints, .thumbnails,
-    ...) skipped.
+    ...) skipped, and so is the sub-folder `skip` (ROOT/unlabeled/ beside the class folders: not a class).
 
     Folders are listed by a pool of threads (os.scandir waits on the file system without holding the GIL: on
     network file systems and cold caches a million files list several times faster). Symlinked folders are
@@ -53,7 +55,7 @@ def list_files(root: Path, accept: Callable[[str], bool], threads: int = 16) -> 
         return subdirs, [p for name, p in found if accept(name)]
 
     files: list[str] = []
-    seen = {os.path.realpath(root)}
+    seen = {os.path.realpath(root)} | ({os.path.realpath(skip)} if skip is not None else set())
     with ThreadPoolExecutor(threads) as pool:
         pending = {pool.submit(list_dir, str(root))}
         while pending:
@@ -98,14 +100,18 @@ def folder_layout(root: Path, example: str = "img.png", what: str = "images") ->
     others = [p.name for p in subdirs if p not in named]
     if "train" in kinds and not others and len(set(kinds)) == len(kinds):
         return dict(zip(kinds, named))
+    if kinds == ["unlabeled"] and len(others) >= 2:  # class folders beside the unlabeled pool: the ROOT is train/
+        return {"train": root, "unlabeled": named[0]}
     found = ", ".join(f"{p.name}/" for p in subdirs[:8]) + (" ..." if len(subdirs) > 8 else "")
     raise UserError(f"data.root {root} has sub-folders {found} whose names look like splits, but they do not form "
                     f"a split layout; {accepted_layouts(example, what)}")
 
 
-def scan(base: Path, accept: Callable[[str], bool]) -> tuple[list[str], list[Optional[str]]]:
-    """Files under `base` and their class (first sub-folder; None for files directly in `base`)."""
-    files = list_files(base, accept)
+def scan(base: Path, accept: Callable[[str], bool], layout: Optional[dict] = None) -> tuple[list[str], list[Optional[str]]]:
+    """Files under `base` and their class (first sub-folder; None for files directly in `base`). With the folder's
+    `layout`, an unlabeled/ folder inside `base` (beside the class folders) is not read as a class."""
+    inside = layout is not None and layout.get("unlabeled") is not None and layout["unlabeled"].parent == base
+    files = list_files(base, accept, skip=layout["unlabeled"] if inside else None)
     classes = []
     for f in files:
         parts = Path(f).relative_to(base).parts

@@ -258,7 +258,7 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     layout = folder_layout(root)
     if split == "validation" and "validation" not in layout:
         return None
-    every, every_class = scan(layout["train"], lambda name: True)
+    every, every_class = scan(layout["train"], lambda name: True, layout)
     image = [is_image(f) for f in every]  # once per file: a folder can hold millions
     train_files = [f for f, ok in zip(every, image) if ok]
     train_classes = [c for c, ok in zip(every_class, image) if ok]

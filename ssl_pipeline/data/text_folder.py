@@ -66,10 +66,11 @@ def _read_texts(files: list[str], encoding: str) -> list[str]:
     return _READ[key]
 
 
-def _documents(base: Path, root: Path, cfg: DataConfig, split: str, read_unlabeled: bool) -> _Documents:
+def _documents(base: Path, root: Path, cfg: DataConfig, split: str, read_unlabeled: bool,
+               layout: Optional[dict] = None) -> _Documents:
     """The documents under one split folder; the unlabeled ones (all of unlabeled/, train/unsup/) are read only when
     `read_unlabeled` (pretraining), else just counted: fine-tuning never uses them."""
-    every, classes = scan(base, lambda name: True)
+    every, classes = scan(base, lambda name: True, layout)
     # files beside class folders are skipped only when there are classes (two or more); unlabeled/ reads every file
     class_dirs = {c for c in classes if c is not None and c.lower() not in UNLABELED_CLASS_DIRS}
     has_classes = split != "unlabeled" and len(class_dirs) >= 2
@@ -114,7 +115,7 @@ def load_text_folder(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     if split == "validation" and "validation" not in layout:
         return None
     pretrain = split == "pretrain"
-    train = _documents(layout["train"], root, cfg, "train", read_unlabeled=pretrain)
+    train = _documents(layout["train"], root, cfg, "train", read_unlabeled=pretrain, layout=layout)
     extra = (_documents(layout["unlabeled"], root, cfg, "unlabeled", read_unlabeled=pretrain)
              if "unlabeled" in layout and split in ("pretrain", "train") else None)  # "train": for the summary's count
     extra_texts = [] if extra is None else extra.unlabeled
