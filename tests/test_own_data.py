@@ -411,7 +411,7 @@ def test_hf_rows_without_a_label_are_pretraining_only(tmp_path, capsys):
     # blank texts are neither examples nor unlabeled data: dropped before the carve, and the line counts them
     blanks = {"text": rows["text"] + ["", "   ", None], "label": rows["label"] + [0, -1, 1]}
     datasets.Dataset.from_dict(blanks, features=features).to_parquet(tmp_path / "blanks.parquet")
-    d = DataConfig(source="hf", files=[str(tmp_path / "blanks.parquet")])
+    d = DataConfig(source="hf", files=[str(tmp_path / "blank*.parquet")])  # a glob: the line names the files read
     train, test, pre = (load_texts(d, s) for s in ("train", "test", "pretrain"))
     assert len(train) == 16 and len(test) == 4 and len(pre) == 36 and all(t.strip() for t in pre.texts)
     assert ("data.files blanks.parquet: 20 texts in 2 classes (neg, pos) + 20 with no label (pretraining only); a "

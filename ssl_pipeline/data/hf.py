@@ -138,7 +138,7 @@ def _summarize(cfg: DataConfig, labeled: int, without: int, extra: int, classes:
     (pretraining only), the test carve, rows dropped for an empty text."""
     from .folders import names, summarize
 
-    where = f"data.name {cfg.name}" if cfg.name else f"data.files {names(list(cfg.files))}"
+    where = f"data.name {cfg.name}" if cfg.name else f"data.files {names(expand_files(list(cfg.files)))}"  # as text's
     summarize(where, labeled, unit, classes, without + extra, cfg.test_fraction if carved else None,
               [f"{empty:,} with no text"] if empty else [], skipped_what="rows",
               unlabeled_what=f"with no {cfg.label_column}" if without and not extra else "unlabeled")
