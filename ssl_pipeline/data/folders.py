@@ -107,7 +107,8 @@ def folder_layout(root: Path, example: str = "img.png", what: str = "images") ->
                     f"a split layout; {accepted_layouts(example, what)}")
 
 
-def scan(base: Path, accept: Callable[[str], bool], layout: Optional[dict] = None) -> tuple[list[str], list[Optional[str]]]:
+def scan(base: Path, accept: Callable[[str], bool],
+         layout: Optional[dict] = None) -> tuple[list[str], list[Optional[str]]]:
     """Files under `base` and their class (first sub-folder; None for files directly in `base`). With the folder's
     `layout`, an unlabeled/ folder inside `base` (beside the class folders) is not read as a class."""
     inside = layout is not None and layout.get("unlabeled") is not None and layout["unlabeled"].parent == base

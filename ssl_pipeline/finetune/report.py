@@ -424,8 +424,8 @@ def legend_label(method: str, seeds: int, significance: list[dict]) -> str:
 
 
 def label_budget_axis(ax, budgets: list[int]) -> None:
-    """A log x axis ticked at the label budgets measured, written out (24, 240, 6,000): matplotlib's own log ticks
-    label a narrow range with minor ticks in scientific notation (3×10¹, 4×10¹ …), none of them a measured budget."""
+    """A log x axis ticked at the label budgets measured, written out (24, 240, 6,000): matplotlib's own log
+    ticks label a narrow range with minor ticks in scientific notation (3×10¹, 4×10¹ …), none a measured budget."""
     from matplotlib.ticker import NullFormatter
 
     ax.set_xscale("log")
