@@ -55,6 +55,7 @@ class DataConfig:
     text_column: str = "text"  # text sources: column holding the text
     label_column: str = "label"  # labeled sources: column holding the label; rows with an empty label are pretraining-only
     encoding: str = "utf-8"  # text files (csv / jsonl / txt): character encoding, e.g. cp1252 for Excel exports on Windows
+    sheet: Optional[str] = None  # excel (.xlsx): the sheet to read, by name, or 'all' (every sheet, one header); default: the first (the run says when there are more)
     csv_delimiter: str = "auto"  # csv: field separator; auto = guessed from the header line (, ; tab |), tab for .tsv; or one character, or 'tab'
     max_length: int = 128  # text: tokens per packed block
     streaming: bool = False  # hf (text or images): stream the dataset as it trains, each process reading its own part (needs pretrain.max_steps)

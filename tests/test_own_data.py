@@ -586,6 +586,44 @@ def test_excel_workbooks_with_labels_typed_by_hand(tmp_path):
         stream_train(None, [first], "tickets")
 
 
+def test_workbooks_with_several_sheets(tmp_path, capsys):
+    """A workbook of monthly tabs: the first sheet by default (and a line saying there are more), one sheet by name
+    with data.sheet, or all of them; a sheet that is not there names the ones that are."""
+    from openpyxl import Workbook
+
+    progress._SAID.clear()
+    book = Workbook()
+    book.active.title = "Jan"
+    for title, start in (("Jan", 0), ("Feb", 20), ("Mar", 40)):
+        sheet = book.active if title == "Jan" else book.create_sheet(title)
+        sheet.append(["text", "label"])
+        for i in range(start, start + 20):
+            sheet.append([f"{title} ticket {i} {'jams' if i % 2 else 'toner'}", "paper" if i % 2 else "toner"])
+    book.create_sheet("Notes")  # a blank tab beside the data
+    path = tmp_path / "tickets.xlsx"
+    book.save(path)
+
+    def rows(*overrides):
+        d = load_config("configs/text/mlm_files.yaml", [f"data.files=[{path}]", *overrides]).data
+        return load_texts(d, "pretrain").texts + load_texts(d, "test").texts
+
+    first = rows()
+    assert len(first) == 20 and all(t.startswith("Jan") for t in first)
+    assert ("tickets.xlsx has 4 sheets (Jan, Feb, Mar, Notes): reading the first, 'Jan' (data.sheet=NAME reads "
+            "another, data.sheet=all every one)") in capsys.readouterr().out
+    assert len(rows("data.sheet=Feb")) == 20 and all(t.startswith("Feb") for t in rows("data.sheet=Feb"))
+    assert len(rows("data.sheet=all")) == 60
+    with pytest.raises(UserError) as err:
+        rows("data.sheet=April")
+    assert "data.sheet 'April' is not a sheet of" in str(err.value) and "Jan, Feb, Mar, Notes" in str(err.value)
+    book["Mar"].insert_rows(1)  # Mar's header pushed down a row: read as its first data row
+    book["Mar"]["A1"], book["Mar"]["B1"] = "body", "queue"
+    book.save(path)
+    with pytest.raises(UserError) as err:
+        rows("data.sheet=all")
+    assert "different columns" in str(err.value) and "(sheet 'Mar')" in str(err.value)
+
+
 def test_spreadsheet_headers_in_other_case_are_the_columns(tmp_path):
     """`Text` / `Label` headers are data.text_column / data.label_column: a missed label column would make the
     corpus unlabeled and pretrain on the rows the fine-tune stage later tests on."""

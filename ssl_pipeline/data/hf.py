@@ -38,7 +38,7 @@ def load_dataset_dict(cfg: DataConfig) -> dict:
     if (cfg.test_files or cfg.validation_files) and not cfg.files:
         raise UserError("data.test_files / data.validation_files go with data.files (a table of the training rows); "
                         f"the HF dataset {cfg.name} brings its own splits")
-    reading = (cfg.encoding, cfg.csv_delimiter)
+    reading = (cfg.encoding, cfg.csv_delimiter, cfg.sheet)
     splits = dict(_load_dataset_dict(tuple(cfg.files) if cfg.files else None, cfg.name, reading))
     own = own_split_files(cfg, expand_files(list(cfg.files))) if cfg.files else {}
     for split, files in own.items():  # a user's own test (validation) table: scored, never carved nor pretrained on
@@ -47,8 +47,8 @@ def load_dataset_dict(cfg: DataConfig) -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_dataset_dict(files: Optional[tuple], name: Optional[str], reading: tuple[str, str]) -> dict:
-    """`reading`: (data.encoding, data.csv_delimiter) for `files`, read as the text sources read theirs (one
+def _load_dataset_dict(files: Optional[tuple], name: Optional[str], reading: tuple) -> dict:
+    """`reading`: (data.encoding, data.csv_delimiter, data.sheet) for `files`, read as the text sources read theirs (one
     reader: delimiter guess, byte-order marks, compression, Excel) — a semicolon-separated table of image paths
     too."""
     import datasets
@@ -59,7 +59,8 @@ def _load_dataset_dict(files: Optional[tuple], name: Optional[str], reading: tup
 
             files = expand_files(list(files))
             source = source_of(files[0], default="parquet")
-            return {"train": load_table(DataConfig(source=source, encoding=reading[0], csv_delimiter=reading[1]),
+            return {"train": load_table(DataConfig(source=source, encoding=reading[0], csv_delimiter=reading[1],
+                                                   sheet=reading[2]),
                                         files)}
         if not name:
             raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
@@ -181,7 +182,7 @@ def stream_train(name: Optional[str], files: Optional[list[str]], where: str, de
             return datasets.load_dataset(builder, data_files=files, split="train", streaming=True,
                                          **reader_options(builder, files, *reading))
         if is_saved_dataset(name):  # streamed from its Arrow files; shards let processes and workers split it
-            train = _load_dataset_dict(None, name, ("utf-8", "auto"))["train"]
+            train = _load_dataset_dict(None, name, ("utf-8", "auto", None))["train"]
             return train.to_iterable_dataset(num_shards=max(1, min(len(train), 64)))
         return datasets.load_dataset(name, split="train", streaming=True)
     except UserError:

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+from typing import Optional
 
 from ..config import DataConfig
 from ..errors import UserError
@@ -27,7 +28,7 @@ def load_table(cfg: DataConfig, files: list[str]):
 
     builder = BUILDER_OF_SOURCE[cfg.source]
     if builder == "excel":
-        return read_excel(files)
+        return read_excel(files, cfg.sheet)
     options = reader_options(builder, files, cfg.encoding, cfg.csv_delimiter)
     encoding = options.get("encoding")
     try:
@@ -73,28 +74,56 @@ def files_encoding(files: list[str], encoding: str) -> str:
     return kinds.pop()
 
 
-def read_excel(files: list[str]):
-    """The first sheet of each .xlsx workbook, one `datasets.Dataset` (labels typed by hand live in spreadsheets).
-    Cells are read as text, so a column mixing numbers and words (a text column with a bare "42", labels 1, 2 and
-    "other") is one Arrow type; empty cells stay empty (their rows are pretraining only). Needs openpyxl."""
+def read_excel(files: list[str], sheet: Optional[str] = None):
+    """The rows of each .xlsx workbook, one `datasets.Dataset` (labels typed by hand live in spreadsheets): its first
+    sheet (and a line saying so when it has more), the sheet named `sheet`, or every sheet when `sheet` is 'all'
+    (monthly tabs of one log; empty sheets skipped). Cells are read as text, so a column mixing numbers and words (a
+    text column with a bare "42", labels 1, 2 and "other") is one Arrow type; empty cells stay empty (their rows are
+    pretraining only). Needs openpyxl."""
     import datasets
     import pandas as pd
 
-    frames = []
+    frames, where = [], []
     for path in files:
         try:
-            frame = pd.read_excel(path, sheet_name=0, dtype=str)
+            book = pd.ExcelFile(path)
+            for name in _sheets(path, book.sheet_names, sheet):
+                frame = book.parse(name, dtype=str)
+                if sheet == "all" and frame.empty and not len(frame.columns):
+                    continue  # a blank tab beside the data
+                frames.append(frame.astype(object).where(frame.notna(), None))
+                where.append(f"{path}" + (f" (sheet '{name}')" if len(book.sheet_names) > 1 else ""))
         except ImportError as err:
             raise UserError(f"reading {path} needs the openpyxl package ({err}); pip install openpyxl, or save "
                             "the sheet as .csv") from None
+        except UserError:
+            raise
         except Exception as err:  # not a workbook, encrypted, ...: many exception types
             raise UserError(f"cannot read the Excel workbook {path}: {str(err).splitlines()[0]}") from None
-        frames.append(frame.astype(object).where(frame.notna(), None))
     columns = [list(f.columns) for f in frames]
-    if any(c != columns[0] for c in columns):
-        raise UserError(f"the workbooks' first sheets have different columns ({columns[0]} in {files[0]}, "
-                        f"{next(c for c in columns if c != columns[0])} in another); give them one header")
+    odd = next((i for i, c in enumerate(columns) if c != columns[0]), None)
+    if odd is not None:
+        raise UserError(f"the sheets read have different columns ({columns[0]} in {where[0]}, {columns[odd]} in "
+                        f"{where[odd]}); give them one header, or choose one sheet with data.sheet")
     return datasets.Dataset.from_pandas(pd.concat(frames, ignore_index=True), preserve_index=False)
+
+
+def _sheets(path: str, names: list[str], sheet: Optional[str]) -> list[str]:
+    """The sheets of a workbook that data.sheet asks for; a one-line error naming its sheets when one is missing."""
+    if sheet == "all":
+        return names
+    if sheet is None:
+        if len(names) > 1:
+            from ..progress import say_once
+
+            say_once(f"{os.path.basename(path)} has {len(names)} sheets ({', '.join(names[:6])}"
+                     f"{', ...' if len(names) > 6 else ''}): reading the first, '{names[0]}' (data.sheet=NAME reads "
+                     "another, data.sheet=all every one)", key=f"sheets {path}")
+        return names[:1]
+    if sheet not in names:
+        raise UserError(f"data.sheet '{sheet}' is not a sheet of {path} (its sheets: {', '.join(names)}); or "
+                        "data.sheet=all")
+    return [sheet]
 
 
 def _decompressed(files: list[str], tmp: str) -> list[str]:
