@@ -139,7 +139,8 @@ def _with_interval(multiplier: dict | None, summary: list[dict], boot: Bootstrap
     return {**multiplier, "ci95": multiplier_interval(values)}
 
 
-def findings(summary: list[dict], pretraining: dict | None = None, modality: str = "") -> list[str]:
+def findings(summary: list[dict], pretraining: dict | None = None, modality: str = "",
+             boot: Bootstrap | None = None) -> list[str]:
     """Plain-language verdicts per label fraction: where SSL saves no labels, and where `classic` wins outright;
     where either happens with labels to save (below 100 %), what the encoder's pretraining record (`pretraining`)
     says about why and what to try. With every label, SSL level with scratch is the usual outcome, said as such: it
@@ -166,7 +167,8 @@ def findings(summary: list[dict], pretraining: dict | None = None, modality: str
         if classic and classic["mean"] > best["mean"]:
             no_saving = no_saving or scarce  # against what the user would otherwise use, SSL saved nothing here either
             out.append(f"classic beats every SSL method at {_pct(frac)}: {100 * classic['mean']:.1f} % vs "
-                       f"{100 * best['mean']:.1f} % for {best['method']}")
+                       f"{100 * best['mean']:.1f} % for {best['method']}"
+                       + _unsure(boot, best["method"], "classic", frac))
         base = max((at[m] for m in ("base_probe", "base_finetune") if m in at), key=lambda s: s["mean"], default=None)
         if base and base["mean"] >= best["mean"]:
             out.append(f"no label saving over the starting checkpoint at {_pct(frac)}: {base['method']} "
@@ -176,6 +178,16 @@ def findings(summary: list[dict], pretraining: dict | None = None, modality: str
 
         out.append(f"why it may save no labels: the encoder was {describe(pretraining)}. {advice(pretraining, modality)}")
     return out
+
+
+def _unsure(boot: Bootstrap | None, method: str, baseline: str, frac: float) -> str:
+    """' (not significant: …)' when the paired interval of the gap includes 0: a lead of 5 points over three
+    seeds and 200 test texts was stated as 'classic beats every SSL method' with an interval of −12.6 to +4.7."""
+    diff = boot.difference(method, baseline, frac) if boot is not None else {}
+    if not diff or diff["significant"]:
+        return ""
+    lo, hi = (100 * v for v in diff["ci95"])
+    return f" (not significant: the 95 % interval of {baseline} minus {method} is {-hi:+.1f} to {-lo:+.1f} points)"
 
 
 def students(rows: list[dict]) -> dict:
@@ -209,8 +221,8 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
            "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, baseline="best"), summary,
                                                                boot, "best"),
            "significance": significance(summary, boot), "students": students(rows),
-           "findings": (findings(summary, header.get("pretraining"), header.get("modality", "")) + imbalance(header)
-                        + truncation(header))}
+           "findings": (findings(summary, header.get("pretraining"), header.get("modality", ""), boot)
+                        + imbalance(header) + truncation(header))}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
