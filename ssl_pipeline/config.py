@@ -484,6 +484,9 @@ def validate(cfg: Config) -> None:
             cfg.data.source, "the source itself (its own split, or a carve)")
         raise UserError(f"data.{own[0]} is read by file sources (csv, jsonl, parquet, excel, text; hf with data.files), not "
                         f"by data.source={cfg.data.source}, whose {own[0].split('_')[0]} split comes from {where}")
+    if cfg.data.sheet is not None and cfg.data.source not in ("excel", "hf"):  # else silently ignored
+        raise UserError(f"data.sheet chooses a sheet of an Excel workbook (.xlsx), not of data.source="
+                        f"{cfg.data.source}")
     if cfg.pretrain.monitor_every < 0:
         raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
     if cfg.pretrain.min_steps < 0:

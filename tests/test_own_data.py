@@ -622,6 +622,13 @@ def test_workbooks_with_several_sheets(tmp_path, capsys):
     with pytest.raises(UserError) as err:
         rows("data.sheet=all")
     assert "different columns" in str(err.value) and "(sheet 'Mar')" in str(err.value)
+    blank = Workbook()
+    blank.save(tmp_path / "blank.xlsx")
+    with pytest.raises(UserError, match="every sheet of .*blank.xlsx is empty"):
+        load_texts(load_config("configs/text/mlm_files.yaml", [f"data.files=[{tmp_path / 'blank.xlsx'}]",
+                                                               "data.sheet=all"]).data, "pretrain")
+    with pytest.raises(UserError, match="data.sheet chooses a sheet of an Excel workbook"):  # not ignored on a csv
+        load_config("configs/text/mlm_files.yaml", [f"data.files=[{tmp_path / 'tickets.csv'}]", "data.sheet=Jan"])
 
 
 def test_spreadsheet_headers_in_other_case_are_the_columns(tmp_path):

@@ -100,6 +100,8 @@ def read_excel(files: list[str], sheet: Optional[str] = None):
             raise
         except Exception as err:  # not a workbook, encrypted, ...: many exception types
             raise UserError(f"cannot read the Excel workbook {path}: {str(err).splitlines()[0]}") from None
+    if not frames:
+        raise UserError(f"the workbooks hold no rows: every sheet of {', '.join(files)} is empty")
     columns = [list(f.columns) for f in frames]
     odd = next((i for i, c in enumerate(columns) if c != columns[0]), None)
     if odd is not None:
