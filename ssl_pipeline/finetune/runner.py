@@ -35,6 +35,7 @@ SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
 # fingerprint there, so those reports stay resumable. Only reports without a stored `recipe` need this (written before
 # it existed); newer ones are compared key by key, where a key the report lacks counts at its default.
 ADDED_KEYS = {"distill_teacher": "finetune"}
+ADDED_DATA_KEYS = {"sheet": None}  # the same for data keys
 # rows of a method written before it had its own settings, and what they were made with (method, modality) -> settings
 LEGACY_ROW_SETTINGS = {("classic", "text"): {"classic": {"text_features": "words"}}}
 # keys the results do not depend on: what the grid covers, and what the encoder's weights already identify
@@ -89,6 +90,7 @@ def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, era: str = "current
     stamped, also a section's keys off their defaults."""
     h = encoder_hash.copy()
     ft = {k: v for k, v in recipe["finetune"].items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+    data = {k: v for k, v in recipe["data"].items() if not (k in ADDED_DATA_KEYS and v == ADDED_DATA_KEYS[k])}
     if era != "current":
         ft.update(_as_stored({k: getattr(cfg.finetune, k) for k in TRACKING_KEYS}))
     for section in SECTIONS if era == "sectioned" else ():
@@ -97,7 +99,7 @@ def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, era: str = "current
         off_default = {k: v for k, v in dataclasses.asdict(values).items() if v != default[k]}
         if off_default:
             ft[section] = off_default
-    h.update(json.dumps({**recipe, "finetune": ft}, sort_keys=True).encode())
+    h.update(json.dumps({**recipe, "data": data, "finetune": ft}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
