@@ -78,19 +78,26 @@ class _CliInterrupts:
         if self.signum == signal.SIGINT and signum == signal.SIGTERM:
             return  # the launcher's echo of a Ctrl-C that is already ending the run
         self.signum = self.signum or signum
+        if _running(frame, _CliInterrupts._unraisable.__code__):
+            # the signal sent again landed while the hook still runs: raised here, Python's own unraisable hook
+            # would drop it for good (seen under load, when the sending thread got the GIL before the hook returned)
+            self._send_again()
+            return
         raise KeyboardInterrupt
 
     def _unraisable(self, info) -> None:
         if self.signum and issubclass(info.exc_type, KeyboardInterrupt):
-            import _thread
-            import threading
-
-            # sent again from another thread, started without waiting for it: the main thread runs the handler once
-            # it lets go of the GIL, out of this hook (a signal raised in here is handled in here, and dropped
-            # again); a real signal, which also wakes a main thread blocked in a wait
-            _thread.start_new_thread(signal.pthread_kill, (threading.main_thread().ident, self.signum))
+            self._send_again()
         else:
             self._old_hook(info)
+
+    def _send_again(self) -> None:
+        """The signal again, from another thread started without waiting for it: a real signal, which also wakes a
+        main thread blocked in a wait, handled where the main thread runs next (outside the finalizer, or again)."""
+        import _thread
+        import threading
+
+        _thread.start_new_thread(_signal_soon, (threading.main_thread().ident, self.signum))
 
     def __enter__(self) -> "_CliInterrupts":
         import threading
@@ -114,6 +121,22 @@ class _CliInterrupts:
             for s, old in self._old.items():
                 signal.signal(s, old)
         self._old = {}
+
+
+def _running(frame, code) -> bool:
+    """Whether `code` is on the stack that ends in `frame`."""
+    while frame is not None:
+        if frame.f_code is code:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _signal_soon(thread_id: int, signum: int) -> None:
+    import time
+
+    time.sleep(0.005)  # lets the main thread leave the hook first (if it does not, the handler sends again)
+    signal.pthread_kill(thread_id, signum)
 
 
 def _ignore_further_signals() -> None:

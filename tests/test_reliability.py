@@ -291,6 +291,35 @@ def test_ctrl_c_dropped_inside_a_finalizer_is_raised_again_by_the_cli(foreground
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_ctrl_c_sent_again_while_the_hook_still_runs_is_not_lost(foreground_signals, monkeypatch):
+    """Under load the thread that sends the dropped Ctrl-C again could get the GIL before the hook returned: the
+    signal was then handled inside the hook, and Python's own unraisable hook dropped it for good (the run went on;
+    seen once in CI). Here the first resend is delivered at once, inside the hook, every time."""
+    import _thread
+
+    from ssl_pipeline.errors import _CliInterrupts
+
+    real, sends = _thread.start_new_thread, []
+
+    def first_at_once(fn, args):
+        sends.append(fn)
+        return fn(*args) if len(sends) == 1 else real(fn, args)
+
+    class Finalizer:
+        def __del__(self):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(_thread, "start_new_thread", first_at_once)
+    reached, start = False, time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with _CliInterrupts():
+            obj = Finalizer()
+            del obj
+            time.sleep(30)
+            reached = True
+    assert not reached and time.perf_counter() - start < 5 and len(sends) == 2
+
+
 def test_one_process_ssl_launch_leaves_ctrl_c_to_its_worker(foreground_signals):
     """The launcher ignores the terminal's Ctrl-C while its worker runs (the worker gets it too, and ends the run
     itself), through a Python handler: the worker must not inherit SIGINT ignored."""
