@@ -145,3 +145,11 @@ def summarize(where: str, count: int, unit: str, classes: list[str], unlabeled: 
     if skipped:
         line += f"; skipped {skipped_what}: " + "; ".join(skipped)
     say_once(line, key=where)
+
+
+def summarize_rows(where: str, count: int, unit: str, classes: list[str], unlabeled: int,
+                   carve_fraction: Optional[float], empty: int, unlabeled_what: str) -> None:
+    """summarize() for a table (files or a hub dataset): rows rather than files, and the rows dropped for an empty
+    text."""
+    summarize(where, count, unit, classes, unlabeled, carve_fraction, [f"{empty:,} with no text"] if empty else [],
+              skipped_what="rows", unlabeled_what=unlabeled_what)

@@ -137,12 +137,11 @@ def _summarize(cfg: DataConfig, labeled: int, without: int, extra: int, classes:
                unit: str, empty: int) -> None:
     """The data line a folder or a table of files gets: what was read, rows without a label and unlabeled splits
     (pretraining only), the test carve, rows dropped for an empty text."""
-    from .folders import names, summarize
+    from .folders import names, summarize_rows
 
     where = f"data.name {cfg.name}" if cfg.name else f"data.files {names(expand_files(list(cfg.files)))}"  # as text's
-    summarize(where, labeled, unit, classes, without + extra, cfg.test_fraction if carved else None,
-              [f"{empty:,} with no text"] if empty else [], skipped_what="rows",
-              unlabeled_what=f"with no {cfg.label_column}" if without and not extra else "unlabeled")
+    summarize_rows(where, labeled, unit, classes, without + extra, cfg.test_fraction if carved else None, empty,
+                   f"with no {cfg.label_column}" if without and not extra else "unlabeled")
 
 
 def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional[list]:

@@ -194,9 +194,8 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
 def _say(cfg: DataConfig, n_texts: int, classes: list[str], unlabeled: int, empty: int, carve_fraction) -> None:
     """A table's one line, as a folder's: rows read as texts, the classes of its label column, rows without a label
     (pretraining only), the test carve, and rows dropped for an empty text."""
-    folders.summarize(f"data.files {folders.names(_corpus_files(cfg))}", n_texts, "texts", classes, unlabeled,
-                      carve_fraction, [f"{empty:,} with no text"] if empty else [], skipped_what="rows",
-                      unlabeled_what=f"with no {cfg.label_column}")
+    folders.summarize_rows(f"data.files {folders.names(_corpus_files(cfg))}", n_texts, "texts", classes, unlabeled,
+                           carve_fraction, empty, f"with no {cfg.label_column}")
 
 
 def extra_pretrain_texts(cfg: DataConfig) -> list[str]:

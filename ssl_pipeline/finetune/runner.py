@@ -31,11 +31,10 @@ from .subsets import EmptyClassError, balanced_subset, one_label_classes, per_cl
 
 # a method's own config section (finetune.fixmatch) changes only its rows: stamped on each, checked on resume
 SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
-# finetune keys added after reports were written, at the value that behaves as before they existed: left out of the
+# finetune and data keys added after reports were written, at the value that behaves as before they existed: left out of the
 # fingerprint there, so those reports stay resumable. Only reports without a stored `recipe` need this (written before
 # it existed); newer ones are compared key by key, where a key the report lacks counts at its default.
-ADDED_KEYS = {"distill_teacher": "finetune"}
-ADDED_DATA_KEYS = {"sheet": None}  # the same for data keys
+ADDED_KEYS = {"finetune": {"distill_teacher": "finetune"}, "data": {"sheet": None}}
 # rows of a method written before it had its own settings, and what they were made with (method, modality) -> settings
 LEGACY_ROW_SETTINGS = {("classic", "text"): {"classic": {"text_features": "words"}}}
 # keys the results do not depend on: what the grid covers, and what the encoder's weights already identify
@@ -89,8 +88,9 @@ def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, era: str = "current
     (and rewritten with the current one): `stamped` hashed the tracking keys too; `sectioned`, before rows were
     stamped, also a section's keys off their defaults."""
     h = encoder_hash.copy()
-    ft = {k: v for k, v in recipe["finetune"].items() if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
-    data = {k: v for k, v in recipe["data"].items() if not (k in ADDED_DATA_KEYS and v == ADDED_DATA_KEYS[k])}
+    kept = {part: {k: v for k, v in recipe[part].items() if not (k in added and v == added[k])}
+            for part, added in ADDED_KEYS.items()}
+    ft = kept["finetune"]
     if era != "current":
         ft.update(_as_stored({k: getattr(cfg.finetune, k) for k in TRACKING_KEYS}))
     for section in SECTIONS if era == "sectioned" else ():
@@ -99,7 +99,7 @@ def _fingerprint_of(encoder_hash, recipe: dict, cfg: Config, era: str = "current
         off_default = {k: v for k, v in dataclasses.asdict(values).items() if v != default[k]}
         if off_default:
             ft[section] = off_default
-    h.update(json.dumps({**recipe, "data": data, "finetune": ft}, sort_keys=True).encode())
+    h.update(json.dumps({**recipe, **kept}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
