@@ -11,6 +11,7 @@ from these docstrings' neighbours (the field comments). Unknown keys and badly t
 from __future__ import annotations
 
 import codecs
+import math
 import dataclasses
 import difflib
 import types
@@ -92,6 +93,7 @@ class PretrainConfig:
     batch_size: int = 256  # per process
     epochs: int = 10  # passes over the unlabeled training split
     max_steps: Optional[int] = None  # optimizer steps; wins over epochs and min_steps when set
+    max_minutes: Optional[float] = None  # wall-clock budget of the training loop: the step count is planned from measured steps so the lr and momentum schedules end with the time; wins over epochs, min_steps and max_steps
     min_steps: int = 1000  # at least this many optimizer steps when the budget is in epochs, so a small folder or corpus trains long enough to learn (a line says when it applies); 0 = epochs alone
     learning_rate: float = 0.3  # base lr, scaled by global batch size (see lr_scaling)
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"  # lr = base * (global_batch / 256) [or sqrt]
@@ -114,6 +116,12 @@ class PretrainConfig:
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
     drop_last: bool = True  # drop the ragged last batch of each epoch (NT-Xent wants full batches)
     # + one section per method, `pretrain.<method>.<key>`, declared by the method itself (tasks/<method>.py)
+
+
+def check_stream_budget(cfg: "Config", what: str) -> None:
+    """A stream has no epoch length: its pretraining needs a step count or a time budget."""
+    if cfg.pretrain.max_steps is None and cfg.pretrain.max_minutes is None:
+        raise UserError(f"{what} needs pretrain.max_steps or pretrain.max_minutes (a stream has no epoch length)")
 
 
 def pretrain_config_class() -> type:
@@ -517,6 +525,8 @@ def validate(cfg: Config) -> None:
         raise UserError(f"config key 'threads' must be positive, got {cfg.threads}")
     if cfg.pretrain.max_steps is not None and cfg.pretrain.max_steps <= 0:
         raise UserError(f"config key 'pretrain.max_steps' must be positive, got {cfg.pretrain.max_steps}")
+    if cfg.pretrain.max_minutes is not None and not 0 < cfg.pretrain.max_minutes < math.inf:
+        raise UserError(f"config key 'pretrain.max_minutes' must be a positive number of minutes, got {cfg.pretrain.max_minutes}")
     _check_task_fits_source(cfg)
     if cfg.data.channels not in (1, 3):
         raise UserError(f"config key 'data.channels' must be 1 or 3, got {cfg.data.channels}")

@@ -24,6 +24,7 @@ from torch import nn
 
 from . import checkpoint as ckpt
 from .errors import UserError
+from .time_budget import Span, TimeBudget
 
 
 class Task:
@@ -95,6 +96,7 @@ class TrainPlan:
     overlap: bool = False  # run task.prepare one batch ahead in a background thread (prefetch.Ahead)
     stop_on_collapse: bool = False
     checkpoint_every: Optional[int] = None  # None: no checkpoints (short fine-tune runs)
+    max_seconds: Optional[float] = None  # a wall-clock budget that sets the step count (time_budget.py); wins over the rest
     keep_checkpoints: int = 2
     log_to_trackers: bool = True  # False: metrics.jsonl only (a grid cell's steps are not the grid's tracker steps)
     description: str = "train"
@@ -142,13 +144,13 @@ def build_optimizer(groups: list[dict], plan: TrainPlan) -> torch.optim.Optimize
     return torch.optim.AdamW(groups, lr=plan.learning_rate, fused=fused or None)
 
 
-def warmup_cosine(total_steps: int, warmup_fraction: float):
-    warmup = int(total_steps * warmup_fraction)
+def warmup_cosine(span: Span):
+    """The lr factor of each step; reads `span` at every step, so a time budget can move the cosine's end."""
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, total_steps - warmup)
+        if step < span.warmup:
+            return (step + 1) / (span.warmup + 1)
+        progress = (step - span.warmup) / max(1, span.total - span.warmup)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
@@ -193,10 +195,10 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     if presharded:
         model, optimizer = accelerator.prepare(model, optimizer)
         batches_per_epoch = None
-        if not plan.max_steps:
-            raise UserError("a streaming corpus needs pretrain.max_steps")
+        if not plan.max_steps and not plan.max_seconds:
+            raise UserError("a streaming corpus needs pretrain.max_steps or pretrain.max_minutes")
         steps_per_epoch = None
-        total_steps = plan.max_steps
+        total_steps = plan.max_steps or 1  # (a time budget sets it)
     else:
         model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
         batches_per_epoch = len(loader)
@@ -204,39 +206,45 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
             raise UserError("the training set gives no full batch: lower the batch size or set drop_last=false")
         steps_per_epoch = math.ceil(batches_per_epoch / accelerator.gradient_accumulation_steps)
         total_steps = plan.max_steps or plan.epochs * steps_per_epoch
-        if not plan.max_steps and total_steps < plan.min_steps:
+        if not plan.max_steps and not plan.max_seconds and total_steps < plan.min_steps:
             total_steps = plan.min_steps
             accelerator.print(f"{plan.epochs} epochs of {steps_per_epoch} steps are fewer than pretrain.min_steps={plan.min_steps}: "
                               f"training {total_steps} steps ({total_steps / steps_per_epoch:.0f} passes over the data) "
                               "so the model learns on data this small (pretrain.min_steps=0: the epochs alone)")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                                                  warmup_cosine(total_steps, plan.warmup_fraction))
-    accelerator.register_for_checkpointing(scheduler)
-
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
     ckpt_dir = output_dir / "checkpoints" if output_dir is not None and plan.checkpoint_every else None
-    if resume and ckpt_dir is not None:
-        last = ckpt.latest(ckpt_dir)
-        if last is not None:
-            accelerator.load_state(str(last))
-            state = json.loads((last / ckpt.STATE_FILE).read_text())
-            extra = ckpt.task_state(last)
-            if extra is not None:
-                done = None if batches_per_epoch is None else state["epoch"] * batches_per_epoch + state["batch_in_epoch"]
-                task.load_state_dict(extra, done)
-            accelerator.print(f"resumed from {last} (step {state['step']} of {total_steps})")
+    last = ckpt.latest(ckpt_dir) if resume and ckpt_dir is not None else None
+    if last is not None:
+        state = json.loads((last / ckpt.STATE_FILE).read_text())
+    batches = _Batches(task, plan, accelerator, seed, presharded)
+    span, budget = Span(total_steps, int(total_steps * plan.warmup_fraction)), None
+    if plan.max_seconds:  # before the scheduler exists: its first lr comes from the planned span
+        # re-measured over windows that hold each periodic check, evaluation and checkpoint at least once
+        every = max(plan.checkpoint_every or 0, plan.monitor_every or 0, plan.eval_every or 0) or 200
+        budget = TimeBudget(plan.max_seconds, plan.warmup_fraction, every, accelerator)
+        with _Passes(task, model, plan, accelerator, seed, batches) as measure:
+            span = budget.plan(span, state["step"], state.get("time_budget"), measure, steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                                                  warmup_cosine(span))
+    accelerator.register_for_checkpointing(scheduler)
+    if last is not None:
+        accelerator.load_state(str(last))
+        extra = ckpt.task_state(last)
+        if extra is not None:
+            done = None if batches_per_epoch is None else state["epoch"] * batches_per_epoch + state["batch_in_epoch"]
+            task.load_state_dict(extra, done)
+        accelerator.print(f"resumed from {last} (step {state['step']} of {span.total})")
     metrics = MetricsLog(output_dir / "metrics.jsonl" if output_dir is not None else None, accelerator,
                          plan.log_to_trackers)
     if resume and metrics.path is not None and accelerator.is_main_process:
         metrics.truncate_after(state["step"])  # rows logged after the checkpoint are re-logged by this run
 
-    batches = _Batches(task, plan, accelerator, seed, presharded)
-    bar = progress(total_steps, state["step"], plan.description,
+    bar = progress(span.total, state["step"], plan.description,
                    disable=not (plan.show_progress and accelerator.is_local_main_process))
     stop = StopFlag(accelerator.num_processes) if ckpt_dir is not None else None
     try:
         with stop or contextlib.nullcontext():
-            last_row = _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches, total_steps,
+            last_row = _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches, span, budget,
                              batches_per_epoch, state, metrics, bar, ckpt_dir, stop, step_hooks)
     finally:
         batches.close()
@@ -246,6 +254,8 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
         if scheduler in accelerator._custom_objects:
             accelerator._custom_objects.remove(scheduler)
     bar.close()
+    if budget is not None:
+        accelerator.print(budget.summary(last_row.get("step", state["step"])))
     if output_dir is not None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -292,15 +302,56 @@ class _Batches:
             self.ahead.close()
 
 
-def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches, total_steps, batches_per_epoch,
+class _Passes:
+    """`measure(untimed, timed)` for the time budget: forward/backward passes on real batches that leave the model
+    as it was — no optimizer step, gradients dropped, buffers (BatchNorm statistics, a DINO centre) put back."""
+
+    def __init__(self, task: Task, model, plan: TrainPlan, accelerator, seed: int, batches: "_Batches"):
+        self.task, self.model, self.accelerator, self.batch_size, self.seed = task, model, accelerator, plan.batch_size, seed
+        self.micro = accelerator.gradient_accumulation_steps
+        self.stream = self._placed()  # a generator: no loader is made unless something is measured (not on a resume)
+        self.source = batches.epoch(self.stream, 0, 0)
+
+    def _placed(self):
+        raw = self.task.dataloader(self.batch_size, torch.Generator().manual_seed(self.seed))  # not sharded: timing only
+        while True:
+            empty = True
+            for batch in raw:
+                empty = False
+                yield {k: v.to(self.accelerator.device, non_blocking=True) if torch.is_tensor(v) else v
+                       for k, v in batch.items()}
+            if empty:
+                raise UserError("the training data gave no batch: the stream is empty, or smaller than one batch")
+
+    def __call__(self, untimed: int, timed: int) -> None:
+        net = self.accelerator.unwrap_model(self.model)
+        kept = [b.detach().clone() for b in net.buffers()]
+        for _ in range((untimed + timed) * self.micro):
+            loss, _ = self.task.loss(self.model, next(self.source), self.accelerator)
+            self.accelerator.backward(loss)
+        with torch.no_grad():
+            for b, k in zip(net.buffers(), kept):
+                b.copy_(k)
+        self.model.zero_grad(set_to_none=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.source.close()
+        self.stream.close()
+
+
+def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches, span, budget, batches_per_epoch,
           state, metrics, bar, ckpt_dir, stop, step_hooks) -> dict:
     from .interrupt import Interrupted
+    from .progress import set_total
 
     model.train()
     step, epoch, skip, last_row = state["step"], state["epoch"], state["batch_in_epoch"], {}
     shown: dict = {}  # the last representation check, kept on the progress bar
     window = _Window(accelerator.device)
-    while step < total_steps:
+    while step < span.total:
         if not batches.presharded:
             loader.set_epoch(epoch)  # the sampler's order is a function of (seed, epoch): resumable exactly
         epoch_loader = accelerator.skip_first_batches(loader, skip) if skip else loader
@@ -322,6 +373,7 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 continue
             step += 1
             bar.update(1)
+            total_steps = span.total
             task.after_optimizer_step(accelerator.unwrap_model(model), step, total_steps)
             log_now = step % plan.log_every == 0 or step == total_steps
             save_now = ckpt_dir is not None and step % plan.checkpoint_every == 0
@@ -351,14 +403,17 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 window.check_finite()
             if ckpt_dir is not None and (save_now or step == total_steps or signum):
                 done_epoch = batches_per_epoch is not None and batch_index >= batches_per_epoch
-                ckpt.save(accelerator, ckpt_dir, {"step": step, "epoch": epoch + int(done_epoch),
-                                                  "batch_in_epoch": 0 if done_epoch else batch_index},
-                          plan.keep_checkpoints, task.state_dict())
+                position = {"step": step, "epoch": epoch + int(done_epoch), "batch_in_epoch": 0 if done_epoch else batch_index}
+                if budget is not None:
+                    position["time_budget"] = budget.state(span)
+                ckpt.save(accelerator, ckpt_dir, position, plan.keep_checkpoints, task.state_dict())
             if signum:
                 bar.close()
                 raise Interrupted(step, signum)
             if step >= total_steps:
                 break
+            if budget is not None and budget.after_step(step, span):  # the step's checks and saves included
+                set_total(bar, span.total)
         if batch_index == first:  # a stream that ends without a single batch would loop here for ever
             raise UserError("the training data gave no batch: the stream is empty, or smaller than one batch")
         epoch += 1

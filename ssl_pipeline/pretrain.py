@@ -19,7 +19,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     state = check_pretrain_dir(output_dir, cfg)  # before anything is loaded or written
     if state == "complete":
         print(f"pretraining in {output_dir} is already complete (encoder: {output_dir / 'encoder'}); nothing to do. "
-              "Raise pretrain.max_steps / pretrain.epochs / pretrain.min_steps to continue it, or use another output_dir.", flush=True)
+              "Raise pretrain.max_steps / pretrain.epochs / pretrain.min_steps / pretrain.max_minutes to continue it, "
+              "or use another output_dir.", flush=True)
         return {}
     resume = state == "resume"
     accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir, cfg.pretrain.log_with)
@@ -42,7 +43,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
                      weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
                      eval_every=p.eval_every, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,
                      overlap=p.overlap_views,
-                     checkpoint_every=p.checkpoint_every,
+                     checkpoint_every=p.checkpoint_every, max_seconds=p.max_minutes * 60 if p.max_minutes else None,
                      keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
     if p.compile:
         task.model = torch.compile(task.model)
@@ -59,6 +60,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
         plot_pretraining(output_dir, f"{cfg.task} on {cfg.data.name or cfg.data.source}")
         record = summarize(output_dir / "metrics.jsonl", len(task.data) if hasattr(task.data, "__len__") else None,
                            _unit(task), cfg.model.init_from)
+        if p.max_minutes:
+            record["max_minutes"] = p.max_minutes
         # what the run computed in (pretrain.mixed_precision may say `auto`, or leave it to `accelerate launch`)
         add_to_spec(output_dir / "encoder", "pretraining", {**record, "mixed_precision": accelerator.mixed_precision})
         mark_complete(output_dir, row.get("step", 0), cfg)

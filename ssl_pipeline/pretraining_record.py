@@ -51,7 +51,8 @@ def describe(record: dict) -> str:
     passes = "" if record.get("epochs") is None else (
         f" ({record['epochs']:.1f} passes over {record['examples']:,} {record['unit']})" if record.get("examples")
         else f" ({record['epochs']:.1f} passes over the data)")
-    parts = [f"pretrained for {record['steps']:,} steps{passes}"
+    budget = f" in a {record['max_minutes']:g}-minute budget" if record.get("max_minutes") else ""
+    parts = [f"pretrained for {record['steps']:,} steps{passes}{budget}"
              + (f" from {record['init_from']}" if record.get("init_from") else " from random weights")]
     f = record.get("final", {})
     if "eval_loss" in f and "eval_token_frequency_loss" in f:
@@ -75,7 +76,7 @@ def advice(record: dict, modality: str) -> str:
     """What to change when pretraining saved no labels, most likely lever first."""
     more_data = ("more unlabeled text (data.extra_pretrain_files)" if modality == "text"
                  else "more unlabeled images (an unlabeled/ folder beside train/)")
-    levers = ["longer pretraining (pretrain.epochs, pretrain.min_steps or pretrain.max_steps)", more_data]
+    levers = ["longer pretraining (pretrain.epochs, pretrain.min_steps, pretrain.max_steps or pretrain.max_minutes)", more_data]
     if not record.get("init_from"):
         levers.insert(0 if on_plateau(record) else 2, "starting from a public checkpoint (model.init_from)")
     return "To try: " + "; ".join(levers)

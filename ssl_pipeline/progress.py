@@ -95,3 +95,12 @@ def say(line: str) -> None:
     process of a multi-process run loads the data and would repeat it."""
     if first_process():
         print(line, flush=True)
+
+
+def set_total(bar, total: int) -> None:
+    """A new end for a bar (a time budget measured again): tqdm's or a LineProgress, whose 5 % step follows it."""
+    bar.total = total
+    if isinstance(bar, LineProgress):
+        bar.step_every = max(total // 20, 1)
+    elif hasattr(bar, "refresh") and not getattr(bar, "disable", False):
+        bar.refresh()

@@ -3,7 +3,8 @@
 A run directory belongs to one recipe: re-running into it with a different model, data or pretext setting would
 resume its checkpoint under the wrong config (or fail deep inside `load_state`), so that is a one-line error
 naming the keys that differ. Keys that do not change what is trained (how long, how often to log or save, where
-to cache, thread counts, the fine-tune stage) may change: raising `pretrain.max_steps` extends a finished run.
+to cache, thread counts, the fine-tune stage) may change: raising `pretrain.max_steps` (or `pretrain.max_minutes`)
+extends a finished run.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "pretrain_done.js
 DONE_FILE = "pretrain_done.json"
 # keys (or key prefixes ending in '.') that may differ between the runs that write one output_dir
 FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
-             "pretrain.min_steps", "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
+             "pretrain.min_steps", "pretrain.max_minutes", "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
              "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
              "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.in_memory_gb", "data.cache_dir", "data.download", "data.leakage_check",
              "data.validation_files")
@@ -94,7 +95,7 @@ def mark_complete(output_dir: Path, step: int, cfg) -> None:
 def _budget(cfg) -> dict:
     """The keys that decide how long a run trains: a finished run is complete for these values only."""
     p = cfg.pretrain
-    return {"max_steps": p.max_steps, "epochs": p.epochs, "min_steps": p.min_steps}
+    return {"max_steps": p.max_steps, "epochs": p.epochs, "min_steps": p.min_steps, "max_minutes": p.max_minutes}
 
 
 def clear_pretrain_dir(output_dir: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import Config
+from ..config import Config, check_stream_budget
 from ..data.splits import collate_batch
 from ..data.text import (PackedBlocks, StreamingBlocks, corpus_digest, extra_pretrain_texts, load_texts, load_tokenizer, stream_texts, tokenize_and_pack,
                          train_tokenizer)
@@ -83,8 +83,8 @@ class TextTask(Task):
         if d.streaming and d.source == "folder":
             raise UserError("data.streaming=true streams a hub dataset or text files; a folder of documents is read "
                             "as it is: set data.streaming=false")
-        if d.streaming and d.source != "synthetic" and cfg.pretrain.max_steps is None:
-            raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
+        if d.streaming and d.source != "synthetic":
+            check_stream_budget(cfg, "data.streaming=true")
         cache = d.cache_dir or str(Path(cfg.output_dir) / "cache")
         if d.source == "synthetic":
             self.tokenizer = SyntheticTokenizer(cfg.model.vocab_size)

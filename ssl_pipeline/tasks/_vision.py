@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..augment import normalize, simclr_augment, to_unit_float
-from ..config import Config
+from ..config import Config, check_stream_budget
 from ..data.decode import decoded_once
 from ..data.images import TensorImages, load_images
 from ..data.splits import collate_batch
@@ -31,8 +31,7 @@ class VisionTask(Task):
         if cfg.data.source == "webdataset":  # streamed tar shards: each process reads its own
             from ..data.shards import StreamedImages, shard_urls
 
-            if cfg.pretrain.max_steps is None:
-                raise UserError("data.source=webdataset needs pretrain.max_steps (a stream has no epoch length)")
+            check_stream_budget(cfg, "data.source=webdataset")
             self.presharded = True
             self.data = StreamedImages(shard_urls(cfg.data, "pretrain"), cfg.data, accelerator.process_index,
                                        accelerator.num_processes, cfg.seed)
@@ -40,8 +39,7 @@ class VisionTask(Task):
         elif cfg.data.source == "hf" and cfg.data.streaming:  # a hub image dataset read as it trains
             from ..data.hub_images import StreamedHubImages
 
-            if cfg.pretrain.max_steps is None:
-                raise UserError("data.streaming=true needs pretrain.max_steps (a stream has no epoch length)")
+            check_stream_budget(cfg, "data.streaming=true")
             self.presharded = True
             self.data = StreamedHubImages(cfg.data, accelerator.process_index, accelerator.num_processes, cfg.seed)
             self.leakage = {"checked": False, "reason": "streamed dataset"}

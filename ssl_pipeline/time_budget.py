@@ -1,0 +1,148 @@
+"""`pretrain.max_minutes`: a wall-clock budget turned into a number of steps, so the schedules end with the time.
+
+Stopping a run when a timer rings (Lightning's `max_time`, or a job's time limit) ends it mid-schedule, at a high
+learning rate and with an EMA teacher far from its last momentum: the encoder is worse than a shorter, finished
+schedule makes it. No library sizes a schedule by a time, so it is done here, by measuring:
+
+1. before the first step, a few forward/backward passes on real batches (weights, optimizer and buffers left as
+   they were) measure a step and set the step count, the warm-up and the cosine's end;
+2. once the warm-up is over, the pace of the steps actually taken (optimizer and prefetched views included) sets
+   the cosine's end again — right after the warm-up the learning rate barely depends on it;
+3. then every `every` steps (a window holding each periodic check, evaluation and checkpoint at least once) the
+   window's pace sets it once more, so their cost is paid from the budget too; the estimates converge, and the
+   learning rate moves by little each time.
+
+Every process takes the slowest process's figures, so all agree on the plan. The plan is kept in every checkpoint:
+a resumed run trains the steps it planned and ends where the uninterrupted one would (with the same pace); a
+finished run given more minutes goes on for the extra time at its measured pace. The budget covers the training
+loop (measurement, steps, checks, checkpoints); loading data and building the model come before it, exporting
+after it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+CALIBRATION_UNTIMED = 2  # passes before the timed ones: allocator, oneDNN/cuDNN choices, torch.compile
+CALIBRATION_STEPS = 8  # timed steps' worth of forward/backward passes
+REPLAN_AFTER = 20  # the second measurement waits for at least this many real steps
+
+
+@dataclass
+class Span:
+    """The learning-rate schedule's shape: a linear warm-up over `warmup` steps, then cosine decay to `total`."""
+    total: int
+    warmup: int
+
+
+def clock(device: torch.device) -> float:
+    """Now, once the device's queued work is done (a CUDA step returns before it has run)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+class TimeBudget:
+    """Plans `span` for `max_seconds` of training, then re-plans it from the measured pace; `state()` goes into each
+    checkpoint."""
+
+    def __init__(self, max_seconds: float, warmup_fraction: float, every: int, accelerator,
+                 now: Optional[Callable[[], float]] = None):
+        self.max_seconds, self.warmup_fraction, self.every = max_seconds, warmup_fraction, every
+        self.accelerator = accelerator
+        self.now = now or (lambda: clock(accelerator.device))
+        self.seconds_before = 0.0  # spent by earlier runs of this output_dir (from the checkpoint)
+        self.seconds_per_step = 0.0
+        self.replan_at = 0  # the step after which the plan is measured again
+        self.started = self.paced_from = 0.0
+        self.paced_step = 0
+        self.told = False  # the first re-plan is always said; later ones when they move the end by > 2 %
+
+    def elapsed(self) -> float:
+        return self.seconds_before + self.now() - self.started
+
+    def plan(self, span: Span, step: int, saved: Optional[dict], measure: Callable[[int, int], None],
+             steps_per_epoch: Optional[int]) -> Span:
+        """The span to train: `saved` (a checkpoint's `state()`) when resuming, else measured with `measure(untimed,
+        timed)`, which runs that many steps' worth of passes without changing the model."""
+        self.started = self.now()
+        if saved is not None:
+            span = self._restore(saved, step)
+            self.replan_at, self.told = saved["replan_at"], True
+        else:
+            measure(CALIBRATION_UNTIMED, 0)
+            t0 = self.now()
+            measure(0, CALIBRATION_STEPS)
+            self.seconds_per_step, elapsed = self._slowest((self.now() - t0) / CALIBRATION_STEPS, self.elapsed())
+            steps = self._steps_left(elapsed)
+            if step == 0:
+                span = Span(max(1, steps), int(max(1, steps) * self.warmup_fraction))
+                self.accelerator.print(
+                    f"pretrain.max_minutes={self.max_seconds / 60:.3g}: {self.seconds_per_step:.3g} s a step (measured "
+                    f"over {CALIBRATION_STEPS} steps) → {span.total:,} steps{_passes(span.total, steps_per_epoch)}; the "
+                    f"pace is measured again after the warm-up and every {self.every:,} steps")
+            else:  # a run begun under another budget (epochs, max_steps): the minutes count from this resume
+                span = Span(step + max(1, steps), span.warmup)
+                self.accelerator.print(f"pretrain.max_minutes={self.max_seconds / 60:.3g} from this resume at step "
+                                       f"{step:,}: {self.seconds_per_step:.3g} s a step → {steps:,} more steps")
+            self.replan_at = max(span.warmup, step + REPLAN_AFTER)
+        self.paced_from, self.paced_step = self.now(), step
+        return span
+
+    def _restore(self, saved: dict, step: int) -> Span:
+        self.seconds_before, self.seconds_per_step = saved["seconds"], saved["seconds_per_step"]
+        span = Span(saved["total"], saved["warmup"])
+        if saved["max_seconds"] != self.max_seconds:  # a finished run given more (or fewer) minutes
+            more = math.floor((self.max_seconds - saved["max_seconds"]) / self.seconds_per_step)
+            span.total = max(step, span.total + more)
+            self.accelerator.print(f"pretrain.max_minutes changed from {saved['max_seconds'] / 60:.3g} to "
+                                   f"{self.max_seconds / 60:.3g}: training to step {span.total:,} "
+                                   f"(at the measured {self.seconds_per_step:.3g} s a step)")
+        return span
+
+    def after_step(self, step: int, span: Span) -> bool:
+        """Once step `replan_at` is done (its checks and checkpoint too), sets the cosine's end from the pace of the
+        steps since the last measurement; True when the end moved."""
+        if step < self.replan_at or step >= span.total:
+            return False
+        pace = (self.now() - self.paced_from) / max(1, step - self.paced_step)
+        self.seconds_per_step, elapsed = self._slowest(pace, self.elapsed())
+        self.paced_from, self.paced_step = self.now(), step
+        self.replan_at = (step // self.every + 1) * self.every
+        before = span.total
+        span.total = step + max(1, self._steps_left(elapsed))  # the last step logs and saves the end
+        if not self.told or abs(span.total - before) > 0.02 * before:
+            self.told = True
+            self.accelerator.print(f"time budget measured again at step {step:,}: {self.seconds_per_step:.3g} s a "
+                                   f"step → {span.total:,} steps (planned {before:,})")
+        return span.total != before
+
+    def _steps_left(self, elapsed: float) -> int:
+        return max(0, math.floor((self.max_seconds - elapsed) / self.seconds_per_step))
+
+    def _slowest(self, *values: float) -> tuple[float, ...]:
+        """The largest of every process's figures: all processes must plan the same number of steps."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            t = self.accelerator.gather(t[None]).amax(dim=0)
+        return tuple(max(float(v), 1e-9) for v in t)
+
+    def state(self, span: Span) -> dict:
+        return {"max_seconds": self.max_seconds, "seconds": self.elapsed(), "seconds_per_step": self.seconds_per_step,
+                "total": span.total, "warmup": span.warmup, "replan_at": self.replan_at}
+
+    def summary(self, step: int) -> str:
+        return f"trained {step:,} steps in {_duration(self.elapsed())} of pretrain.max_minutes={self.max_seconds / 60:.3g}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)} min {rest:.1f} s" if minutes else f"{rest:.1f} s"
+
+
+def _passes(steps: int, steps_per_epoch: Optional[int]) -> str:
+    return "" if not steps_per_epoch else f" ({steps / steps_per_epoch:.1f} passes over the data)"
