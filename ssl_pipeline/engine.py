@@ -350,6 +350,7 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
     model.train()
     step, epoch, skip, last_row = state["step"], state["epoch"], state["batch_in_epoch"], {}
     shown: dict = {}  # the last representation check, kept on the progress bar
+    logged: dict = {}  # ... and the last log row's loss, lr and the task's own figures
     window = _Window(accelerator.device)
     while step < span.total:
         if not batches.presharded:
@@ -381,15 +382,16 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 window.check_finite()  # before a log row or a checkpoint: a diverged run never saves
             if log_now:
                 last_row = window.row(step, epoch + batch_index / (batches_per_epoch or batch_index), scheduler, accelerator)
-                extras = {k: f"{last_row[k]:.3g}" for k in task.progress_keys if k in last_row}
-                bar.set_postfix(loss=f"{last_row['loss']:.4f}", lr=f"{last_row['lr']:.2e}", **extras, **shown)
+                logged = {"loss": f"{last_row['loss']:.4f}", "lr": f"{last_row['lr']:.2e}",
+                          **{k: f"{last_row[k]:.3g}" for k in task.progress_keys if k in last_row}}
+                bar.set_postfix(**logged, **shown)
                 metrics.write(last_row, step)
             if plan.monitor_every and (step % plan.monitor_every == 0 or step == total_steps):
                 health = _monitor(task, model, accelerator)
                 if health:
                     metrics.write({"step": step, "epoch": epoch, **health}, step)
                     shown.update(_short(health))
-                    bar.set_postfix(loss=f"{last_row.get('loss', float('nan')):.4f}", **shown)
+                    bar.set_postfix(**logged, **shown)  # the last log row's figures stay beside the check's
                     _alarm(health, step, total_steps, plan, accelerator, bar)
             if plan.eval_every and (step % plan.eval_every == 0 or step == total_steps):
                 model.eval()

@@ -156,6 +156,7 @@ def test_monitor_logs_health_warns_on_collapse_and_can_stop(accelerator, tmp_pat
     assert health[1]["embedding_std"] < 0.02 and health[1]["rankme"] < 2
     err = capsys.readouterr().err
     assert "warning: embeddings collapsed at step 120" in err and "knn=" in err
+    assert all("lr=" in line for line in err.splitlines() if "knn=" in line)  # a check keeps the log row's figures
     # no alarm in the first 100 steps (BatchNorm's running statistics are still warming up)
     early = TrainPlan(**{**plan.__dict__, "max_steps": 60, "monitor_every": 20})
     (tmp_path / "early").mkdir()
