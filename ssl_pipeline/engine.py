@@ -221,7 +221,7 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     if plan.max_seconds:  # before the scheduler exists: its first lr comes from the planned span
         # re-measured over windows that hold each periodic check, evaluation and checkpoint at least once
         every = max(plan.checkpoint_every or 0, plan.monitor_every or 0, plan.eval_every or 0) or 200
-        budget = TimeBudget(plan.max_seconds, plan.warmup_fraction, every, accelerator)
+        budget = TimeBudget(plan.max_seconds, plan.warmup_fraction, every, accelerator, plan.min_steps)
         with _Passes(task, model, plan, accelerator, seed, batches) as measure:
             span = budget.plan(span, state["step"], state.get("time_budget"), measure, steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,

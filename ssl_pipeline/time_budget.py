@@ -8,9 +8,9 @@ schedule makes it. No library sizes a schedule by a time, so it is done here, by
    they were) measure a step and set the step count, the warm-up and the cosine's end;
 2. once the warm-up is over, the pace of the steps actually taken (optimizer and prefetched views included) sets
    the cosine's end again — right after the warm-up the learning rate barely depends on it;
-3. then every `every` steps (a window holding each periodic check, evaluation and checkpoint at least once) the
-   window's pace sets it once more, so their cost is paid from the budget too; the estimates converge, and the
-   learning rate moves by little each time.
+3. then every 5 % of the run, the pace over the last `every` steps or more (a window holding each periodic check,
+   evaluation and checkpoint) sets it once more: their cost is paid from the budget too, a machine that slows down
+   mid-run is followed, and the learning rate moves by little each time.
 
 Every process takes the slowest process's figures, so all agree on the plan. The plan is kept in every checkpoint:
 a resumed run trains the steps it planned and ends where the uninterrupted one would (with the same pace); a
@@ -29,7 +29,7 @@ import torch
 
 CALIBRATION_UNTIMED = 2  # passes before the timed ones: allocator, oneDNN/cuDNN choices, torch.compile
 CALIBRATION_STEPS = 8  # timed steps' worth of forward/backward passes
-REPLAN_AFTER = 20  # the second measurement waits for at least this many real steps
+REPLAN_AFTER = 20  # real steps at least between two measurements
 
 
 @dataclass
@@ -50,16 +50,16 @@ class TimeBudget:
     """Plans `span` for `max_seconds` of training, then re-plans it from the measured pace; `state()` goes into each
     checkpoint."""
 
-    def __init__(self, max_seconds: float, warmup_fraction: float, every: int, accelerator,
-                 now: Optional[Callable[[], float]] = None):
+    def __init__(self, max_seconds: float, warmup_fraction: float, every: int, accelerator, min_steps: int = 0):
         self.max_seconds, self.warmup_fraction, self.every = max_seconds, warmup_fraction, every
+        self.min_steps = min_steps  # the step floor of an epoch budget: fewer steps are worth a word
         self.accelerator = accelerator
-        self.now = now or (lambda: clock(accelerator.device))
+        self.now = lambda: clock(accelerator.device)  # the module's `clock`, looked up each time (tests replace it)
         self.seconds_before = 0.0  # spent by earlier runs of this output_dir (from the checkpoint)
         self.seconds_per_step = 0.0
         self.replan_at = 0  # the step after which the plan is measured again
-        self.started = self.paced_from = 0.0
-        self.paced_step = 0
+        self.started = 0.0
+        self.marks: list[tuple[int, float]] = []
         self.told = False  # the first re-plan is always said; later ones when they move the end by > 2 %
 
     def elapsed(self) -> float:
@@ -84,13 +84,19 @@ class TimeBudget:
                 self.accelerator.print(
                     f"pretrain.max_minutes={self.max_seconds / 60:.3g}: {self.seconds_per_step:.3g} s a step (measured "
                     f"over {CALIBRATION_STEPS} steps) → {span.total:,} steps{_passes(span.total, steps_per_epoch)}; the "
-                    f"pace is measured again after the warm-up and every {self.every:,} steps")
+                    f"pace is measured again after the warm-up and as it trains")
+                if span.total < self.min_steps:
+                    need = math.ceil((elapsed + self.min_steps * self.seconds_per_step) / 60)
+                    self.accelerator.print(
+                        f"note: that is fewer than pretrain.min_steps={self.min_steps:,}, the floor below which small "
+                        f"data was measured to learn little (README 'Small data'); about {need:,} minute{'s' * (need != 1)} "
+                        f"would train {self.min_steps:,} steps")
             else:  # a run begun under another budget (epochs, max_steps): the minutes count from this resume
                 span = Span(step + max(1, steps), span.warmup)
                 self.accelerator.print(f"pretrain.max_minutes={self.max_seconds / 60:.3g} from this resume at step "
                                        f"{step:,}: {self.seconds_per_step:.3g} s a step → {steps:,} more steps")
             self.replan_at = max(span.warmup, step + REPLAN_AFTER)
-        self.paced_from, self.paced_step = self.now(), step
+        self.marks = [(step, self.now())]  # (step, time) at each measurement since this process started
         return span
 
     def _restore(self, saved: dict, step: int) -> Span:
@@ -105,14 +111,19 @@ class TimeBudget:
         return span
 
     def after_step(self, step: int, span: Span) -> bool:
-        """Once step `replan_at` is done (its checks and checkpoint too), sets the cosine's end from the pace of the
-        steps since the last measurement; True when the end moved."""
+        """Once step `replan_at` is done (its checks and checkpoint too), sets the cosine's end from the recent pace;
+        True when the end moved."""
         if step < self.replan_at or step >= span.total:
             return False
-        pace = (self.now() - self.paced_from) / max(1, step - self.paced_step)
-        self.seconds_per_step, elapsed = self._slowest(pace, self.elapsed())
-        self.paced_from, self.paced_step = self.now(), step
-        self.replan_at = (step // self.every + 1) * self.every
+        now = self.now()
+        # the pace over the last `every` steps or more (each periodic check, evaluation and checkpoint inside it):
+        # from the latest mark at least that far back, else from the first
+        base = max((i for i, (s, _) in enumerate(self.marks) if s <= step - self.every), default=0)
+        self.marks = self.marks[base:] + [(step, now)]
+        (s0, t0) = self.marks[0]
+        self.seconds_per_step, elapsed = self._slowest((now - t0) / max(1, step - s0), self.elapsed())
+        # measured often (every 5 % of the run, within one window): the end follows a machine that slows down
+        self.replan_at = step + max(REPLAN_AFTER, min(self.every, span.total // 20))
         before = span.total
         span.total = step + max(1, self._steps_left(elapsed))  # the last step logs and saves the end
         if not self.told or abs(span.total - before) > 0.02 * before:
