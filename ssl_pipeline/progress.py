@@ -9,7 +9,8 @@ import sys
 import time
 
 
-def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False, stream=None):
+def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False, stream=None, unit: str = ""):
+    """`unit` names what is counted when it is not steps (`examples`: a grid whose cells differ in cost)."""
     stream = stream or sys.stderr
     if disable:
         from tqdm.auto import tqdm
@@ -18,8 +19,9 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False
     if stream.isatty():
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream)
-    return LineProgress(total, initial, desc, stream)
+        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream,
+                    **({"unit": f" {unit}", "unit_scale": True} if unit else {}))
+    return LineProgress(total, initial, desc, stream, unit=unit)
 
 
 class LineProgress:
@@ -27,13 +29,14 @@ class LineProgress:
     (counted from the last line, so a minute's line is never followed at once by a 5 % one)."""
 
     def __init__(self, total: int, initial: int, desc: str, stream, every_seconds: float = 60.0,
-                 clock=time.perf_counter):
+                 clock=time.perf_counter, unit: str = ""):
         self.total, self.n, self.desc, self.stream = total, initial, desc, stream
         self.every_seconds, self.postfix, self.clock = every_seconds, "", clock
         self.t0 = self.last_time = clock()
         self.start_n = initial
         self.step_every = max(total // 20, 1)
         self.last_n = initial
+        self.unit = unit
 
     def set_postfix(self, **values) -> None:
         self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
@@ -55,8 +58,11 @@ class LineProgress:
         eta = (self.total - self.n) / rate if rate > 0 else float("nan")
         pct = 100.0 * self.n / max(self.total, 1)
         eta_text = f", eta {_clock(eta)}" if eta == eta and self.n < self.total else ""
-        speed = f"{1 / rate:.1f} s/it" if 0 < rate < 1 else f"{rate:.2f} it/s"  # a grid of minute-long cells too
-        self.stream.write(f"{self.desc}: {self.n}/{self.total} ({pct:.0f} %) {self.postfix} "
+        if self.unit:
+            speed, counted = f"{rate:,.0f} {self.unit}/s", f"{self.n:,}/{self.total:,} {self.unit}"
+        else:  # a grid of minute-long cells too
+            speed, counted = (f"{1 / rate:.1f} s/it" if 0 < rate < 1 else f"{rate:.2f} it/s"), f"{self.n}/{self.total}"
+        self.stream.write(f"{self.desc}: {counted} ({pct:.0f} %) {self.postfix} "
                           f"[{_clock(elapsed)} elapsed, {speed}{eta_text}]\n".replace("  ", " "))
         self.stream.flush()
         self.last_time, self.last_n = now, self.n

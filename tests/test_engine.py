@@ -281,3 +281,16 @@ def test_progress_lines_in_logs_come_per_5_percent_or_per_minute_never_in_pairs(
     now[0] += 120
     grid.update(1)  # one cell in two minutes: not "0.01 it/s"
     assert "1/9 (11 %) [02:00 elapsed, 120.0 s/it, eta 16:00]" in slow.getvalue(), slow.getvalue()
+
+
+def test_a_grid_counted_in_examples_says_so_and_its_eta_weighs_them():
+    import io
+
+    from ssl_pipeline.progress import LineProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    grid = LineProgress(40_000, 0, "finetune grid", out, clock=lambda: now[0], unit="examples")
+    now[0] = 100.0
+    grid.update(10_000)  # a quarter of the examples in 100 s: 300 s to go, whatever the cell count says
+    assert "finetune grid: 10,000/40,000 examples (25 %) [01:40 elapsed, 100 examples/s, eta 05:00]" in out.getvalue()

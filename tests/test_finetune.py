@@ -344,3 +344,23 @@ def test_image_classic_rows_carry_no_text_setting_and_resume_under_any(tmp_path)
     path = tmp_path / "label_efficiency.json"
     path.write_text(json.dumps({**header, "rows": [stamped]}))
     assert len(_load_rows(path, header, chars, enc, ["classic"])) == 1
+
+
+def test_grid_work_follows_what_each_cell_trains_on():
+    """The grid's progress counts examples, so its eta is not a cell count's (a 100 % cell took 14× a 1 % one)."""
+    from types import SimpleNamespace
+
+    from ssl_pipeline.config import load_config
+    from ssl_pipeline.finetune.runner import cell_work
+
+    cfg = load_config("configs/text/mlm_files.yaml", [])  # batch 64, 10 epochs, 60 to 400 steps, fixmatch 8 passes
+    one = SimpleNamespace(num_processes=1)
+
+    def work(method, n):
+        return cell_work({"method": method, "n_labels": n}, 1778, cfg, one)
+
+    assert work("finetune", 18) == 60 * 18  # the step floor, on batches of all 18 labels
+    assert work("finetune", 1778) == work("supervised", 1778) == 280 * 64  # 10 epochs of 28 batches
+    assert work("fixmatch", 18) == round(2.5 * 8 * 28 * 64)  # 8 passes over the pool, two views an example
+    assert work("distill", 18) == 60 * 18 + 60 * 64  # teacher, then 2 passes (56 steps) lifted to the 60-step floor
+    assert work("classic", 1778) == 1778 and work("linear_probe", 1778) == work("knn", 1778) == 177
