@@ -51,7 +51,7 @@ def describe(record: dict) -> str:
     passes = "" if record.get("epochs") is None else (
         f" ({record['epochs']:.1f} passes over {record['examples']:,} {record['unit']})" if record.get("examples")
         else f" ({record['epochs']:.1f} passes over the data)")
-    budget = f" in a {record['max_minutes']:g}-minute budget" if record.get("max_minutes") else ""
+    budget = f" within a budget of {record['max_minutes']:g} minutes" if record.get("max_minutes") else ""
     parts = [f"pretrained for {record['steps']:,} steps{passes}{budget}"
              + (f" from {record['init_from']}" if record.get("init_from") else " from random weights")]
     f = record.get("final", {})

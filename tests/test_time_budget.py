@@ -191,3 +191,12 @@ def test_periodic_checks_are_paid_from_the_budget(accelerator, clock):
     once = 20 + (4.0 - (10 + 2 * 20) * COST) / (2 * COST)  # the count planned at step 20 (no evaluation seen yet)
     assert row["step"] < once - 5
     assert abs(clock.t - 4.0) <= 8 * COST  # within one evaluation's time
+
+
+def test_the_encoder_record_says_the_budget():
+    from ssl_pipeline.pretraining_record import describe
+
+    record = {"steps": 501, "epochs": 5.6, "examples": 5785, "unit": "packed token blocks", "max_minutes": 8,
+              "init_from": None, "final": {}}
+    assert describe(record) == ("pretrained for 501 steps (5.6 passes over 5,785 packed token blocks) within a budget "
+                                "of 8 minutes from random weights")
