@@ -34,7 +34,6 @@ class LineProgress:
         self.every_seconds, self.postfix, self.clock = every_seconds, "", clock
         self.t0 = self.last_time = clock()
         self.start_n = initial
-        self.step_every = max(total // 20, 1)
         self.last_n = initial
         self.unit = unit
 
@@ -48,7 +47,7 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = self.clock()
-        due = self.n - self.last_n >= self.step_every or now - self.last_time >= self.every_seconds
+        due = self.n - self.last_n >= max(self.total // 20, 1) or now - self.last_time >= self.every_seconds
         if due or self.n >= self.total:
             self._line(now)
 
@@ -104,9 +103,7 @@ def say(line: str) -> None:
 
 
 def set_total(bar, total: int) -> None:
-    """A new end for a bar (a time budget measured again): tqdm's or a LineProgress, whose 5 % step follows it."""
+    """A new end for a bar (a time budget measured again): tqdm's, or a LineProgress (its 5 % follows `total`)."""
     bar.total = total
-    if isinstance(bar, LineProgress):
-        bar.step_every = max(total // 20, 1)
-    elif hasattr(bar, "refresh") and not getattr(bar, "disable", False):
+    if not isinstance(bar, LineProgress) and not getattr(bar, "disable", False):
         bar.refresh()

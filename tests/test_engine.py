@@ -294,3 +294,16 @@ def test_a_grid_counted_in_examples_says_so_and_its_eta_weighs_them():
     now[0] = 100.0
     grid.update(10_000)  # a quarter of the examples in 100 s: 300 s to go, whatever the cell count says
     assert "finetune grid: 10,000/40,000 examples (25 %) [01:40 elapsed, 100 examples/s, eta 05:00]" in out.getvalue()
+
+
+def test_a_bar_given_a_new_end_lines_up_its_5_percent_with_it():
+    import io
+
+    from ssl_pipeline.progress import LineProgress, set_total
+
+    out = io.StringIO()
+    bar = LineProgress(100, 0, "pretrain", out, clock=lambda: 0.0)
+    set_total(bar, 1000)  # a time budget measured again
+    bar.update(10)  # 5 % of the old end, 1 % of the new: no line
+    bar.update(40)
+    assert out.getvalue().splitlines() == ["pretrain: 50/1000 (5 %) [00:00 elapsed, 0.00 it/s]"], out.getvalue()
