@@ -639,7 +639,7 @@ def _type_label(t) -> str:
 
 MAIN_KEYS = ("task", "output_dir", "seed", "threads", "data.source", "data.name", "data.root", "data.files",
              "data.test_files", "data.validation_files", "data.text_column", "data.label_column", "data.image_size",
-             "data.channels", "model.backbone", "model.size", "pretrain.epochs", "pretrain.max_steps",
+             "data.channels", "model.backbone", "model.size", "pretrain.epochs", "pretrain.max_steps", "pretrain.max_minutes",
              "pretrain.batch_size", "pretrain.learning_rate", "pretrain.mixed_precision", "finetune.encoder",
              "finetune.label_fractions", "finetune.seeds", "finetune.methods", "finetune.evaluate_on")
 
