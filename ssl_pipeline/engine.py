@@ -254,8 +254,9 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
         if scheduler in accelerator._custom_objects:
             accelerator._custom_objects.remove(scheduler)
     bar.close()
+    last_row = last_row or {"step": state["step"]}  # resumed at or past its end: nothing trained, the step it has
     if budget is not None:
-        accelerator.print(budget.summary(last_row.get("step", state["step"])))
+        accelerator.print(budget.summary(last_row["step"]))
     if output_dir is not None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:

@@ -713,6 +713,8 @@ def test_rerun_with_other_recipe_is_refused_and_finished_run_does_nothing(tmp_pa
     assert (out / "encoder" / "model.safetensors").stat().st_mtime_ns == weights
     pretrain_main(base[:-3] + ["pretrain.max_steps=3", "pretrain.batch_size=32", "model.projection_hidden_dim=32"])
     assert json.loads((out / "pretrain_done.json").read_text())["step"] == 3  # raising max_steps continues it
+    pretrain_main(base)  # lowered again: nothing to train; the record keeps the steps the encoder has
+    assert json.loads((out / "pretrain_done.json").read_text())["step"] == 3
 
 
 # ------------------------------------------------------------------------------------------ ergonomics
