@@ -11,9 +11,9 @@ from these docstrings' neighbours (the field comments). Unknown keys and badly t
 from __future__ import annotations
 
 import codecs
-import math
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field

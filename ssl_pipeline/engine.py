@@ -267,6 +267,14 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     return last_row
 
 
+NO_BATCH = "the training data gave no batch: the stream is empty, or smaller than one batch"
+
+
+def _on_device(batch: dict, device) -> dict:
+    """A batch from a loader Accelerate did not prepare (a stream's, or the time budget's measuring one)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 class _Batches:
     """The loader's batches on the device with `task.prepare` applied, seeded per batch; with `plan.overlap`
     prepared one batch ahead in a background thread (same results, measured faster: prefetch.py)."""
@@ -281,7 +289,7 @@ class _Batches:
     def _placed(self, batches):
         for batch in batches:
             if self.presharded:  # a streaming loader is not prepared by Accelerate
-                batch = {k: v.to(self.accelerator.device, non_blocking=True) for k, v in batch.items()}
+                batch = _on_device(batch, self.accelerator.device)
             yield batch
 
     def epoch(self, loader, epoch: int, first: int):
@@ -319,10 +327,9 @@ class _Passes:
             empty = True
             for batch in raw:
                 empty = False
-                yield {k: v.to(self.accelerator.device, non_blocking=True) if torch.is_tensor(v) else v
-                       for k, v in batch.items()}
+                yield _on_device(batch, self.accelerator.device)
             if empty:
-                raise UserError("the training data gave no batch: the stream is empty, or smaller than one batch")
+                raise UserError(NO_BATCH)
 
     def __call__(self, untimed: int, timed: int) -> None:
         net = self.accelerator.unwrap_model(self.model)
@@ -418,7 +425,7 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
             if budget is not None and budget.after_step(step, span):  # the step's checks and saves included
                 set_total(bar, span.total)
         if batch_index == first:  # a stream that ends without a single batch would loop here for ever
-            raise UserError("the training data gave no batch: the stream is empty, or smaller than one batch")
+            raise UserError(NO_BATCH)
         epoch += 1
     return last_row
 
