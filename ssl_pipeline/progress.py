@@ -76,6 +76,17 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
 
 
+def duration(seconds: float, exact: bool = False) -> str:
+    """A duration in words: rounded to one unit for tables ("< 1 s", "45 s", "12 min", "1.6 h"), or `exact`
+    ("2 min 59.9 s") where it is measured against a limit. Bars use `_clock` ("02:59")."""
+    if exact:
+        minutes, rest = divmod(seconds, 60)
+        return f"{int(minutes)} min {rest:.1f} s" if minutes else f"{rest:.1f} s"
+    if seconds < 1:
+        return "< 1 s"
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
 def first_process() -> bool:
     """Whether this is the first process of the launch (or the only one)."""
     import os

@@ -27,6 +27,8 @@ from typing import Callable, Optional
 
 import torch
 
+from .progress import duration
+
 CALIBRATION_UNTIMED = 2  # passes before the timed ones: allocator, oneDNN/cuDNN choices, torch.compile
 CALIBRATION_STEPS = 8  # timed steps' worth of forward/backward passes
 REPLAN_AFTER = 20  # real steps at least between two measurements
@@ -147,12 +149,7 @@ class TimeBudget:
                 "total": span.total, "warmup": span.warmup, "replan_at": self.replan_at}
 
     def summary(self, step: int) -> str:
-        return f"trained {step:,} steps in {_duration(self.elapsed())} of pretrain.max_minutes={self.max_seconds / 60:.3g}"
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes)} min {rest:.1f} s" if minutes else f"{rest:.1f} s"
+        return f"trained {step:,} steps in {duration(self.elapsed(), exact=True)} of pretrain.max_minutes={self.max_seconds / 60:.3g}"
 
 
 def _passes(steps: int, steps_per_epoch: Optional[int]) -> str:

@@ -31,6 +31,7 @@ def test_all_checkpoints_are_exported_scored_and_put_on_one_curve(tmp_path, caps
     assert len(doc["stopping"]) == 2 and all(s["best_step"] in (2, 4) for s in doc["stopping"])
     md = (out / "checkpoint_curve.md").read_text()
     assert "| knn @ 10 % |" in md and "step 2 | step 4" in md and "When to stop" in md
+    assert doc["evaluated_on"] == "test" and "read off the test split" in md  # not a step to choose by
     assert (out / "checkpoint_curve.png").stat().st_size > 0
     assert (out / "checkpoint_curve" / "step_0000002" / "label_efficiency.json").is_file()
     # a re-run exports nothing again and finds every cell done
@@ -64,3 +65,13 @@ def test_the_last_step_is_called_significantly_worse_only_when_it_is():
     tie = stopping_points([{"step": 100, "encoder": "a", "doc": _doc(0.801)},
                            {"step": 200, "encoder": "b", "doc": _doc(0.80)}])[0]
     assert tie["best_step"] == 100 and not tie["significant"]
+
+
+def test_a_curve_scored_on_validation_carries_no_test_caveat(tmp_path):
+    from ssl_pipeline.finetune.checkpoint_curve import write_curve
+
+    results = [{"step": s, "encoder": str(s), "doc": {**_doc(acc), "evaluated_on": "validation"}}
+               for s, acc in ((100, 0.80), (200, 0.78))]
+    doc = write_curve(tmp_path, results)
+    assert doc["evaluated_on"] == "validation"
+    assert "read off the test split" not in (tmp_path / "checkpoint_curve.md").read_text()

@@ -240,8 +240,13 @@ def test_folder_with_splits_end_to_end_uses_val_for_validation(tmp_path, capsys)
     md = (out / "validation" / "label_efficiency.md").read_text()
     assert "n = 1" in md and "±" not in md.split("| method |")[1].split("\n\n")[0]
     assert "circle, square" in md
-    finetune_main(args + FT + ["finetune.seeds=[0]", "finetune.methods=[knn]"])
-    assert json.loads((out / "label_efficiency.json").read_text())["n_test"] == 6
+    # the test report headlines the SSL row the validation run ranked first (knn, the only one there), not the best
+    # of knn and linear_probe on test
+    finetune_main(args + FT + ["finetune.seeds=[0]", "finetune.methods=[knn,linear_probe,classic]"])
+    test = json.loads((out / "label_efficiency.json").read_text())
+    assert test["n_test"] == 6
+    assert test["ssl_choice"]["report"] == str(out / "validation" / "label_efficiency.json")
+    assert [(g["best_ssl_method"], g["chosen_on"]) for g in test["gain_over_best_baseline"]] == [("knn", "validation")]
 
 
 # ---------------------------------------------------------------------------------------------------- text

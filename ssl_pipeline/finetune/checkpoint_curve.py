@@ -133,6 +133,7 @@ def stopping_points(results: list[dict]) -> list[dict]:
 def write_curve(report_dir: Path, results: list[dict]) -> dict:
     rows = curve_rows(results)
     doc = {"metric": "accuracy", "steps": [r["step"] for r in results], "encoders": [r["encoder"] for r in results],
+           "evaluated_on": next((r["doc"].get("evaluated_on") for r in results if r["doc"].get("evaluated_on")), "test"),
            "points": rows, "stopping": stopping_points(results)}
     report_dir.mkdir(parents=True, exist_ok=True)
     write_json(report_dir / "checkpoint_curve.json", doc)
@@ -169,6 +170,9 @@ def curve_markdown(doc: dict) -> str:
         else:
             line += " — the last step: more pretraining may still help"
         lines.append(line)
+    if doc.get("evaluated_on", "test") == "test":  # a step picked by its test score is a setting chosen on test
+        lines += ["", "These best steps are read off the test split: to choose the step to keep, run the same command "
+                      "with `finetune.evaluate_on=validation`, and score only that encoder on test."]
     return "\n".join(lines) + "\n"
 
 

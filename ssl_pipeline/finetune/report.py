@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_json, write_text
+from ..progress import duration
 
 from .evaluators import BASELINES, SSL_METHODS
 from .evaluators import ORDER as METHOD_ORDER
@@ -51,10 +52,29 @@ def best_baselines(summary: list[dict]) -> list[dict]:
     return out
 
 
-def label_multiplier(summary: list[dict], baseline: str = "supervised") -> dict | None:
-    """How many times more labels the baseline needs to match the best SSL method at the smallest fraction.
+def headline_ssl(ssl: list[dict], choice: dict | None = None) -> tuple[dict, str]:
+    """The SSL row a report headlines among `ssl` (one label fraction's summary rows), and where it was chosen.
+
+    With `choice` (the runner's `validation_ranking`: the user's `finetune.evaluate_on=validation` run of the same
+    encoder), the row ranked highest on the validation carve among those scored here: "validation". Otherwise the
+    row with the best mean here: "test" when there was a choice to make — the largest of several noisy means, which
+    flatters the headline (the winner's curse), and which the report says — "only" when there was one row.
+    """
+    if choice:
+        frac, n = ssl[0]["label_fraction"], ssl[0]["n_labels"]
+        for entry in choice.get("fractions", []):  # a label fraction, or a per-class count (the same n_labels)
+            if math.isclose(entry["label_fraction"], frac, rel_tol=1e-9) or entry["n_labels"] == n:
+                ranked = [s for m in entry["ranking"] for s in ssl if s["method"] == m]
+                if ranked:
+                    return ranked[0], "validation"
+    return max(ssl, key=lambda s: s["mean"]), "test" if len(ssl) > 1 else "only"
+
+
+def label_multiplier(summary: list[dict], baseline: str = "supervised", choice: dict | None = None) -> dict | None:
+    """How many times more labels the baseline needs to match the headline SSL row at the smallest fraction.
 
     `baseline`: "supervised", or "best" for the best-baseline envelope (the strongest baseline at each fraction).
+    `choice`: the validation carve's ranking of the SSL rows (`headline_ssl`).
     Interpolates the baseline curve linearly in log(number of labels); "> N×" when it never gets there.
     """
     sup = (_curve(summary, "supervised") if baseline == "supervised"
@@ -63,9 +83,9 @@ def label_multiplier(summary: list[dict], baseline: str = "supervised") -> dict 
     if not sup or not ssl:
         return None
     smallest = min(s["n_labels"] for s in ssl)
-    best = max((s for s in ssl if s["n_labels"] == smallest), key=lambda s: s["mean"])
+    best, chosen_on = headline_ssl([s for s in ssl if s["n_labels"] == smallest], choice)
     target = best["mean"]
-    result = {"ssl_method": best["method"], "n_labels": smallest, "ssl_accuracy": target}
+    result = {"ssl_method": best["method"], "n_labels": smallest, "ssl_accuracy": target, "chosen_on": chosen_on}
     if sup[0][1] >= target:
         reach = sup[0][0]
     else:
@@ -84,31 +104,33 @@ def label_multiplier(summary: list[dict], baseline: str = "supervised") -> dict 
     return result
 
 
-def gains_over_best_baseline(summary: list[dict], boot: Bootstrap | None = None) -> list[dict]:
-    """Best SSL method minus the best baseline, per label fraction (with its interval when `boot` is given)."""
+def gains_over_best_baseline(summary: list[dict], boot: Bootstrap | None = None,
+                             choice: dict | None = None) -> list[dict]:
+    """The headline SSL row minus the best baseline, per label fraction (with its interval when `boot` is given)."""
     out = []
     for b in best_baselines(summary):
         ssl = [s for s in summary if s["method"] in SSL_METHODS and s["label_fraction"] == b["label_fraction"]]
         if ssl:
-            best = max(ssl, key=lambda s: s["mean"])
+            best, chosen_on = headline_ssl(ssl, choice)
             g = {"label_fraction": b["label_fraction"], "best_ssl_method": best["method"], "best_ssl": best["mean"],
-                 "best_baseline": b["method"], "baseline": b["accuracy"], "gain": best["mean"] - b["accuracy"]}
+                 "chosen_on": chosen_on, "best_baseline": b["method"], "baseline": b["accuracy"],
+                 "gain": best["mean"] - b["accuracy"]}
             if boot is not None:
                 g.update(boot.difference(best["method"], b["method"], b["label_fraction"]))
             out.append(g)
     return out
 
 
-def gains(summary: list[dict], boot: Bootstrap | None = None) -> list[dict]:
-    """Best SSL method minus `supervised`, per label fraction (with its interval when `boot` is given)."""
+def gains(summary: list[dict], boot: Bootstrap | None = None, choice: dict | None = None) -> list[dict]:
+    """The headline SSL row minus `supervised`, per label fraction (with its interval when `boot` is given)."""
     out = []
     for frac in sorted({s["label_fraction"] for s in summary}):
         sup = [s for s in summary if s["method"] == "supervised" and s["label_fraction"] == frac]
         ssl = [s for s in summary if s["method"] in SSL_METHODS and s["label_fraction"] == frac]
         if sup and ssl:
-            best = max(ssl, key=lambda s: s["mean"])
+            best, chosen_on = headline_ssl(ssl, choice)
             g = {"label_fraction": frac, "best_ssl_method": best["method"], "best_ssl": best["mean"],
-                 "supervised": sup[0]["mean"], "gain": best["mean"] - sup[0]["mean"]}
+                 "chosen_on": chosen_on, "supervised": sup[0]["mean"], "gain": best["mean"] - sup[0]["mean"]}
             if boot is not None:
                 g.update(boot.difference(best["method"], "supervised", frac))
             out.append(g)
@@ -128,13 +150,14 @@ def significance(summary: list[dict], boot: Bootstrap) -> list[dict]:
     return out
 
 
-def _with_interval(multiplier: dict | None, summary: list[dict], boot: Bootstrap, baseline: str) -> dict | None:
+def _with_interval(multiplier: dict | None, summary: list[dict], boot: Bootstrap, baseline: str,
+                   choice: dict | None = None) -> dict | None:
     """The label multiplier with the percentile interval of its value over the bootstrap resamples."""
     if multiplier is None or not all(boot.has_spread(s["method"], s["label_fraction"]) for s in summary):
         return multiplier
     values = []
     for resampled in boot.resampled_summaries(summary):
-        m = label_multiplier(resampled, baseline)
+        m = label_multiplier(resampled, baseline, choice)
         values.append(m["multiplier"] if m else None)
     return {**multiplier, "ci95": multiplier_interval(values)}
 
@@ -208,18 +231,20 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
     metric = header.get("metric", "accuracy")
     scored, weights = scored_rows(header, rows, metric)  # the stored rows keep their plain accuracy
     summary = summarize(scored)
+    choice = header.get("ssl_choice")  # the validation carve's ranking of the SSL rows, when the user ran it
     boot = Bootstrap(scored, header.get("n_test", 0), example_weights=weights)
     for s in summary:
         s["ci95"] = boot.interval(s["method"], s["label_fraction"])
     doc = {**header, "metric": metric, "rows": rows, "summary": summary,
            "bootstrap": {"level": LEVEL, "resamples": boot.resamples,
                          "over": "seeds and test examples" if boot.per_example else "seeds only"},
-           "gain_over_supervised": gains(summary, boot),
-           "label_multiplier": _with_interval(label_multiplier(summary), summary, boot, "supervised"),
+           "gain_over_supervised": gains(summary, boot, choice),
+           "label_multiplier": _with_interval(label_multiplier(summary, choice=choice), summary, boot, "supervised",
+                                              choice),
            "best_baseline": best_baselines(summary),
-           "gain_over_best_baseline": gains_over_best_baseline(summary, boot),
-           "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, baseline="best"), summary,
-                                                               boot, "best"),
+           "gain_over_best_baseline": gains_over_best_baseline(summary, boot, choice),
+           "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, "best", choice), summary,
+                                                               boot, "best", choice),
            "significance": significance(summary, boot), "students": students(rows),
            "findings": (findings(summary, header.get("pretraining"), header.get("modality", ""), boot)
                         + imbalance(header) + truncation(header))}
@@ -332,12 +357,6 @@ def _pct(frac: float) -> str:
     return f"{frac * 100:g} %"
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 1:
-        return "< 1 s"
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
 def _cost_table(methods: list[str], fracs: list[float], cell: dict) -> list[str]:
     """What each row costs to run, beside what it gains: mean wall-clock per cell (a fixmatch cell passes over the
     whole unlabeled pool for minutes to hours where a probe takes seconds)."""
@@ -347,8 +366,29 @@ def _cost_table(methods: list[str], fracs: list[float], cell: dict) -> list[str]
     lines = ["", "Wall-clock time per cell (mean over seeds, in the run that finished it):", "",
              "| method | " + " | ".join(_pct(f) for f in fracs) + " |", "| --- | " + " | ".join("---" for _ in fracs) + " |"]
     for m in timed:
-        lines.append(f"| {m} | " + " | ".join(_duration(cell[(m, f)]["seconds"]) if "seconds" in cell.get((m, f), {})
+        lines.append(f"| {m} | " + " | ".join(duration(cell[(m, f)]["seconds"]) if "seconds" in cell.get((m, f), {})
                                               else "–" for f in fracs) + " |")
+    return lines
+
+
+def _choice_note(doc: dict) -> list[str]:
+    """Where the SSL row of the gains and multipliers was chosen, per label budget: on the validation carve, or —
+    said as a caveat — as the best of several rows on the very split it is scored on."""
+    picks = doc.get("gain_over_supervised", []) + doc.get("gain_over_best_baseline", [])
+
+    def where(on: str) -> str:
+        return ", ".join(_pct(f) for f in sorted({p["label_fraction"] for p in picks if p.get("chosen_on") == on}))
+
+    lines = []
+    if where("validation"):
+        lines += ["", f"At {where('validation')} the SSL row these gains and the label multiplier name was chosen on "
+                      f"the validation carve (the ranking of `{doc['ssl_choice']['report']}`, same encoder), not on the "
+                      "split it is scored on here."]
+    if where("test") and doc.get("evaluated_on", "test") == "test":
+        lines += ["", f"At {where('test')} the SSL row these gains and the label multiplier name is the best of "
+                      "several on this test split, a choice that flatters it a little (the largest of several noisy "
+                      "means). Run the same command with `finetune.evaluate_on=validation` (same output_dir) and this "
+                      "report chooses on the validation carve instead."]
     return lines
 
 
@@ -392,6 +432,7 @@ def markdown(doc: dict) -> str:
         if lmb:
             lines += ["", f"Label multiplier vs the best baseline: **{lmb['text']}** the labels to match "
                           f"{lmb['ssl_method']} with {lmb['n_labels']} labels{_multiplier_ci(lmb)}."]
+    lines += _choice_note(doc)
     if doc.get("findings"):
         lines += [""] + [f"- **{f[0].upper()}{f[1:]}.**" for f in doc["findings"]]
     if doc.get("students"):

@@ -23,6 +23,7 @@ from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
 from .cell_runs import CellRuns
+from .choice import validation_ranking
 from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
 from .labeled import labeled_data
 from .report import write_report
@@ -345,6 +346,13 @@ def run_finetune(cfg: Config) -> dict:
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
               "skipped_label_fractions": [str(err) for err in too_small], "label_fraction_notes": lifted}
+    if cfg.finetune.evaluate_on == "test":
+        ranking = validation_ranking(output_dir / "validation" / "label_efficiency.json", header["encoder_sha1"],
+                                     cfg.finetune.metric, lambda method: row_settings(cfg, method))
+        if ranking:
+            header["ssl_choice"] = ranking
+            accelerator.print(f"the SSL row the report headlines is the one ranked first in {ranking['report']} "
+                              "(this encoder's validation run), not the best on the test split")
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg, encoder_path, methods)
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}
