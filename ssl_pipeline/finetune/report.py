@@ -57,7 +57,7 @@ def headline_ssl(ssl: list[dict], choice: dict | None = None) -> tuple[dict, str
 
     With `choice` (the runner's `validation_ranking`: the user's `finetune.evaluate_on=validation` run of the same
     encoder), the row ranked highest on the validation carve among those scored here: "validation". Otherwise the
-    row with the best mean here: "test" when there was a choice to make — the largest of several noisy means, which
+    row with the best mean here: "this_split" when there was a choice to make — the largest of several noisy means, which
     flatters the headline (the winner's curse), and which the report says — "only" when there was one row.
     """
     if choice:
@@ -67,7 +67,7 @@ def headline_ssl(ssl: list[dict], choice: dict | None = None) -> tuple[dict, str
                 ranked = [s for m in entry["ranking"] for s in ssl if s["method"] == m]
                 if ranked:
                     return ranked[0], "validation"
-    return max(ssl, key=lambda s: s["mean"]), "test" if len(ssl) > 1 else "only"
+    return max(ssl, key=lambda s: s["mean"]), "this_split" if len(ssl) > 1 else "only"
 
 
 def label_multiplier(summary: list[dict], baseline: str = "supervised", choice: dict | None = None) -> dict | None:
@@ -384,8 +384,8 @@ def _choice_note(doc: dict) -> list[str]:
         lines += ["", f"At {where('validation')} the SSL row these gains and the label multiplier name was chosen on "
                       f"the validation carve (the ranking of `{doc['ssl_choice']['report']}`, same encoder), not on the "
                       "split it is scored on here."]
-    if where("test") and doc.get("evaluated_on", "test") == "test":
-        lines += ["", f"At {where('test')} the SSL row these gains and the label multiplier name is the best of "
+    if where("this_split") and doc.get("evaluated_on", "test") == "test":
+        lines += ["", f"At {where('this_split')} the SSL row these gains and the label multiplier name is the best of "
                       "several on this test split, a choice that flatters it a little (the largest of several noisy "
                       "means). Run the same command with `finetune.evaluate_on=validation` (same output_dir) and this "
                       "report chooses on the validation carve instead."]
