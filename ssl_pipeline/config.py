@@ -202,7 +202,7 @@ class FinetuneConfig:
     classic: ClassicConfig = field(default_factory=ClassicConfig)
     checkpoint_every: int = 500  # fixmatch / distill: steps between checkpoints of a cell's passes over the unlabeled pool (minutes to hours per cell), so an interrupted grid resumes that cell mid-way; 0 = off
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=list)  # trackers for the grid: each cell's accuracy as it finishes, and the summary
-    evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test)
+    evaluate_on: Literal["test", "validation"] = "test"  # validation: score on a stratified carve of the train split (for tuning recipes without touching test; a test run in the same output_dir then headlines the SSL row this run ranked first)
     metric: Literal["accuracy", "balanced_accuracy"] = "accuracy"  # what the report scores: accuracy, or balanced_accuracy (mean recall over classes: for imbalanced data; recomputed from the rows' per-example results, nothing retrains)
     validation_fraction: float = 0.1  # size of that carve
 
