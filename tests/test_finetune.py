@@ -58,7 +58,13 @@ def test_vision_pretrain_then_finetune_two_processes(vision_run, capsys):
     before = (vision_run / "label_efficiency.json").read_text()
     capsys.readouterr()
     finetune_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST])  # in-process
-    assert "(20 already done)" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "(20 already done)" in said
+    # the report's answer closes the run's output, without markdown
+    summary = said.split("label-efficiency report: ")[1].splitlines()[1:]
+    assert summary[0].startswith("  gain over supervised at 5 % labels: ") and " points" in summary[0]
+    assert any(line.startswith("  label multiplier: supervised needs ") for line in summary)
+    assert not any("**" in line or "`" in line for line in summary)
     assert json.loads((vision_run / "label_efficiency.json").read_text())["rows"] == json.loads(before)["rows"]
     assert doc["n_test"] == 360
 

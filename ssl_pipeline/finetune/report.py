@@ -418,6 +418,26 @@ def _choice_note(doc: dict) -> list[str]:
     return lines
 
 
+def _gain_line(g: dict) -> str:
+    return (f"{_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
+            f"{100 * g['supervised']:.1f} % → {100 * g['gain']:+.1f} points{_gain_ci(g)}")
+
+
+def _multiplier_sentence(lm: dict) -> str:
+    return (f"`supervised` needs **{lm['text']}** the labels to match {lm['ssl_method']} with {lm['n_labels']} labels "
+            f"({100 * lm['ssl_accuracy']:.1f} %), interpolated on a log scale{_multiplier_ci(lm)}")
+
+
+def console_summary(doc: dict) -> list[str]:
+    """The report's answer as the run's last lines — gain over `supervised` per label budget, the label multiplier
+    and the findings — so the question the grid was run for is answered where the user watched it run."""
+    lines = [f"  gain over supervised at {_gain_line(g)}" for g in doc.get("gain_over_supervised", [])]
+    if doc.get("label_multiplier"):
+        lines.append(f"  label multiplier: {_multiplier_sentence(doc['label_multiplier'])}")
+    lines += [f"  {f}" for f in doc.get("findings", [])]
+    return [line.replace("**", "").replace("`", "") for line in lines]
+
+
 def markdown(doc: dict) -> str:
     summary = doc["summary"]
     fracs = sorted({s["label_fraction"] for s in summary})
@@ -445,9 +465,7 @@ def markdown(doc: dict) -> str:
     lines += _cost_table(methods, fracs, cell)
     if doc["gain_over_supervised"]:
         lines += ["", "Gain of the best SSL method over `supervised` (same architecture from random weights):", ""]
-        for g in doc["gain_over_supervised"]:
-            lines.append(f"- {_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
-                         f"{100 * g['supervised']:.1f} % → {100 * g['gain']:+.1f} points{_gain_ci(g)}")
+        lines += [f"- {_gain_line(g)}" for g in doc["gain_over_supervised"]]
     if doc.get("gain_over_best_baseline") and any(b["method"] != "supervised" for b in doc.get("best_baseline", [])):
         lines += ["", "Gain over the **best baseline** at each fraction (the strongest of "
                       f"{', '.join(m for m in BASELINES if any(s['method'] == m for s in summary))}):", ""]
@@ -482,11 +500,8 @@ def markdown(doc: dict) -> str:
 
         unit = "texts" if doc.get("modality") == "text" else "images"
         lines += ["", f"Leakage guard — {describe(doc['test_duplicates_in_pretraining'], unit)}."]
-    lm = doc.get("label_multiplier")
-    if lm:
-        lines += ["", f"Label multiplier: `supervised` needs **{lm['text']}** the labels to match {lm['ssl_method']} with "
-                      f"{lm['n_labels']} labels ({100 * lm['ssl_accuracy']:.1f} %), interpolated on a log scale"
-                      f"{_multiplier_ci(lm)}."]
+    if doc.get("label_multiplier"):
+        lines += ["", f"Label multiplier: {_multiplier_sentence(doc['label_multiplier'])}."]
     unsure = [g for g in doc.get("significance", []) if not g["significant"]]
     if unsure:
         lines += ["", "Not significant (the 95 % interval of the gain over `supervised` includes 0): "

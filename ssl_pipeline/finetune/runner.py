@@ -26,7 +26,7 @@ from .cell_runs import CellRuns
 from .choice import validation_ranking
 from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
 from .labeled import labeled_data
-from .report import write_report
+from .report import console_summary, write_report
 from .significance import pack_correct, pack_labels
 from .subsets import EmptyClassError, balanced_subset, one_label_classes, per_class_counts, subset_digest
 
@@ -436,6 +436,8 @@ def run_finetune(cfg: Config) -> dict:
                         step=len(rows))
     accelerator.end_training()
     accelerator.print(f"label-efficiency report: {report_dir / 'label_efficiency.md'} (+ .json, .csv, .png)")
+    for line in console_summary(doc) if doc else []:
+        accelerator.print(line)
     return doc
 
 
