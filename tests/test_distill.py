@@ -107,7 +107,7 @@ def test_int8_rows_are_not_requested_directly_and_small_needs_a_student():
 def test_teacher_soft_labels_gathered_over_two_processes_keep_pool_order(tmp_path):
     import subprocess
 
-    from conftest import run_stage, ROOT, cli_env, launch_args
+    from conftest import ROOT, cli_env, launch_args
 
     out = tmp_path / "logits.pt"
     cmd = launch_args(2)[:-1] + [str(ROOT / "tests/scripts/distill_logits_dist.py"), str(out)]

@@ -2,7 +2,6 @@
 Tiny local checkpoints are built here: a timm file, an exported encoder, a BertForMaskedLM directory."""
 import json
 
-import numpy as np
 import pytest
 import timm
 import torch

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import torch
 
 from ..config import DataConfig
