@@ -242,7 +242,10 @@ def test_folder_with_splits_end_to_end_uses_val_for_validation(tmp_path, capsys)
     assert "circle, square" in md
     # the test report headlines the SSL row the validation run ranked first (knn, the only one there), not the best
     # of knn and linear_probe on test
+    capsys.readouterr()
     finetune_main(args + FT + ["finetune.seeds=[0]", "finetune.methods=[knn,linear_probe,classic]"])
+    assert f"ranked first in {out / 'validation' / 'label_efficiency.json'} (this encoder's validation run, at its " \
+        "budgets of" in capsys.readouterr().out
     test = json.loads((out / "label_efficiency.json").read_text())
     assert test["n_test"] == 6
     assert test["ssl_choice"]["report"] == str(out / "validation" / "label_efficiency.json")

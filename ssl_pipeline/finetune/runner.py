@@ -351,8 +351,10 @@ def run_finetune(cfg: Config) -> dict:
                                      cfg.finetune.metric, lambda method: row_settings(cfg, method))
         if ranking:
             header["ssl_choice"] = ranking
+            budgets = ", ".join(f"{e['n_labels']:,}" for e in ranking["fractions"])
             accelerator.print(f"the SSL row the report headlines is the one ranked first in {ranking['report']} "
-                              "(this encoder's validation run), not the best on the test split")
+                              f"(this encoder's validation run, at its budgets of {budgets} labels), not the best on "
+                              "the test split")
     results_path = report_dir / "label_efficiency.json"
     rows = _load_rows(results_path, header, cfg, encoder_path, methods)
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}
