@@ -184,19 +184,22 @@ def findings(summary: list[dict], pretraining: dict | None = None, modality: str
         scarce = frac < 1  # with every label there are none to save: SSL and scratch usually meet there
         if sup and best["mean"] <= sup["mean"]:
             full = _reached(sup, most)
-            no_saving = no_saving or (scarce and not full)
-            out.append(f"no label saving over supervised at {_pct(frac)}, and none to be had there: the same model "
-                       f"from scratch already scores {100 * sup['mean']:.1f} % with these {sup['n_labels']:,} labels "
-                       f"against {100 * full['mean']:.1f} % with {full['n_labels']:,} (the best SSL method, "
-                       f"{best['method']}, {100 * best['mean']:.1f} %); the label saving, if any, is at the smaller "
-                       "fractions" if scarce and full else
-                       f"no label saving over supervised at {_pct(frac)}: the best SSL method ({best['method']}, "
-                       f"{100 * best['mean']:.1f} %) does not beat the same model trained from scratch "
-                       f"({100 * sup['mean']:.1f} %)" if scarce else
-                       f"with all the labels ({_pct(frac)}) pretraining adds nothing over the same model trained from "
-                       f"scratch: {best['method']} {100 * best['mean']:.1f} % vs {100 * sup['mean']:.1f} % for "
-                       "supervised, as is usual once labels are plentiful; the label saving, if any, is at the smaller "
-                       "fractions")
+            if not scarce:
+                out.append(f"with all the labels ({_pct(frac)}) pretraining adds nothing over the same model trained "
+                           f"from scratch: {best['method']} {100 * best['mean']:.1f} % vs {100 * sup['mean']:.1f} % for "
+                           "supervised, as is usual once labels are plentiful; the label saving, if any, is at the "
+                           "smaller fractions")
+            elif full:
+                out.append(f"no label saving over supervised at {_pct(frac)}, and none to be had there: the same model "
+                           f"from scratch already scores {100 * sup['mean']:.1f} % with these {sup['n_labels']:,} "
+                           f"labels against {100 * full['mean']:.1f} % with {full['n_labels']:,} (the best SSL method, "
+                           f"{best['method']}, {100 * best['mean']:.1f} %); the label saving, if any, is at the smaller "
+                           "fractions")
+            else:
+                no_saving = True
+                out.append(f"no label saving over supervised at {_pct(frac)}: the best SSL method ({best['method']}, "
+                           f"{100 * best['mean']:.1f} %) does not beat the same model trained from scratch "
+                           f"({100 * sup['mean']:.1f} %)")
         if classic and classic["mean"] > best["mean"]:
             # against what the user would otherwise use, SSL saved nothing here either (unless classic has already
             # reached what it does with every label: then there was nothing left to save at this fraction)
@@ -419,8 +422,11 @@ def _choice_note(doc: dict) -> list[str]:
 
 
 def _gain_line(g: dict) -> str:
-    return (f"{_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
-            f"{100 * g['supervised']:.1f} % → {100 * g['gain']:+.1f} points{_gain_ci(g)}")
+    """One gain of `gains` (vs supervised: its accuracy) or of `gains_over_best_baseline` (vs that baseline, named)."""
+    against = (f"{g['best_baseline']} {100 * g['baseline']:.1f} %" if "best_baseline" in g
+               else f"{100 * g['supervised']:.1f} %")
+    return (f"{_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs {against} → "
+            f"{100 * g['gain']:+.1f} points{_gain_ci(g)}")
 
 
 def _multiplier_sentence(lm: dict) -> str:
@@ -469,9 +475,7 @@ def markdown(doc: dict) -> str:
     if doc.get("gain_over_best_baseline") and any(b["method"] != "supervised" for b in doc.get("best_baseline", [])):
         lines += ["", "Gain over the **best baseline** at each fraction (the strongest of "
                       f"{', '.join(m for m in BASELINES if any(s['method'] == m for s in summary))}):", ""]
-        for g in doc["gain_over_best_baseline"]:
-            lines.append(f"- {_pct(g['label_fraction'])} labels: {g['best_ssl_method']} {100 * g['best_ssl']:.1f} % vs "
-                         f"{g['best_baseline']} {100 * g['baseline']:.1f} % → {100 * g['gain']:+.1f} points{_gain_ci(g)}")
+        lines += [f"- {_gain_line(g)}" for g in doc["gain_over_best_baseline"]]
         lmb = doc.get("label_multiplier_vs_best_baseline")
         if lmb:
             lines += ["", f"Label multiplier vs the best baseline: **{lmb['text']}** the labels to match "
