@@ -104,6 +104,30 @@ def test_supervised_is_random_init_and_probe_keeps_encoder(vision_run):
     assert preds.shape == (20,)
 
 
+def test_fine_tune_encoders_run_channels_last_with_the_same_embeddings(vision_run):
+    """Every encoder the grid makes (pretrained, from scratch, a timm student) is NHWC, as in pretraining, unless
+    pretrain.channels_last=false; the memory format changes the speed, not what the encoder computes."""
+    enc_path = vision_run / "encoder"
+
+    def encoders(*overrides):
+        cfg = load_config("configs/vision/simclr_digits.yaml", [f"output_dir={vision_run}", *overrides])
+        data = labeled_data(cfg, read_spec(enc_path), enc_path)
+        return [data.encoder(pretrained=True, path=enc_path), data.encoder(pretrained=False, path=enc_path),
+                data.student_encoder("test_resnet", enc_path)[0]]
+
+    def nhwc(encoder):  # (a 1x1 kernel is contiguous in both formats: some kernel must be NHWC only)
+        convs = [p for p in encoder.parameters() if p.ndim == 4]
+        return (all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+                and any(not p.is_contiguous() for p in convs))
+
+    fast, plain = encoders(), encoders("pretrain.channels_last=false")
+    assert all(nhwc(e) and e.channels_last for e in fast) and not any(nhwc(e) or e.channels_last for e in plain)
+    spec = read_spec(enc_path)
+    images = torch.randint(0, 256, (16, spec["channels"], spec["image_size"], spec["image_size"]), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.allclose(fast[0].eval()(images), plain[0].eval()(images), atol=1e-5)
+
+
 def test_linear_probe_head_reproduces_the_probe_on_raw_embeddings():
     """LP-FT starts from the probe: the folded nn.Linear must give the probe's own predictions."""
     g = torch.Generator().manual_seed(0)

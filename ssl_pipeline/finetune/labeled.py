@@ -110,9 +110,9 @@ class VisionLabeled:
         from ..models.vision import VisionEncoder, create_backbone
 
         if pretrained:
-            return load_encoder(path, expect_modality="vision").train()
+            return self._memory_format(load_encoder(path, expect_modality="vision").train())
         backbone = create_backbone(self.spec["timm_name"], self.spec["channels"], self.spec["small_stem"])
-        return VisionEncoder(backbone, self.spec)
+        return self._memory_format(VisionEncoder(backbone, self.spec))
 
     def student_encoder(self, name: str, path) -> tuple[nn.Module, bool]:
         """distill_small's student and whether it is pretrained: an exported encoder directory, or timm model `name`
@@ -121,9 +121,15 @@ class VisionLabeled:
 
         pretrained = pretrained_student(name, "vision", {k: self.spec[k] for k in ("image_size", "channels")})
         if pretrained is not None:
-            return pretrained, True
+            return self._memory_format(pretrained), True
         backbone = create_backbone(name, self.spec["channels"], self.spec["small_stem"])
-        return VisionEncoder(backbone, {**self.spec, "timm_name": name, "embedding_dim": int(backbone.num_features)}), False
+        spec = {**self.spec, "timm_name": name, "embedding_dim": int(backbone.num_features)}
+        return self._memory_format(VisionEncoder(backbone, spec)), False
+
+    def _memory_format(self, encoder):
+        """Every encoder the grid trains or embeds with, in the memory format pretraining used
+        (`pretrain.channels_last`, on by default)."""
+        return encoder.use_channels_last() if self.cfg.pretrain.channels_last else encoder
 
     def train_transform(self, batch: dict) -> dict:
         """Weak augmentation (crop + flip) on the device, same for fine-tuning and the supervised baseline."""
