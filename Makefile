@@ -27,6 +27,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/vision_throughput.py
 	$(PY) benchmarks/text_throughput.py
+	$(PY) benchmarks/finetune_throughput.py
 	$(PY) benchmarks/streaming_memory.py
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/shard_stream.py

@@ -173,10 +173,12 @@ def test_consistent_teaching_labels_the_students_own_view():
     x = torch.randn(8, 1, 4, 4)
     batch = {"images": x, "labels": torch.zeros(8, dtype=torch.long), "labeled": torch.zeros(8)}
     accelerator = SimpleNamespace(autocast=nullcontext)
-    _, online = DistillTask(None, None, flip, 1, 2.0, 1.0, teacher=model).loss(model, dict(batch), accelerator)
+    online_task = DistillTask(None, None, flip, 1, 2.0, 1.0, teacher=model)
+    _, online = online_task.loss(model, online_task.prepare(dict(batch)), accelerator)
     with torch.no_grad():
         fixed_logits = net(x)
-    _, fixed = DistillTask(None, None, flip, 1, 2.0, 1.0).loss(model, {**batch, "teacher": fixed_logits}, accelerator)
+    fixed_task = DistillTask(None, None, flip, 1, 2.0, 1.0)
+    _, fixed = fixed_task.loss(model, fixed_task.prepare({**batch, "teacher": fixed_logits}), accelerator)
     assert float(online["soft_loss"]) < 1e-6 < 1e-3 < float(fixed["soft_loss"])
     assert float(online["label_loss"]) == 0.0  # no labeled example in this batch
 

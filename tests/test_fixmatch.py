@@ -66,7 +66,7 @@ def _task(threshold):
     task = FixMatchTask(None, None, data, 1, threshold, unlabeled_weight=1.0)
     batch = {"labeled": {"images": torch.randn(4, 1, 4, 4), "labels": torch.tensor([0, 1, 2, 0])},
              "unlabeled": {"images": torch.randn(12, 1, 4, 4)}}
-    return task, net, batch
+    return task, net, task.prepare(batch)  # the views, as the engine makes them before the loss
 
 
 def test_only_confident_pool_examples_teach_and_their_strong_view_learns_the_weak_views_label():
@@ -202,6 +202,33 @@ def test_fixmatch_row_trains_on_the_train_pool_only(ssl_encoder, tmp_path, monke
     # one epoch over the 1,437-image pool at 64 per step (the subset's caps do not apply)
     assert len(seen) == -(-1437 // 64)
     assert "fixmatch" in (out / "label_efficiency.md").read_text()
+
+
+def test_image_views_made_a_batch_ahead_give_the_rows_made_inline(ssl_encoder, tmp_path, monkeypatch):
+    """finetune / supervised / fixmatch make their image views one batch ahead in a background thread
+    (pretrain.overlap_views, as pretraining does); each batch's views are seeded by its position, so the rows
+    are the same to the last prediction as with the views made inline. Text keeps its masking inline."""
+    from ssl_pipeline.finetune import methods as M
+    from ssl_pipeline.finetune.labeled import TextLabeled
+
+    overlaps, real_train = [], M.train
+
+    def spy_train(task, plan, *args, **kwargs):
+        overlaps.append((type(task).__name__, plan.overlap))
+        return real_train(task, plan, *args, **kwargs)
+
+    monkeypatch.setattr(M, "train", spy_train)
+    rows = {}
+    for ahead in (True, False):
+        out = tmp_path / str(ahead)
+        finetune_main(BASE + FT + [f"output_dir={out}", f"finetune.encoder={ssl_encoder}",
+                                   "finetune.methods=[finetune,supervised,fixmatch]", f"pretrain.overlap_views={ahead}"])
+        doc = json.loads((out / "label_efficiency.json").read_text())
+        rows[ahead] = [{k: v for k, v in r.items() if k != "seconds"} for r in doc["rows"]]
+    assert overlaps == [("ClassifierTask", True), ("ClassifierTask", True), ("FixMatchTask", True),
+                        ("ClassifierTask", False), ("ClassifierTask", False), ("FixMatchTask", False)]
+    assert rows[True] == rows[False] and len(rows[True]) == 3
+    assert TextLabeled.views_ahead is False
 
 
 def test_fixmatch_two_processes_and_text(ssl_encoder, tmp_path):

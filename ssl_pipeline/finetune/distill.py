@@ -65,8 +65,6 @@ class DistillTask(M.ClassifierTask):
         self.temperature, self.label_weight, self.teacher = temperature, label_weight, teacher
 
     def loss(self, model, batch, accelerator):
-        if self.transform is not None:
-            batch = self.transform(batch)
         if self.teacher is not None:
             with torch.no_grad(), accelerator.autocast():
                 batch["teacher"] = self.teacher(batch)
@@ -100,7 +98,8 @@ def distill(teacher: nn.Module, student: M.Classifier, data, idx: np.ndarray, ft
     # the student's budget is finetune.distill_epochs over the pool, not finetune.max_steps: that cap, sized for
     # a labeled subset, had cut Debian students to 1.3 epochs and left a from-scratch student 14 points below its
     # teacher on Fashion-MNIST after 2 epochs (README)
-    plan = M.plan_for(len(dataset), ft, accelerator, "distill", epochs=ft.distill_epochs, capped=False)
+    plan = M.plan_for(len(dataset), ft, accelerator, "distill", epochs=ft.distill_epochs, capped=False,
+                      overlap=data.views_ahead)
     M.train(task, plan, accelerator, seed, output_dir=run_dir, resume=run_dir is not None,
             groups=M.param_groups(student, plan.weight_decay, {"encoder.": encoder_lr_scale}))
     accelerator.free_memory()

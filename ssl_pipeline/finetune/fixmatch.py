@@ -153,10 +153,15 @@ class FixMatchTask(M.ClassifierTask):
     def scored_model(self) -> M.Classifier:
         return self.ema.module if self.ema is not None else self.model
 
+    def prepare(self, batch: dict) -> dict:
+        """The views, model-free: weak ones of the labeled and pool examples, a strong one of the pool's."""
+        return {**batch, "labeled": self.transform(batch["labeled"]), "unlabeled": self.transform(batch["unlabeled"]),
+                "strong": self.data.strong_transform(batch["unlabeled"])}
+
     def loss(self, model, batch, accelerator):
         labeled, unlabeled = batch["labeled"], batch["unlabeled"]
         with torch.no_grad(), accelerator.autocast():
-            probs = model(self.transform(unlabeled)).float().softmax(-1)
+            probs = model(unlabeled).float().softmax(-1)
         confidence, pseudo = probs.max(-1)
         if self.class_thresholds is None:
             confident = (confidence >= self.threshold).float()
@@ -167,7 +172,7 @@ class FixMatchTask(M.ClassifierTask):
             if accelerator.num_processes > 1:
                 seen = accelerator.gather(seen)
             self.class_thresholds.update(*seen)
-        both = concat_inputs(self.transform(labeled), self.data.strong_transform(unlabeled), self.data.input_keys)
+        both = concat_inputs(labeled, batch["strong"], self.data.input_keys)
         with accelerator.autocast():
             logits = model(both).float()
         n = len(labeled["labels"])
@@ -196,7 +201,8 @@ def fixmatch(model: M.Classifier, data, idx: np.ndarray, ft, accelerator, seed: 
             if fm.thresholds == "flexmatch" else None)
     task = FixMatchTask(model, dataset, data, accelerator.num_processes, fm.threshold, fm.unlabeled_weight,
                         fm.ema_decay, flex)
-    plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False)
+    plan = M.plan_for(len(dataset), ft, accelerator, "fixmatch", epochs=fm.epochs, capped=False,
+                      overlap=data.views_ahead)
     M.train(task, plan, accelerator, seed, output_dir=run_dir, resume=run_dir is not None,
             groups=M.param_groups(model, plan.weight_decay, {"encoder.": fm.encoder_lr_scale}))
     accelerator.free_memory()

@@ -85,6 +85,11 @@ class VisionLabeled:
         self.test = decoded_once(self.test, data, f"{eval_split} images", always=True)
         self.augment = weak_augment(spec["image_size"])
 
+    @property
+    def views_ahead(self) -> bool:
+        """Training views made one batch ahead in a background thread (`pretrain.overlap_views`, as in pretraining)."""
+        return self.cfg.pretrain.overlap_views
+
     @functools.cached_property
     def strong(self) -> StrongAugment:
         """Built on first use: only the fixmatch row needs it."""
@@ -173,6 +178,8 @@ class TokenizedTexts(Dataset):
 class TextLabeled:
     modality = "text"
     input_keys = ("input_ids", "attention_mask")
+    views_ahead = False  # fixmatch's masking stays on the trainer's thread: the encoder's dropout draws from the
+    # same global RNG, and two threads drawing from it would make runs unrepeatable
 
     def __init__(self, cfg: Config, spec: dict, encoder_path, eval_split: str = "test"):
         from transformers import AutoTokenizer

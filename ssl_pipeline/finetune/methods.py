@@ -76,9 +76,11 @@ class ClassifierTask(Task):
         return DataLoader(self.dataset, batch_size=bs, shuffle=True, drop_last=True, collate_fn=collate_batch,
                           generator=generator)
 
+    def prepare(self, batch: dict) -> dict:
+        """The train augmentation (seeded per batch by the engine; one batch ahead when the plan overlaps)."""
+        return batch if self.transform is None else self.transform(batch)
+
     def loss(self, model, batch, accelerator):
-        if self.transform is not None:
-            batch = self.transform(batch)
         with accelerator.autocast():
             logits = model(batch)
         return F.cross_entropy(logits.float(), batch["labels"]), {}
@@ -126,11 +128,12 @@ def per_process_batch(batch_size: int, n: int, num_processes: int) -> int:
 
 
 def plan_for(n_train: int, ft, accelerator, description: str, epochs: int | None = None,
-             capped: bool = True) -> TrainPlan:
+             capped: bool = True, overlap: bool = False) -> TrainPlan:
     """`epochs` (default finetune.epochs) over `n_train` examples, at least finetune.min_steps and, when `capped`,
     at most finetune.max_steps (a bound meant for the labeled subsets, not for a student's pass over the pool).
     Passes over the pool (not `capped`) take minutes per cell: they show their own progress and loss, and checkpoint
-    every finetune.checkpoint_every steps when given a directory (cell_runs.py)."""
+    every finetune.checkpoint_every steps when given a directory (cell_runs.py). `overlap`: the task's views made
+    one batch ahead (the data adapter's `views_ahead`)."""
     per_step = per_process_batch(ft.batch_size, n_train, accelerator.num_processes) * accelerator.num_processes
     steps = max(ft.min_steps, (ft.epochs if epochs is None else epochs) * math.ceil(n_train / per_step))
     if ft.max_steps and capped:
@@ -139,13 +142,13 @@ def plan_for(n_train: int, ft, accelerator, description: str, epochs: int | None
                      optimizer="adamw", weight_decay=ft.weight_decay, warmup_fraction=0.05,
                      log_every=10 ** 9 if capped else max(1, steps // 20), description=description,
                      show_progress=not capped, checkpoint_every=None if capped else (ft.checkpoint_every or None),
-                     keep_checkpoints=1, log_to_trackers=False)
+                     keep_checkpoints=1, log_to_trackers=False, overlap=overlap)
 
 
 def train_classifier(model: Classifier, dataset: Dataset, ft, accelerator, seed: int, transform=None,
-                     encoder_lr_scale: float = 1.0) -> Classifier:
+                     encoder_lr_scale: float = 1.0, overlap: bool = False) -> Classifier:
     task = ClassifierTask(model, dataset, transform, accelerator.num_processes)
-    plan = plan_for(len(dataset), ft, accelerator, "cell")
+    plan = plan_for(len(dataset), ft, accelerator, "cell", overlap=overlap)
     groups = param_groups(model, plan.weight_decay, {"encoder.": encoder_lr_scale})
     train(task, plan, accelerator, seed, groups=groups)
     trained = task.model

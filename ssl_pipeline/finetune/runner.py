@@ -574,7 +574,8 @@ def trained_classifier(pretrained: bool, idx, data, cfg: Config, accelerator, en
     """`finetune` (the SSL encoder, head from the converged probe) or `supervised` (random weights) on a subset."""
     model = initial_classifier(pretrained, data, cfg, encoder_path, probe)
     return M.train_classifier(model, data.dataset("train", idx), cfg.finetune, accelerator, seed,
-                              transform=data.train_transform, encoder_lr_scale=encoder_lr_scale if pretrained else 1.0)
+                              transform=data.train_transform, encoder_lr_scale=encoder_lr_scale if pretrained else 1.0,
+                              overlap=data.views_ahead)
 
 
 def run_distill_cell(method: str, idx, data, features, cfg: Config, accelerator, encoder_path, seed: int,

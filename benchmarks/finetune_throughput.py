@@ -1,0 +1,251 @@
+"""Images/s of the fine-tune stage's two training steps vs the recipes users would otherwise write, side by side.
+
+`finetune` step (also the `supervised` row's): labeled batch -> weak view (crop + flip) -> forward -> cross-entropy.
+`fixmatch` step: a pool batch and 1/mu as many labeled examples -> weak views, strong views (crop + flip,
+RandAugment, cutout) -> pseudo-labels from the weak views -> one forward over labeled + strong -> FixMatch loss.
+
+Project: the real `ClassifierTask` / `FixMatchTask`, `PoolWithLabeled` and the labeled data adapter's transforms:
+uint8 batches from memory, views made by kornia on the whole batch (`task.prepare`) one batch ahead in a background
+thread (the engine's default for images, `pretrain.overlap_views`) or inline, NHWC encoder, the weak views' forward
+without gradient. Model-only: the same step with its views made outside the timing (the limit).
+Peer: the usual PyTorch recipe (FixMatch as in its reference implementations, e.g. kekmodel/FixMatch-pytorch):
+per-image torchvision transforms (`RandomResizedCrop`, `RandomHorizontalFlip`, `RandAugment(2, 10)`,
+`RandomErasing`) in DataLoader workers over PIL images, one forward over labeled + weak + strong views.
+Both: the same timm model (default `ssl_cnn6`, 28 px, one channel: the Fashion-MNIST recipe), batch, AdamW,
+fp32 and bf16 autocast. Rounds interleave the recipes; each one's median round is reported.
+
+usage: python benchmarks/finetune_throughput.py [--backbone ssl_cnn6] [--image-size 28] [--channels 1]
+                                                [--batch 256] [--mu 7] [--steps 8] [--rounds 3] [--workers 1]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+from PIL import Image
+
+
+def autocast(bf16: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+class Acc:
+    """What the tasks' `loss` asks of an Accelerator on one CPU process."""
+
+    num_processes = 1
+
+    def __init__(self, bf16: bool):
+        self.bf16 = bf16
+
+    def autocast(self):
+        return autocast(self.bf16)
+
+
+def random_images(args, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, args.channels, args.image_size, args.image_size), generator=g, dtype=torch.uint8)
+    return images, torch.randint(0, 10, (n,), generator=g)
+
+
+def project_data(args):
+    """The labeled-data adapter's own transform methods (VisionLabeled), on in-memory images."""
+    from ssl_pipeline.augment import weak_augment
+    from ssl_pipeline.config import Config
+    from ssl_pipeline.finetune.labeled import VisionLabeled
+
+    data = VisionLabeled.__new__(VisionLabeled)  # its transforms only: no dataset to load
+    data.cfg, data.spec = Config(), {"image_size": args.image_size}
+    data.augment = weak_augment(args.image_size)
+    return data
+
+
+def project_model(args):
+    from ssl_pipeline.finetune.methods import Classifier
+    from ssl_pipeline.models.vision import VisionEncoder, create_backbone
+
+    backbone = create_backbone(args.backbone, args.channels, False)
+    encoder = VisionEncoder(backbone, {"embedding_dim": int(backbone.num_features)}).use_channels_last()
+    return Classifier(encoder, torch.nn.Linear(encoder.embedding_dim, 10), ("images",)).train()
+
+
+class Memory(torch.utils.data.Dataset):
+    """uint8 images in memory, fetched a batch at a time (what the fine-tune stage's datasets do)."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitems__(self, idx):
+        index = torch.as_tensor(idx)
+        return {"images": self.images[index], "labels": self.labels[index]}
+
+
+def endless(loader):
+    while True:
+        yield from loader
+
+
+def project_step_fn(args, bf16: bool, recipe: str, mode: str):
+    """mode: "overlap" (views of the next batch in a background thread), "inline" or "model" (views made once,
+    outside the timing: the model-only step)."""
+    from ssl_pipeline.finetune.fixmatch import FixMatchTask, PoolWithLabeled
+    from ssl_pipeline.finetune.methods import ClassifierTask
+    from ssl_pipeline.prefetch import Ahead, batch_seed, seeded
+
+    data, model = project_data(args), project_model(args)
+    images, labels = random_images(args, args.batch * 4, 0)
+    if recipe == "finetune":
+        task = ClassifierTask(model, Memory(images, labels), data.train_transform)
+    else:
+        pool = PoolWithLabeled(Memory(images, labels), Memory(*random_images(args, args.batch, 1)),
+                               max(1, args.batch // args.mu), seed=0)
+        task = FixMatchTask(model, pool, data, 1, threshold=0.95, unlabeled_weight=1.0)
+    raw = endless(task.dataloader(args.batch, torch.Generator().manual_seed(0)))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=False)
+    acc = Acc(bf16)
+    device = torch.device("cpu")
+    if mode == "overlap":  # what the engine does (engine._Batches)
+        batches = Ahead(task.prepare, device).run(raw, lambda i: batch_seed(0, 0, 0, i))
+    elif mode == "inline":
+        batches = (seeded(task.prepare, b, batch_seed(0, 0, 0, i), device) for i, b in enumerate(raw))
+    else:
+        fixed = [task.prepare(next(raw)) for _ in range(4)]
+        batches = (fixed[i % 4] for i in range(10 ** 9))
+
+    def step(i):
+        loss, _ = task.loss(model, next(batches), acc)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def peer_step_fn(args, bf16: bool, recipe: str):
+    import timm
+    import torch.nn.functional as F
+    from torchvision import transforms as T
+
+    import ssl_pipeline.models.small_cnn  # noqa: F401  (registers ssl_cnn6 with timm)
+
+    mode = "L" if args.channels == 1 else "RGB"
+    images, labels = random_images(args, args.batch * 4, 0)
+    pil = [Image.fromarray(im.numpy()[0] if args.channels == 1 else im.numpy().transpose(1, 2, 0), mode)
+           for im in images]
+    norm = T.Compose([T.ToTensor(), T.Normalize([0.5] * args.channels, [0.5] * args.channels)])
+    weak = T.Compose([T.RandomResizedCrop(args.image_size, scale=(0.6, 1.0)), T.RandomHorizontalFlip(), norm])
+    strong = T.Compose([T.RandomResizedCrop(args.image_size, scale=(0.6, 1.0)), T.RandomHorizontalFlip(),
+                        T.RandAugment(num_ops=2, magnitude=10), norm,
+                        T.RandomErasing(p=1.0, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.0)])
+
+    class Labeled(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10 ** 9
+
+        def __getitem__(self, i):
+            return weak(pil[i % len(pil)]), labels[i % len(pil)]
+
+    class Unlabeled(Labeled):
+        def __getitem__(self, i):
+            im = pil[i % len(pil)]
+            return weak(im), strong(im)
+
+    def loader(ds, batch):
+        return iter(torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=args.workers, shuffle=False,
+                                                drop_last=True, persistent_workers=args.workers > 0))
+
+    model = timm.create_model(args.backbone, num_classes=10, in_chans=args.channels).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    if recipe == "finetune":
+        labeled = loader(Labeled(), args.batch)
+    else:
+        labeled, unlabeled = loader(Labeled(), max(1, args.batch // args.mu)), loader(Unlabeled(), args.batch)
+
+    def step(i):
+        x, y = next(labeled)
+        if recipe == "finetune":
+            with autocast(bf16):
+                loss = F.cross_entropy(model(x).float(), y)
+        else:
+            u_weak, u_strong = next(unlabeled)
+            with autocast(bf16):
+                logits = model(torch.cat([x, u_weak, u_strong])).float()
+            n, m = len(x), len(u_weak)
+            confidence, pseudo = logits[n:n + m].detach().softmax(-1).max(-1)
+            pseudo_loss = (F.cross_entropy(logits[n + m:], pseudo, reduction="none") * (confidence >= 0.95)).mean()
+            loss = F.cross_entropy(logits[:n], y) + pseudo_loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def images_per_step(args, recipe: str) -> int:
+    return args.batch if recipe == "finetune" else args.batch + max(1, args.batch // args.mu)
+
+
+def timed(step, steps: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return time.perf_counter() - t0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--backbone", default="ssl_cnn6")
+    ap.add_argument("--image-size", type=int, default=28)
+    ap.add_argument("--channels", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=256, help="labeled batch (finetune) / pool batch (fixmatch)")
+    ap.add_argument("--mu", type=int, default=7, help="fixmatch: pool examples per labeled example")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="DataLoader workers per loader of the peer recipe")
+    ap.add_argument("--recipes", nargs="+", default=["finetune", "fixmatch"], choices=["finetune", "fixmatch"])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    return ap
+
+
+def measure(args) -> list[dict]:
+    torch.manual_seed(0)
+    print(f"{args.backbone}, {args.image_size} px x {args.channels} channel(s), batch {args.batch} (fixmatch: + "
+          f"1/{args.mu} labeled), {torch.get_num_threads()} threads, peer workers {args.workers}, "
+          f"median of {args.rounds} rounds of {args.steps} steps")
+    print(f"{'step':<9} {'precision':<10} {'model-only':>11} {'inline':>8} {'overlap':>8} {'peer':>8} "
+          f"{'overlap/model':>14} {'overlap/peer':>13}   (images/s)")
+    rows = []
+    for recipe in args.recipes:
+        for precision in args.precisions:
+            bf16 = precision == "bf16"
+            steps = {mode: project_step_fn(args, bf16, recipe, mode) for mode in ("model", "inline", "overlap")}
+            steps["peer"] = peer_step_fn(args, bf16, recipe)
+            for step in steps.values():
+                timed(step, args.warmup)
+            # rounds interleave the recipes, so a drift in the (shared, virtual) machine's speed hits all alike
+            speeds = {k: [] for k in steps}
+            for _ in range(args.rounds):
+                for k, step in steps.items():
+                    speeds[k].append(args.steps * images_per_step(args, recipe) / timed(step, args.steps))
+            model_only, inline, overlap, peer = (statistics.median(speeds[k])
+                                                 for k in ("model", "inline", "overlap", "peer"))
+            print(f"{recipe:<9} {precision:<10} {model_only:>11.1f} {inline:>8.1f} {overlap:>8.1f} {peer:>8.1f} "
+                  f"{overlap / model_only:>14.2f} {overlap / peer:>12.2f}x", flush=True)
+            rows.append({"recipe": recipe, "precision": precision, "model_only": model_only, "inline": inline,
+                         "overlap": overlap, "peer": peer, "overlap_over_model_only": overlap / model_only,
+                         "overlap_over_peer": overlap / peer})
+    return rows
+
+
+def main() -> None:
+    measure(parser().parse_args())
+
+
+if __name__ == "__main__":
+    main()
