@@ -103,7 +103,7 @@ class PretrainConfig:
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (global batch = batch_size x processes x this)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # vision methods' view augmentations
     mixed_precision: Optional[Literal["no", "bf16", "fp16", "auto"]] = None  # None: what `accelerate launch` says; auto: bf16 where the hardware computes in bf16 (a GPU with bf16, else fp16; a CPU with AMX or AVX-512 BF16), fp32 on CPUs that would only emulate it
-    channels_last: bool = True  # vision: NHWC memory format (faster convolutions on CPU and GPU), for pretraining and every fine-tune row
+    channels_last: bool = True  # vision: NHWC memory format (faster convolutions on CPU and GPU), for pretraining, every fine-tune row and `embed`
     overlap_views: bool = True  # vision: make the next batch's augmented views in a background thread while the model trains on this one, in pretraining and every fine-tune row (the same views either way)
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)
     log_every: int = 10  # steps between metrics.jsonl rows

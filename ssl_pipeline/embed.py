@@ -81,6 +81,8 @@ def run_embed(cfg: Config, out: Path) -> Path:
                         f"{want} data (set task to match)")
     accelerator = make_accelerator(cfg)
     encoder = load_encoder(encoder_path).to(accelerator.device).eval()
+    if spec["modality"] == "vision" and cfg.pretrain.channels_last:
+        encoder.use_channels_last()  # as pretraining and fine-tuning run it: faster convolutions, same embeddings
     ids, splits, labels, vectors = [], [], [], []
     for name, split in _splits(cfg, spec):
         vecs = _embed_split(encoder, split, spec, cfg, accelerator)
