@@ -277,12 +277,12 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
         if carved:
             if not cfg.skip_corrupt:  # a corrupt file carved into the test split fails now, not after pretraining:
                 # removing it later would move the carve and put pretraining images into the test split
-                _check_readable(train_files, np.zeros(len(train_files), dtype=np.int64), False)
+                _check_readable(train_files, np.zeros(len(train_files), dtype=np.int64), False, "train")
             train_labels, names = encode_labels(train_classes)
             files = [train_files[i] for i in _carve_folder(train_files, train_labels, "train", cfg, names)]
         if "unlabeled" in layout:
             files = files + _list_images(layout["unlabeled"])
-        files, _ = _check_readable(files, np.zeros(len(files), dtype=np.int64), cfg.skip_corrupt)
+        files, _ = _check_readable(files, np.zeros(len(files), dtype=np.int64), cfg.skip_corrupt, "pretraining")
         return ImageSplit(DecodedImages(files, None, cfg.image_size, cfg.channels), None, 0, cfg.image_size,
                           cfg.channels, [], files)
     train_labels, names = _folder_labels(layout["train"], train_classes, None, "train")
@@ -299,7 +299,7 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
             if not files:  # _check_readable would blame corrupt files
                 raise UserError(f"the carved {split} split of {layout['train']} is empty: its images are byte-identical "
                                 "copies of training images, which are held out only together; give a test/ folder")
-    files, labels = _check_readable(files, labels, cfg.skip_corrupt)
+    files, labels = _check_readable(files, labels, cfg.skip_corrupt, split)
     lab = torch.from_numpy(labels)
     ds = DecodedImages(files, lab, cfg.image_size, cfg.channels)
     return ImageSplit(ds, lab, len(names), cfg.image_size, cfg.channels, names, files)
@@ -329,8 +329,8 @@ def _carve_folder(train_files: list[str], train_labels, split: str, cfg: DataCon
     return carve(train_labels, split, cfg, names, _COPY_KEYS[listed])
 
 
-def _check_readable(files, labels, skip_corrupt: bool):
-    """Refuses (or, with data.skip_corrupt, drops and counts) files that are not readable images."""
+def _check_readable(files, labels, skip_corrupt: bool, split: str):
+    """Refuses (or, with data.skip_corrupt, drops and counts) files that are not readable images of `split`."""
     from .headers import readable
 
     unknown = [f for f in files if f not in _READABLE]
@@ -342,7 +342,8 @@ def _check_readable(files, labels, skip_corrupt: bool):
         them = "it" if len(bad) == 1 else "them"
         raise UserError(f"not a readable image: {bad[0]}{_and_more(bad)}; remove {them} or set data.skip_corrupt=true")
     if bad:
-        say(f"data.skip_corrupt: skipped {len(bad)} unreadable image(s) of {len(files)}, e.g. {bad[0]}")
+        say(f"data.skip_corrupt: skipped {len(bad)} unreadable image(s) of the {len(files)} {split} images, "
+            f"e.g. {bad[0]}")
         keep = np.flatnonzero(ok)
         files, labels = [files[i] for i in keep], labels[keep]
     if not files:
