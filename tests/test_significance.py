@@ -224,3 +224,22 @@ def test_compare_scores_balanced_accuracy_from_the_kept_labels(tmp_path, capsys)
     assert capsys.readouterr().out.startswith("Balanced accuracy (mean recall over classes) (%)")
     with pytest.raises(UserError, match="same scored labels"):
         comparison([a, dict(b, test_labels=None)], metric="balanced_accuracy")
+
+
+def test_a_scored_split_of_few_examples_is_named_with_what_one_example_weighs(tmp_path):
+    """121 photos, a carved test split of 24: every gain was 'not significant' and nothing said why."""
+    rng = np.random.default_rng(0)
+
+    def rows(n):
+        return [{"method": m, "label_fraction": 0.1, "n_labels": 9, "seed": s,
+                 "accuracy": float((c := rng.random(n) < p).mean()), "correct": pack_correct(c)}
+                for m, p in (("finetune", 0.75), ("supervised", 0.7)) for s in range(3)]
+
+    small = write_report(tmp_path, {"n_test": 24, "evaluated_on": "test"}, rows(24), plot=False)
+    said = [f for f in small["findings"] if "holds only 24 examples" in f]
+    assert len(said) == 1 and "4.2 points" in said[0] and "data.test_fraction" in said[0]
+    assert "holds only 24 examples" in (tmp_path / "label_efficiency.md").read_text()
+    carve = write_report(tmp_path, {"n_test": 60, "evaluated_on": "validation"}, rows(60), plot=False)
+    assert any("validation carve holds only 60" in f and "finetune.validation_fraction" in f for f in carve["findings"])
+    big = write_report(tmp_path, {"n_test": 500, "evaluated_on": "test"}, rows(500), plot=False)
+    assert not any("holds only" in f for f in big["findings"])

@@ -276,7 +276,7 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
                                                                boot, "best", choice),
            "significance": significance(summary, boot), "students": students(rows),
            "findings": (findings(summary, header.get("pretraining"), header.get("modality", ""), boot)
-                        + imbalance(header) + truncation(header))}
+                        + imbalance(header) + truncation(header) + small_scored_split(header))}
     write_json(output_dir / "label_efficiency.json", doc)
     write_text(output_dir / "label_efficiency.csv", _csv(rows))
     write_text(output_dir / "label_efficiency.md", markdown(doc))
@@ -319,6 +319,25 @@ def imbalance(header: dict) -> list[str]:
             f"{name(small)} {counts[small] / n:.1%}): accuracy rewards favouring the large classes (always answering "
             f"{name(big)} scores {counts[big] / n:.0%}). finetune.metric=balanced_accuracy scores the mean recall over "
             "classes instead (the same command with it rewrites the report; nothing retrains)"]
+
+
+SMALL_SCORED = 100  # scored examples below which one example is more than a point of accuracy
+
+
+def small_scored_split(header: dict) -> list[str]:
+    """A finding when the scored split is so small that each example moves accuracy by a point or more: on a folder
+    of 121 photos the carved test split held 24, every gain was 'not significant', and nothing said why."""
+    n = header.get("n_test", 0)
+    if not 0 < n < SMALL_SCORED:
+        return []
+    if header.get("evaluated_on") == "validation":
+        split, more = "validation carve", "a larger finetune.validation_fraction"
+    else:
+        split, more = "test split", ("more examples in test/, or a larger data.test_fraction where the test split is "
+                                     "carved from the training data")
+    return [f"The {split} holds only {n} examples: each is {100 / n:.1f} points of accuracy, so rows a few points "
+            f"apart may differ by chance (the intervals above say how far). Score on more examples for a sharper "
+            f"answer: {more}"]
 
 
 TRUNCATED = 0.5  # share of the training texts longer than the encoder reads from which the report says so
