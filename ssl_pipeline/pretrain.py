@@ -55,13 +55,17 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     if accelerator.is_main_process:
         from .curves import plot_pretraining
         from .export import add_to_spec
-        from .pretraining_record import summarize
+        from .pretraining_record import advice, memorising, summarize
 
         plot_pretraining(output_dir, f"{cfg.task} on {cfg.data.name or cfg.data.source}")
         record = summarize(output_dir / "metrics.jsonl", len(task.data) if hasattr(task.data, "__len__") else None,
                            _unit(task), cfg.model.init_from)
         if p.max_minutes:
             record["max_minutes"] = p.max_minutes
+        if memorising(record):  # said now, not only in a later report: the user may be about to pretrain longer
+            print(f"note: the held-out MLM loss rose from {record['best_eval']['loss']:.2f} at step "
+                  f"{record['best_eval']['step']:,} to {record['final']['eval_loss']:.2f}: the encoder is memorising "
+                  f"this corpus. {advice(record, task.modality)}", flush=True)
         # what the run computed in (pretrain.mixed_precision may say `auto`, or leave it to `accelerate launch`)
         add_to_spec(output_dir / "encoder", "pretraining", {**record, "mixed_precision": accelerator.mixed_precision})
         mark_complete(output_dir, row.get("step", 0), cfg)

@@ -8,6 +8,11 @@ points behind the margin: the stdlib-docstring demo (−0.22 nats after 420 step
 after 1,000 steps (−0.46: +15 points over supervised at 1 % labels on the validation carve; a small corpus's
 held-out loss falls slowly while its embeddings improve) and two Debian encoders (−0.76 after 1,600 steps and −2.21
 after 3,085: both saved labels, significantly).
+
+The other judgement is memorising: a held-out MLM loss that has risen OVERFIT_MARGIN nats or more above its lowest
+value of the run. On 2,500 package one-liners (161 packed blocks) the 1,000-step floor is 500 passes: the held-out
+loss rose from 7.27 at step 200 to 8.36 at step 400 while the training loss fell to 2.0, and the kNN accuracy of the
+embeddings fell with it; "longer pretraining" is then the wrong advice.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Optional
 
 KEYS = ("loss", "eval_loss", "eval_token_frequency_loss", "knn_accuracy", "rankme", "embedding_std")
 PLATEAU_MARGIN = 0.3  # nats below the token-frequency loss an MLM must reach before its encoder counts as trained
+OVERFIT_MARGIN = 0.2  # nats the held-out MLM loss may rise above its lowest value before the run counts as memorising
 
 
 def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from: Optional[str]) -> dict:
@@ -23,18 +29,28 @@ def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from:
     from .curves import read_metrics
 
     rows = read_metrics(metrics_path) if metrics_path.is_file() else []
-    final, first_knn = {}, None
+    final, first_knn, best_eval = {}, None, None
     for r in rows:
         final.update({k: r[k] for k in KEYS if k in r})
         if first_knn is None and "knn_accuracy" in r:
             first_knn = {"step": r["step"], "accuracy": r["knn_accuracy"]}
+        if "eval_loss" in r and (best_eval is None or r["eval_loss"] < best_eval["loss"]):
+            best_eval = {"step": r["step"], "loss": r["eval_loss"]}
     logged = [r for r in rows if "samples_per_sec" in r]  # training rows carry the fractional epoch
     record = {"steps": rows[-1]["step"] if rows else 0,
               "epochs": round(float(logged[-1]["epoch"]), 2) if logged else None,
               "examples": examples, "unit": unit, "init_from": init_from, "final": final}
     if first_knn is not None:
         record["first_knn"] = first_knn
+    if best_eval is not None:
+        record["best_eval"] = best_eval
     return record
+
+
+def memorising(record: dict) -> bool:
+    """True when the held-out MLM loss ended OVERFIT_MARGIN nats or more above its lowest value of the run."""
+    best, final = record.get("best_eval"), record.get("final", {})
+    return bool(best) and "eval_loss" in final and final["eval_loss"] - best["loss"] >= OVERFIT_MARGIN
 
 
 def on_plateau(record: dict) -> bool:
@@ -57,10 +73,15 @@ def describe(record: dict) -> str:
     f = record.get("final", {})
     if "eval_loss" in f and "eval_token_frequency_loss" in f:
         gap = f["eval_token_frequency_loss"] - f["eval_loss"]
-        parts.append(f"held-out MLM loss {f['eval_loss']:.2f}, {gap:.2f} nats below the "
-                     f"{f['eval_token_frequency_loss']:.2f} of knowing token frequencies alone"
-                     + (" — still on that plateau: the encoder has learned little from context" if on_plateau(record)
-                        else ""))
+        if memorising(record):
+            best = record["best_eval"]
+            verdict = (f" — it had been {best['loss']:.2f} at step {best['step']:,}: the held-out loss rose while the "
+                       f"training loss fell" + (f" to {f['loss']:.2f}" if "loss" in f else "")
+                       + ", so the encoder memorised this corpus instead of learning from context")
+        else:
+            verdict = " — still on that plateau: the encoder has learned little from context" if on_plateau(record) else ""
+        parts.append(f"held-out MLM loss {f['eval_loss']:.2f}, {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'} "
+                     f"the {f['eval_token_frequency_loss']:.2f} of knowing token frequencies alone" + verdict)
     if "knn_accuracy" in f:
         first = record.get("first_knn")
         start = (f"{100 * first['accuracy']:.1f} % at step {first['step']:,} → "
@@ -76,6 +97,12 @@ def advice(record: dict, modality: str) -> str:
     """What to change when pretraining saved no labels, most likely lever first."""
     more_data = ("more unlabeled text (data.extra_pretrain_files)" if modality == "text"
                  else "more unlabeled images (an unlabeled/ folder beside train/)")
+    if memorising(record):  # more of the same steps would memorise more: more text, a checkpoint, or fewer steps
+        levers = [more_data, f"fewer steps (the held-out loss was lowest at step {record['best_eval']['step']:,}: "
+                             f"pretrain.max_steps={record['best_eval']['step']}, pretrain.min_steps=0)"]
+        if not record.get("init_from"):
+            levers.insert(0, "starting from a public checkpoint (model.init_from)")
+        return "To try: " + "; ".join(levers)
     levers = ["longer pretraining (pretrain.epochs, pretrain.min_steps, pretrain.max_steps or pretrain.max_minutes)", more_data]
     if not record.get("init_from"):
         levers.insert(0 if on_plateau(record) else 2, "starting from a public checkpoint (model.init_from)")

@@ -233,7 +233,9 @@ def test_folder_with_splits_end_to_end_uses_val_for_validation(tmp_path, capsys)
     args = ["--config", "configs/vision/simclr_digits.yaml", "data.source=folder", f"data.root={root}",
             f"output_dir={out}", *SMALL]
     pretrain_main(args)
+    capsys.readouterr()
     finetune_main(args + FT + ["finetune.evaluate_on=validation", "finetune.seeds=[0]", "finetune.methods=[knn,classic]"])
+    assert "12 labeled train / 4 validation examples" in capsys.readouterr().out  # not "test examples"
     doc = json.loads((out / "validation" / "label_efficiency.json").read_text())
     assert doc["n_test"] == 4 and doc["n_train"] == 12 and doc["class_names"] == ["circle", "square"]
     assert str(root) in doc["data"] and "ssl_cnn6" in doc["encoder_model"]
@@ -244,8 +246,10 @@ def test_folder_with_splits_end_to_end_uses_val_for_validation(tmp_path, capsys)
     # of knn and linear_probe on test
     capsys.readouterr()
     finetune_main(args + FT + ["finetune.seeds=[0]", "finetune.methods=[knn,linear_probe,classic]"])
+    said = capsys.readouterr().out
+    assert "12 labeled train / 6 test examples" in said
     assert f"ranked first in {out / 'validation' / 'label_efficiency.json'} (this encoder's validation run, at its " \
-        "budgets of" in capsys.readouterr().out
+        "budgets of" in said
     test = json.loads((out / "label_efficiency.json").read_text())
     assert test["n_test"] == 6
     assert test["ssl_choice"]["report"] == str(out / "validation" / "label_efficiency.json")
@@ -925,6 +929,39 @@ def test_report_says_why_pretraining_may_save_no_labels_from_the_encoders_record
     classic = [{**r, "method": "classic", "accuracy": 0.7} for r in rows if r["method"] == "supervised"]
     found = write_report(tmp_path, header, gains + classic)["findings"]
     assert found[0].startswith("classic beats every SSL method at 10 %") and found[-1].startswith("why it may save")
+
+
+def test_an_mlm_that_memorised_a_small_corpus_is_not_told_to_pretrain_longer(tmp_path):
+    """2,500 one-liners, 161 blocks: the 1,000-step floor is 500 passes, the held-out loss rose from 7.27 (step 200)
+    to 8.36 (step 400) as the training loss fell to 2.0. The record keeps the lowest held-out loss; the report names
+    the memorising and advises more text, a checkpoint or fewer steps — not the "longer pretraining" it gave."""
+    import json as _json
+
+    from ssl_pipeline.finetune.report import write_report
+    from ssl_pipeline.pretraining_record import advice, describe, memorising, summarize
+
+    metrics = tmp_path / "metrics.jsonl"
+    rows = [{"step": 200, "epoch": 99, "loss": 4.8, "samples_per_sec": 1.0},
+            {"step": 200, "epoch": 99, "eval_loss": 7.27, "eval_token_frequency_loss": 6.78},
+            {"step": 400, "epoch": 199, "eval_loss": 8.36, "eval_token_frequency_loss": 6.78},
+            {"step": 1000, "epoch": 499.5, "loss": 1.31, "samples_per_sec": 1.0},
+            {"step": 1000, "epoch": 499.5, "eval_loss": 8.9, "eval_token_frequency_loss": 6.78}]
+    metrics.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    record = summarize(metrics, 161, "packed token blocks", None)
+    assert record["best_eval"] == {"step": 200, "loss": 7.27} and memorising(record)
+    said, to_try = describe(record), advice(record, "text")
+    assert "held-out MLM loss 8.90, 2.12 nats above the 6.78" in said and "it had been 7.27 at step 200" in said
+    assert "training loss fell to 1.31" in said and "memorised" in said
+    assert "longer pretraining" not in to_try and "pretrain.max_steps=200" in to_try
+    assert to_try.index("model.init_from") < to_try.index("data.extra_pretrain_files")
+    header = {"task": "mlm", "modality": "text", "data": "csv files", "evaluated_on": "test", "pretraining": record}
+    level = [{"method": m, "label_fraction": 0.1, "n_labels": 100, "seed": s, "accuracy": 0.5 + 0.01 * s}
+             for s in (0, 1) for m in ("finetune", "supervised")]
+    why = write_report(tmp_path, header, level)["findings"][-1]
+    assert why.startswith("why it may save no labels") and "memorised" in why and "longer pretraining" not in why
+    # a held-out loss that ends at (or near) its lowest is not memorising, whatever the training loss
+    still = {**record, "best_eval": {"step": 1000, "loss": 8.8}}
+    assert not memorising(still) and "memorised" not in describe(still)
 
 
 def test_ssl_level_with_scratch_at_every_label_is_no_verdict_against_pretraining(tmp_path):
