@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, run_stage
+from conftest import ROOT, SMALL_TEXT_MODEL, run_stage
 from ssl_pipeline import progress
 from ssl_pipeline.cli import embed_main, finetune_main, pretrain_main
 from ssl_pipeline.config import DataConfig, help_text, load_config
@@ -935,8 +935,6 @@ def test_an_mlm_that_memorised_a_small_corpus_is_not_told_to_pretrain_longer(tmp
     """2,500 one-liners, 161 blocks: the 1,000-step floor is 500 passes, the held-out loss rose from 7.27 (step 200)
     to 8.36 (step 400) as the training loss fell to 2.0. The record keeps the lowest held-out loss; the report names
     the memorising and advises more text, a checkpoint or fewer steps — not the "longer pretraining" it gave."""
-    import json as _json
-
     from ssl_pipeline.finetune.report import write_report
     from ssl_pipeline.pretraining_record import advice, describe, memorising, summarize
 
@@ -946,7 +944,7 @@ def test_an_mlm_that_memorised_a_small_corpus_is_not_told_to_pretrain_longer(tmp
             {"step": 400, "epoch": 199, "eval_loss": 8.36, "eval_token_frequency_loss": 6.78},
             {"step": 1000, "epoch": 499.5, "loss": 1.31, "samples_per_sec": 1.0},
             {"step": 1000, "epoch": 499.5, "eval_loss": 8.9, "eval_token_frequency_loss": 6.78}]
-    metrics.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
     record = summarize(metrics, 161, "packed token blocks", None)
     assert record["best_eval"] == {"step": 200, "loss": 7.27} and memorising(record)
     said, to_try = describe(record), advice(record, "text")
@@ -962,6 +960,28 @@ def test_an_mlm_that_memorised_a_small_corpus_is_not_told_to_pretrain_longer(tmp
     # a held-out loss that ends at (or near) its lowest is not memorising, whatever the training loss
     still = {**record, "best_eval": {"step": 1000, "loss": 8.8}}
     assert not memorising(still) and "memorised" not in describe(still)
+
+
+def test_pretraining_that_memorised_ends_with_a_note(tmp_path, monkeypatch, capsys):
+    """The note comes when the run ends (the user may be about to pretrain longer), from the record it exports."""
+    from ssl_pipeline import pretraining_record as PR
+
+    real = PR.summarize
+
+    def summarize(*args):  # this tiny run's held-out loss as if it had been 1 nat lower at step 2
+        record = real(*args)
+        record["best_eval"] = {"step": 2, "loss": record["final"]["eval_loss"] - 1.0}
+        return record
+
+    monkeypatch.setattr(PR, "summarize", summarize)
+    out = tmp_path / "t"
+    pretrain_main(["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=4",
+                   "pretrain.eval_every=2", "model.vocab_size=1000", *SMALL_TEXT_MODEL])
+    said = capsys.readouterr().out
+    assert "note: the held-out MLM loss rose from" in said and "at step 2 to" in said
+    assert "pretrain.max_steps=2" in said and "longer pretraining" not in said
+    record = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["pretraining"]
+    assert record["best_eval"]["step"] == 2 and PR.memorising(record)
 
 
 def test_ssl_level_with_scratch_at_every_label_is_no_verdict_against_pretraining(tmp_path):
