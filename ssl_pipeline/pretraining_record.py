@@ -98,12 +98,14 @@ def advice(record: dict, modality: str) -> str:
     more_data = ("more unlabeled text (data.extra_pretrain_files)" if modality == "text"
                  else "more unlabeled images (an unlabeled/ folder beside train/)")
     if memorising(record):  # more of the same steps would memorise more: more text, a checkpoint, or fewer steps
-        levers = [more_data, f"fewer steps (the held-out loss was lowest at step {record['best_eval']['step']:,}: "
-                             f"pretrain.max_steps={record['best_eval']['step']}, pretrain.min_steps=0)"]
-        if not record.get("init_from"):
-            levers.insert(0, "starting from a public checkpoint (model.init_from)")
-        return "To try: " + "; ".join(levers)
-    levers = ["longer pretraining (pretrain.epochs, pretrain.min_steps, pretrain.max_steps or pretrain.max_minutes)", more_data]
+        best = record["best_eval"]["step"]
+        levers = [more_data, f"fewer steps (the held-out loss was lowest at step {best:,}: pretrain.max_steps={best}, "
+                             "pretrain.min_steps=0)"]
+        checkpoint_first = True
+    else:
+        levers = ["longer pretraining (pretrain.epochs, pretrain.min_steps, pretrain.max_steps or pretrain.max_minutes)",
+                  more_data]
+        checkpoint_first = on_plateau(record)
     if not record.get("init_from"):
-        levers.insert(0 if on_plateau(record) else 2, "starting from a public checkpoint (model.init_from)")
+        levers.insert(0 if checkpoint_first else 2, "starting from a public checkpoint (model.init_from)")
     return "To try: " + "; ".join(levers)
