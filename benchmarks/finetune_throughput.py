@@ -282,7 +282,7 @@ def text_peer_rate_fn(args, bf16: bool):
     return rate
 
 
-def images_per_step(args, recipe: str) -> int:
+def examples_per_step(args, recipe: str) -> int:
     if recipe == "text":
         return args.text_batch
     return args.batch if recipe == "finetune" else args.batch + max(1, args.batch // args.mu)
@@ -323,7 +323,7 @@ def rates(args, bf16: bool, recipe: str) -> dict:
     def of_step(step):
         def rate(steps: int, warmup: int) -> float:
             timed(step, warmup)
-            return steps * images_per_step(args, recipe) / timed(step, steps)
+            return steps * examples_per_step(args, recipe) / timed(step, steps)
         return rate
 
     if recipe == "text":  # no views: the project's step is its model-only step

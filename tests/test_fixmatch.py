@@ -229,6 +229,8 @@ def test_image_views_made_a_batch_ahead_give_the_rows_made_inline(ssl_encoder, t
                         ("ClassifierTask", False), ("ClassifierTask", False), ("FixMatchTask", False)]
     assert rows[True] == rows[False] and len(rows[True]) == 3
     assert TextLabeled.views_ahead is False
+    # a head on frozen features has no views: its batches skip prepare's per-batch RNG fork
+    assert not M.ClassifierTask(None, None, None).prepares and M.ClassifierTask(None, None, lambda b: b).prepares
 
 
 def test_fixmatch_two_processes_and_text(ssl_encoder, tmp_path):

@@ -80,6 +80,10 @@ class ClassifierTask(Task):
         """The train augmentation (seeded per batch by the engine; one batch ahead when the plan overlaps)."""
         return batch if self.transform is None else self.transform(batch)
 
+    @property
+    def prepares(self) -> bool:
+        return self.transform is not None  # a head on frozen features has no augmentation to make
+
     def loss(self, model, batch, accelerator):
         with accelerator.autocast():
             logits = model(batch)
