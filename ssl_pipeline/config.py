@@ -112,6 +112,8 @@ class PretrainConfig:
     monitor_every: int = 200  # steps between representation checks (embedding std, RankMe, kNN accuracy on a labeled train carve) and at the end; 0 = off
     monitor_samples: int = 1024  # examples in that fixed check set (labeled train examples when the data has labels)
     stop_on_collapse: bool = False  # stop with an error when the check finds the embeddings collapsed (else a warning line)
+    restore_best: bool = True  # text: when the held-out loss ends 0.2 nats or more above its lowest of the run (the model memorised a small corpus), export the encoder of that lowest evaluation instead of the last
+    early_stopping_patience: int = 3  # text: stop once the held-out loss has been 0.2 nats or more above its lowest for this many evaluations in a row (one every pretrain.eval_every steps); 0 = train to the end
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
     drop_last: bool = True  # drop the ragged last batch of each epoch (NT-Xent wants full batches)
@@ -497,6 +499,9 @@ def validate(cfg: Config) -> None:
                         f"{cfg.data.source}")
     if cfg.pretrain.monitor_every < 0:
         raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
+    if cfg.pretrain.early_stopping_patience < 0:
+        raise UserError("config key 'pretrain.early_stopping_patience' must be >= 0 (0 = train to the end), "
+                        f"got {cfg.pretrain.early_stopping_patience}")
     if cfg.pretrain.min_steps < 0:
         raise UserError(f"config key 'pretrain.min_steps' must be >= 0 (0 = epochs alone), got {cfg.pretrain.min_steps}")
     positive = {

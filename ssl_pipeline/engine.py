@@ -31,6 +31,8 @@ class Task:
     """What the engine trains. Defaults cover what most tasks do not need; a method overrides the rest."""
 
     modality: str = ""  # "vision" | "text": which data and encoders the task works with
+    held_out_loss: Optional[str] = None  # the key of `evaluate`'s held-out loss (lower is better), by which the
+    # engine keeps the run's best encoder and stops a memorising run (best_encoder.py); None: the task has none
     presharded: bool = False  # True when the loader already gives each process its own shard (streaming)
     progress_keys: tuple[str, ...] = ()  # extra metrics from `loss` shown on the progress line at each log step
     model: nn.Module
@@ -103,6 +105,8 @@ class TrainPlan:
     checkpoint_every: Optional[int] = None  # None: no checkpoints (short fine-tune runs)
     max_seconds: Optional[float] = None  # a wall-clock budget that sets the step count (time_budget.py); wins over the rest
     keep_checkpoints: int = 2
+    restore_best: bool = False  # export the encoder of the lowest held-out loss when the run ends memorising
+    early_stopping_patience: int = 0  # stop after this many evaluations in a row memorising; 0: never early
     log_to_trackers: bool = True  # False: metrics.jsonl only (a grid cell's steps are not the grid's tracker steps)
     description: str = "train"
     show_progress: bool = True
@@ -239,6 +243,12 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
             done = None if batches_per_epoch is None else state["epoch"] * batches_per_epoch + state["batch_in_epoch"]
             task.load_state_dict(extra, done)
         accelerator.print(f"resumed from {last} (step {state['step']} of {span.total})")
+    best = None
+    if output_dir is not None and task.held_out_loss and plan.eval_every and (plan.restore_best or plan.early_stopping_patience):
+        from .best_encoder import BestEncoder
+
+        best = BestEncoder(task, output_dir, task.held_out_loss, plan.early_stopping_patience, plan.restore_best,
+                           accelerator, state.get("best_encoder"))
     metrics = MetricsLog(output_dir / "metrics.jsonl" if output_dir is not None else None, accelerator,
                          plan.log_to_trackers)
     if resume and metrics.path is not None and accelerator.is_main_process:
@@ -250,7 +260,7 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     try:
         with stop or contextlib.nullcontext():
             last_row = _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches, span, budget,
-                             batches_per_epoch, state, metrics, bar, ckpt_dir, stop, step_hooks)
+                             batches_per_epoch, state, metrics, bar, ckpt_dir, stop, step_hooks, best)
     finally:
         batches.close()
         # Accelerate has no public way to unregister: a stage that trains many models on one accelerator (the
@@ -265,7 +275,12 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     if output_dir is not None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            task.export(accelerator.unwrap_model(model), output_dir / "encoder")
+            if best is None:
+                task.export(accelerator.unwrap_model(model), output_dir / "encoder")
+            else:
+                kept = best.export(accelerator.unwrap_model(model), output_dir / "encoder")
+                if kept is not None:
+                    last_row["encoder_from"] = kept  # the stage says which encoder it exported, and why
         accelerator.wait_for_everyone()
     task.model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # a plain module again: no autocast
     # left in its forward (an int8 copy of a bf16-trained student failed on bf16 activations)
@@ -356,7 +371,7 @@ class _Passes:
 
 
 def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches, span, budget, batches_per_epoch,
-          state, metrics, bar, ckpt_dir, stop, step_hooks) -> dict:
+          state, metrics, bar, ckpt_dir, stop, step_hooks, best) -> dict:
     from .interrupt import Interrupted
     from .progress import set_total
 
@@ -413,6 +428,17 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 if ev:
                     last_row.update(ev)
                     metrics.write({"step": step, "epoch": epoch, **ev}, step)
+                if best is not None and best.seen(step, ev, model) and step < total_steps:
+                    from .best_encoder import MEMORISING_MARGIN
+
+                    metrics.write({"step": step, "stopped_memorising": True}, step)
+                    if accelerator.is_main_process:
+                        bar.write(f"stopped at step {step:,} of {total_steps:,}: the held-out loss ({best.last:.2f}) has "
+                                  f"been {MEMORISING_MARGIN} nats or more above its lowest ({best.loss:.2f}, step "
+                                  f"{best.step:,}) for {best.above} evaluations in a row — the model is memorising its "
+                                  "training data (pretrain.early_stopping_patience=0 trains on)")
+                    span.total = total_steps = step  # the end of the run: its checkpoint, then out of the loop
+                    set_total(bar, step)
             signum = stop.requested() if stop is not None and step < total_steps else 0
             if signum and not save_now:
                 window.check_finite()
@@ -421,6 +447,8 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                 position = {"step": step, "epoch": epoch + int(done_epoch), "batch_in_epoch": 0 if done_epoch else batch_index}
                 if budget is not None:
                     position["time_budget"] = budget.state(span)
+                if best is not None:
+                    position["best_encoder"] = best.state()
                 ckpt.save(accelerator, ckpt_dir, position, plan.keep_checkpoints, task.state_dict())
             if signum:
                 bar.close()

@@ -19,7 +19,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     state = check_pretrain_dir(output_dir, cfg)  # before anything is loaded or written
     if state == "complete":
         print(f"pretraining in {output_dir} is already complete (encoder: {output_dir / 'encoder'}); nothing to do. "
-              "Raise pretrain.max_steps / pretrain.epochs / pretrain.min_steps / pretrain.max_minutes to continue it, "
+              "Raise pretrain.max_steps / pretrain.epochs / pretrain.min_steps / pretrain.max_minutes to continue it "
+              "(a run stopped early for memorising: pretrain.early_stopping_patience=0), "
               "or use another output_dir.", flush=True)
         return {}
     resume = state == "resume"
@@ -44,7 +45,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
                      eval_every=p.eval_every, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,
                      overlap=p.overlap_views,
                      checkpoint_every=p.checkpoint_every, max_seconds=p.max_minutes * 60 if p.max_minutes else None,
-                     keep_checkpoints=p.keep_checkpoints, description=f"pretrain {cfg.task}")
+                     keep_checkpoints=p.keep_checkpoints, restore_best=p.restore_best,
+                     early_stopping_patience=p.early_stopping_patience, description=f"pretrain {cfg.task}")
     if p.compile:
         task.model = torch.compile(task.model)
     size = len(task.data) if hasattr(task.data, "__len__") else "a stream of"
@@ -62,13 +64,17 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
                            _unit(task), cfg.model.init_from)
         if p.max_minutes:
             record["max_minutes"] = p.max_minutes
+        if "encoder_from" in row:
+            record["encoder_from"] = row["encoder_from"]
         if memorising(record):  # said now, not only in a later report: the user may be about to pretrain longer
+            kept = (f"; exported the encoder of step {row['encoder_from']['step']:,}, of the lowest held-out loss, "
+                    "instead of the last" if "encoder_from" in row else "")
             print(f"note: the held-out MLM loss rose from {record['best_eval']['loss']:.2f} at step "
                   f"{record['best_eval']['step']:,} to {record['final']['eval_loss']:.2f}: the encoder is memorising "
-                  f"this corpus. {advice(record, task.modality)}", flush=True)
+                  f"this corpus{kept}. {advice(record, task.modality)}", flush=True)
         # what the run computed in (pretrain.mixed_precision may say `auto`, or leave it to `accelerate launch`)
         add_to_spec(output_dir / "encoder", "pretraining", {**record, "mixed_precision": accelerator.mixed_precision})
-        mark_complete(output_dir, row.get("step", 0), cfg)
+        mark_complete(output_dir, row.get("step", 0), cfg, stopped_early="stopped_memorising" in record)
     accelerator.end_training()
     accelerator.print(f"encoder exported to {output_dir / 'encoder'}")
     return row

@@ -12,7 +12,8 @@ after 3,085: both saved labels, significantly).
 The other judgement is memorising: a held-out MLM loss that has risen OVERFIT_MARGIN nats or more above its lowest
 value of the run. On 2,500 package one-liners (161 packed blocks) the 1,000-step floor is 500 passes: the held-out
 loss rose from 7.27 at step 200 to 8.36 at step 400 while the training loss fell to 2.0, and the kNN accuracy of the
-embeddings fell with it; "longer pretraining" is then the wrong advice.
+embeddings fell with it; "longer pretraining" is then the wrong advice. Such a run now stops early and exports the
+encoder of its lowest held-out loss (best_encoder.py): the record says so (`stopped_memorising`, `encoder_from`).
 """
 from __future__ import annotations
 
@@ -29,8 +30,10 @@ def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from:
     from .curves import read_metrics
 
     rows = read_metrics(metrics_path) if metrics_path.is_file() else []
-    final, first_knn, best_eval = {}, None, None
+    final, first_knn, best_eval, stopped = {}, None, None, None
     for r in rows:
+        if r.get("stopped_memorising"):
+            stopped = r["step"]
         final.update({k: r[k] for k in KEYS if k in r})
         if first_knn is None and "knn_accuracy" in r:
             first_knn = {"step": r["step"], "accuracy": r["knn_accuracy"]}
@@ -44,6 +47,8 @@ def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from:
         record["first_knn"] = first_knn
     if best_eval is not None:
         record["best_eval"] = best_eval
+    if stopped is not None and stopped == record["steps"]:  # not a stop that a continued run (patience 0) went past
+        record["stopped_memorising"] = stopped
     return record
 
 
@@ -54,10 +59,16 @@ def memorising(record: dict) -> bool:
 
 
 def on_plateau(record: dict) -> bool:
-    """True when a text encoder's held-out MLM loss never left the token-frequency plateau."""
+    """True when the exported text encoder's held-out MLM loss never left the token-frequency plateau."""
     f = record.get("final", {})
     return ("eval_loss" in f and "eval_token_frequency_loss" in f
-            and f["eval_token_frequency_loss"] - f["eval_loss"] < PLATEAU_MARGIN)
+            and f["eval_token_frequency_loss"] - _exported_loss(record) < PLATEAU_MARGIN)
+
+
+def _exported_loss(record: dict) -> float:
+    """The held-out loss of the encoder the run exported: its lowest one's when it kept that (`encoder_from`)."""
+    kept = record.get("encoder_from")
+    return kept["eval_loss"] if kept else record["final"]["eval_loss"]
 
 
 def describe(record: dict) -> str:
@@ -68,7 +79,8 @@ def describe(record: dict) -> str:
         f" ({record['epochs']:.1f} passes over {record['examples']:,} {record['unit']})" if record.get("examples")
         else f" ({record['epochs']:.1f} passes over the data)")
     budget = f" within a budget of {record['max_minutes']:g} minutes" if record.get("max_minutes") else ""
-    parts = [f"pretrained for {record['steps']:,} steps{passes}{budget}"
+    stopped = " (stopped early: memorising)" if record.get("stopped_memorising") else ""
+    parts = [f"pretrained for {record['steps']:,} steps{passes}{budget}{stopped}"
              + (f" from {record['init_from']}" if record.get("init_from") else " from random weights")]
     f = record.get("final", {})
     if "eval_loss" in f and "eval_token_frequency_loss" in f:
@@ -78,6 +90,8 @@ def describe(record: dict) -> str:
             verdict = (f" — it had been {best['loss']:.2f} at step {best['step']:,}: the held-out loss rose while the "
                        f"training loss fell" + (f" to {f['loss']:.2f}" if "loss" in f else "")
                        + ", so the encoder memorised this corpus instead of learning from context")
+            if record.get("encoder_from"):  # the best held-out loss, named just above
+                verdict += f"; the encoder exported is step {record['encoder_from']['step']:,}'s, where it was lowest"
         else:
             verdict = " — still on that plateau: the encoder has learned little from context" if on_plateau(record) else ""
         parts.append(f"held-out MLM loss {f['eval_loss']:.2f}, {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'} "
@@ -99,8 +113,9 @@ def advice(record: dict, modality: str) -> str:
                  else "more unlabeled images (an unlabeled/ folder beside train/)")
     if memorising(record):  # more of the same steps would memorise more: more text, a checkpoint, or fewer steps
         best = record["best_eval"]["step"]
-        levers = [more_data, f"fewer steps (the held-out loss was lowest at step {best:,}: pretrain.max_steps={best}, "
-                             "pretrain.min_steps=0)"]
+        levers = [more_data] if record.get("encoder_from") else [  # the kept encoder is already the fewer steps'
+            more_data, f"fewer steps (the held-out loss was lowest at step {best:,}: pretrain.max_steps={best}, "
+                       "pretrain.min_steps=0)"]
         checkpoint_first = True
     else:
         levers = ["longer pretraining (pretrain.epochs, pretrain.min_steps, pretrain.max_steps or pretrain.max_minutes)",

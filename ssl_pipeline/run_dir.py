@@ -14,12 +14,12 @@ from pathlib import Path
 
 from .errors import UserError
 
-PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "pretrain_done.json")
+PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "best_encoder", "pretrain_done.json")
 DONE_FILE = "pretrain_done.json"
 # keys (or key prefixes ending in '.') that may differ between the runs that write one output_dir
 FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
              "pretrain.min_steps", "pretrain.max_minutes", "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
-             "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
+             "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.restore_best", "pretrain.early_stopping_patience", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
              "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.in_memory_gb", "data.cache_dir", "data.download", "data.leakage_check",
              "data.validation_files")
 
@@ -81,15 +81,19 @@ def check_pretrain_dir(output_dir: Path, cfg) -> str:
         asked = _budget(cfg)
         # a run finished before min_steps existed trained on its epochs alone (0); if it falls short of the floor
         # now, resuming trains it up to it, and one already past it ends at once
-        if {k: state.get(k, 0 if k == "min_steps" else None) for k in asked} == asked:
+        # a run that stopped early (memorising) is complete for the patience that stopped it; 0 trains it on
+        patience = cfg.pretrain.early_stopping_patience
+        if ({k: state.get(k, 0 if k == "min_steps" else None) for k in asked} == asked
+                and state.get("early_stopping_patience", patience) == patience):
             return "complete"
     return "resume"
 
 
-def mark_complete(output_dir: Path, step: int, cfg) -> None:
+def mark_complete(output_dir: Path, step: int, cfg, stopped_early: bool = False) -> None:
     from .atomic import write_json
 
-    write_json(output_dir / DONE_FILE, {"step": step, **_budget(cfg)})
+    stop = {"early_stopping_patience": cfg.pretrain.early_stopping_patience} if stopped_early else {}
+    write_json(output_dir / DONE_FILE, {"step": step, **_budget(cfg), **stop})
 
 
 def _budget(cfg) -> dict:

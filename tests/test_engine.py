@@ -1,4 +1,5 @@
 """engine.train in-process with a fake task: the loop's contract without a subprocess or a real model."""
+import json
 import math
 import shutil
 
@@ -307,3 +308,92 @@ def test_a_bar_given_a_new_end_lines_up_its_5_percent_with_it():
     bar.update(10)  # 5 % of the old end, 1 % of the new: no line
     bar.update(40)
     assert out.getvalue().splitlines() == ["pretrain: 50/1000 (5 %) [00:00 elapsed, 0.00 it/s]"], out.getvalue()
+
+
+class Memorising(LinearRegression):
+    """A held-out loss scripted per evaluation step (falls, then rises as a memorising MLM's does); its export
+    writes the step of the weights it was given."""
+
+    held_out_loss = "eval_loss"
+    SCRIPT = {2: 5.0, 4: 4.0, 6: 4.1, 8: 4.3, 10: 4.5, 12: 4.25, 14: 4.6, 16: 4.7}
+
+    def __init__(self, script=None):
+        super().__init__()
+        self.script, self.step = script or self.SCRIPT, 0
+
+    def after_optimizer_step(self, model, step, total_steps):
+        self.step = step
+
+    def evaluate(self, model, accelerator):
+        return {"eval_loss": self.script.get(self.step, 9.0)}
+
+    def export(self, model, path):
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "step").write_text(str(self.step))
+
+
+def _memorising_plan(**kw):
+    return TrainPlan(**{**dict(batch_size=32, epochs=2, max_steps=None, learning_rate=0.1, optimizer="sgd",
+                               log_every=2, eval_every=2, restore_best=True, early_stopping_patience=3,
+                               show_progress=False), **kw})  # 16 steps planned
+
+
+def test_a_memorising_run_stops_and_exports_the_encoder_of_its_lowest_held_out_loss(accelerator, tmp_path, capsys):
+    """Lowest at step 4 (4.0); 4.1 is within the 0.2 margin, 4.3 / 4.5 / 4.25 are the three evaluations above it."""
+    task = Memorising()
+    row = train(task, _memorising_plan(), accelerator, seed=0, output_dir=tmp_path)
+    assert row["step"] == 12 and task.step == 12  # not the 16 planned
+    assert (tmp_path / "encoder" / "step").read_text() == "4" and row["encoder_from"] == {"step": 4, "eval_loss": 4.0}
+    assert not (tmp_path / "best_encoder").exists()  # encoder/ holds it now
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"step": 12, "stopped_memorising": True} in rows
+    assert "stopped at step 12 of 16: the held-out loss (4.25) has been 0.2 nats or more above its lowest (4.00, " \
+           "step 4) for 3 evaluations in a row" in capsys.readouterr().out
+
+
+def test_without_patience_a_memorising_run_trains_on_and_still_exports_its_best(accelerator, tmp_path):
+    for run in "ab":
+        (tmp_path / run).mkdir()
+    task = Memorising()
+    row = train(task, _memorising_plan(early_stopping_patience=0), accelerator, seed=0, output_dir=tmp_path / "a")
+    assert row["step"] == 16 and (tmp_path / "a" / "encoder" / "step").read_text() == "4"
+    # restore_best=false: the last weights, as before the option existed
+    row = train(Memorising(), _memorising_plan(early_stopping_patience=0, restore_best=False), accelerator, seed=0,
+                output_dir=tmp_path / "b")
+    assert (tmp_path / "b" / "encoder" / "step").read_text() == "16" and "encoder_from" not in row
+    assert not (tmp_path / "b" / "best_encoder").exists()
+
+
+def test_a_run_that_ends_within_the_margin_of_its_lowest_exports_its_last_weights(accelerator, tmp_path):
+    """A healthy run (falling, or a last evaluation less than 0.2 above the lowest) keeps the end of its schedule."""
+    falling = {s: 6.0 - 0.1 * s for s in range(2, 17, 2)}
+    for run in "ab":
+        (tmp_path / run).mkdir()
+    row = train(Memorising(falling), _memorising_plan(), accelerator, seed=0, output_dir=tmp_path / "a")
+    assert row["step"] == 16 and (tmp_path / "a" / "encoder" / "step").read_text() == "16"
+    wobbly = {**falling, 14: 4.0, 16: 4.15}
+    row = train(Memorising(wobbly), _memorising_plan(), accelerator, seed=0, output_dir=tmp_path / "b")
+    assert (tmp_path / "b" / "encoder" / "step").read_text() == "16" and "encoder_from" not in row
+
+
+def test_early_stopping_resumes_with_its_count_and_kept_encoder(accelerator, tmp_path):
+    """A crash at step 9 (after the step-8 checkpoint: lowest 4.0 at step 4, one evaluation above it) resumes to
+    the same stop at step 12 and the same exported encoder; without the count in the checkpoint it would train on."""
+    def crash_at_9(step, loss, acc):
+        if step == 9:
+            raise RuntimeError("preempted")
+        return loss
+
+    plan = _memorising_plan(checkpoint_every=4, keep_checkpoints=5)
+    accelerator.free_memory()  # as the grid does between runs: a checkpoint holds this run's model alone
+    with pytest.raises(RuntimeError):
+        train(Memorising(), plan, accelerator, seed=0, output_dir=tmp_path, step_hooks=(crash_at_9,))
+    assert (tmp_path / "best_encoder" / "step").read_text() == "4"
+    from ssl_pipeline import checkpoint as ckpt
+
+    saved = json.loads((ckpt.latest(tmp_path / "checkpoints") / ckpt.STATE_FILE).read_text())
+    assert saved["step"] == 8 and saved["best_encoder"] == {"step": 4, "loss": 4.0, "above": 1, "last": 4.3}
+    accelerator.free_memory()
+    task = Memorising()
+    row = train(task, plan, accelerator, seed=0, output_dir=tmp_path, resume=True)
+    assert row["step"] == 12 and (tmp_path / "encoder" / "step").read_text() == "4"

@@ -984,6 +984,44 @@ def test_pretraining_that_memorised_ends_with_a_note(tmp_path, monkeypatch, caps
     assert record["best_eval"]["step"] == 2 and PR.memorising(record)
 
 
+def test_a_memorising_pretraining_stops_keeps_its_best_encoder_and_says_so(tmp_path, monkeypatch, capsys):
+    """The held-out loss as a small corpus's goes (lowest at step 4, then three evaluations 0.2+ above it): the run
+    stops at step 10 of 16, exports step 4's encoder, records both, and is complete for that patience only."""
+    from ssl_pipeline import pretraining_record as PR
+    from ssl_pipeline.tasks.mlm import MLMTask
+
+    losses = iter([6.0, 5.0, 5.5, 5.6, 5.7, 5.8, 5.9, 6.0])
+    real = MLMTask.evaluate
+
+    def evaluate(self, model, accelerator):
+        return {**real(self, model, accelerator), "eval_loss": next(losses)}
+
+    monkeypatch.setattr(MLMTask, "evaluate", evaluate)
+    out = tmp_path / "t"
+    args = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "pretrain.max_steps=16",
+            "pretrain.eval_every=2", "model.vocab_size=1000", *SMALL_TEXT_MODEL]
+    pretrain_main(args)
+    said = "".join(capsys.readouterr())  # the stop's line comes with the progress (stderr), the note on stdout
+    assert "stopped at step 10 of 16" in said and "exported the encoder of step 4, of the lowest held-out loss" in said
+    assert "pretrain.max_steps=4" not in said  # the kept encoder already is the fewer steps'
+    record = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["pretraining"]
+    assert record["steps"] == 10 and record["stopped_memorising"] == 10 and PR.memorising(record)
+    assert record["encoder_from"] == {"step": 4, "eval_loss": 5.0} and not (out / "best_encoder").exists()
+    said = PR.describe(record)
+    assert "pretrained for 10 steps" in said and "(stopped early: memorising)" in said
+    assert "the encoder exported is step 4's, where it was lowest" in said
+    from transformers import AutoModel
+
+    AutoModel.from_pretrained(out / "encoder")  # what was copied into place loads as any export does
+    pretrain_main(args)
+    assert "already complete" in capsys.readouterr().out
+    from ssl_pipeline.config import load_config
+    from ssl_pipeline.run_dir import check_pretrain_dir
+
+    on = load_config("configs/text/mlm_embedded.yaml", args[2:] + ["pretrain.early_stopping_patience=0"])
+    assert check_pretrain_dir(out, on) == "resume"  # patience 0 trains it on
+
+
 def test_ssl_level_with_scratch_at_every_label_is_no_verdict_against_pretraining(tmp_path):
     """Digits, defaults: +28 points at 1 % (a 4× multiplier), 99.1 vs 99.4 % at 100 %. The report said "no label
     saving over supervised at 100 %" and diagnosed the pretraining ("why it may save no labels: ... longer

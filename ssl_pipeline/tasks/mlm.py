@@ -28,6 +28,8 @@ class MLMConfig:
 class MLMTask(TextTask):
     """BERT-style masked-token pretraining; the head and loss run at the masked positions only."""
 
+    held_out_loss = "eval_loss"  # the engine keeps the encoder of its lowest (best_encoder.py)
+
     def __init__(self, cfg: Config, accelerator):
         super().__init__(cfg, accelerator)
         if self.init_model is not None:
