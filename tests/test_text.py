@@ -306,3 +306,21 @@ def test_a_table_of_texts_says_what_was_read_as_what_in_one_line(tmp_path, capsy
     progress._SAID.clear()
     load_texts(DataConfig(source="csv", files=[str(path)], text_column="review", label_column="stars"), "pretrain")
     assert "data.files reviews.csv: 58 unlabeled texts; skipped rows: 2 with no text" in capsys.readouterr().out
+
+
+def test_the_tokenizer_is_the_same_in_every_process(tmp_path):
+    """The WordPiece trainer met word-inner characters ('##e') in hash-map order, which Rust seeds per process:
+    merges of equal count came out in another order and one corpus gave another vocabulary in every run. Three
+    processes (each its own hash seed) must train the same vocabulary, ids included."""
+    import subprocess
+    import sys
+
+    script = ("import json, random, sys\n"
+              "from ssl_pipeline.data.text import train_tokenizer\n"
+              "rng = random.Random(0)\n"
+              "words = [''.join(rng.choice('abcdefghijklmnopqrstuvwxyzé') for _ in range(rng.randint(2, 9))) for _ in range(400)]\n"
+              "texts = [' '.join(rng.choice(words) for _ in range(12)) for _ in range(600)]\n"
+              "print(json.dumps(sorted(train_tokenizer(texts, 700).get_vocab().items())))\n")
+    vocabularies = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+                    for _ in range(3)}
+    assert len(vocabularies) == 1 and len(json.loads(vocabularies.pop())) == 700

@@ -252,19 +252,41 @@ def train_tokenizer(texts, vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(),
-                                           normalizers.BertNormalizer(lowercase=True, strip_accents=False)])
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=2,
+    def pipeline(model):
+        tok = Tokenizer(model)
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(),
+                                               normalizers.BertNormalizer(lowercase=True, strip_accents=False)])
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        return tok
+
+    trainer_tok = pipeline(models.WordPiece(unk_token="[UNK]"))
+    # The trainer numbers each word-inner character ('##e') as it first meets it in a hash map's order, which changes
+    # from process to process; merges of equal count are then taken in a different order, and the same corpus gave
+    # different vocabularies (2,500 one-liners: 'sudo' in one run, 'sud' in the next): every text result differed
+    # between runs of one seed, `supervised` included. Given to the trainer up front, in sorted order, those tokens
+    # have fixed ids, and the vocabulary is the same in every run (tests/test_text.py).
+    inner = _word_inner_characters(trainer_tok, texts)
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS + inner, min_frequency=2,
                                         show_progress=False)
-    tok.train_from_iterator(texts, trainer=trainer)
+    trainer_tok.train_from_iterator(texts, trainer=trainer)
+    tok = pipeline(models.WordPiece(vocab=trainer_tok.get_vocab(), unk_token="[UNK]"))
+    tok.add_special_tokens(SPECIAL_TOKENS)  # the '##e' pieces stay ordinary vocabulary
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+
+
+def _word_inner_characters(tok, texts, chunk: int = 1000) -> list[str]:
+    """'##c' for every character that follows another inside a pre-tokenized word of `texts`, sorted."""
+    seen: set[str] = set()
+    for start in range(0, len(texts), chunk):
+        normalized = tok.normalizer.normalize_str("\n".join(texts[start:start + chunk]))
+        for word, _ in tok.pre_tokenizer.pre_tokenize_str(normalized):
+            seen.update(word[1:])
+    return [f"##{c}" for c in sorted(seen)]
 
 
 def load_tokenizer(path: str):

@@ -39,6 +39,9 @@ class ElectraConfig:
 class ElectraTask(TextTask):
     """Generator MLM loss + discriminator_weight x binary cross-entropy over all real tokens."""
 
+    # no `held_out_loss` (best_encoder.py): the discriminator's held-out loss rises whenever the generator gets
+    # better (its replacements get harder), so a rise cannot tell memorising from learning
+
     def __init__(self, cfg: Config, accelerator):
         if cfg.model.init_from:
             raise UserError("task=electra trains its generator and discriminator from scratch; for continued "
