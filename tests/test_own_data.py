@@ -1003,7 +1003,7 @@ def test_a_memorising_pretraining_stops_keeps_its_best_encoder_and_says_so(tmp_p
     pretrain_main(args)
     said = "".join(capsys.readouterr())  # the stop's line comes with the progress (stderr), the note on stdout
     assert "stopped at step 10 of 16" in said and "exported the encoder of step 4, of the lowest held-out loss" in said
-    assert "pretrain.max_steps=4" not in said  # the kept encoder already is the fewer steps'
+    assert "pretrain.max_steps=4, pretrain.min_steps=0" in said  # a schedule ending there beats the kept encoder
     record = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["pretraining"]
     assert record["steps"] == 10 and record["stopped_memorising"] == 10 and PR.memorising(record)
     assert record["encoder_from"] == {"step": 4, "eval_loss": 5.0} and not (out / "best_encoder").exists()
