@@ -7,7 +7,7 @@ rises while the training loss falls, and its embeddings get worse with it (2,500
 idea for it, judged with the memorising margin of `pretraining_record`:
 
 * each new lowest held-out loss exports its encoder to `OUTPUT_DIR/best_encoder` (the main process);
-* the run stops once the loss has stayed MEMORISING_MARGIN nats or more above that lowest for `patience`
+* the run stops once the loss has stayed OVERFIT_MARGIN (0.2) nats or more above that lowest for `patience`
   evaluations in a row;
 * a run whose last held-out loss is that far above its lowest exports the kept encoder as `encoder/`. A run that
   ends within the margin exports its last weights, as before — the cosine schedule's end is usually its best.
@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .pretraining_record import OVERFIT_MARGIN as MEMORISING_MARGIN
+from .pretraining_record import OVERFIT_MARGIN, risen
 
 DIRECTORY = "best_encoder"
 
@@ -47,7 +47,7 @@ class BestEncoder:
             self.step, self.loss, self.above = step, value, 0
             if self.restore and self.accelerator.is_main_process:
                 self.task.export(self.accelerator.unwrap_model(model), self.directory)
-        elif value - self.loss >= MEMORISING_MARGIN:
+        elif risen(value, self.loss):
             self.above += 1
         else:
             self.above = 0
@@ -60,13 +60,19 @@ class BestEncoder:
             stop = box[0]
         return stop
 
+    def stop_line(self, step: int, total_steps: int) -> str:
+        return (f"stopped at step {step:,} of {total_steps:,}: the held-out loss ({self.last:.2f}) has been "
+                f"{OVERFIT_MARGIN} nats or more above its lowest ({self.loss:.2f}, step {self.step:,}) for {self.above} "
+                "evaluations in a row — the model is memorising its training data "
+                "(pretrain.early_stopping_patience=0 trains on)")
+
     def state(self) -> dict:
         return {"step": self.step, "loss": self.loss, "above": self.above, "last": self.last}
 
     @property
     def memorised(self) -> bool:
-        """The last held-out loss ended MEMORISING_MARGIN nats or more above the run's lowest."""
-        return self.loss is not None and self.last is not None and self.last - self.loss >= MEMORISING_MARGIN
+        """The last held-out loss ended OVERFIT_MARGIN (0.2) nats or more above the run's lowest."""
+        return self.loss is not None and self.last is not None and risen(self.last, self.loss)
 
     def export(self, model, path: Path) -> Optional[dict]:
         """The run's encoder to `path`: the kept one when the run memorised, else `model`'s (the main process).

@@ -429,14 +429,9 @@ def _loop(task, plan, accelerator, model, optimizer, scheduler, loader, batches,
                     last_row.update(ev)
                     metrics.write({"step": step, "epoch": epoch, **ev}, step)
                 if best is not None and best.seen(step, ev, model) and step < total_steps:
-                    from .best_encoder import MEMORISING_MARGIN
-
                     metrics.write({"step": step, "stopped_memorising": True}, step)
                     if accelerator.is_main_process:
-                        bar.write(f"stopped at step {step:,} of {total_steps:,}: the held-out loss ({best.last:.2f}) has "
-                                  f"been {MEMORISING_MARGIN} nats or more above its lowest ({best.loss:.2f}, step "
-                                  f"{best.step:,}) for {best.above} evaluations in a row — the model is memorising its "
-                                  "training data (pretrain.early_stopping_patience=0 trains on)")
+                        bar.write(best.stop_line(step, total_steps))
                     span.total = total_steps = step  # the end of the run: its checkpoint, then out of the loop
                     set_total(bar, step)
             signum = stop.requested() if stop is not None and step < total_steps else 0

@@ -55,7 +55,13 @@ def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from:
 def memorising(record: dict) -> bool:
     """True when the held-out MLM loss ended OVERFIT_MARGIN nats or more above its lowest value of the run."""
     best, final = record.get("best_eval"), record.get("final", {})
-    return bool(best) and "eval_loss" in final and final["eval_loss"] - best["loss"] >= OVERFIT_MARGIN
+    return bool(best) and "eval_loss" in final and risen(final["eval_loss"], best["loss"])
+
+
+def risen(loss: float, lowest: float) -> bool:
+    """A held-out loss OVERFIT_MARGIN nats or more above the run's lowest: the run's own judgement (best_encoder.py)
+    and its record's are this one."""
+    return loss - lowest >= OVERFIT_MARGIN
 
 
 def on_plateau(record: dict) -> bool:
