@@ -397,3 +397,16 @@ def test_early_stopping_resumes_with_its_count_and_kept_encoder(accelerator, tmp
     task = Memorising()
     row = train(task, plan, accelerator, seed=0, output_dir=tmp_path, resume=True)
     assert row["step"] == 12 and (tmp_path / "encoder" / "step").read_text() == "4"
+
+
+def test_an_early_stop_is_one_decision_for_every_process(tmp_path):
+    """2 processes whose evaluations disagree (tests/scripts/early_stop_dist.py): the main process's decides, both stop
+    at step 10 of 32 — without it the other would train on alone and hang in DDP's next all-reduce."""
+    import subprocess
+
+    from conftest import ROOT, cli_env, launch_args
+
+    cmd = launch_args(2)[:-1] + [str(ROOT / "tests/scripts/early_stop_dist.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["10", "10"]
