@@ -109,6 +109,7 @@ class PretrainConfig:
     log_every: int = 10  # steps between metrics.jsonl rows
     log_with: list[Literal["tensorboard", "wandb", "mlflow"]] = field(default_factory=lambda: ["tensorboard"])  # trackers (Accelerate's) besides metrics.jsonl; wandb honours WANDB_MODE=offline, mlflow writes to OUTPUT_DIR/mlruns unless MLFLOW_TRACKING_URI is set
     eval_every: int = 200  # text: steps between held-out evaluations (MLM perplexity, ELECTRA detection accuracy)
+    eval_every_passes: int = 10  # text: ... and at least every this many passes over a corpus so small that they are fewer steps (a line says when), so a memorising run's lowest held-out loss is not missed; 0 = eval_every alone
     monitor_every: int = 200  # steps between representation checks (embedding std, RankMe, kNN accuracy on a labeled train carve) and at the end; 0 = off
     monitor_samples: int = 1024  # examples in that fixed check set (labeled train examples when the data has labels)
     stop_on_collapse: bool = False  # stop with an error when the check finds the embeddings collapsed (else a warning line)
@@ -499,6 +500,9 @@ def validate(cfg: Config) -> None:
                         f"{cfg.data.source}")
     if cfg.pretrain.monitor_every < 0:
         raise UserError(f"config key 'pretrain.monitor_every' must be >= 0 (0 = off), got {cfg.pretrain.monitor_every}")
+    if cfg.pretrain.eval_every_passes < 0:
+        raise UserError("config key 'pretrain.eval_every_passes' must be >= 0 (0 = pretrain.eval_every alone), "
+                        f"got {cfg.pretrain.eval_every_passes}")
     if cfg.pretrain.early_stopping_patience < 0:
         raise UserError("config key 'pretrain.early_stopping_patience' must be >= 0 (0 = train to the end), "
                         f"got {cfg.pretrain.early_stopping_patience}")

@@ -99,6 +99,7 @@ class TrainPlan:
     warmup_fraction: float = 0.05
     log_every: int = 10
     eval_every: Optional[int] = None
+    eval_every_passes: int = 0  # ... and at least every this many passes over the data (0: steps alone)
     monitor_every: int = 0  # 0: no representation checks
     overlap: bool = False  # run task.prepare one batch ahead in a background thread (prefetch.Ahead)
     stop_on_collapse: bool = False
@@ -220,6 +221,8 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
             accelerator.print(f"{plan.epochs} epochs of {steps_per_epoch} steps are fewer than pretrain.min_steps={plan.min_steps}: "
                               f"training {total_steps} steps ({total_steps / steps_per_epoch:.0f} passes over the data) "
                               "so the model learns on data this small (pretrain.min_steps=0: the epochs alone)")
+    if task.held_out_loss:  # the lowest of it is looked for (best_encoder.py)
+        plan = _evaluated_often_enough(plan, steps_per_epoch, accelerator)
     state = {"step": 0, "epoch": 0, "batch_in_epoch": 0}
     ckpt_dir = output_dir / "checkpoints" if output_dir is not None and plan.checkpoint_every else None
     last = ckpt.latest(ckpt_dir) if resume and ckpt_dir is not None else None
@@ -285,6 +288,25 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     task.model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # a plain module again: no autocast
     # left in its forward (an int8 copy of a bf16-trained student failed on bf16 activations)
     return last_row
+
+
+def _evaluated_often_enough(plan: TrainPlan, steps_per_epoch: Optional[int], accelerator) -> TrainPlan:
+    """`plan` with its held-out evaluation at least every `eval_every_passes` passes over the data. On a corpus so
+    small that a pass is a few steps, 200 steps are 100 passes, and the lowest held-out loss of a memorising run was
+    missed by that much: 2,500 one-liners (2 steps a pass), evaluated every 20 steps instead of 200, kept an encoder
+    of held-out loss 6.88 (step 140) instead of 7.28 (step 200), 38.2 % instead of 30.8 % at 10 % labels, and
+    stopped at step 300 instead of 800."""
+    import dataclasses
+
+    if not (plan.eval_every and plan.eval_every_passes and steps_per_epoch):
+        return plan
+    every = max(1, plan.eval_every_passes * steps_per_epoch)
+    if every >= plan.eval_every:
+        return plan
+    accelerator.print(f"a pass over the data is {steps_per_epoch} step(s): evaluating every {every} steps "
+                      f"({plan.eval_every_passes} passes) instead of {plan.eval_every}, so the lowest held-out loss is "
+                      "not missed (pretrain.eval_every_passes=0: the steps alone)")
+    return dataclasses.replace(plan, eval_every=every)
 
 
 NO_BATCH = "the training data gave no batch: the stream is empty, or smaller than one batch"

@@ -42,7 +42,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
     plan = TrainPlan(batch_size=batch_size, epochs=p.epochs, max_steps=p.max_steps, min_steps=p.min_steps,
                      learning_rate=scaled_lr(p.learning_rate, global_batch, p.lr_scaling), optimizer=p.optimizer,
                      weight_decay=p.weight_decay, warmup_fraction=p.warmup_fraction, log_every=p.log_every,
-                     eval_every=p.eval_every, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,
+                     eval_every=p.eval_every, eval_every_passes=p.eval_every_passes, monitor_every=p.monitor_every, stop_on_collapse=p.stop_on_collapse,
                      overlap=p.overlap_views,
                      checkpoint_every=p.checkpoint_every, max_seconds=p.max_minutes * 60 if p.max_minutes else None,
                      keep_checkpoints=p.keep_checkpoints, restore_best=p.restore_best,

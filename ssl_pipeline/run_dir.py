@@ -18,7 +18,7 @@ PRETRAIN_MARKERS = ("checkpoints", "metrics.jsonl", "encoder", "best_encoder", "
 DONE_FILE = "pretrain_done.json"
 # keys (or key prefixes ending in '.') that may differ between the runs that write one output_dir
 FREE_KEYS = ("output_dir", "resume", "overwrite", "threads", "finetune.", "pretrain.max_steps", "pretrain.epochs",
-             "pretrain.min_steps", "pretrain.max_minutes", "pretrain.log_every", "pretrain.eval_every", "pretrain.monitor_every",
+             "pretrain.min_steps", "pretrain.max_minutes", "pretrain.log_every", "pretrain.eval_every", "pretrain.eval_every_passes", "pretrain.monitor_every",
              "pretrain.monitor_samples", "pretrain.stop_on_collapse", "pretrain.restore_best", "pretrain.early_stopping_patience", "pretrain.checkpoint_every", "pretrain.keep_checkpoints",
              "pretrain.compile", "pretrain.mixed_precision", "data.num_workers", "data.in_memory_gb", "data.cache_dir", "data.download", "data.leakage_check",
              "data.validation_files")

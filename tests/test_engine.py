@@ -410,3 +410,28 @@ def test_an_early_stop_is_one_decision_for_every_process(tmp_path):
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=240, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [(tmp_path / f"rank{r}").read_text() for r in (0, 1)] == ["10", "10"]
+
+
+def test_a_small_corpus_is_evaluated_at_least_every_few_passes(accelerator, capsys):
+    """8 steps a pass: with eval_every_passes=2 the held-out loss is read every 16 steps, not every 200 (a memorising
+    run's lowest was otherwise missed by up to 100 passes); a task without a held-out loss keeps its steps."""
+    calls = []
+
+    class Recorded(Memorising):
+        def evaluate(self, model, accelerator):
+            calls.append(self.step)
+            return super().evaluate(model, accelerator)
+
+    falling = {s: 6.0 - 0.01 * s for s in range(1, 49)}
+    plan = TrainPlan(batch_size=32, epochs=6, max_steps=None, learning_rate=0.1, optimizer="sgd", eval_every=200,
+                     eval_every_passes=2, show_progress=False)
+    train(Recorded(falling), plan, accelerator, seed=0)
+    assert calls == [16, 32, 48]
+    assert "a pass over the data is 8 step(s): evaluating every 16 steps (2 passes) instead of 200" in capsys.readouterr().out
+    calls.clear()
+    train(Recorded(falling), TrainPlan(**{**plan.__dict__, "eval_every_passes": 0}), accelerator, seed=0)
+    assert calls == [48]  # the last step only
+    calls.clear()
+    Recorded.held_out_loss = None
+    train(Recorded(falling), plan, accelerator, seed=0)
+    assert calls == [48]
