@@ -271,6 +271,27 @@ def test_stored_rows_on_other_examples_are_refused_not_mixed(tmp_path):
         _load_rows(path, header(train, test[:2]), cfg, enc, ["knn"])
 
 
+def test_few_labels_per_class_raise_no_regression_warning_on_the_console():
+    """1 % of 2,199 gcloud man pages is 21 labels of 12 classes: every probe and kNN fit printed scikit-learn's
+    "the number of unique classes is greater than 50 % ... could represent a regression problem" between the
+    progress lines. The CLI silences that one; other warnings still come."""
+    import warnings
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from ssl_pipeline.cli import _quiet
+
+    x, y = np.random.default_rng(0).normal(size=(21, 8)), np.arange(21) % 12
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _quiet()
+        LogisticRegression(max_iter=50).fit(x, y)
+        warnings.warn("something else", UserWarning)
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if "unique classes" in m] and "something else" in said
+
+
 def test_the_classic_baselines_convergence_warning_is_one_line_once(recwarn, capsys):
     import warnings
 
