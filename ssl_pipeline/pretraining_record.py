@@ -81,12 +81,13 @@ def describe(record: dict) -> str:
     """One sentence of facts: 'pretrained for 420 steps (20.0 passes over 1,380 packed token blocks) from …'."""
     from .monitor import collapse_claim_due
 
-    passes = "" if record.get("epochs") is None else (
-        f" ({record['epochs']:.1f} passes over {record['examples']:,} {record['unit']})" if record.get("examples")
-        else f" ({record['epochs']:.1f} passes over the data)")
+    stopped = "; stopped early: memorising" if record.get("stopped_memorising") else ""
+    passes = f" ({stopped[2:]})" if stopped else ""
+    if record.get("epochs") is not None:
+        passes = (f" ({record['epochs']:.1f} passes over {record['examples']:,} {record['unit']}{stopped})"
+                  if record.get("examples") else f" ({record['epochs']:.1f} passes over the data{stopped})")
     budget = f" within a budget of {record['max_minutes']:g} minutes" if record.get("max_minutes") else ""
-    stopped = " (stopped early: memorising)" if record.get("stopped_memorising") else ""
-    parts = [f"pretrained for {record['steps']:,} steps{passes}{budget}{stopped}"
+    parts = [f"pretrained for {record['steps']:,} steps{passes}{budget}"
              + (f" from {record['init_from']}" if record.get("init_from") else " from random weights")]
     f = record.get("final", {})
     if "eval_loss" in f and "eval_token_frequency_loss" in f:

@@ -1008,7 +1008,7 @@ def test_a_memorising_pretraining_stops_keeps_its_best_encoder_and_says_so(tmp_p
     assert record["steps"] == 10 and record["stopped_memorising"] == 10 and PR.memorising(record)
     assert record["encoder_from"] == {"step": 4, "eval_loss": 5.0} and not (out / "best_encoder").exists()
     said = PR.describe(record)
-    assert "pretrained for 10 steps" in said and "(stopped early: memorising)" in said
+    assert "pretrained for 10 steps (" in said and "blocks; stopped early: memorising) from random weights" in said
     assert "the encoder exported is step 4's, where it was lowest" in said
     from transformers import AutoModel
 
