@@ -26,9 +26,9 @@ DIRECTORY = "best_encoder"
 
 
 class BestEncoder:
-    def __init__(self, task, output_dir: Path, key: str, patience: int, restore: bool, accelerator,
-                 state: Optional[dict] = None):
-        self.task, self.key, self.patience, self.restore, self.accelerator = task, key, patience, restore, accelerator
+    def __init__(self, task, output_dir: Path, patience: int, restore: bool, accelerator, state: Optional[dict] = None):
+        self.task, self.patience, self.restore, self.accelerator = task, patience, restore, accelerator
+        self.key = task.held_out_loss
         self.directory = output_dir / DIRECTORY
         # a checkpoint's record without its encoder on disk (deleted after a finished run that is now continued):
         # the continued run finds its own lowest

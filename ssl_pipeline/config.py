@@ -114,7 +114,7 @@ class PretrainConfig:
     monitor_samples: int = 1024  # examples in that fixed check set (labeled train examples when the data has labels)
     stop_on_collapse: bool = False  # stop with an error when the check finds the embeddings collapsed (else a warning line)
     restore_best: bool = True  # text: when the held-out loss ends 0.2 nats or more above its lowest of the run (the model memorised a small corpus), export the encoder of that lowest evaluation instead of the last
-    early_stopping_patience: int = 3  # text: stop once the held-out loss has been 0.2 nats or more above its lowest for this many evaluations in a row (one every pretrain.eval_every steps); 0 = train to the end
+    early_stopping_patience: int = 3  # text: stop once the held-out loss has been 0.2 nats or more above its lowest for this many evaluations in a row (one every pretrain.eval_every steps, or pretrain.eval_every_passes passes); 0 = train to the end
     checkpoint_every: int = 500  # steps between checkpoints (one is always written at the end)
     keep_checkpoints: int = 2  # how many recent checkpoints to keep
     drop_last: bool = True  # drop the ragged last batch of each epoch (NT-Xent wants full batches)

@@ -250,8 +250,8 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     if output_dir is not None and task.held_out_loss and plan.eval_every and (plan.restore_best or plan.early_stopping_patience):
         from .best_encoder import BestEncoder
 
-        best = BestEncoder(task, output_dir, task.held_out_loss, plan.early_stopping_patience, plan.restore_best,
-                           accelerator, state.get("best_encoder"))
+        best = BestEncoder(task, output_dir, plan.early_stopping_patience, plan.restore_best, accelerator,
+                           state.get("best_encoder"))
     metrics = MetricsLog(output_dir / "metrics.jsonl" if output_dir is not None else None, accelerator,
                          plan.log_to_trackers)
     if resume and metrics.path is not None and accelerator.is_main_process:

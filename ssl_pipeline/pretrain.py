@@ -67,8 +67,8 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
         if "encoder_from" in row:
             record["encoder_from"] = row["encoder_from"]
         if memorising(record):  # said now, not only in a later report: the user may be about to pretrain longer
-            kept = (f"; exported the encoder of step {row['encoder_from']['step']:,}, of the lowest held-out loss, "
-                    "instead of the last" if "encoder_from" in row else "")
+            kept = (f"; exported the encoder of step {record['encoder_from']['step']:,}, of the lowest held-out loss, "
+                    "instead of the last" if "encoder_from" in record else "")
             print(f"note: the held-out MLM loss rose from {record['best_eval']['loss']:.2f} at step "
                   f"{record['best_eval']['step']:,} to {record['final']['eval_loss']:.2f}: the encoder is memorising "
                   f"this corpus{kept}. {advice(record, task.modality)}", flush=True)
