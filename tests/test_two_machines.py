@@ -28,7 +28,7 @@ def _machines(script_and_args: list[str], timeout: int = 600) -> list[subprocess
 
 def test_negatives_are_gathered_across_two_machines(tmp_path):
     out = tmp_path / "dist.pt"
-    results = _machines([str(ROOT / "tests/scripts/ntxent_dist.py"), str(out)])
+    results = _machines([str(ROOT / "tests/scripts/contrastive_dist.py"), str(out), "ntxent"])
     assert all(r.returncode == 0 for r in results), [r.stderr[-2000:] for r in results]
     dist = torch.load(out)
     g = torch.Generator().manual_seed(0)

@@ -1,12 +1,15 @@
-"""Run under 2 processes: NT-Xent with gathered negatives on each process's half of a global batch.
+"""Run under 2 processes: a contrastive loss with gathered negatives on each process's half of a global batch.
 
-Writes the loss and the gradient of the full global batch (each rank contributes its half) to argv[1].
+Writes the loss and the gradient of the full global batch (each rank contributes its half) to argv[1]; argv[2]
+names the loss: `ntxent` (lightly's NT-Xent, SimCLR's) or `dcl` / `dclw` (the project's decoupled loss, DCL's).
 """
 import sys
 
 import torch
 from accelerate import Accelerator
 from lightly.loss import NTXentLoss
+
+from ssl_pipeline.tasks.dcl import DecoupledContrastiveLoss
 
 acc = Accelerator(cpu=not torch.cuda.is_available())
 g = torch.Generator().manual_seed(0)
@@ -15,7 +18,11 @@ half = 16 // acc.num_processes
 sl = slice(acc.process_index * half, (acc.process_index + 1) * half)
 z0 = z0_all[sl].clone().requires_grad_(True)
 z1 = z1_all[sl].clone().requires_grad_(True)
-loss = NTXentLoss(temperature=0.5, gather_distributed=True)(z0, z1)
+if sys.argv[2] == "ntxent":
+    criterion = NTXentLoss(temperature=0.5, gather_distributed=True)
+else:
+    criterion = DecoupledContrastiveLoss(0.5, 0.5 if sys.argv[2] == "dclw" else 0.0, gather_distributed=True)
+loss = criterion(z0, z1)
 # DDP averages gradients across processes; the per-process loss is the mean over its own positives,
 # so summing the per-rank gradients / world size gives the gradient of the global mean loss.
 loss.backward()
