@@ -113,14 +113,15 @@ class VisionTask(Task):
         with torch.no_grad():
             x = to_unit_float(images)
             x = (augment or self.augment)(torch.cat([x] * n_views))
-            x = normalize(x)
-            if self.cfg.pretrain.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-        return x
+            return self._in_model_memory_format(normalize(x))
+
+    def _in_model_memory_format(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs laid out as `finish_model` laid out the weights (NHWC with `pretrain.channels_last`)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.pretrain.channels_last else x
 
     def paired_view_loss(self, model: nn.Module, batch: dict, accelerator) -> torch.Tensor:
         """`self.criterion(z0, z1)` on both views' outputs from one forward (one BatchNorm batch; the loss in fp32):
-        the whole loss of the joint-embedding methods without a teacher (SimCLR, VICReg)."""
+        the whole loss of the joint-embedding methods without a teacher (SimCLR, DCL, VICReg)."""
         with accelerator.autocast():
             z = model(batch["views"])
         return self.criterion(*z.float().chunk(2))
@@ -174,17 +175,14 @@ class VisionTask(Task):
         return torch.stack([split.dataset[i]["images"] for i in idx])
 
     def embed(self, model: nn.Module, inputs: dict) -> torch.Tensor:
-        x = normalize(to_unit_float(inputs["images"]))
-        if self.cfg.pretrain.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return model.backbone(x)
+        return model.backbone(self._in_model_memory_format(normalize(to_unit_float(inputs["images"]))))
 
     def export(self, model: nn.Module, path) -> None:
         save_vision_encoder(model.backbone, path, self.cfg, extra={"leakage": self.leakage})
 
 
 class BackboneHead(nn.Module):
-    """Backbone then projection head: the model of methods without a teacher (SimCLR, VICReg)."""
+    """Backbone then projection head: the model of methods without a teacher (SimCLR, DCL, VICReg)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
