@@ -65,7 +65,8 @@ class DecoupledContrastiveLoss(nn.Module):
             scaled = cos.detach() / self.weight_sigma
             scaled_all = torch.cat(dist.gather(scaled)) if distributed else scaled
             positive = positive * (2 - len(scaled_all) * torch.softmax(scaled_all, dim=0)[offset:offset + len(z0)])
-        return positive.mean() + 0.5 * (self._negatives(z0, z0_all, z1_all, own) + self._negatives(z1, z1_all, z0_all, own))
+        negatives = 0.5 * (self._negatives(z0, z0_all, z1_all, own) + self._negatives(z1, z1_all, z0_all, own))
+        return positive.mean() + negatives
 
     def _negatives(self, a, a_all, b_all, own) -> torch.Tensor:
         """Mean over anchors `a` of log sum exp(cos / t) over every other image's two views."""
