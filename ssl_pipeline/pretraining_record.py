@@ -81,11 +81,13 @@ def describe(record: dict) -> str:
     """One sentence of facts: 'pretrained for 420 steps (20.0 passes over 1,380 packed token blocks) from …'."""
     from .monitor import collapse_claim_due
 
-    stopped = "; stopped early: memorising" if record.get("stopped_memorising") else ""
-    passes = f" ({stopped[2:]})" if stopped else ""
+    notes = []  # in one parenthesis after the step count
     if record.get("epochs") is not None:
-        passes = (f" ({record['epochs']:.1f} passes over {record['examples']:,} {record['unit']}{stopped})"
-                  if record.get("examples") else f" ({record['epochs']:.1f} passes over the data{stopped})")
+        over = f"{record['examples']:,} {record['unit']}" if record.get("examples") else "the data"
+        notes.append(f"{record['epochs']:.1f} passes over {over}")
+    if record.get("stopped_memorising"):
+        notes.append("stopped early: memorising")
+    passes = f" ({'; '.join(notes)})" if notes else ""
     budget = f" within a budget of {record['max_minutes']:g} minutes" if record.get("max_minutes") else ""
     parts = [f"pretrained for {record['steps']:,} steps{passes}{budget}"
              + (f" from {record['init_from']}" if record.get("init_from") else " from random weights")]

@@ -56,7 +56,8 @@ class DecoupledContrastiveLoss(nn.Module):
             offset = dist.rank() * len(z0)
         else:
             z0_all, z1_all, offset = z0, z1, 0
-        # (n, n * world) True where a row meets its own image: itself (same view) and its positive (other view)
+        # (n, n * world) True where a row meets its own image: itself (same view) and its positive (other view);
+        # lightly's `dist.eye_rank` is this mask, but made on the CPU whatever the device of the outputs
         own = torch.zeros(len(z0), len(z0_all), dtype=torch.bool, device=z0.device)
         own[:, offset:offset + len(z0)] = torch.eye(len(z0), dtype=torch.bool, device=z0.device)
         cos = (z0 * z1).sum(1)
