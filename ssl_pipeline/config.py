@@ -218,7 +218,7 @@ class FinetuneConfig:
 
 @dataclass
 class Config:
-    task: str = "simclr"  # pretext method: simclr, dcl, byol, vicreg, dino (vision); mlm, electra (text); its keys are in pretrain.<task>
+    task: str = "simclr"  # pretext method: simclr, dcl, nnclr, byol, vicreg, dino (vision); mlm, electra (text); its keys are in pretrain.<task>
     threads: Optional[int] = None  # CPU threads per process; null: the cores given to the job / local processes, unless you set OMP_NUM_THREADS or --num_cpu_threads_per_process
     output_dir: str = "runs/default"  # run directory: checkpoints, metrics, encoder/, label_efficiency.*
     seed: int = 0  # seeds model init, data order and augmentation (CPU runs are reproducible; text: given the same tokenizer, see README Reliability)

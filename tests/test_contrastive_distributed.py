@@ -1,5 +1,6 @@
 """Contrastive losses across 2 processes equal the single-process loss and gradients on the same global batch:
-SimCLR's NT-Xent (lightly's) and DCL's decoupled loss (the project's, also checked against lightly's here)."""
+SimCLR's NT-Xent (lightly's), DCL's decoupled loss (the project's, also checked against lightly's here) and NNCLR's
+(nearest neighbours from a support set that every process fills with the same gathered rows)."""
 import subprocess
 
 import pytest
@@ -8,6 +9,7 @@ from lightly.loss import DCLLoss, DCLWLoss, NTXentLoss
 
 from conftest import ROOT, cli_env, launch_args
 from ssl_pipeline.tasks.dcl import DecoupledContrastiveLoss
+from ssl_pipeline.tasks.nnclr import NNCLRLoss, SupportSet
 
 SINGLE_PROCESS = {
     "ntxent": lambda: NTXentLoss(temperature=0.5),
@@ -16,13 +18,17 @@ SINGLE_PROCESS = {
 }
 
 
-@pytest.mark.parametrize("loss_name", sorted(SINGLE_PROCESS))
-def test_two_process_loss_matches_single_process(tmp_path, loss_name):
+def _two_processes(tmp_path, loss_name: str) -> dict:
     out = tmp_path / "dist.pt"
     cmd = launch_args(2)[:-1] + [str(ROOT / "tests/scripts/contrastive_dist.py"), str(out), loss_name]
     proc = subprocess.run(cmd, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    dist = torch.load(out)
+    return torch.load(out)
+
+
+@pytest.mark.parametrize("loss_name", sorted(SINGLE_PROCESS))
+def test_two_process_loss_matches_single_process(tmp_path, loss_name):
+    dist = _two_processes(tmp_path, loss_name)
 
     g = torch.Generator().manual_seed(0)
     z0, z1 = torch.randn(16, 8, generator=g).requires_grad_(True), torch.randn(16, 8, generator=g).requires_grad_(True)
@@ -54,3 +60,19 @@ def test_decoupled_loss_equals_lightlys_and_differs_from_ntxent():
         assert torch.allclose(a.grad, c.grad, atol=1e-6) and torch.allclose(b.grad, d.grad, atol=1e-6)
     # NT-Xent keeps the positive in its denominator: log(1 + ...) above DCL's value
     assert NTXentLoss(temperature=0.2)(z0, z1) > DecoupledContrastiveLoss(0.2)(z0, z1) + 1e-3
+
+
+def test_nnclr_two_processes_match_one_and_fill_the_same_support_set(tmp_path):
+    """NNCLR's loss and gradients on 2 processes equal 1 process's on the global batch, and both support sets end
+    with the global batch's first-view projections in process order (tests/scripts/contrastive_dist.py)."""
+    dist = _two_processes(tmp_path, "nnclr")
+    g = torch.Generator().manual_seed(0)
+    p0, p1 = torch.randn(16, 8, generator=g).requires_grad_(True), torch.randn(16, 8, generator=g).requires_grad_(True)
+    z0, z1 = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)
+    support = SupportSet(size=32, dim=8)
+    support.add(torch.randn(32, 8, generator=g))
+    loss = NNCLRLoss(0.5, support)(z0, z1, p0, p1)
+    loss.backward()
+    assert torch.allclose(dist["loss"], loss.detach(), atol=1e-5), (dist["loss"], loss)
+    assert torch.allclose(dist["grad"] / 2, torch.cat([p0.grad, p1.grad], dim=1), atol=1e-6)
+    assert torch.equal(dist["support"], support.bank) and torch.equal(support.bank[:16], z0)

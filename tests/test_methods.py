@@ -14,6 +14,7 @@ VISION = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.epochs=6", 
           "pretrain.log_every=6", "pretrain.checkpoint_every=1000"]
 SMALL_HEADS = {  # small heads keep the test fast; the methods' own defaults are for real runs
     "dcl": ["pretrain.dcl.projection_hidden_dim=256", "pretrain.dcl.projection_dim=64"],
+    "nnclr": ["pretrain.nnclr.projection_hidden_dim=256", "pretrain.nnclr.projection_dim=64"],
     "byol": ["pretrain.byol.projection_hidden_dim=256", "pretrain.byol.projection_dim=64"],
     "vicreg": ["pretrain.vicreg.expander_hidden_dim=256", "pretrain.vicreg.expander_dim=256"],
     "dino": ["pretrain.dino.head_hidden_dim=256", "pretrain.dino.output_dim=512"],
@@ -23,7 +24,7 @@ FINETUNE = ["finetune.label_fractions=[0.1]", "finetune.seeds=[0]", "finetune.me
             "finetune.min_steps=10", "finetune.max_steps=10"]
 
 
-@pytest.fixture(scope="module", params=["dcl", "byol", "vicreg", "dino"])
+@pytest.fixture(scope="module", params=["dcl", "nnclr", "byol", "vicreg", "dino"])
 def vision_run(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param) / "run"
     args = VISION + [f"task={request.param}", f"output_dir={out}"] + SMALL_HEADS[request.param]
