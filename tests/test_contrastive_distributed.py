@@ -75,4 +75,5 @@ def test_nnclr_two_processes_match_one_and_fill_the_same_support_set(tmp_path):
     loss.backward()
     assert torch.allclose(dist["loss"], loss.detach(), atol=1e-5), (dist["loss"], loss)
     assert torch.allclose(dist["grad"] / 2, torch.cat([p0.grad, p1.grad], dim=1), atol=1e-6)
-    assert torch.equal(dist["support"], support.bank) and torch.equal(support.bank[:16], z0)
+    assert len(dist["supports"]) == 2 and all(torch.equal(s, support.bank) for s in dist["supports"])
+    assert torch.equal(support.bank[:16], z0)

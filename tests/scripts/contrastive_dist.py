@@ -3,7 +3,7 @@
 Writes the loss and the gradient of the full global batch (each rank contributes its half) to argv[1]; argv[2]
 names the loss: `ntxent` (lightly's NT-Xent, SimCLR's), `dcl` / `dclw` (the project's decoupled loss, DCL's) or
 `nnclr` (NNCLR's: the batch's own rows are the predictions, its projections another 16 x 8; a support set of 32
-seeded rows, the same on every process; the support set after the step is saved too).
+seeded rows, the same on every process; each process's support set after the step is saved too).
 """
 import sys
 
@@ -39,7 +39,8 @@ loss.backward()
 grads = torch.cat([z0.grad, z1.grad], dim=1)
 all_grads = acc.gather(grads)  # (16, 16) in rank order
 all_loss = acc.gather(loss.detach()[None])
+supports = None if support is None else acc.gather(support.bank[None])  # every process's support set, rank order
 if acc.is_main_process:
-    torch.save({"loss": all_loss.mean(), "grad": all_grads, "support": support and support.bank}, sys.argv[1])
+    torch.save({"loss": all_loss.mean(), "grad": all_grads, "supports": supports}, sys.argv[1])
 acc.wait_for_everyone()
 torch.distributed.destroy_process_group()  # a clean gloo shutdown (avoids an abort at interpreter exit)
