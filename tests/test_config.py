@@ -42,7 +42,7 @@ def test_encoder_lr_scale_is_one_value_or_one_per_label_budget():
     ("finetune.encoder_lr_scale=[0.3,1.0]", "'finetune.encoder_lr_scale' has 2 values: give one, or one per label budget (3)"),
     ("pretrain.simclr.temperature=0", "config key 'pretrain.simclr.temperature' must be positive"),
     ("pretrain.dcl.weight_sigma=-0.5", "config key 'pretrain.dcl.weight_sigma' must be >= 0 (0 = no weighting)"),
-    ("pretrain.nnclr.support_size=0", "config key 'pretrain.nnclr.support_size' must be >= 1"),
+    ("pretrain.nnclr.support_size=-1", "config key 'pretrain.nnclr.support_size' must be >= 0 (0 = a tenth of the images)"),
     ("pretrain.byol.momentum_start=1.5", "config key 'pretrain.byol.momentum_start' must be in [0, 1]"),
     ("pretrain.dino.output_dim=0", "config key 'pretrain.dino.output_dim' must be positive"),
     ("pretrain.electra.generator_width=2", "config key 'pretrain.electra.generator_width' must be in (0, 1]"),

@@ -84,7 +84,7 @@ def test_nnclr_resume_searches_the_saved_support_set(tmp_path):
         assert torch.allclose(a[k], b[k], atol=1e-5), k
 
 
-def test_the_support_set_is_cut_to_a_tenth_of_a_small_image_set_and_says_so(capsys):
+def test_the_default_support_set_is_a_tenth_of_a_small_image_set_and_a_larger_one_is_kept_but_named(capsys):
     from ssl_pipeline.config import load_config
     from ssl_pipeline.tasks.nnclr import NNCLRTask
 
@@ -98,9 +98,11 @@ def test_the_support_set_is_cut_to_a_tenth_of_a_small_image_set_and_says_so(caps
 
             return contextlib.nullcontext()
 
-    cfg = load_config("configs/vision/simclr_digits.yaml", ["task=nnclr", "pretrain.nnclr.support_size=4096"])
-    task = NNCLRTask(cfg, OneProcess())
-    n = len(task.data)  # the digits pretraining pool
-    assert task.support.size == n // 10 and f"a tenth of the {n} pretraining images" in capsys.readouterr().out
+    task = NNCLRTask(load_config("configs/vision/simclr_digits.yaml", ["task=nnclr"]), OneProcess())
+    n = len(task.data)  # the digits pretraining pool: well under 40,960 images
+    assert task.support.size == n // 10 and "NNCLR support set" not in capsys.readouterr().out
+    cfg = load_config("configs/vision/simclr_digits.yaml", ["task=nnclr", "pretrain.nnclr.support_size=1000"])
+    assert NNCLRTask(cfg, OneProcess()).support.size == 1000  # the user's choice, with a line saying what it means
+    assert f"support_size=1000 is {100 * 1000 / n:.0f} % of the {n} pretraining images" in capsys.readouterr().out
     cfg = load_config("configs/vision/simclr_digits.yaml", ["task=nnclr", "pretrain.nnclr.support_size=64"])
-    assert NNCLRTask(cfg, OneProcess()).support.size == 64  # already small enough: as configured
+    assert NNCLRTask(cfg, OneProcess()).support.size == 64 and "NNCLR support set" not in capsys.readouterr().out

@@ -14,19 +14,22 @@ from ..errors import UserError
 from ._vision import VisionTask
 from .registry import register
 
+DEFAULT_SUPPORT_SIZE = 4096  # the support set with support_size=0 on large data (a tenth of the images below 40,960)
+
 
 @dataclass
 class NNCLRConfig:
     temperature: float = 0.1  # NT-Xent temperature (NNCLR: 0.1)
-    support_size: int = 4096  # projections kept for the neighbour search, from every process (NNCLR: 98,304 on ImageNet)
+    support_size: int = 0  # projections kept for the neighbour search, from every process; 0: a tenth of the pretraining images, at most 4,096 (NNCLR: 98,304 of ImageNet's 1.28 M)
     projection_hidden_dim: int = 2048  # projection and prediction heads' hidden width (NNCLR: 2048 / 4096)
     projection_dim: int = 256  # projection output width (the space neighbours are searched and compared in)
 
     def __post_init__(self):
         if self.temperature <= 0:
             raise UserError(f"config key 'pretrain.nnclr.temperature' must be positive, got {self.temperature}")
-        if self.support_size < 1:
-            raise UserError(f"config key 'pretrain.nnclr.support_size' must be >= 1, got {self.support_size}")
+        if self.support_size < 0:
+            raise UserError(f"config key 'pretrain.nnclr.support_size' must be >= 0 (0 = a tenth of the images), "
+                            f"got {self.support_size}")
 
 
 class SupportSet:
@@ -130,16 +133,18 @@ class NNCLRTask(VisionTask):
         self.criterion = NNCLRLoss(s.temperature, self.support, gather_distributed=accelerator.num_processes > 1)
 
     def _support_size(self, wanted: int, accelerator) -> int:
-        """At most a tenth of the pretraining images (NNCLR's ImageNet set: 7.7 %). A set holding much of the data
-        keeps each image's own projection from its previous pass — its nearest "neighbour", so the positives
-        would be the image again, not another one of its kind."""
-        if self.presharded or len(self.data) >= 10 * wanted:
-            return wanted
-        size = max(1, len(self.data) // 10)
-        accelerator.print(f"NNCLR support set: {size} projections, a tenth of the {len(self.data)} pretraining images "
-                          f"(pretrain.nnclr.support_size={wanted} would keep each image's own last projection as its "
-                          "neighbour)")
-        return size
+        """`wanted`, or with 0 a tenth of the pretraining images, at most 4,096 (NNCLR's ImageNet set: 7.7 %). A set
+        holding much of the data keeps each image's own projection from its previous pass — its nearest
+        "neighbour", so the positive would be the image again, not another one of its kind: a line says so when
+        the configured size is that large."""
+        n = None if self.presharded else len(self.data)
+        if wanted == 0:
+            return DEFAULT_SUPPORT_SIZE if n is None else max(1, min(DEFAULT_SUPPORT_SIZE, n // 10))
+        if n is not None and wanted > n // 10:
+            accelerator.print(f"NNCLR support set: pretrain.nnclr.support_size={wanted} is {100 * wanted / n:.0f} % of the "
+                              f"{n} pretraining images; an image's own last projection is then often its "
+                              "'neighbour' (0: a tenth of the images)")
+        return wanted
 
     def loss(self, model: nn.Module, batch: dict, accelerator) -> tuple[torch.Tensor, dict]:
         with accelerator.autocast():
