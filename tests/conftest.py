@@ -57,6 +57,37 @@ def run_stage(stage: str, args: list[str], nproc: int = 1, timeout: int = 600, c
     return proc
 
 
+def faulty_pretrain_args(nproc: int, spec: str) -> list[str]:
+    """The real pretrain entry point with a fault hook (tests/scripts/faulty_pretrain.py), 1 or 2 processes; the
+    pretrain arguments follow."""
+    return launch_args(nproc)[:-1] + [str(ROOT / "tests" / "scripts" / "faulty_pretrain.py"), spec]
+
+
+def crash_then_resume(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
+    """-> (run dir of an uninterrupted run, run dir of the same run crashed at step 5 after a checkpoint at step 3,
+    then resumed): for tests that a method's own state survives a resume. `args` must checkpoint every 3 steps."""
+    full, crashed = tmp_path / "full", tmp_path / "crashed"
+    run_stage("pretrain", args + [f"output_dir={full}"])
+    proc = subprocess.run(faulty_pretrain_args(1, "0:5") + args + [f"output_dir={crashed}"], cwd=ROOT, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and (crashed / "checkpoints" / "step_0000003").is_dir()
+    run_stage("pretrain", args + [f"output_dir={crashed}"])
+    return full, crashed
+
+
+class OneProcess:
+    """The few accelerator members a task uses when built directly in a test: one process on the CPU."""
+
+    num_processes, process_index, device = 1, 0, "cpu"
+    print = staticmethod(print)  # tasks log their data checks through it
+
+    @staticmethod
+    def main_process_first():
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
 def read_metrics(output_dir: Path, every_row: bool = False) -> list[dict]:
     """The training log rows of metrics.jsonl (those with a loss); `every_row`: also the representation-check and
     evaluation rows."""

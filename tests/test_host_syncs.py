@@ -23,7 +23,7 @@ def _step(task, model, optimizer, batch, accelerator):
 
 @pytest.mark.parametrize("method", ["simclr", "dcl", "nnclr", "byol", "vicreg", "dino"])
 def test_vision_step_reads_nothing_back(method, accelerator):
-    """Views, forward, loss, backward, LARS the method's hook (BYOL/DINO's momentum teacher update) and NNCLR's support set."""
+    """Views, forward, loss, backward, LARS, the method's hook (BYOL/DINO's momentum teacher update) and NNCLR's support set."""
     from ssl_pipeline.tasks import method as registered
 
     cfg = Config(task=method)

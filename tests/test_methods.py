@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import ROOT, launch_args, read_metrics, run_stage
+from conftest import ROOT, OneProcess, crash_then_resume, launch_args, read_metrics, run_stage
 from ssl_pipeline import load_encoder
 from ssl_pipeline.config import load_config
 
@@ -65,16 +65,6 @@ def test_teachers_follow_the_online_network():
     from ssl_pipeline.tasks.byol import BYOLTask
     from ssl_pipeline.tasks.dino import DINOTask
 
-    class OneProcess:
-        num_processes = 1
-        print = staticmethod(print)  # the task logs its data checks through it
-
-        @staticmethod
-        def main_process_first():
-            import contextlib
-
-            return contextlib.nullcontext()
-
     for cls, name in ((BYOLTask, "byol"), (DINOTask, "dino")):
         cfg = load_config("configs/vision/simclr_digits.yaml", [f"task={name}", f"pretrain.{name}.momentum_start=0.5",
                                                                f"pretrain.{name}.momentum_end=1.0"])
@@ -99,22 +89,12 @@ def test_teachers_follow_the_online_network():
 def test_dino_resume_continues_teacher_centre_and_schedules(tmp_path):
     """A crash after a checkpoint, then resume=auto, ends where the uninterrupted run ends (teacher, centre and
     teacher-temperature schedule are in the checkpoint)."""
-    import subprocess
-
     from safetensors.torch import load_file
-
-    from conftest import cli_env
 
     args = VISION[:2] + ["task=dino", "pretrain.max_steps=8", "pretrain.batch_size=64", "pretrain.checkpoint_every=3",
                          "pretrain.log_every=1", "pretrain.dino.teacher_temperature=0.07",
                          "pretrain.dino.teacher_temperature_warmup_fraction=1.0"] + SMALL_HEADS["dino"] + MULTI_CROP
-    full, crashed = tmp_path / "full", tmp_path / "crashed"
-    run_stage("pretrain", args + [f"output_dir={full}"])
-    faulty = launch_args(1)[:-1] + [str(ROOT / "tests" / "scripts" / "faulty_pretrain.py"), "0:5"]
-    proc = subprocess.run(faulty + args + [f"output_dir={crashed}"], cwd=ROOT, env=cli_env(), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode != 0 and (crashed / "checkpoints" / "step_0000003").is_dir()
-    run_stage("pretrain", args + [f"output_dir={crashed}"])
+    full, crashed = crash_then_resume(args, tmp_path)
     a, b = load_file(str(full / "encoder" / "model.safetensors")), load_file(str(crashed / "encoder" / "model.safetensors"))
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k

@@ -1,11 +1,9 @@
 """NNCLR's support set: nearest neighbours among written slots only, FIFO over the newest rows, and saved with the
 checkpoint so a resumed run searches what the uninterrupted one does."""
-import subprocess
-
 import pytest
 import torch
 
-from conftest import ROOT, cli_env, launch_args, run_stage
+from conftest import OneProcess, crash_then_resume
 from ssl_pipeline.errors import UserError
 from ssl_pipeline.tasks.nnclr import NNCLRLoss, SupportSet
 
@@ -72,13 +70,7 @@ def test_nnclr_resume_searches_the_saved_support_set(tmp_path):
             "pretrain.batch_size=64", "pretrain.checkpoint_every=3", "pretrain.log_every=1",
             "pretrain.nnclr.projection_hidden_dim=128", "pretrain.nnclr.projection_dim=32",
             "pretrain.nnclr.support_size=256"]
-    full, crashed = tmp_path / "full", tmp_path / "crashed"
-    run_stage("pretrain", args + [f"output_dir={full}"])
-    faulty = launch_args(1)[:-1] + [str(ROOT / "tests" / "scripts" / "faulty_pretrain.py"), "0:5"]
-    proc = subprocess.run(faulty + args + [f"output_dir={crashed}"], cwd=ROOT, env=cli_env(), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode != 0 and (crashed / "checkpoints" / "step_0000003").is_dir()
-    run_stage("pretrain", args + [f"output_dir={crashed}"])
+    full, crashed = crash_then_resume(args, tmp_path)
     a, b = load_file(str(full / "encoder" / "model.safetensors")), load_file(str(crashed / "encoder" / "model.safetensors"))
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
@@ -87,16 +79,6 @@ def test_nnclr_resume_searches_the_saved_support_set(tmp_path):
 def test_the_default_support_set_is_a_tenth_of_a_small_image_set_and_a_larger_one_is_kept_but_named(capsys):
     from ssl_pipeline.config import load_config
     from ssl_pipeline.tasks.nnclr import NNCLRTask
-
-    class OneProcess:
-        num_processes, device = 1, "cpu"
-        print = staticmethod(print)
-
-        @staticmethod
-        def main_process_first():
-            import contextlib
-
-            return contextlib.nullcontext()
 
     task = NNCLRTask(load_config("configs/vision/simclr_digits.yaml", ["task=nnclr"]), OneProcess())
     n = len(task.data)  # the digits pretraining pool: well under 40,960 images

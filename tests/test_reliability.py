@@ -11,17 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, as_foreground_job, cli_env, launch_args, read_metrics, run_stage
+from conftest import ROOT, as_foreground_job, cli_env, faulty_pretrain_args, launch_args, read_metrics, run_stage
 from ssl_pipeline import checkpoint as ckpt
 from ssl_pipeline.cli import pretrain_main
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=12", "pretrain.batch_size=64",
         "pretrain.checkpoint_every=3", "pretrain.log_every=3", "model.projection_hidden_dim=64", "pretrain.keep_checkpoints=2"]
-
-
-def _faulty(nproc: int, spec: str) -> list[str]:
-    """The real pretrain entry point with a fault hook (tests/scripts/faulty_pretrain.py), 1 or 2 processes."""
-    return launch_args(nproc)[:-1] + [str(ROOT / "tests" / "scripts" / "faulty_pretrain.py"), spec]
 
 
 def _weights(out: Path) -> dict:
@@ -77,7 +72,7 @@ def test_partial_checkpoint_is_ignored(tmp_path):
 
 def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run(_faulty(1, "0:5:nan") + BASE + [f"output_dir={out}"], cwd=ROOT, env=cli_env(),
+    proc = subprocess.run(faulty_pretrain_args(1, "0:5:nan") + BASE + [f"output_dir={out}"], cwd=ROOT, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "loss is nan at step 5" in proc.stderr and "Traceback" not in proc.stderr
@@ -104,7 +99,7 @@ def test_existing_run_is_never_silently_overwritten(tmp_path):
 def test_failure_in_one_process_ends_both(tmp_path):
     out = tmp_path / "run"
     t0 = time.time()
-    proc = subprocess.run(_faulty(2, "1:4") + BASE + [f"output_dir={out}", "pretrain.batch_size=32"],
+    proc = subprocess.run(faulty_pretrain_args(2, "1:4") + BASE + [f"output_dir={out}", "pretrain.batch_size=32"],
                           cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0
     assert "injected fault on rank 1 at step 4" in proc.stderr

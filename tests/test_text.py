@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from conftest import read_metrics, run_stage
+from conftest import OneProcess, read_metrics, run_stage
 from ssl_pipeline import load_encoder
 from ssl_pipeline.config import DataConfig
 from ssl_pipeline.data.text import PackedBlocks, load_texts, pack_ids, stream_texts
@@ -195,14 +195,7 @@ def test_bucketed_positions_pad_to_few_sizes_and_ignore_the_padding():
 
 
 def test_tokenizer_is_trained_once_and_cached(tmp_path, monkeypatch):
-    import contextlib
-
     import ssl_pipeline.tasks._text as mlm_task
-
-    class OneProcess:
-        @staticmethod
-        def main_process_first():
-            return contextlib.nullcontext()
 
     texts = [f"Return the value number {i} of the event loop." for i in range(200)]
     digest = mlm_task.corpus_digest(texts)
