@@ -102,7 +102,7 @@ class PretrainConfig:
     warmup_fraction: float = 0.05  # fraction of steps spent in linear warm-up before the cosine decay
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (global batch = batch_size x processes x this)
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # vision methods' view augmentations
-    mixed_precision: Optional[Literal["no", "bf16", "fp16", "auto"]] = None  # None: what `accelerate launch` says; auto: bf16 where the hardware computes in bf16 (a GPU with bf16, else fp16; a CPU with AMX or AVX-512 BF16), fp32 on CPUs that would only emulate it
+    mixed_precision: Optional[Literal["no", "bf16", "fp16", "auto"]] = None  # None: what `accelerate launch` says; auto: bf16 where the hardware computes in bf16 (a GPU with bf16, else fp16; a CPU with AMX or AVX-512 BF16), fp32 on CPUs that would only emulate it (bf16 there is ~10x slower than fp32; asked for outright, it is kept with a warning)
     channels_last: bool = True  # vision: NHWC memory format (faster convolutions on CPU and GPU), for pretraining, every fine-tune row and `embed`
     overlap_views: bool = True  # vision: make the next batch's augmented views in a background thread while the model trains on this one, in pretraining and every fine-tune row (the same views either way)
     compile: bool = False  # torch.compile the model (pays off on GPU for long runs)

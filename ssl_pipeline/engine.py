@@ -549,7 +549,7 @@ def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | 
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration
 
-    from .precision import resolve
+    from .precision import emulation_warning, resolve
 
     kwargs = {}
     precision, precision_why = resolve(cfg.pretrain.mixed_precision)
@@ -573,6 +573,8 @@ def make_accelerator(cfg, gradient_accumulation_steps: int = 1, log_dir: Path | 
     accelerator.print(f"CPU threads per process: {threads} ({why})")
     if precision_why:
         accelerator.print(f"mixed precision: {precision} ({precision_why})")
+    if warning := emulation_warning(accelerator.mixed_precision, accelerator.device.type):
+        accelerator.print(warning)
     return accelerator
 
 

@@ -6,6 +6,10 @@ but without them oneDNN emulates bf16 with fp32 arithmetic plus conversions, whi
 costs time. Neither torch nor Accelerate says which case a CPU is in through a public call (oneDNN's own check
 also accepts plain AVX-512, where bf16 is emulated), so the CPU's feature flags decide. On a GPU: bf16 when the
 card supports it (Ampere and newer), else fp16 (Accelerate adds the loss scaler).
+
+bf16 asked for explicitly (`pretrain.mixed_precision=bf16`, or `accelerate launch --mixed_precision bf16`) is kept,
+but on a CPU that would emulate it the run says so: on a 2-core AVX2 CPU the Fashion-MNIST SimCLR step took 17 s in
+bf16 against 1.5 s in fp32, so a recipe that takes minutes with bf16 instructions takes a day without them.
 """
 from __future__ import annotations
 
@@ -28,6 +32,21 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     return set()
 
 
+def native_bf16(flags: set[str] | None = None) -> str | None:
+    """The CPU's first bf16 feature flag, or None when it would only emulate bf16."""
+    flags = cpu_flags() if flags is None else flags
+    return next((f for f in NATIVE_BF16_FLAGS if f in flags), None)
+
+
+def emulation_warning(mixed_precision: str, device_type: str, flags: set[str] | None = None) -> str:
+    """A warning line when a run on the CPU autocasts to bf16 that the CPU can only emulate, else ""."""
+    if mixed_precision != "bf16" or device_type != "cpu" or native_bf16(flags):
+        return ""
+    return ("warning: mixed precision bf16 on a CPU without bf16 instructions (no amx_bf16 / avx512_bf16 / bf16 "
+            "flag): emulated bf16 is many times slower than fp32 (17 s against 1.5 s a step on a 2-core AVX2 CPU); "
+            "set pretrain.mixed_precision=auto or no")
+
+
 def resolve(value: str | None, cuda: bool | None = None, flags: set[str] | None = None) -> tuple[str | None, str]:
     """-> (the mixed precision to give Accelerate, why). Only "auto" is resolved; other values pass through."""
     if value != "auto":
@@ -39,8 +58,7 @@ def resolve(value: str | None, cuda: bool | None = None, flags: set[str] | None 
         if torch.cuda.is_bf16_supported(including_emulation=False):  # Ampere and newer, ROCm
             return "bf16", "auto: the GPU computes in bf16"
         return "fp16", "auto: the GPU has no bf16, fp16 with loss scaling"
-    flags = cpu_flags() if flags is None else flags
-    native = [f for f in NATIVE_BF16_FLAGS if f in flags]
+    native = native_bf16(flags)
     if native:
-        return "bf16", f"auto: the CPU has {native[0]}"
-    return "no", "auto: the CPU has no bf16 instructions (emulated bf16 gains nothing)"
+        return "bf16", f"auto: the CPU has {native}"
+    return "no", "auto: the CPU has no bf16 instructions (emulated bf16 is slower than fp32)"
