@@ -34,6 +34,8 @@ import time
 import torch
 from PIL import Image
 
+from ssl_pipeline.precision import timed_precisions
+
 
 def autocast(bf16: bool):
     return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -314,7 +316,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=1, help="DataLoader workers per loader of the peer recipe")
     ap.add_argument("--recipes", nargs="+", default=["finetune", "fixmatch", "text"],
                     choices=["finetune", "fixmatch", "text"])
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
+                    help="default: fp32, and bf16 where the hardware computes in it (ssl_pipeline.precision)")
     return ap
 
 
@@ -344,7 +347,7 @@ def measure(args) -> list[dict]:
           f"{'overlap/model':>14} {'overlap/peer':>13}   (examples/s)")
     rows = []
     for recipe in args.recipes:
-        for precision in args.precisions:
+        for precision in args.precisions or timed_precisions(args.device):
             ways = rates(args, precision == "bf16", recipe)
             measured = {k: ways[k] for k in ("model", "inline", "overlap", "peer")
                         if recipe != "text" or k in ("model", "peer")}

@@ -54,7 +54,7 @@ def vision(device: str, rehearse: bool) -> list[dict]:
         args = vt.parser().parse_args([
             "--backbone", backbone, "--image-size", str(size), "--batch", str(batch), "--steps", str(steps),
             "--warmup", "5" if not rehearse else "1", "--device", device, "--workers", "8" if not rehearse else "1"]
-            + (["--compile", "--precisions", "bf16"] if compiled else []))
+            + (["--compile", "--precisions", "bf16"] if compiled else ["--precisions", "fp32", "bf16"]))
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         for row in vt.measure(args):
@@ -70,7 +70,7 @@ def text(device: str, rehearse: bool) -> list[dict]:
                                   "--warmup", "1"])
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    rows = tt.measure(tt.parser().parse_args(size + ["--device", device]))
+    rows = tt.measure(tt.parser().parse_args(size + ["--device", device, "--precisions", "fp32", "bf16"]))
     return [row | {"peak_memory_mb": peak_memory_mb(device)} for row in rows]
 
 

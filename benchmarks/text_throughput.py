@@ -14,6 +14,8 @@ import time
 
 import torch
 
+from ssl_pipeline.precision import timed_precisions
+
 
 def config(args, attention_dropout: float = 0.0):
     from ssl_pipeline.config import Config
@@ -135,7 +137,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also time the project step under torch.compile")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
+                    help="default: fp32, and bf16 where the hardware computes in it (ssl_pipeline.precision)")
     return ap
 
 
@@ -149,7 +152,7 @@ def measure(args) -> list[dict]:
     # project is also timed with 0.1 to show what comes from the recipe and what from the implementation
     print(f"{'precision':<10} {'project tok/s':>14} {'(attn drop 0.1)':>16} {'Trainer tok/s':>14} {'ratio':>7} {'(same dropout)':>15}")
     rows = []
-    for precision in args.precisions:
+    for precision in args.precisions or timed_precisions(args.device):
         bf16 = precision == "bf16"
         ours = project(args, bf16)
         ours_same = project(args, bf16, attention_dropout=0.1)

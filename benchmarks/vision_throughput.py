@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ssl_pipeline.precision import timed_precisions
+
 
 def project_step_fn(args, bf16: bool, mode: str):
     """mode: "overlap" (the engine's default: views of the next batch in a background thread), "inline"
@@ -146,7 +148,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=1, help="DataLoader workers for lightly's per-image recipe")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compile", action="store_true", help="torch.compile the project's model (not the peer's)")
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
+                    help="default: fp32, and bf16 where the hardware computes in it (ssl_pipeline.precision)")
     return ap
 
 
@@ -158,7 +161,7 @@ def measure(args) -> list[dict]:
     print(f"{'precision':<10} {'model-only':>11} {'inline':>8} {'overlap':>8} {'lightly':>8} "
           f"{'overlap/model':>14} {'overlap/lightly':>16}   (images/s)")
     rows = []
-    for precision in args.precisions:
+    for precision in args.precisions or timed_precisions(args.device):
         bf16 = precision == "bf16"
         steps = {"model": project_step_fn(args, bf16, "model"), "inline": project_step_fn(args, bf16, "inline"),
                  "overlap": project_step_fn(args, bf16, "overlap"), "lightly": lightly_step_fn(args, bf16)}

@@ -38,6 +38,12 @@ def native_bf16(flags: set[str] | None = None) -> str | None:
     return next((f for f in NATIVE_BF16_FLAGS if f in flags), None)
 
 
+def timed_precisions(device: str) -> list[str]:
+    """What the benchmarks time by default: fp32, and bf16 where the hardware computes in it (timing emulated bf16
+    on a CPU measures the emulation, at ~10x fp32's time)."""
+    return ["fp32", "bf16"] if device != "cpu" or native_bf16() else ["fp32"]
+
+
 def emulation_warning(mixed_precision: str, device_type: str, flags: set[str] | None = None) -> str:
     """A warning line when a run on the CPU autocasts to bf16 that the CPU can only emulate, else ""."""
     if mixed_precision != "bf16" or device_type != "cpu" or native_bf16(flags):
