@@ -248,8 +248,8 @@ def test_fixmatch_two_processes_and_text(ssl_encoder, tmp_path):
 
     text = tmp_path / "text"
     cfg = ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={text}", *SMALL_TEXT_MODEL]
-    pretrain_main(cfg + ["pretrain.max_steps=3", "model.vocab_size=1000"])  # in-process: the grid is the test
-    run_stage("finetune", cfg + FT + ["finetune.label_fractions=[0.2]"])
+    pretrain_main(cfg + ["pretrain.max_steps=3", "model.vocab_size=1000"])  # in-process: the CLI ran above
+    finetune_main(cfg + FT + ["finetune.label_fractions=[0.2]"])
     doc = json.loads((text / "label_efficiency.json").read_text())
     assert [r["method"] for r in doc["rows"]] == ["fixmatch"] and doc["rows"][0]["accuracy"] > 0
 

@@ -8,6 +8,7 @@ import torch
 
 from conftest import ROOT, OneProcess, crash_then_resume, launch_args, read_metrics, run_stage
 from ssl_pipeline import load_encoder
+from ssl_pipeline.cli import finetune_main
 from ssl_pipeline.config import load_config
 
 VISION = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.epochs=6", "pretrain.batch_size=64",
@@ -51,7 +52,7 @@ def test_vision_method_learns_on_two_processes_and_exports(vision_run):
 
 def test_fine_tune_report_runs_on_each_vision_method(vision_run):
     name, out, args = vision_run
-    run_stage("finetune", args + FINETUNE)
+    finetune_main(args + FINETUNE)  # in-process: a launch would import torch & co. again
     result = json.loads((out / "label_efficiency.json").read_text())
     methods = {r["method"] for r in result["rows"]}
     assert methods == {"linear_probe", "knn", "finetune"}
@@ -125,7 +126,7 @@ def test_electra_learns_on_two_processes_and_exports_the_discriminator(tmp_path)
     enc = load_encoder(out / "encoder")
     z = enc.encode(["Return the absolute value.", "Open a file and return a stream."])
     assert z.shape == (2, 64) and torch.isfinite(z).all()
-    run_stage("finetune", args + FINETUNE)
+    finetune_main(args + FINETUNE)  # in-process: a launch would import torch & co. again
     result = json.loads((out / "label_efficiency.json").read_text())
     assert {r["method"] for r in result["rows"]} == {"linear_probe", "knn", "finetune"}
 

@@ -818,7 +818,7 @@ def test_embed_two_processes_matches_one(tmp_path):
     base = ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=2",
             "pretrain.batch_size=32", "model.projection_hidden_dim=32", "finetune.probe_batch_size=100"]
     pretrain_main(base)
-    run_stage("ssl_pipeline.embed", base + [f"out={tmp_path / 'one.npy'}"])
+    embed_main(base + [f"out={tmp_path / 'one.npy'}"])  # in-process: one launch (of two processes) is enough
     run_stage("ssl_pipeline.embed", base + [f"out={tmp_path / 'two.npy'}"], nproc=2)
     one, two = np.load(tmp_path / "one.npy"), np.load(tmp_path / "two.npy")
     assert one.shape == (1797, 256) and np.allclose(one, two, atol=1e-5)

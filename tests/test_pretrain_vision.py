@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from conftest import read_metrics, run_stage
 from ssl_pipeline import load_encoder
+from ssl_pipeline.cli import pretrain_main
 from ssl_pipeline.data.images import load_images
 from ssl_pipeline.config import DataConfig
 
@@ -56,9 +57,9 @@ def test_export_loads_with_load_encoder_and_timm(vision_run):
 
 def test_resnet_small_stem_export_round_trip(tmp_path):
     out = tmp_path / "r"
-    run_stage("pretrain", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}",
-                           "model.backbone=resnet18", "model.small_stem=true", "data.channels=3",
-                           "pretrain.max_steps=2", "pretrain.batch_size=16", "model.projection_hidden_dim=64"])
+    pretrain_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "model.backbone=resnet18",
+                   "model.small_stem=true", "data.channels=3", "pretrain.max_steps=2", "pretrain.batch_size=16",
+                   "model.projection_hidden_dim=64"])  # in-process: the CLI's own runs are the fixture's
     enc = load_encoder(out / "encoder")
     assert enc.backbone.conv1.kernel_size == (3, 3) and isinstance(enc.backbone.maxpool, torch.nn.Identity)
     with torch.no_grad():

@@ -75,6 +75,27 @@ def test_embedded_corpus_is_real_and_labelled():
     assert not set(train.texts) & set(test.texts)
 
 
+def test_the_stdlib_corpus_is_parsed_once_and_then_read_from_the_cache(tmp_path, monkeypatch):
+    """~3 s of parsing in every process of every run otherwise; a damaged cache file is parsed again, not trusted."""
+    from ssl_pipeline.data import text as T
+
+    monkeypatch.setenv("SSL_PIPELINE_CACHE", str(tmp_path))
+    parsed, real_parse = [], T._parse_stdlib_docstrings
+    monkeypatch.setattr(T, "_parse_stdlib_docstrings", lambda root: parsed.append(root) or real_parse(root))
+    T.stdlib_docstrings.cache_clear()
+    try:
+        first = T.stdlib_docstrings()
+        (cached,) = tmp_path.glob("stdlib_docstrings-*.json")
+        T.stdlib_docstrings.cache_clear()
+        assert T.stdlib_docstrings() == first and len(parsed) == 1  # read back, not parsed
+        cached.write_text('{"texts": ["half a wri')
+        T.stdlib_docstrings.cache_clear()
+        assert T.stdlib_docstrings() == first and len(parsed) == 2
+        assert len(first[0]) == len(first[1]) > 1000 and len(set(first[1])) == len(T.EMBEDDED_PACKAGES)
+    finally:
+        T.stdlib_docstrings.cache_clear()
+
+
 def test_streaming_shards_are_disjoint(tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"document number {i}"}) + "\n" for i in range(100)))

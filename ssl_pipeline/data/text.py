@@ -67,11 +67,45 @@ def docstrings_under(root: Path, skip_dirs: tuple[str, ...]):
                     yield " ".join(doc.split())
 
 
+def docstring_cache_dir() -> Path:
+    """Where the parsed stdlib corpus is kept between runs: $SSL_PIPELINE_CACHE, else ~/.cache/ssl_pipeline."""
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ssl_pipeline"
+    return Path(os.environ.get("SSL_PIPELINE_CACHE") or default)
+
+
 @functools.lru_cache(maxsize=1)
 def stdlib_docstrings() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Docstrings (>= 5 words) of modules, classes and functions in the stdlib packages above. Parsed once per
-    process (~3 s of `ast` over ~700 files; a run reads the pretraining, train, validation and test splits)."""
+    """Docstrings (>= 5 words) of modules, classes and functions in the stdlib packages above. Parsing them is ~3 s
+    of `ast` over ~700 files, in every process of every run (the demo, each process of a multi-process run, and
+    most text tests): the result is kept on disk, keyed by the Python version and every source file's size and
+    modification time, so an edited or upgraded stdlib is parsed again. An unwritable cache only costs the time."""
+    import hashlib
+    import json
+    import sys
+
+    from ..atomic import write_json
+
     root = Path(sysconfig.get_paths()["stdlib"])
+    stamp = hashlib.sha1(repr((sys.version, str(root), EMBEDDED_PACKAGES)).encode())
+    for package in EMBEDDED_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            st = path.stat()
+            stamp.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    cached = docstring_cache_dir() / f"stdlib_docstrings-{stamp.hexdigest()[:16]}.json"
+    try:
+        doc = json.loads(cached.read_text(encoding="utf-8"))
+        return tuple(doc["texts"]), tuple(doc["labels"])
+    except (OSError, ValueError, KeyError):
+        pass
+    texts, labels = _parse_stdlib_docstrings(root)
+    try:
+        write_json(cached, {"texts": texts, "labels": labels})
+    except OSError:
+        pass
+    return tuple(texts), tuple(labels)
+
+
+def _parse_stdlib_docstrings(root: Path) -> tuple[list[str], list[str]]:
     texts, labels, seen = [], [], set()
     for package in EMBEDDED_PACKAGES:
         for text in docstrings_under(root / package, ("test", "tests", "idle_test")):
@@ -79,7 +113,7 @@ def stdlib_docstrings() -> tuple[tuple[str, ...], tuple[str, ...]]:
                 seen.add(text)
                 texts.append(text)
                 labels.append(package)
-    return tuple(texts), tuple(labels)
+    return texts, labels
 
 
 def _corpus_files(cfg: DataConfig) -> list[str]:
