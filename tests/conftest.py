@@ -66,8 +66,10 @@ def faulty_pretrain_args(nproc: int, spec: str) -> list[str]:
 def crash_then_resume(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
     """-> (run dir of an uninterrupted run, run dir of the same run crashed at step 5 after a checkpoint at step 3,
     then resumed): for tests that a method's own state survives a resume. `args` must checkpoint every 3 steps."""
+    from ssl_pipeline.cli import pretrain_main
+
     full, crashed = tmp_path / "full", tmp_path / "crashed"
-    run_stage("pretrain", args + [f"output_dir={full}"])
+    pretrain_main(args + [f"output_dir={full}", "threads=1"])  # the reference, in-process (1 thread, as the CLI runs)
     proc = subprocess.run(faulty_pretrain_args(1, "0:5") + args + [f"output_dir={crashed}"], cwd=ROOT, env=cli_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and (crashed / "checkpoints" / "step_0000003").is_dir()

@@ -23,7 +23,8 @@ def test_distill_rows_teachers_and_test_isolation(tmp_path, monkeypatch):
     from ssl_pipeline.finetune import runner as R
 
     out = tmp_path / "run"
-    pretrain_main(BASE + [f"output_dir={out}"])
+    small = ["data.image_size=8"]  # the digits' own size: what is checked is who learns from whom, on which images
+    pretrain_main(BASE + small + [f"output_dir={out}"])
     teachers, distilled, trained_sets = {}, [], []
     real_trained, real_distill, real_train = R.trained_classifier, D.distill, D.M.train
 
@@ -44,7 +45,7 @@ def test_distill_rows_teachers_and_test_isolation(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "trained_classifier", spy_trained)
     monkeypatch.setattr(D, "distill", spy_distill)
     monkeypatch.setattr(D.M, "train", spy_train)
-    finetune_main(BASE + FT + [f"output_dir={out}", "finetune.methods=[distill,distill_small]"])
+    finetune_main(BASE + small + FT + [f"output_dir={out}", "finetune.methods=[distill,distill_small]"])
     # each student learned from the teacher trained on its own subset and seed; 2 seeds x 2 students
     assert len(distilled) == 4 and all(teacher == own for teacher, own, _, _ in distilled)
     assert len({own for _, own, _, _ in distilled}) == 2

@@ -377,7 +377,7 @@ def test_a_fixmatch_cell_killed_mid_pass_resumes_at_its_checkpoint_with_the_unin
                       "finetune.fixmatch.ema_decay=0.9", "finetune.fixmatch.thresholds=flexmatch",
                       "finetune.fixmatch.threshold=0.5", "finetune.checkpoint_every=5"]
     full, crashed = tmp_path / "full", tmp_path / "crashed"
-    run_stage("finetune", ft + [f"output_dir={full}"])
+    finetune_main(ft + [f"output_dir={full}"])  # the reference, in-process (1 thread, as the CLI runs)
 
     proc = subprocess.Popen(launch_args(1) + ["finetune"] + ft + [f"output_dir={crashed}"], cwd=ROOT, env=cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

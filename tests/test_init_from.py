@@ -113,9 +113,9 @@ def test_text_continued_pretraining_two_processes_resumes_and_exports(tiny_bert,
     assert AutoTokenizer.from_pretrained(out / "encoder").get_vocab() == AutoTokenizer.from_pretrained(tiny_bert).get_vocab()
     spec = json.loads((out / "encoder" / "ssl_encoder.json").read_text())
     assert spec["init_from"] == str(tiny_bert)
-    # fine-tuning in fp32: bf16 is what this test covers for continued pretraining, and a CPU without bf16
-    # instructions emulates it at ~10x fp32's time (the base rows' embeddings of every text)
-    run_stage("finetune", args + ["finetune.methods=[finetune,base_probe,base_finetune]", "pretrain.mixed_precision=no"])
+    # fine-tuning in-process and in fp32: bf16 is what this test covers for continued pretraining, and a CPU without
+    # bf16 instructions emulates it at ~10x fp32's time (the base rows embed every text)
+    finetune_main(args + ["finetune.methods=[finetune,base_probe,base_finetune]", "pretrain.mixed_precision=no"])
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert {r["method"] for r in doc["rows"]} >= {"base_probe", "base_finetune"}
     assert doc["base_encoder"] == str(tiny_bert) and (out / "base_encoder" / "ssl_encoder.json").is_file()

@@ -91,6 +91,10 @@ def test_the_stdlib_corpus_is_parsed_once_and_then_read_from_the_cache(tmp_path,
         cached.write_text('{"texts": ["half a wri')
         T.stdlib_docstrings.cache_clear()
         assert T.stdlib_docstrings() == first and len(parsed) == 2
+        (tmp_path / "a_file").write_text("")
+        monkeypatch.setenv("SSL_PIPELINE_CACHE", str(tmp_path / "a_file" / "cache"))  # cannot be created
+        T.stdlib_docstrings.cache_clear()
+        assert T.stdlib_docstrings() == first and len(parsed) == 3
         assert len(first[0]) == len(first[1]) > 1000 and len(set(first[1])) == len(T.EMBEDDED_PACKAGES)
     finally:
         T.stdlib_docstrings.cache_clear()
