@@ -16,6 +16,7 @@ BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=4",
 FT = ["finetune.seeds=[0,1]", "finetune.label_fractions=[0.1]", "finetune.min_steps=4", "finetune.max_steps=4",
       "finetune.distill_epochs=1",
       "finetune.student=test_resnet", "finetune.quantize=int8"]
+SMALL = ["data.image_size=8"]  # the digits' own size: a quarter of 16 px's work (emulated bf16 costs ~10x fp32)
 
 
 def test_distill_rows_teachers_and_test_isolation(tmp_path, monkeypatch):
@@ -23,8 +24,7 @@ def test_distill_rows_teachers_and_test_isolation(tmp_path, monkeypatch):
     from ssl_pipeline.finetune import runner as R
 
     out = tmp_path / "run"
-    small = ["data.image_size=8"]  # the digits' own size: what is checked is who learns from whom, on which images
-    pretrain_main(BASE + small + [f"output_dir={out}"])
+    pretrain_main(BASE + SMALL + [f"output_dir={out}"])
     teachers, distilled, trained_sets = {}, [], []
     real_trained, real_distill, real_train = R.trained_classifier, D.distill, D.M.train
 
@@ -45,7 +45,7 @@ def test_distill_rows_teachers_and_test_isolation(tmp_path, monkeypatch):
     monkeypatch.setattr(R, "trained_classifier", spy_trained)
     monkeypatch.setattr(D, "distill", spy_distill)
     monkeypatch.setattr(D.M, "train", spy_train)
-    finetune_main(BASE + small + FT + [f"output_dir={out}", "finetune.methods=[distill,distill_small]"])
+    finetune_main(BASE + SMALL + FT + [f"output_dir={out}", "finetune.methods=[distill,distill_small]"])
     # each student learned from the teacher trained on its own subset and seed; 2 seeds x 2 students
     assert len(distilled) == 4 and all(teacher == own for teacher, own, _, _ in distilled)
     assert len({own for _, own, _, _ in distilled}) == 2
@@ -123,9 +123,8 @@ def test_int8_student_of_a_bf16_run(tmp_path):
     """Under bf16 the students train with autocast in their forward; the trained model handed back must be a plain
     module again, or its int8 copy meets bf16 activations (seen on Fashion-MNIST: 'expected Float but found BFloat16')."""
     out = tmp_path / "run"
-    small = ["data.image_size=8"]  # the digits' own size: a CPU without bf16 instructions emulates it at ~10x fp32's time
-    pretrain_main(BASE + small + [f"output_dir={out}"])
-    run_stage("finetune", BASE + small + FT + [f"output_dir={out}", "finetune.methods=[distill]", "finetune.seeds=[0]",
+    pretrain_main(BASE + SMALL + [f"output_dir={out}"])
+    run_stage("finetune", BASE + SMALL + FT + [f"output_dir={out}", "finetune.methods=[distill]", "finetune.seeds=[0]",
                                                "pretrain.mixed_precision=bf16"])
     doc = json.loads((out / "label_efficiency.json").read_text())
     assert {r["method"] for r in doc["rows"]} == {"distill", "distill_int8"}
