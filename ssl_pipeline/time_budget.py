@@ -6,8 +6,9 @@ schedule makes it. No library sizes a schedule by a time, so it is done here, by
 
 1. before the first step, a few forward/backward passes on real batches (weights, optimizer and buffers left as
    they were) measure a step and set the step count, the warm-up and the cosine's end;
-2. once the warm-up is over, the pace of the steps actually taken (optimizer and prefetched views included) sets
-   the cosine's end again — right after the warm-up the learning rate barely depends on it;
+2. once the warm-up is over (20 steps at least; halfway through a shorter plan), the pace of the steps actually taken
+   (optimizer and prefetched views included) sets the cosine's end again — right after the warm-up the learning
+   rate barely depends on it;
 3. then every 5 % of the run, the pace over the last `every` steps or more (a window holding each periodic check,
    evaluation and checkpoint) sets it once more: their cost is paid from the budget too, a machine that slows down
    mid-run is followed, and the learning rate moves by little each time.
@@ -32,6 +33,7 @@ from .progress import duration
 CALIBRATION_UNTIMED = 2  # passes before the timed ones: allocator, oneDNN/cuDNN choices, torch.compile
 CALIBRATION_STEPS = 8  # timed steps' worth of forward/backward passes
 REPLAN_AFTER = 20  # real steps at least between two measurements
+REPLAN_FIRST_MIN = 5  # a short plan is measured again halfway, but not on fewer real steps than this
 
 
 @dataclass
@@ -97,7 +99,9 @@ class TimeBudget:
                 span = Span(step + max(1, steps), span.warmup)
                 self.accelerator.print(f"pretrain.max_minutes={self.max_seconds / 60:.3g} from this resume at step "
                                        f"{step:,}: {self.seconds_per_step:.3g} s a step → {steps:,} more steps")
-            self.replan_at = max(span.warmup, step + REPLAN_AFTER)
+            # a plan shorter than 2 × REPLAN_AFTER is measured again halfway: a measurement taken while the machine
+            # was busy (or before its caches were warm) would otherwise leave the rest of the budget unused
+            self.replan_at = max(span.warmup, step + min(REPLAN_AFTER, max(REPLAN_FIRST_MIN, steps // 2)))
         self.marks = [(step, self.now())]  # (step, time) at each measurement since this process started
         return span
 

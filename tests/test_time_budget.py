@@ -82,6 +82,16 @@ def test_the_plan_follows_the_pace_of_real_steps_after_the_warmup(accelerator, c
     assert "time budget measured again at step 20: 0.0312 s a step → 59 steps (planned 118)" in capsys.readouterr().out
 
 
+def test_a_short_plan_is_measured_again_halfway(accelerator, clock, capsys):
+    """A plan shorter than 40 steps is still corrected by the real pace (a measurement taken under load would
+    otherwise leave time unused, or overrun it)."""
+    task = Timed(clock, step_cost=COST)
+    row = train(task, TrainPlan(**{**PLAN, "max_seconds": 0.5}), accelerator, seed=0)
+    # 10 measuring passes (10/64 s) leave 22/64 s: 22 steps planned; at step 11 the 2/64 s steps have used it all
+    assert row["step"] == 12 and [t for _, t in task.seen_steps] == [22] * 11 + [12]
+    assert "time budget measured again at step 11: 0.0312 s a step → 12 steps (planned 22)" in capsys.readouterr().out
+
+
 def test_measuring_leaves_weights_buffers_and_gradients_as_they_were(accelerator):
     class WithNorm(LinearRegression):
         def __init__(self):
