@@ -57,6 +57,19 @@ def run_stage(stage: str, args: list[str], nproc: int = 1, timeout: int = 600, c
     return proc
 
 
+def run_pretrains(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: int = 900):
+    """Several pretraining runs in one launch (tests/scripts/pretrain_runs.py): each as `-m pretrain ARGS` would
+    run it, the processes' start-up (imports, process group) paid once. For tests of what each run does, not of
+    how a run starts or ends."""
+    listing = Path(workdir) / "runs.json"
+    listing.write_text(json.dumps(runs))
+    cmd = launch_args(nproc)[:-1] + [str(ROOT / "tests/scripts/pretrain_runs.py"), str(listing)]
+    proc = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
 def faulty_pretrain_args(nproc: int, spec: str) -> list[str]:
     """The real pretrain entry point with a fault hook (tests/scripts/faulty_pretrain.py), 1 or 2 processes; the
     pretrain arguments follow."""

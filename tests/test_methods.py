@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import ROOT, OneProcess, crash_then_resume, launch_args, read_metrics, run_stage
+from conftest import ROOT, OneProcess, crash_then_resume, launch_args, read_metrics, run_pretrains
 from ssl_pipeline import load_encoder
 from ssl_pipeline.cli import finetune_main
 from ssl_pipeline.config import load_config
@@ -25,14 +25,31 @@ FINETUNE = ["finetune.label_fractions=[0.1]", "finetune.seeds=[0]", "finetune.me
             "finetune.min_steps=10", "finetune.max_steps=10"]
 
 
-@pytest.fixture(scope="module", params=["dcl", "nnclr", "byol", "vicreg", "dino"])
-def vision_run(request, tmp_path_factory):
-    out = tmp_path_factory.mktemp(request.param) / "run"
+VISION_METHODS = ["dcl", "nnclr", "byol", "vicreg", "dino"]
+ELECTRA = ["--config", "configs/text/mlm_embedded.yaml", "task=electra", "pretrain.max_steps=40",
+           "pretrain.batch_size=16", "pretrain.log_every=5", "pretrain.eval_every=40", "model.hidden_size=64",
+           "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=128", "model.vocab_size=1000"]
+
+
+def _vision_args(name, out):
     # the digits' own 8 px (a quarter of the 16 px steps' time); DINO's loss, slow to fall, needs the 16 px views
-    size = 16 if request.param == "dino" else 8
-    args = VISION + [f"task={request.param}", f"output_dir={out}", f"data.image_size={size}"]
-    args += SMALL_HEADS[request.param]
-    run_stage("pretrain", args, nproc=2)
+    size = 16 if name == "dino" else 8
+    return VISION + [f"task={name}", f"output_dir={out}", f"data.image_size={size}"] + SMALL_HEADS[name]
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """Every method's 2-process run, in one launch (the start-up of a launch costs more than a run here)."""
+    root = tmp_path_factory.mktemp("methods")
+    args = {name: _vision_args(name, root / name) for name in VISION_METHODS}
+    args["electra"] = ELECTRA + [f"output_dir={root / 'electra'}"]
+    run_pretrains(list(args.values()), root)
+    return {name: (root / name, a) for name, a in args.items()}
+
+
+@pytest.fixture(params=VISION_METHODS)
+def vision_run(request, two_process_runs):
+    out, args = two_process_runs[request.param]
     return request.param, out, args
 
 
@@ -107,14 +124,10 @@ def test_dino_resume_continues_teacher_centre_and_schedules(tmp_path):
     assert temps_full == pytest.approx(temps_resumed) and temps_full[0] < temps_full[-1]
 
 
-def test_electra_learns_on_two_processes_and_exports_the_discriminator(tmp_path):
+def test_electra_learns_on_two_processes_and_exports_the_discriminator(two_process_runs):
     from transformers import AutoModel
 
-    out = tmp_path / "run"
-    args = ["--config", "configs/text/mlm_embedded.yaml", "task=electra", f"output_dir={out}", "pretrain.max_steps=40",
-            "pretrain.batch_size=16", "pretrain.log_every=5", "pretrain.eval_every=40", "model.hidden_size=64",
-            "model.num_layers=2", "model.num_heads=2", "model.intermediate_size=128", "model.vocab_size=1000"]
-    run_stage("pretrain", args, nproc=2)
+    out, args = two_process_runs["electra"]
     rows = [r for r in read_metrics(out) if "loss" in r]
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0
     for key in ("generator_loss", "discriminator_loss", "discriminator_accuracy", "replaced_fraction"):
