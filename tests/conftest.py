@@ -57,17 +57,17 @@ def run_stage(stage: str, args: list[str], nproc: int = 1, timeout: int = 600, c
     return proc
 
 
-def run_pretrains(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: int = 900):
-    """Several pretraining runs in one launch (tests/scripts/pretrain_runs.py): each as `-m pretrain ARGS` would
-    run it, the processes' start-up (imports, process group) paid once. For tests of what each run does, not of
-    how a run starts or ends."""
+def run_stages(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: int = 900) -> list[str]:
+    """Several runs in one launch (tests/scripts/stage_runs.py), each ["pretrain" | "finetune", *ARGS] as
+    `-m STAGE ARGS` would run it, the processes' start-up (imports, process group) paid once. For tests of what
+    each run does, not of how a process starts or ends. Returns each run's part of the output (stdout)."""
     listing = Path(workdir) / "runs.json"
     listing.write_text(json.dumps(runs))
-    cmd = launch_args(nproc)[:-1] + [str(ROOT / "tests/scripts/pretrain_runs.py"), str(listing)]
+    cmd = launch_args(nproc)[:-1] + [str(ROOT / "tests/scripts/stage_runs.py"), str(listing)]
     proc = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
+    return proc.stdout.split("=== ")[1:]
 
 
 def faulty_pretrain_args(nproc: int, spec: str) -> list[str]:

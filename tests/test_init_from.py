@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import read_metrics, run_stage
+from conftest import read_metrics, run_stages
 from ssl_pipeline.cli import finetune_main, pretrain_main
 from ssl_pipeline.config import load_config
 from ssl_pipeline.engine import make_accelerator
@@ -105,8 +105,9 @@ def test_text_continued_pretraining_two_processes_resumes_and_exports(tiny_bert,
     cfg_file.write_text(TEXT_YAML)
     out = tmp_path / "run"
     args = ["--config", str(cfg_file), f"model.init_from={tiny_bert}", f"output_dir={out}", "pretrain.mixed_precision=bf16"]
-    run_stage("pretrain", args, nproc=2)
-    run_stage("pretrain", args + ["pretrain.max_steps=4"], nproc=2)  # resumes from step 2, same checkpoint start
+    # two runs in one launch: the second resumes from the first's step-2 checkpoint, with the same checkpoint start
+    said = run_stages([["pretrain", *args], ["pretrain", *args, "pretrain.max_steps=4"]], tmp_path)
+    assert "resumed from " in said[1] and "(step 2 of 4)" in said[1]
     assert [r["step"] for r in read_metrics(out) if "loss" in r][-1] == 4
     model = AutoModel.from_pretrained(out / "encoder")
     assert model.config.hidden_size == 32

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import ROOT, OneProcess, crash_then_resume, launch_args, read_metrics, run_pretrains
+from conftest import ROOT, OneProcess, crash_then_resume, launch_args, read_metrics, run_stages
 from ssl_pipeline import load_encoder
 from ssl_pipeline.cli import finetune_main
 from ssl_pipeline.config import load_config
@@ -43,7 +43,7 @@ def two_process_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("methods")
     args = {name: _vision_args(name, root / name) for name in VISION_METHODS}
     args["electra"] = ELECTRA + [f"output_dir={root / 'electra'}"]
-    run_pretrains(list(args.values()), root)
+    run_stages([["pretrain", *a] for a in args.values()], root)
     return {name: (root / name, a) for name, a in args.items()}
 
 
