@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import SMALL_TEXT_MODEL, run_stage
-from ssl_pipeline.cli import finetune_main, pretrain_main
+from ssl_pipeline.cli import pretrain_main
 from ssl_pipeline.config import load_config
 from ssl_pipeline.export import read_spec
 from ssl_pipeline.finetune import methods as M
@@ -49,24 +49,6 @@ def vision_run(tmp_path_factory):
     pretrain_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={out}", "pretrain.max_steps=6",
                    "pretrain.batch_size=64", "model.projection_hidden_dim=64"])
     return out
-
-
-def test_vision_pretrain_then_finetune_two_processes(vision_run, capsys):
-    run_stage("finetune", ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST], nproc=2)
-    doc = _check_outputs(vision_run, "simclr", 5)
-    # a re-run finds every cell done and trains nothing
-    before = (vision_run / "label_efficiency.json").read_text()
-    capsys.readouterr()
-    finetune_main(["--config", "configs/vision/simclr_digits.yaml", f"output_dir={vision_run}", *FT_FAST])  # in-process
-    said = capsys.readouterr().out
-    assert "(20 already done)" in said
-    # the report's answer closes the run's output, without markdown
-    summary = said.split("label-efficiency report: ")[1].splitlines()[1:]
-    assert summary[0].startswith("  gain over supervised at 5 % labels: ") and " points" in summary[0]
-    assert any(line.startswith("  label multiplier: supervised needs ") for line in summary)
-    assert not any("**" in line or "`" in line for line in summary)
-    assert json.loads((vision_run / "label_efficiency.json").read_text())["rows"] == json.loads(before)["rows"]
-    assert doc["n_test"] == 360
 
 
 def test_text_pretrain_then_finetune(tmp_path):
