@@ -66,7 +66,7 @@ def test_partial_checkpoint_is_ignored(tmp_path):
     (out / "checkpoints" / ".tmp-step_0000006").mkdir()
     (out / "checkpoints" / "step_0000009").mkdir()
     assert ckpt.latest(out / "checkpoints").name == "step_0000003"
-    run_stage("pretrain", BASE + [f"output_dir={out}", "pretrain.max_steps=6", "resume=auto"])
+    pretrain_main(BASE + [f"output_dir={out}", "pretrain.max_steps=6", "resume=auto"])  # in-process
     assert read_metrics(out)[-1]["step"] == 6
 
 
@@ -80,18 +80,27 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     assert not (out / "encoder").exists()
 
 
-def test_existing_run_is_never_silently_overwritten(tmp_path):
+def _refused(args, capsys) -> str:
+    """The CLI's one-line error (in-process: the exit code is SystemExit's); what stderr said."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        pretrain_main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_existing_run_is_never_silently_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     pretrain_main(BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
     before = (out / "metrics.jsonl").read_text()
-    proc = run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never"], check=False)
-    assert proc.returncode == 2
-    assert "resume=auto" in proc.stderr and "overwrite=true" in proc.stderr
+    err = _refused(BASE + [f"output_dir={out}", "resume=never"], capsys)
+    assert "resume=auto" in err and "overwrite=true" in err
     assert (out / "metrics.jsonl").read_text() == before
     # overwrite=true with a broken config removes nothing: validation comes first
-    proc = run_stage("pretrain", BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "data.source=folder",
-                                         f"data.root={tmp_path / 'missing'}"], check=False)
-    assert proc.returncode == 2 and (out / "metrics.jsonl").read_text() == before
+    _refused(BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "data.source=folder",
+                     f"data.root={tmp_path / 'missing'}"], capsys)
+    assert (out / "metrics.jsonl").read_text() == before
     pretrain_main(BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "pretrain.max_steps=3"])
     assert read_metrics(out)[0]["step"] == 3 and len(read_metrics(out)) == 1
 
