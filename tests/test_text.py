@@ -7,6 +7,7 @@ import torch
 
 from conftest import OneProcess, read_metrics, run_stage
 from ssl_pipeline import load_encoder
+from ssl_pipeline.cli import pretrain_main
 from ssl_pipeline.config import DataConfig
 from ssl_pipeline.data.text import PackedBlocks, load_texts, pack_ids, stream_texts
 from ssl_pipeline.masking import IGNORE, bucketed_positions, mask_tokens
@@ -152,9 +153,9 @@ def test_streaming_pretraining_run(mlm_run, tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"text": f"the event loop runs task {i} and returns"}) + "\n" for i in range(400)))
     out = tmp_path / "stream"
-    run_stage("pretrain", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "data.source=jsonl",
-                           f"data.files=[{corpus}]", "data.streaming=true", f"model.tokenizer={mlm_run / 'encoder'}",
-                           "pretrain.max_steps=6", "pretrain.batch_size=8", "pretrain.log_every=2"])
+    pretrain_main(["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", "data.source=jsonl",
+                   f"data.files=[{corpus}]", "data.streaming=true", f"model.tokenizer={mlm_run / 'encoder'}",
+                   "pretrain.max_steps=6", "pretrain.batch_size=8", "pretrain.log_every=2"])  # in-process
     assert read_metrics(out)[-1]["step"] == 6
     assert (out / "encoder" / "config.json").is_file()
 
