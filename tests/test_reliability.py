@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from conftest import ROOT, as_foreground_job, cli_env, faulty_pretrain_args, launch_args, read_metrics, run_stage
 from ssl_pipeline import checkpoint as ckpt
-from ssl_pipeline.cli import pretrain_main
+from ssl_pipeline.cli import finetune_main, pretrain_main
 
 BASE = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=12", "pretrain.batch_size=64",
         "pretrain.checkpoint_every=3", "pretrain.log_every=3", "model.projection_hidden_dim=64", "pretrain.keep_checkpoints=2"]
@@ -131,7 +131,7 @@ def test_finetune_killed_mid_grid_resumes_without_duplicates(tmp_path):
     proc.wait()
     done_before = len(json.loads(results.read_text())["rows"])
     assert done_before < 8
-    run_stage("finetune", ft)
+    finetune_main(ft)  # in-process: the grid resumes from the rows on disk
     rows = json.loads(results.read_text())["rows"]
     keys = [(r["method"], r["label_fraction"], r["seed"]) for r in rows]
     assert len(rows) == 8 and len(set(keys)) == 8
