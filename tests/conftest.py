@@ -76,17 +76,29 @@ def faulty_pretrain_args(nproc: int, spec: str) -> list[str]:
     return launch_args(nproc)[:-1] + [str(ROOT / "tests" / "scripts" / "faulty_pretrain.py"), spec]
 
 
+def injected_fault(spec: str):
+    """The step hook of tests/scripts/faulty_pretrain.py (RANK:STEP[:nan]), for runs made in-process."""
+    import importlib.util
+
+    found = importlib.util.spec_from_file_location("faulty_pretrain", ROOT / "tests" / "scripts" / "faulty_pretrain.py")
+    module = importlib.util.module_from_spec(found)
+    found.loader.exec_module(module)
+    return module.fault(spec)
+
+
 def crash_then_resume(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
     """-> (run dir of an uninterrupted run, run dir of the same run crashed at step 5 after a checkpoint at step 3,
-    then resumed): for tests that a method's own state survives a resume. `args` must checkpoint every 3 steps."""
+    then resumed): for tests that a method's own state survives a resume. `args` must checkpoint every 3 steps.
+    All three runs in-process (1 thread, as the CLI runs): the resume rebuilds everything from the checkpoint; a
+    resume in a new process after kill -9 or SIGTERM is test_reliability.py's."""
     from ssl_pipeline.cli import pretrain_main
 
     full, crashed = tmp_path / "full", tmp_path / "crashed"
-    pretrain_main(args + [f"output_dir={full}", "threads=1"])  # the reference, in-process (1 thread, as the CLI runs)
-    proc = subprocess.run(faulty_pretrain_args(1, "0:5") + args + [f"output_dir={crashed}"], cwd=ROOT, env=cli_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and (crashed / "checkpoints" / "step_0000003").is_dir()
-    run_stage("pretrain", args + [f"output_dir={crashed}"])
+    pretrain_main(args + [f"output_dir={full}", "threads=1"])
+    with pytest.raises(RuntimeError, match="injected fault on rank 0 at step 5"):
+        pretrain_main(args + [f"output_dir={crashed}", "threads=1"], step_hooks=(injected_fault("0:5"),))
+    assert (crashed / "checkpoints" / "step_0000003").is_dir()
+    pretrain_main(args + [f"output_dir={crashed}", "threads=1"])
     return full, crashed
 
 
