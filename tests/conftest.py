@@ -49,12 +49,18 @@ def launch_args(nproc: int) -> list[str]:
             str(free_port()), "-m"]
 
 
-def run_stage(stage: str, args: list[str], nproc: int = 1, timeout: int = 600, check: bool = True):
-    cmd = launch_args(nproc) + [stage] + args
+def _run(cmd: list[str], timeout: int, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def run_stage(stage: str, args: list[str], nproc: int = 1, timeout: int = 600, check: bool = True):
+    return _run(launch_args(nproc) + [stage] + args, timeout, check)
+
+
+STAGE_RUN_MARK = "=== stage_runs.py: "  # the line stage_runs.py prints before each run
 
 
 def run_stages(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: int = 900) -> list[str]:
@@ -63,11 +69,8 @@ def run_stages(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: in
     each run does, not of how a process starts or ends. Returns each run's part of the output (stdout)."""
     listing = Path(workdir) / "runs.json"
     listing.write_text(json.dumps(runs))
-    cmd = launch_args(nproc)[:-1] + [str(ROOT / "tests/scripts/stage_runs.py"), str(listing)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc.stdout.split("=== ")[1:]
+    proc = _run(launch_args(nproc)[:-1] + [str(ROOT / "tests/scripts/stage_runs.py"), str(listing)], timeout)
+    return proc.stdout.split(STAGE_RUN_MARK)[1:]
 
 
 def faulty_pretrain_args(nproc: int, spec: str) -> list[str]:

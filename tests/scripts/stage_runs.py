@@ -17,7 +17,7 @@ keep, AcceleratorState.destroy_process_group = AcceleratorState.destroy_process_
 MAINS = {"pretrain": pretrain_main, "finetune": finetune_main}
 for stage, *args in json.loads(open(sys.argv[1]).read()):
     if os.environ.get("RANK", "0") == "0":  # where each run's lines begin in the output
-        print(f"=== {stage} {' '.join(args)}", flush=True)
+        print(f"=== stage_runs.py: {stage} {' '.join(args)}", flush=True)  # conftest.STAGE_RUN_MARK
     MAINS[stage](args)
 PartialState().wait_for_everyone()
 keep(AcceleratorState())
