@@ -73,6 +73,17 @@ def run_stages(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: in
     return proc.stdout.split(STAGE_RUN_MARK)[1:]
 
 
+def one_line_error(main, args: list[str], capsys, needle: str) -> str:
+    """A CLI main called in-process fails as a user sees it: exit code 2 and one `error: ...` line on stderr that
+    names the problem (`needle`); no traceback. Returns the line."""
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert needle in err[0], err[0]
+    return err[0]
+
+
 def faulty_pretrain_args(nproc: int, spec: str) -> list[str]:
     """The real pretrain entry point with a fault hook (tests/scripts/faulty_pretrain.py), 1 or 2 processes; the
     pretrain arguments follow."""

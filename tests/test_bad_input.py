@@ -6,23 +6,13 @@ import re
 import pytest
 from PIL import Image
 
-from conftest import run_stage
+from conftest import one_line_error, run_stage
 from ssl_pipeline.cli import finetune_main, pretrain_main
 
 VISION = ["--config", "configs/vision/simclr_digits.yaml", "pretrain.max_steps=2", "pretrain.batch_size=16",
           "model.projection_hidden_dim=32"]
 TEXT = ["--config", "configs/text/mlm_embedded.yaml", "pretrain.max_steps=2", "pretrain.batch_size=8",
         "model.vocab_size=500"]
-
-
-def _fails(main, args, capsys, needle):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    assert needle in err[0], err[0]
-    return err[0]
 
 
 @pytest.fixture
@@ -43,26 +33,26 @@ def vision_encoder(tmp_path_factory):
 
 
 def test_wrong_type(tmp_path, capsys):
-    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "pretrain.batch_size=big"], capsys,
+    one_line_error(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "pretrain.batch_size=big"], capsys,
            "config key 'pretrain.batch_size' must be an integer")
     assert not (tmp_path / "o").exists()
 
 
 def test_missing_data_path(tmp_path, capsys):
-    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={tmp_path / 'nope'}"],
+    one_line_error(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={tmp_path / 'nope'}"],
            capsys, "data.root does not exist")
-    _fails(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=text", f"data.files=[{tmp_path / 'x.txt'}]"],
+    one_line_error(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=text", f"data.files=[{tmp_path / 'x.txt'}]"],
            capsys, "does not exist or matches no file")
     assert not (tmp_path / "o").exists()
 
 
 def test_empty_dataset(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={tmp_path / 'empty'}"],
+    one_line_error(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={tmp_path / 'empty'}"],
            capsys, "no images found")
     blank = tmp_path / "blank.txt"
     blank.write_text("\n   \n\n")
-    _fails(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=text", f"data.files=[{blank}]"],
+    one_line_error(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=text", f"data.files=[{blank}]"],
            capsys, "holds no non-empty text")
     assert not (tmp_path / "o").exists()
 
@@ -71,7 +61,7 @@ def test_corrupt_image_refused_or_skipped(folder, tmp_path, capsys):
     (folder / "dog" / "broken.png").write_bytes(b"not an image at all")
     args = VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={folder}", "data.image_size=16",
                      "pretrain.batch_size=4"]
-    _fails(pretrain_main, args, capsys, f"not a readable image: {folder / 'dog' / 'broken.png'}")
+    one_line_error(pretrain_main, args, capsys, f"not a readable image: {folder / 'dog' / 'broken.png'}")
     assert not (tmp_path / "o").exists()
     pretrain_main(args + ["data.skip_corrupt=true", "data.channels=3"])
     # which images it was one of: the pretraining pool's or a carved split's (a count alone read as the wrong total)
@@ -92,7 +82,7 @@ def test_corrupt_image_in_the_test_carve_stops_pretraining(folder, tmp_path, cap
     images._READABLE.clear()  # the process remembers files it found readable; this one changed under it
     args = VISION + [f"output_dir={tmp_path / 'o'}", "data.source=folder", f"data.root={folder}", "data.image_size=16",
                      "pretrain.batch_size=4", "data.channels=3"]
-    _fails(pretrain_main, args, capsys, f"not a readable image: {victim}")
+    one_line_error(pretrain_main, args, capsys, f"not a readable image: {victim}")
     assert not (tmp_path / "o").exists()
 
 
@@ -116,7 +106,7 @@ def test_unreadable_test_folder_is_named_by_pretraining(folder, tmp_path, capsys
 def test_missing_text_or_label_column(tmp_path, capsys):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("".join(json.dumps({"body": f"text {i}", "topic": i % 2}) + "\n" for i in range(50)))
-    _fails(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=jsonl", f"data.files=[{corpus}]"],
+    one_line_error(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=jsonl", f"data.files=[{corpus}]"],
            capsys, "data.text_column 'text' is not a column")
     assert not (tmp_path / "o").exists()
 
@@ -127,21 +117,21 @@ def test_missing_label_column_in_finetune(tmp_path, capsys):
     out = tmp_path / "o"
     pretrain_main(TEXT + [f"output_dir={out}", "data.source=jsonl", f"data.files=[{corpus}]", "model.vocab_size=100"])
     capsys.readouterr()
-    _fails(finetune_main, TEXT + [f"output_dir={out}", "data.source=jsonl", f"data.files=[{corpus}]"], capsys,
+    one_line_error(finetune_main, TEXT + [f"output_dir={out}", "data.source=jsonl", f"data.files=[{corpus}]"], capsys,
            "data.label_column 'label' is not in the corpus")
     assert not (out / "label_efficiency.json").exists()
 
 
 def test_encoder_missing_or_other_modality(vision_encoder, tmp_path, capsys):
-    _fails(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={tmp_path / 'none'}"], capsys,
+    one_line_error(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={tmp_path / 'none'}"], capsys,
            "encoder path does not exist")
-    _fails(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}"], capsys,
+    one_line_error(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}"], capsys,
            "is a vision encoder but task=mlm needs a text encoder")
     assert not (tmp_path / "o").exists()
 
 
 def test_label_fraction_leaving_class_empty(vision_encoder, tmp_path, capsys):
-    _fails(finetune_main, VISION + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}",
+    one_line_error(finetune_main, VISION + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}",
                                     "finetune.label_fractions=[0.001]"], capsys, "with no labels")
     assert not (tmp_path / "o").exists()
     # beside a usable fraction (the default 1 % on a small dataset), it is skipped, said and recorded
@@ -168,7 +158,7 @@ def test_batch_larger_than_dataset_is_fitted_to_it(tmp_path, capsys):
     assert [r["step"] for r in rows if "loss" in r][-1] == 2
     (tmp_path / "tiny" / "a").mkdir(parents=True)
     Image.new("RGB", (12, 12)).save(tmp_path / "tiny" / "a" / "only.png")
-    _fails(pretrain_main, args[:3] + [f"data.root={tmp_path / 'tiny'}", f"output_dir={tmp_path / 't'}", args[-1]], capsys,
+    one_line_error(pretrain_main, args[:3] + [f"data.root={tmp_path / 'tiny'}", f"output_dir={tmp_path / 't'}", args[-1]], capsys,
            "only 1 images to pretrain on: at least 2 per process are needed")
     assert not (tmp_path / "t").exists()
 
@@ -200,9 +190,9 @@ def test_a_rare_class_gets_one_label_and_the_report_says_so(vision_encoder, tmp_
 
 
 def test_image_too_small_for_backbone(tmp_path, capsys):
-    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "model.backbone=vit_tiny_patch16_224",
+    one_line_error(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "model.backbone=vit_tiny_patch16_224",
                                     "data.image_size=16"], capsys, "data.image_size=16 is too small for model.backbone")
-    _fails(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "model.backbone=resnet_nope"], capsys,
+    one_line_error(pretrain_main, VISION + [f"output_dir={tmp_path / 'o'}", "model.backbone=resnet_nope"], capsys,
            "is not a timm model")
     assert not (tmp_path / "o").exists()
 
@@ -211,7 +201,7 @@ def test_finished_results_are_not_overwritten_by_a_bad_run(vision_encoder, tmp_p
     out = tmp_path / "o"
     out.mkdir()
     (out / "label_efficiency.json").write_text(json.dumps({"fingerprint": "other", "rows": []}))
-    _fails(finetune_main, VISION + [f"output_dir={out}", f"finetune.encoder={vision_encoder}",
+    one_line_error(finetune_main, VISION + [f"output_dir={out}", f"finetune.encoder={vision_encoder}",
                                     "finetune.label_fractions=[1.0]", "finetune.seeds=[0]", "finetune.methods=[knn]"],
            capsys, "holds results for a different encoder")
     assert json.loads((out / "label_efficiency.json").read_text())["fingerprint"] == "other"
@@ -231,7 +221,7 @@ def test_an_archive_as_data_root_says_to_extract_it(tmp_path, capsys):
         archive = tmp_path / name
         archive.write_bytes(b"PK\x03\x04")
         for config in ("configs/vision/simclr_folder.yaml", "configs/text/mlm_files.yaml"):
-            _fails(pretrain_main, ["--config", config, f"data.root={archive}", f"output_dir={tmp_path / 'run'}",
+            one_line_error(pretrain_main, ["--config", config, f"data.root={archive}", f"output_dir={tmp_path / 'run'}",
                                    "pretrain.mixed_precision=no"],  # in-process: the suite's accelerator state
                    capsys, f"data.root {archive} is an archive, not a folder: extract it")
     assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, SMALL_TEXT_MODEL, run_stage
+from conftest import ROOT, SMALL_TEXT_MODEL, one_line_error, run_stage
 from ssl_pipeline import progress
 from ssl_pipeline.cli import embed_main, finetune_main, pretrain_main
 from ssl_pipeline.config import DataConfig, help_text, load_config
@@ -26,15 +26,6 @@ def _images(root, classes, n=5, size=12):
         (root / c).mkdir(parents=True, exist_ok=True)
         for i in range(n):
             Image.new("RGB", (size, size), (40 * c_i, 20 * i, 100)).save(root / c / f"{c}_{i}.png")
-
-
-def _fails(main, args, capsys, needle):
-    with pytest.raises(SystemExit) as exc:
-        main(args)
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
-    assert needle in err[0], err[0]
-    return err[0]
 
 
 # ------------------------------------------------------------------------------------------- image folders
@@ -662,8 +653,8 @@ def test_spreadsheet_headers_in_other_case_are_the_columns(tmp_path):
 
 def test_bad_text_file_settings_are_named(capsys):
     base = ["--config", "configs/text/mlm_embedded.yaml"]
-    _fails(pretrain_main, base + ["data.encoding=klingon"], capsys, "'data.encoding' names no known encoding")
-    _fails(pretrain_main, base + ["data.csv_delimiter=;;"], capsys, "'data.csv_delimiter' must be")
+    one_line_error(pretrain_main, base + ["data.encoding=klingon"], capsys, "'data.encoding' names no known encoding")
+    one_line_error(pretrain_main, base + ["data.csv_delimiter=;;"], capsys, "'data.csv_delimiter' must be")
 
 
 def test_string_label_names_reach_errors(tmp_path, capsys):
@@ -678,7 +669,7 @@ def test_string_label_names_reach_errors(tmp_path, capsys):
             f"output_dir={out}", "pretrain.max_steps=1", "pretrain.batch_size=2", "model.vocab_size=120"]
     pretrain_main(base)
     capsys.readouterr()
-    _fails(finetune_main, base + ["finetune.label_fractions=null", "finetune.labels_per_class=[3]"], capsys, "class 'neg' has only 2")
+    one_line_error(finetune_main, base + ["finetune.label_fractions=null", "finetune.labels_per_class=[3]"], capsys, "class 'neg' has only 2")
 
 
 def test_many_small_classes_get_a_carve_error_naming_the_key_not_a_traceback(tmp_path, capsys):
@@ -690,7 +681,7 @@ def test_many_small_classes_get_a_carve_error_naming_the_key_not_a_traceback(tmp
     data = _jsonl(tmp_path / "tickets.jsonl", rows)
     base = ["--config", "configs/text/mlm_embedded.yaml", "data.source=jsonl", f"data.files=[{data}]",
             f"output_dir={tmp_path / 'o'}", "pretrain.max_steps=1", "pretrain.batch_size=2", "model.vocab_size=120"]
-    _fails(pretrain_main, base, capsys, "a stratified 0.2 test split of 30 examples in 10 classes needs at least "
+    one_line_error(pretrain_main, base, capsys, "a stratified 0.2 test split of 30 examples in 10 classes needs at least "
            "one example of each class on both sides: set data.test_fraction between 0.34 and 0.66, or give your own "
            "test split (data.test_files / a test/ folder)")
     ok = base + ["data.test_fraction=0.34"]
@@ -701,7 +692,7 @@ def test_many_small_classes_get_a_carve_error_naming_the_key_not_a_traceback(tmp
     base = base[:3] + [f"data.files=[{two}]", f"output_dir={tmp_path / 'v'}", "data.test_fraction=0.5"] + base[5:]
     pretrain_main(base)
     capsys.readouterr()
-    _fails(finetune_main, base + ["finetune.evaluate_on=validation"], capsys,
+    one_line_error(finetune_main, base + ["finetune.evaluate_on=validation"], capsys,
            "class 'neg' has only 1 example: too few to carve a validation split from (need 2 per class); give your own "
            "validation split (data.validation_files / a val/ folder) or more examples")
 
@@ -716,7 +707,7 @@ def test_rerun_with_other_recipe_is_refused_and_finished_run_does_nothing(tmp_pa
     saved = (out / "config.json").read_text()
     weights = (out / "encoder" / "model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
-    msg = _fails(pretrain_main, base + ["model.backbone=resnet18", "pretrain.temperature=0.1"], capsys,
+    msg = one_line_error(pretrain_main, base + ["model.backbone=resnet18", "pretrain.temperature=0.1"], capsys,
                  "holds a run with a different recipe")
     assert "model.backbone ('ssl_cnn6' there, 'resnet18' now)" in msg and "pretrain.simclr.temperature" in msg
     assert (out / "config.json").read_text() == saved
@@ -742,7 +733,7 @@ def test_hints_for_the_usual_first_mistakes(tmp_path, capsys):
     with pytest.raises(UserError) as err:
         load_config(None, ["data.source=text"])
     assert "set task=mlm" in str(err.value)
-    _fails(finetune_main, ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={tmp_path / 'never'}"],
+    one_line_error(finetune_main, ["--config", "configs/vision/simclr_digits.yaml", f"output_dir={tmp_path / 'never'}"],
            capsys, "run `pretrain` with this config first, or set finetune.encoder")
 
 
@@ -810,7 +801,7 @@ def test_embed_writes_every_split_to_parquet_and_npy(tmp_path, capsys):
     assert np.load(tmp_path / "e.npy").shape == (12, enc.embedding_dim)
     assert (tmp_path / "e.index.csv").read_text().splitlines()[0] == "row,id,split,label"
     capsys.readouterr()
-    _fails(embed_main, args + [f"out={tmp_path / 'e.npy'}"], capsys, "already exists")
+    one_line_error(embed_main, args + [f"out={tmp_path / 'e.npy'}"], capsys, "already exists")
 
 
 def test_embed_two_processes_matches_one(tmp_path):

@@ -11,7 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, as_foreground_job, cli_env, faulty_pretrain_args, launch_args, read_metrics, run_stage
+from conftest import (ROOT, as_foreground_job, cli_env, faulty_pretrain_args, launch_args, one_line_error, read_metrics,
+                      run_stage)
 from ssl_pipeline import checkpoint as ckpt
 from ssl_pipeline.cli import finetune_main, pretrain_main
 
@@ -80,26 +81,17 @@ def test_nan_loss_stops_naming_the_step_and_keeps_last_checkpoint(tmp_path):
     assert not (out / "encoder").exists()
 
 
-def _refused(args, capsys) -> str:
-    """The CLI's one-line error (in-process: the exit code is SystemExit's); what stderr said."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        pretrain_main(args)
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
-    return err
-
-
 def test_existing_run_is_never_silently_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     pretrain_main(BASE + [f"output_dir={out}", "pretrain.max_steps=3"])
     before = (out / "metrics.jsonl").read_text()
-    err = _refused(BASE + [f"output_dir={out}", "resume=never"], capsys)
-    assert "resume=auto" in err and "overwrite=true" in err
+    capsys.readouterr()  # the first run's own lines
+    err = one_line_error(pretrain_main, BASE + [f"output_dir={out}", "resume=never"], capsys, "resume=auto")
+    assert "overwrite=true" in err
     assert (out / "metrics.jsonl").read_text() == before
     # overwrite=true with a broken config removes nothing: validation comes first
-    _refused(BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "data.source=folder",
-                     f"data.root={tmp_path / 'missing'}"], capsys)
+    one_line_error(pretrain_main, BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "data.source=folder",
+                                          f"data.root={tmp_path / 'missing'}"], capsys, "data.root does not exist")
     assert (out / "metrics.jsonl").read_text() == before
     pretrain_main(BASE + [f"output_dir={out}", "resume=never", "overwrite=true", "pretrain.max_steps=3"])
     assert read_metrics(out)[0]["step"] == 3 and len(read_metrics(out)) == 1
