@@ -60,7 +60,7 @@ def run_stage(stage: str, args: list[str], nproc: int = 1, timeout: int = 600, c
     return _run(launch_args(nproc) + [stage] + args, timeout, check)
 
 
-STAGE_RUN_MARK = "=== stage_runs.py: "  # the line stage_runs.py prints before each run
+STAGE_RUN_MARK = "=== stage_runs.py: "  # begins the line stage_runs.py prints before each run
 
 
 def run_stages(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: int = 900) -> list[str]:
@@ -69,7 +69,8 @@ def run_stages(runs: list[list[str]], workdir: Path, nproc: int = 2, timeout: in
     each run does, not of how a process starts or ends. Returns each run's part of the output (stdout)."""
     listing = Path(workdir) / "runs.json"
     listing.write_text(json.dumps(runs))
-    proc = _run(launch_args(nproc)[:-1] + [str(ROOT / "tests/scripts/stage_runs.py"), str(listing)], timeout)
+    proc = _run(launch_args(nproc)[:-1] + [str(ROOT / "tests/scripts/stage_runs.py"), str(listing), STAGE_RUN_MARK],
+                timeout)
     return proc.stdout.split(STAGE_RUN_MARK)[1:]
 
 

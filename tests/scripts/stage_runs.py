@@ -1,7 +1,7 @@
 """Run under `accelerate launch`: several runs of the stages one after another in the same processes — for each
-entry ["pretrain" | "finetune", *ARGS] of the JSON list at argv[1], what `accelerate launch -m STAGE ARGS` does,
-with torch, timm and the rest imported once. Tests use it: on 2 CPU cores a 2-process launch spends ~15-30 s
-starting before its first step."""
+entry ["pretrain" | "finetune", *ARGS] of the JSON list at argv[1], a line starting with argv[2] (where the run's
+output begins), then what `accelerate launch -m STAGE ARGS` does, with torch, timm and the rest imported once. Tests
+use it (conftest.run_stages): on 2 CPU cores a 2-process launch spends ~15-30 s starting before its first step."""
 import json
 import os
 import sys
@@ -16,8 +16,8 @@ from ssl_pipeline.cli import finetune_main, pretrain_main
 keep, AcceleratorState.destroy_process_group = AcceleratorState.destroy_process_group, lambda self, group=None: None
 MAINS = {"pretrain": pretrain_main, "finetune": finetune_main}
 for stage, *args in json.loads(open(sys.argv[1]).read()):
-    if os.environ.get("RANK", "0") == "0":  # where each run's lines begin in the output
-        print(f"=== stage_runs.py: {stage} {' '.join(args)}", flush=True)  # conftest.STAGE_RUN_MARK
+    if os.environ.get("RANK", "0") == "0":
+        print(f"{sys.argv[2]}{stage} {' '.join(args)}", flush=True)
     MAINS[stage](args)
 PartialState().wait_for_everyone()
 keep(AcceleratorState())
