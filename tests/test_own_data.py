@@ -142,6 +142,25 @@ def test_phone_and_web_formats_are_images_and_other_files_are_counted(tmp_path, 
     assert said.count("data.root") == 1  # once per process, whatever the splits read
 
 
+def test_vector_drawings_are_named_as_such_not_just_skipped(tmp_path, capsys):
+    """Clip art and icon sets ship SVGs beside PNGs: the user is told those drawings are not read and how to use
+    them, in the summary line and, for a folder of drawings only, in the error instead of 'no images found'."""
+    progress._SAID.clear()
+    _images(tmp_path / "art", ["hats", "fruit"], n=4)
+    for name in ("hats/cap.svg", "hats/crown.SVG", "fruit/pear.eps", "fruit/pear.ogg"):
+        (tmp_path / "art" / name).write_text("<svg/>")
+    load_images(DataConfig(source="folder", root=str(tmp_path / "art")), "pretrain")
+    said = capsys.readouterr().out
+    assert ("skipped files: 4 not images (.eps, .ogg, .svg), 3 of them vector drawings (.eps, .svg), which are not "
+            "read: render them to PNG to use them") in said, said
+    (tmp_path / "only" / "a").mkdir(parents=True)
+    (tmp_path / "only" / "a" / "x.svg").write_text("<svg/>")
+    with pytest.raises(UserError) as err:
+        load_images(DataConfig(source="folder", root=str(tmp_path / "only")), "pretrain")
+    assert "no images found" in str(err.value) and "it holds 1 vector drawing (.svg)" in str(err.value)
+    assert "task=mlm" not in str(err.value)
+
+
 @pytest.mark.parametrize("dirs", [["train", "cats"], ["test", "val"], ["train", "val", "validation"], ["train"] * 0 + ["Test", "dogs"]])
 def test_split_like_class_names_are_refused(tmp_path, dirs):
     for d in dirs:

@@ -15,6 +15,9 @@ from typing import Optional
 _RASTER = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".heic", ".heif", ".avif", ".webp", ".gif",
            ".bmp", ".dib", ".tif", ".tiff", ".jp2", ".j2k", ".jpx", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".qoi",
            ".ico")
+# drawings Pillow cannot rasterise (it only writes EPS through Ghostscript): named apart, so a folder of icons or
+# clip art is not reported as "no images" without the reason
+_VECTOR = (".svg", ".svgz", ".eps", ".ai", ".emf", ".wmf")
 _registered = False
 _lock = threading.Lock()
 _suffixes: Optional[tuple[str, ...]] = None
@@ -54,3 +57,15 @@ def image_extensions() -> tuple[str, ...]:
 
 def is_image(name: str) -> bool:
     return name.lower().endswith(image_extensions())
+
+
+def vector_drawings(files: list[str], of_them: bool = False) -> Optional[str]:
+    """'248 [of them] vector drawings (.svg), which are not read: render them to PNG …' for the files of `files`
+    that are vector drawings; None when there are none."""
+    drawings = [f for f in files if f.lower().endswith(_VECTOR)]
+    if not drawings:
+        return None
+    suffixes = ", ".join(sorted({f[f.rfind("."):].lower() for f in drawings}))
+    what = f"vector drawing{'s' if len(drawings) > 1 else ''}"
+    return (f"{len(drawings):,} {'of them ' if of_them else ''}{what} ({suffixes}), which are not read: render them "
+            "to PNG to use them (e.g. rsvg-convert -w 128 in.svg -o in.png)")

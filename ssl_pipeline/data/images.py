@@ -28,7 +28,7 @@ from ..errors import UnlabeledData, UserError
 from ..progress import say
 from .copies import file_copy_keys, pixel_copy_keys
 from .folders import folder_layout, folder_root, list_files, not_read, scan, summarize
-from .image_formats import image_extensions, is_image, register_decoders
+from .image_formats import image_extensions, is_image, register_decoders, vector_drawings
 from .labels import encode_labels
 from .splits import carve
 
@@ -263,8 +263,10 @@ def load_folder(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     train_files = [f for f, ok in zip(every, image) if ok]
     train_classes = [c for c, ok in zip(every_class, image) if ok]
     if not train_files:
-        raise UserError(f"no images found under {layout['train']} (extensions {', '.join(image_extensions())}); if it "
-                        "holds text documents, use a text method (task=mlm)")
+        drawings = vector_drawings(every)
+        raise UserError(f"no images found under {layout['train']} (extensions {', '.join(image_extensions())}); "
+                        + (f"it holds {drawings}" if drawings else
+                           "if it holds text documents, use a text method (task=mlm)"))
     found = {c for c in train_classes if c is not None}
     labeled = len(found) >= 2 and None not in train_classes
     carved = labeled and "test" not in layout  # a labeled pool without its own test split: carve one
@@ -313,8 +315,9 @@ def _summarize(root: Path, layout: dict, others: list[str], images: int, classes
         image = [is_image(f) for f in pool]
         unlabeled = sum(image)
         others = others + [f for f, ok in zip(pool, image) if not ok]
-    summarize(f"data.root {root}", images, "images", classes, unlabeled, carve_fraction,
-              [not_read(others, "images")] if others else [])
+    drawings = vector_drawings(others, of_them=True)
+    skipped = [not_read(others, "images") + (f", {drawings}" if drawings else "")] if others else []
+    summarize(f"data.root {root}", images, "images", classes, unlabeled, carve_fraction, skipped)
 
 
 _COPY_KEYS: dict[tuple[str, ...], list] = {}  # the last folder's copy keys: pretraining and scoring carve it alike
