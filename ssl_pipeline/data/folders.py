@@ -128,7 +128,7 @@ def names(paths: list[str], most: int = 2) -> str:
 def not_read(files: list[str], what: str) -> str:
     """'3 not images (.heic, .txt)': a summary line's account of files a folder holds but no stage reads."""
     suffixes = sorted({Path(f).suffix.lower() or "no suffix" for f in files})
-    return f"{len(files)} not {what} ({', '.join(suffixes[:5])}{' ...' if len(suffixes) > 5 else ''})"
+    return f"{len(files):,} not {what} ({', '.join(suffixes[:5])}{' ...' if len(suffixes) > 5 else ''})"
 
 
 def summarize(where: str, count: int, unit: str, classes: list[str], unlabeled: int, carve_fraction: Optional[float],
