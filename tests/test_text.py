@@ -343,3 +343,19 @@ def test_the_tokenizer_is_the_same_in_every_process(tmp_path):
     vocabularies = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
                     for _ in range(3)}
     assert len(vocabularies) == 1 and len(json.loads(vocabularies.pop())) == 700
+
+
+def test_a_column_is_read_in_one_arrow_call_with_the_rows_a_selection_keeps():
+    """column_values replaces per-row indexing of datasets' lazy Column (an Arrow select a row: ~45 s for an
+    82k-row corpus); it must give what row indexing gives, in the selection's order, ClassLabel ids and None
+    cells included."""
+    import datasets
+
+    from ssl_pipeline.data.columns import column_values
+
+    d = datasets.Dataset.from_dict({"text": ["a", None, "c", "d"], "label": [0, 1, 1, 0]},
+                                   features=datasets.Features({"text": datasets.Value("string"),
+                                                               "label": datasets.ClassLabel(names=["x", "y"])}))
+    chosen = d.select([3, 1, 2])
+    assert column_values(chosen, "text") == [chosen[i]["text"] for i in range(3)] == ["d", None, "c"]
+    assert column_values(chosen, "label") == [chosen[i]["label"] for i in range(3)] == [0, 1, 1]

@@ -18,6 +18,7 @@ from ..config import DataConfig
 from ..errors import UnlabeledData, UserError
 from .files import expand_files, file_format, is_saved_dataset, own_split_files, source_of
 from . import labels
+from .columns import column_values
 from .labels import encode_labels, unlabeled_rows
 
 UNLABELED_SPLITS = ("unsupervised", "unlabeled", "unlabelled")  # e.g. IMDb's 50k unlabeled reviews
@@ -86,11 +87,11 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
         raise UserError(f"{column_key} '{column}' is not a column of {cfg.name or cfg.files} ({train.column_names})")
     feature = train.features.get(cfg.label_column)
     feature_names = getattr(feature, "names", None)
-    raw = train[cfg.label_column] if cfg.label_column in train.column_names else None
+    raw = column_values(train, cfg.label_column) if cfg.label_column in train.column_names else None
     missing = unlabeled_rows(raw, class_label=feature_names is not None)
     if missing is None:
         raw, missing = None, np.zeros(len(train), bool)
-    empty = _empty_texts(train[column]) if texts else np.zeros(len(train), bool)
+    empty = _empty_texts(column_values(train, column)) if texts else np.zeros(len(train), bool)
     missing &= ~empty  # an empty text is neither an example nor unlabeled data: dropped, and counted in the line
     labeled = np.flatnonzero(~missing & ~empty)  # row indices of the labeled examples
     train_labels, names = (None, []) if raw is None else encode_labels([raw[i] for i in labeled],
@@ -120,7 +121,7 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
         ds = dsd[val_name if split == "validation" else "test"]
         if cfg.label_column not in ds.column_names:
             raise UserError(f"the {split} split of {cfg.name} has no '{cfg.label_column}' column")
-        labels, _ = encode_labels(ds[cfg.label_column], names, where=f"the {split} split",
+        labels, _ = encode_labels(column_values(ds, cfg.label_column), names, where=f"the {split} split",
                                   feature_names=getattr(ds.features.get(cfg.label_column), "names", None))
         return HFSplit(ds, labels, names, list(range(len(ds))))
     idx = (carve(train_labels, split, cfg, names, _copy_keys(train, column, labeled, texts)) if carved
@@ -153,7 +154,7 @@ def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional
         return None
     from .copies import text_copy_keys
 
-    values = train[column]
+    values = column_values(train, column)
     return text_copy_keys([values[i] for i in labeled])
 
 

@@ -25,6 +25,7 @@ from ..config import DataConfig
 from ..errors import UserError
 from . import folders
 from .files import expand_files, own_split_files, source_of
+from .columns import column_values
 from .copies import text_copy_keys
 from .splits import carve
 from .text_files import load_table, wrong_encoding
@@ -151,9 +152,9 @@ def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = Fa
     columns than the text exist but none is data.label_column (the corpus is then pretrained on whole, as unlabeled)."""
     table = _load_table(cfg, files)
     column = _text_column(table, cfg.source, cfg.text_column, what)
-    texts = [t if isinstance(t, str) else "" for t in table[column]]
+    texts = [t if isinstance(t, str) else "" for t in column_values(table, column)]
     label = None if cfg.source == "text" else column_named(table.column_names, cfg.label_column)
-    raw = None if label is None else table[label]
+    raw = None if label is None else column_values(table, label)
     others = [c for c in table.column_names if c != column]
     if say and label is None and others:
         progress.say_once(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: "
@@ -242,7 +243,7 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
     extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None, source=source)
     table = _load_table(extra)
     column = _text_column(table, extra.source, cfg.text_column, "data.extra_pretrain_files")
-    return [t for t in table[column] if isinstance(t, str) and t.strip()]
+    return [t for t in column_values(table, column) if isinstance(t, str) and t.strip()]
 
 
 def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
@@ -253,7 +254,7 @@ def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
         return None
     if split != "pretrain" and part.labels is None:
         raise no_labels(cfg, part.dataset, cfg.text_column)
-    texts = [t if isinstance(t, str) else "" for t in part.dataset[cfg.text_column]]
+    texts = [t if isinstance(t, str) else "" for t in column_values(part.dataset, cfg.text_column)]
     keep = [i for i, t in enumerate(texts) if t.strip()]
     labels = None if part.labels is None else part.labels[keep]
     return TextSplit([texts[i] for i in keep], labels, part.class_names if labels is not None else [],
