@@ -9,8 +9,11 @@ import sys
 import time
 
 
-def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False, stream=None, unit: str = ""):
-    """`unit` names what is counted when it is not steps (`examples`: a grid whose cells differ in cost)."""
+def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False, stream=None, unit: str = "",
+             delay: float = 0.0):
+    """`unit` names what is counted when it is not steps (`examples`: a grid whose cells differ in cost); `delay`:
+    nothing is shown unless the work is still going after that many seconds (tqdm's own `delay`), for work that
+    takes seconds on most data and many minutes on some."""
     stream = stream or sys.stderr
     if disable:
         from tqdm.auto import tqdm
@@ -19,23 +22,24 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False
     if stream.isatty():
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream,
+        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream, delay=delay,
                     **({"unit": f" {unit}", "unit_scale": True} if unit else {}))
-    return LineProgress(total, initial, desc, stream, unit=unit)
+    return LineProgress(total, initial, desc, stream, unit=unit, delay=delay)
 
 
 class LineProgress:
     """One line per 5 % of the work since the last line, or per minute if that comes first, and one at the end
-    (counted from the last line, so a minute's line is never followed at once by a 5 % one)."""
+    (counted from the last line, so a minute's line is never followed at once by a 5 % one). With a `delay`, no
+    line at all before that many seconds, the end's included."""
 
     def __init__(self, total: int, initial: int, desc: str, stream, every_seconds: float = 60.0,
-                 clock=time.perf_counter, unit: str = ""):
+                 clock=time.perf_counter, unit: str = "", delay: float = 0.0):
         self.total, self.n, self.desc, self.stream = total, initial, desc, stream
         self.every_seconds, self.postfix, self.clock = every_seconds, "", clock
         self.t0 = self.last_time = clock()
         self.start_n = initial
         self.last_n = initial
-        self.unit = unit
+        self.unit, self.delay = unit, delay
 
     def set_postfix(self, **values) -> None:
         self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
@@ -48,7 +52,7 @@ class LineProgress:
         self.n += n
         now = self.clock()
         due = self.n - self.last_n >= max(self.total // 20, 1) or now - self.last_time >= self.every_seconds
-        if due or self.n >= self.total:
+        if (due or self.n >= self.total) and now - self.t0 >= self.delay:
             self._line(now)
 
     def _line(self, now: float) -> None:
@@ -67,8 +71,9 @@ class LineProgress:
         self.last_time, self.last_n = now, self.n
 
     def close(self) -> None:
-        if self.n != self.last_n:
-            self._line(self.clock())
+        now = self.clock()
+        if self.n != self.last_n and now - self.t0 >= self.delay:
+            self._line(now)
 
 
 def _clock(seconds: float) -> str:

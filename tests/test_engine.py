@@ -310,6 +310,29 @@ def test_a_bar_given_a_new_end_lines_up_its_5_percent_with_it():
     assert out.getvalue().splitlines() == ["pretrain: 50/1000 (5 %) [00:00 elapsed, 0.00 it/s]"], out.getvalue()
 
 
+def test_a_delayed_bar_says_nothing_for_short_work_and_reports_long_work_from_the_delay_on():
+    import io
+
+    from ssl_pipeline.progress import LineProgress
+
+    now = [0.0]
+    quick, slow = io.StringIO(), io.StringIO()
+    bar = LineProgress(100, 0, "embedding", quick, clock=lambda: now[0], delay=10.0)
+    for _ in range(100):  # all of it within 5 s: not a line, the end's included
+        now[0] += 0.05
+        bar.update(1)
+    bar.close()
+    assert quick.getvalue() == ""
+    now[0] = 0.0
+    bar = LineProgress(100, 0, "embedding", slow, clock=lambda: now[0], delay=10.0)
+    for _ in range(100):  # 1 s an example: lines from 10 s on, and the end
+        now[0] += 1.0
+        bar.update(1)
+    bar.close()
+    done = [int(line.split(": ")[1].split("/")[0]) for line in slow.getvalue().splitlines()]
+    assert done[0] == 10 and done[-1] == 100 and len(done) == 19, slow.getvalue()
+
+
 class Memorising(LinearRegression):
     """A held-out loss scripted per evaluation step (falls, then rises as a memorising MLM's does); its export
     writes the step of the weights it was given."""

@@ -86,6 +86,40 @@ def test_supervised_is_random_init_and_probe_keeps_encoder(vision_run):
     assert preds.shape == (20,)
 
 
+def test_texts_embed_shortest_first_and_come_back_in_row_order():
+    """Batches of texts alike in length are cut to that length (one long text no longer widens a whole batch);
+    the embeddings still line up with the rows they belong to."""
+    from accelerate import Accelerator
+
+    from ssl_pipeline.finetune.labeled import SubsetView, TokenizedTexts
+
+    lengths = [9, 1, 8, 2, 7, 1]
+    mask = torch.zeros(len(lengths), 9, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = 1
+    ids = torch.arange(len(lengths))[:, None] * mask  # each row's own id on its tokens
+    widths = []
+
+    def encoder(input_ids, attention_mask):  # a stand-in: the row id back, and the batch width it saw
+        widths.append(input_ids.shape[1])
+        return input_ids.max(1).values[:, None].float()
+
+    encoder.to = lambda device: encoder
+    encoder.eval = lambda: encoder
+    rows = np.array([5, 0, 3, 2, 1, 4])  # lengths 1, 9, 2, 8, 1, 7
+    out = M.embed(encoder, SubsetView(TokenizedTexts(ids, mask, torch.zeros(len(lengths))), rows),
+                  ("input_ids", "attention_mask"), Accelerator(cpu=True), batch_size=2)
+    assert out[:, 0].tolist() == rows.tolist()
+    assert widths == [1, 7, 9]  # lengths 1, 1 | 2, 7 | 8, 9: 17 token columns; in row order 9 + 8 + 7 = 24
+
+    widths.clear()  # a classifier's logits on the scored split: the same order, the same rows back
+    classifier = torch.nn.Module()
+    classifier.forward = lambda batch: encoder(batch["input_ids"], batch["attention_mask"])
+    logits = M.logits_of(classifier, SubsetView(TokenizedTexts(ids, mask, torch.zeros(len(lengths))), rows),
+                         Accelerator(cpu=True), batch_size=2)
+    assert logits[:, 0].tolist() == rows.tolist() and widths == [1, 7, 9]
+
+
 def test_fine_tune_encoders_run_channels_last_with_the_same_embeddings(vision_run):
     """Every encoder the grid makes (pretrained, from scratch, a timm student) is NHWC, as in pretraining, unless
     pretrain.channels_last=false; the memory format changes the speed, not what the encoder computes."""

@@ -55,6 +55,10 @@ class SubsetView(Dataset):
     def __getitem__(self, i):
         return self.__getitems__([i])
 
+    def lengths(self):
+        """Each example's length when the base dataset has lengths (texts): embedding orders by it."""
+        return self.base.lengths()[self.idx] if hasattr(self.base, "lengths") else None
+
 
 class VisionLabeled:
     modality = "vision"
@@ -166,6 +170,9 @@ class TokenizedTexts(Dataset):
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def lengths(self) -> np.ndarray:
+        return self.attention_mask.sum(1).numpy()
 
     def __getitems__(self, idx):
         index = torch.as_tensor(idx, dtype=torch.long)

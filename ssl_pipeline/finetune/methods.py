@@ -7,6 +7,7 @@ inputs.
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data.splits import collate_batch
 from ..engine import Task, TrainPlan, param_groups, train
+from ..progress import first_process, progress
 
 def make_head(kind: str, dim: int, num_classes: int) -> nn.Module:
     if kind == "mlp":
@@ -94,10 +96,33 @@ class ClassifierTask(Task):
         return {"samples": len(batch["labels"])}
 
 
+def shortest_first(dataset: Dataset) -> tuple[Dataset, Optional[np.ndarray]]:
+    """`dataset` in order of length when it knows its examples' lengths (texts), and that order (None: as it is).
+    A text batch is cut to its longest text, so in row order one long text makes a whole batch nearly full width;
+    sorted, batches of short texts stay short (WordNet's glosses: 2.5x the texts/s when embedding them)."""
+    from .labeled import SubsetView
+
+    lengths = dataset.lengths() if hasattr(dataset, "lengths") else None
+    if lengths is None:
+        return dataset, None
+    order = np.argsort(lengths, kind="stable")
+    return SubsetView(dataset, order), order
+
+
+def in_rows(values: torch.Tensor, order: Optional[np.ndarray]) -> torch.Tensor:
+    """Results computed in `order` (shortest_first) put back in row order."""
+    if order is None:
+        return values
+    rows = torch.empty_like(values)
+    rows[torch.as_tensor(order)] = values
+    return rows
+
+
 @torch.no_grad()
 def logits_of(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) -> torch.Tensor:
     """A split's logits, sharded over processes and gathered in order (duplicates from even batches removed)."""
-    loader = accelerator.prepare(DataLoader(dataset, batch_size=batch_size, collate_fn=collate_batch))
+    ordered, order = shortest_first(dataset)
+    loader = accelerator.prepare(DataLoader(ordered, batch_size=batch_size, collate_fn=collate_batch))
     model = model.to(accelerator.device).eval()
     out = []
     for batch in loader:
@@ -105,7 +130,7 @@ def logits_of(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) 
             logits = model(batch).float()
         out.append(accelerator.gather_for_metrics(logits))
     accelerator.free_memory(loader)
-    return torch.cat(out).cpu()
+    return in_rows(torch.cat(out).cpu(), order)
 
 
 def predict(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) -> np.ndarray:
@@ -113,17 +138,27 @@ def predict(model: nn.Module, dataset: Dataset, accelerator, batch_size: int) ->
     return logits_of(model, dataset, accelerator, batch_size).argmax(-1).numpy()
 
 
+EMBED_PROGRESS_AFTER = 10.0  # seconds: a split embeds in seconds on most data, in many minutes on a large corpus
+
+
 @torch.no_grad()
-def embed(encoder: nn.Module, dataset: Dataset, input_keys, accelerator, batch_size: int) -> torch.Tensor:
-    """Frozen embeddings of a whole split (computed on every process: they are small and reused by all cells)."""
+def embed(encoder: nn.Module, dataset: Dataset, input_keys, accelerator, batch_size: int,
+          what: str = "") -> torch.Tensor:
+    """Frozen embeddings of a whole split (computed on every process: they are small and reused by all cells),
+    texts shortest first (`shortest_first`), with a progress line when it takes long (a large corpus: minutes)."""
     encoder = encoder.to(accelerator.device).eval()
+    ordered, order = shortest_first(dataset)
+    bar = progress(len(dataset), desc=f"embedding {what}".strip(), unit="examples", delay=EMBED_PROGRESS_AFTER,
+                   disable=not first_process())
     out = []
-    for start in range(0, len(dataset), batch_size):
-        batch = dataset.__getitems__(list(range(start, min(start + batch_size, len(dataset)))))
+    for start in range(0, len(ordered), batch_size):
+        batch = ordered.__getitems__(list(range(start, min(start + batch_size, len(ordered)))))
         inputs = {k: batch[k].to(accelerator.device) for k in input_keys}
         with accelerator.autocast():
             out.append(encoder(**inputs).float().cpu())
-    return torch.cat(out)
+        bar.update(len(out[-1]))
+    bar.close()
+    return in_rows(torch.cat(out), order)
 
 
 def per_process_batch(batch_size: int, n: int, num_processes: int) -> int:

@@ -471,8 +471,10 @@ def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list
 
     enc = load_encoder(on.path, expect_modality=modality)
     data, bs = on.data, cfg.finetune.probe_batch_size
-    feats = (M.embed(enc, data.dataset("train", np.arange(len(data.train_labels))), data.input_keys, accelerator, bs),
-             M.embed(enc, data.dataset("test", np.arange(len(data.test_labels))), data.input_keys, accelerator, bs))
+    feats = (M.embed(enc, data.dataset("train", np.arange(len(data.train_labels))), data.input_keys, accelerator, bs,
+                     "the train split"),
+             M.embed(enc, data.dataset("test", np.arange(len(data.test_labels))), data.input_keys, accelerator, bs,
+                     f"the {cfg.finetune.evaluate_on} split"))
     del enc
     return feats
 
