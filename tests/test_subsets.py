@@ -47,8 +47,14 @@ def test_a_rare_class_gets_one_label_when_the_budget_holds_one_per_class():
     idx = balanced_subset(labels, 4, seed=0, fraction=0.1)
     assert np.bincount(labels[idx], minlength=4).tolist() == [20, 15, 1, 1]
     assert set(idx) <= set(balanced_subset(labels, 4, seed=0, fraction=0.5))  # still nested
-    with pytest.raises(UserError, match="leaves class 2 .* with no labels"):  # 3.6 labels for 4 classes: skipped
+    with pytest.raises(UserError, match="leaves class 3 .* with no labels") as err:  # 3.6 labels, 4 classes: skipped
         balanced_subset(labels, 4, seed=0, fraction=0.01)
+    # the rarest class is named, and the fraction the message suggests is the smallest that works
+    assert "class 3 (2 training examples)" in str(err.value) and "3.6 labels for 4 classes" in str(err.value)
+    enough = float(str(err.value).split("use a fraction >= ")[1].split()[0])
+    assert np.bincount(labels[balanced_subset(labels, 4, seed=0, fraction=enough)], minlength=4).min() == 1
+    with pytest.raises(UserError):
+        balanced_subset(labels, 4, seed=0, fraction=enough - 0.0001)
 
 
 def test_subsets_come_from_train_only():

@@ -7,6 +7,7 @@ ones (curves are not confounded by resampling), while different seeds draw indep
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 
@@ -34,9 +35,12 @@ def per_class_counts(labels: np.ndarray, num_classes: int, fraction: float | Non
     if len(empty) and counts[empty].min() > 0 and fraction * counts.sum() >= num_classes:
         k[empty] = 1  # a rare class gets the one label anyone labelling a few examples of each class would give
     elif len(empty):  # the budget is below one label per class: a different experiment (labels_per_class=1)
-        c = empty[0]
+        c = empty[np.argmin(counts[empty])]
+        # the smallest fraction that works: one label per class in all (every rare class then gets its one)
+        enough = math.ceil(num_classes / max(counts.sum(), 1) * 10_000) / 10_000
         raise EmptyClassError(f"label fraction {fraction} leaves class {_name(c, names)} ({counts[c]} training examples) "
-                        f"with no labels: use a fraction >= {0.5 / max(counts[c], 1):.4f} or finetune.labels_per_class")
+                              f"with no labels: {fraction * counts.sum():.1f} labels for {num_classes} classes; use a "
+                              f"fraction >= {enough:.4f} (one label per class) or finetune.labels_per_class")
     return k
 
 
