@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..data.splits import collate_batch
 from ..engine import Task, TrainPlan, param_groups, train
 from ..progress import first_process, progress
+from .labeled import SubsetView
 
 def make_head(kind: str, dim: int, num_classes: int) -> nn.Module:
     if kind == "mlp":
@@ -100,8 +101,6 @@ def shortest_first(dataset: Dataset) -> tuple[Dataset, Optional[np.ndarray]]:
     """`dataset` in order of length when it knows its examples' lengths (texts), and that order (None: as it is).
     A text batch is cut to its longest text, so in row order one long text makes a whole batch nearly full width;
     sorted, batches of short texts stay short (benchmarks/text_embedding_order.py: 2.1-3.3x the texts/s)."""
-    from .labeled import SubsetView
-
     lengths = dataset.lengths() if hasattr(dataset, "lengths") else None
     if lengths is None:
         return dataset, None
