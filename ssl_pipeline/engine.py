@@ -111,6 +111,8 @@ class TrainPlan:
     log_to_trackers: bool = True  # False: metrics.jsonl only (a grid cell's steps are not the grid's tracker steps)
     description: str = "train"
     show_progress: bool = True
+    progress_after: float = 0.0  # seconds before the bar shows (a grid's short cells: never); such a bar sits under
+    # the grid's, and a terminal clears it when done
 
 
 def scaled_lr(base_lr: float, global_batch: int, rule: str) -> float:
@@ -257,7 +259,8 @@ def train(task: Task, plan: TrainPlan, accelerator, seed: int, output_dir: Optio
     if resume and metrics.path is not None and accelerator.is_main_process:
         metrics.truncate_after(state["step"])  # rows logged after the checkpoint are re-logged by this run
 
-    bar = progress(span.total, state["step"], plan.description,
+    bar = progress(span.total, state["step"], plan.description, delay=plan.progress_after,
+                   leave=not plan.progress_after,
                    disable=not (plan.show_progress and accelerator.is_local_main_process))
     stop = StopFlag(accelerator.num_processes) if ckpt_dir is not None else None
     try:

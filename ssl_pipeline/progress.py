@@ -10,10 +10,11 @@ import time
 
 
 def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False, stream=None, unit: str = "",
-             delay: float = 0.0):
+             delay: float = 0.0, leave: bool = True):
     """`unit` names what is counted when it is not steps (`examples`: a grid whose cells differ in cost); `delay`:
     nothing is shown unless the work is still going after that many seconds (tqdm's own `delay`), for work that
-    takes seconds on most data and many minutes on some."""
+    takes seconds on most data and many minutes on some; `leave=False`: a terminal's bar is cleared when done (a
+    bar under another, e.g. a grid cell's under the grid's; log lines stay, as logs do)."""
     stream = stream or sys.stderr
     if disable:
         from tqdm.auto import tqdm
@@ -22,7 +23,7 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False
     if stream.isatty():
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream, delay=delay,
+        return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream, delay=delay, leave=leave,
                     **({"unit": f" {unit}", "unit_scale": True} if unit else {}))
     return LineProgress(total, initial, desc, stream, unit=unit, delay=delay)
 

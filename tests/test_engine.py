@@ -333,6 +333,27 @@ def test_a_delayed_bar_says_nothing_for_short_work_and_reports_long_work_from_th
     assert done[0] == 10 and done[-1] == 100 and len(done) == 19, slow.getvalue()
 
 
+def test_a_grid_cell_shows_its_steps_only_once_it_lasts_a_minute(accelerator, capsys):
+    """A labeled subset's cell is silent while short (most are) and shows steps when long (a 100 % cell of long
+    texts: minutes that the grid's line, updated as each cell ends, would leave silent)."""
+    from types import SimpleNamespace
+
+    from ssl_pipeline.finetune.methods import CELL_PROGRESS_AFTER, plan_for
+
+    ft = SimpleNamespace(batch_size=32, min_steps=1, epochs=2, max_steps=400, learning_rate=0.1, weight_decay=0.0,
+                         checkpoint_every=0)
+    cell = plan_for(256, ft, accelerator, "cell")
+    assert cell.show_progress and cell.progress_after == CELL_PROGRESS_AFTER == 60.0 and cell.max_steps == 16
+    pool = plan_for(256, ft, accelerator, "fixmatch", capped=False)
+    assert pool.show_progress and pool.progress_after == 0.0
+    capsys.readouterr()
+    train(LinearRegression(), cell, accelerator, seed=0)  # well under a minute
+    assert "cell:" not in capsys.readouterr().err
+    train(LinearRegression(), TrainPlan(**{**cell.__dict__, "progress_after": 0.0}), accelerator, seed=0)
+    err = capsys.readouterr().err  # the same cell as if past the delay: its steps, to the end
+    assert "cell: 16/16 (100 %)" in err, err
+
+
 class Memorising(LinearRegression):
     """A held-out loss scripted per evaluation step (falls, then rises as a memorising MLM's does); its export
     writes the step of the weights it was given."""

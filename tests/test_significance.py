@@ -193,6 +193,10 @@ def test_balanced_accuracy_is_scikit_learns_and_its_interval_holds_it(tmp_path):
     assert lo < means["finetune"]["mean"] < hi and hi - lo < 0.1
     assert doc["metric"] == "balanced_accuracy" and doc["rows"][0]["accuracy"] == 0.9  # rows keep plain accuracy
     assert not any("imbalanced" in f for f in doc["findings"])
+    from ssl_pipeline.finetune.report import imbalance
+
+    rare = {**header, "test_labels": pack_labels(np.array([0] * 6510 + [1] * 3))}  # WordNet's 'motive': 3 of 6,513
+    assert "smallest 'small' 3 of 6,513)" in imbalance(rare)[0]  # not "0.0%"
     assert "Test balanced accuracy (mean recall over classes) (%)" in (tmp_path / "label_efficiency.md").read_text()
     from ssl_pipeline.errors import UserError
 

@@ -165,13 +165,18 @@ def per_process_batch(batch_size: int, n: int, num_processes: int) -> int:
     return max(1, min(batch_size, n // num_processes))
 
 
+CELL_PROGRESS_AFTER = 60.0  # seconds
+
+
 def plan_for(n_train: int, ft, accelerator, description: str, epochs: int | None = None,
              capped: bool = True, overlap: bool = False) -> TrainPlan:
     """`epochs` (default finetune.epochs) over `n_train` examples, at least finetune.min_steps and, when `capped`,
     at most finetune.max_steps (a bound meant for the labeled subsets, not for a student's pass over the pool).
     Passes over the pool (not `capped`) take minutes per cell: they show their own progress and loss, and checkpoint
-    every finetune.checkpoint_every steps when given a directory (cell_runs.py). `overlap`: the task's views made
-    one batch ahead (the data adapter's `views_ahead`)."""
+    every finetune.checkpoint_every steps when given a directory (cell_runs.py). A labeled subset's cell shows its
+    steps only once it lasts CELL_PROGRESS_AFTER seconds (most take seconds; a 100 % cell of long texts, many
+    minutes, which the grid's line, updated as each cell ends, would leave silent). `overlap`: the task's views
+    made one batch ahead (the data adapter's `views_ahead`)."""
     per_step = per_process_batch(ft.batch_size, n_train, accelerator.num_processes) * accelerator.num_processes
     steps = max(ft.min_steps, (ft.epochs if epochs is None else epochs) * math.ceil(n_train / per_step))
     if ft.max_steps and capped:
@@ -179,7 +184,8 @@ def plan_for(n_train: int, ft, accelerator, description: str, epochs: int | None
     return TrainPlan(batch_size=ft.batch_size, epochs=1, max_steps=steps, learning_rate=ft.learning_rate,
                      optimizer="adamw", weight_decay=ft.weight_decay, warmup_fraction=0.05,
                      log_every=10 ** 9 if capped else max(1, steps // 20), description=description,
-                     show_progress=not capped, checkpoint_every=None if capped else (ft.checkpoint_every or None),
+                     progress_after=CELL_PROGRESS_AFTER if capped else 0.0,
+                     checkpoint_every=None if capped else (ft.checkpoint_every or None),
                      keep_checkpoints=1, log_to_trackers=False, overlap=overlap)
 
 

@@ -315,8 +315,9 @@ def imbalance(header: dict) -> list[str]:
     names = header.get("class_names") or []
     name = lambda c: f"'{names[c]}'" if c < len(names) else str(c)  # noqa: E731
     big, small, n = present[np.argmax(counts[present])], present[np.argmin(counts[present])], counts.sum()
+    rare = f"{counts[small] / n:.1%}" if counts[small] / n >= 0.001 else f"{counts[small]:,} of {n:,}"  # not "0.0%"
     return [f"The scored classes are imbalanced (largest {name(big)} {counts[big] / n:.0%} of the examples, smallest "
-            f"{name(small)} {counts[small] / n:.1%}): accuracy rewards favouring the large classes (always answering "
+            f"{name(small)} {rare}): accuracy rewards favouring the large classes (always answering "
             f"{name(big)} scores {counts[big] / n:.0%}). finetune.metric=balanced_accuracy scores the mean recall over "
             "classes instead (the same command with it rewrites the report; nothing retrains)"]
 
