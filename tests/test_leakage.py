@@ -52,6 +52,26 @@ def test_planted_text_duplicates_exact_after_normalising_and_near():
     assert found.pool_exact.tolist() == [3] and found.pool_near.tolist() == [100]
 
 
+def test_near_duplicates_just_above_the_threshold_are_found():
+    """Pairs at Jaccard 0.80-0.88 (a word changed in a long text): LSH only proposes candidates, and datasketch's
+    default banding for a 0.8 threshold proposes a pair at 0.8 about a third of the time; every one must be found."""
+    rng = np.random.default_rng(1)
+    vocab = ["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(3, 9))) for _ in range(3000)]
+    pool = [" ".join(rng.choice(vocab, 40)) for _ in range(400)]
+    test, jaccards = [], []
+    for k in range(40):
+        words = pool[k].split()
+        for _ in range(rng.integers(2, 4)):  # two or three words replaced
+            words[rng.integers(len(words))] = str(rng.choice(vocab))
+        test.append(" ".join(words))
+        a, b = (set(t[i:i + 5] for i in range(len(t) - 4)) for t in (normalise_text(pool[k]), normalise_text(test[-1])))
+        jaccards.append(len(a & b) / len(a | b))
+    near = [k for k, j in enumerate(jaccards) if j >= 0.8]
+    assert len(near) >= 25 and min(jaccards[k] for k in near) < 0.85  # many pairs close to the threshold
+    found = text_duplicates(pool, test)
+    assert set(near) <= set(found.pool_near.tolist()) and found.test_near == len(near)
+
+
 def _jsonl(path, rows):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
