@@ -76,6 +76,21 @@ def test_decoded_once_keeps_pixels_labels_and_ids(tmp_path):
         assert torch.equal(held.dataset.images[i], split.dataset[i]["images"])
 
 
+def test_decoding_shows_progress_only_when_it_takes_long(tmp_path, monkeypatch, capsys):
+    """Thousands of small images decode in a second: no bar (an emoji folder printed 12 lines for 1 s of work);
+    camera photos take tens of seconds: a bar."""
+    from ssl_pipeline.data import decode
+
+    _folder(tmp_path / "pets", n=3)
+    cfg = DataConfig(source="folder", root=str(tmp_path / "pets"), image_size=8, channels=3, test_fraction=0.34)
+    split = load_images(cfg, "train")
+    decode.decode_all(split.dataset, "train images")
+    assert "decoding train images" not in capsys.readouterr().err
+    monkeypatch.setattr(decode, "DECODE_PROGRESS_AFTER", 0.0)  # as if the decode had lasted past the delay
+    decode.decode_all(split.dataset, "train images")
+    assert f"decoding train images: {len(split)}/{len(split)} (100 %)" in capsys.readouterr().err
+
+
 def test_an_image_that_fails_to_decode_is_named(tmp_path):
     _folder(tmp_path / "pets", n=3)
     bad = tmp_path / "pets" / "dog" / "1.png"
