@@ -13,8 +13,8 @@ hash one PIL image at a time and do not search.
 
 Texts: exact = identical after Unicode NFKC, case folding and collapsing everything but letters and digits;
 near = Jaccard similarity of character 5-gram sets >= NEAR_TEXT_JACCARD, among candidates from datasketch's MinHash
-LSH (banded for recall: MINHASH_BANDS), each shingle hashed with zlib's CRC-32 (half the time of datasketch's default SHA-1 truncated to 32 bits;
-the same 32-bit spread, which MinHash's random permutations take from there).
+LSH (banded for recall: MINHASH_BANDS), each shingle hashed with zlib's CRC-32 (half the time of datasketch's
+default, SHA-1 cut to 32 bits; the same 32-bit spread, which MinHash's random permutations take from there).
 """
 from __future__ import annotations
 

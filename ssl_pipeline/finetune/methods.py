@@ -20,6 +20,7 @@ from ..engine import Task, TrainPlan, param_groups, train
 from ..progress import first_process, progress
 from .labeled import SubsetView
 
+
 def make_head(kind: str, dim: int, num_classes: int) -> nn.Module:
     if kind == "mlp":
         return nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True), nn.Linear(dim, num_classes))
