@@ -13,8 +13,9 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False
              delay: float = 0.0, leave: bool = True):
     """`unit` names what is counted when it is not steps (`examples`: a grid whose cells differ in cost); `delay`:
     nothing is shown unless the work is still going after that many seconds (tqdm's own `delay`), for work that
-    takes seconds on most data and many minutes on some; `leave=False`: a terminal's bar is cleared when done (a
-    bar under another, e.g. a grid cell's under the grid's; log lines stay, as logs do)."""
+    takes seconds on most data and many minutes on some; `leave=False`: a bar under another (a grid cell's under the
+    grid's), cleared from a terminal when done, and in logs a line a minute with none at the end (the outer bar's
+    next line says it ended; per 5 %, a 2-minute cell wrote 13 lines)."""
     stream = stream or sys.stderr
     if disable:
         from tqdm.auto import tqdm
@@ -25,22 +26,22 @@ def progress(total: int, initial: int = 0, desc: str = "", disable: bool = False
 
         return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, file=stream, delay=delay, leave=leave,
                     **({"unit": f" {unit}", "unit_scale": True} if unit else {}))
-    return LineProgress(total, initial, desc, stream, unit=unit, delay=delay)
+    return LineProgress(total, initial, desc, stream, unit=unit, delay=delay, minute_lines_only=not leave)
 
 
 class LineProgress:
     """One line per 5 % of the work since the last line, or per minute if that comes first, and one at the end
     (counted from the last line, so a minute's line is never followed at once by a 5 % one). With a `delay`, no
-    line at all before that many seconds, the end's included."""
+    line at all before that many seconds, the end's included; `minute_lines_only`: the minute's lines alone."""
 
     def __init__(self, total: int, initial: int, desc: str, stream, every_seconds: float = 60.0,
-                 clock=time.perf_counter, unit: str = "", delay: float = 0.0):
+                 clock=time.perf_counter, unit: str = "", delay: float = 0.0, minute_lines_only: bool = False):
         self.total, self.n, self.desc, self.stream = total, initial, desc, stream
         self.every_seconds, self.postfix, self.clock = every_seconds, "", clock
         self.t0 = self.last_time = clock()
         self.start_n = initial
         self.last_n = initial
-        self.unit, self.delay = unit, delay
+        self.unit, self.delay, self.minute_lines_only = unit, delay, minute_lines_only
 
     def set_postfix(self, **values) -> None:
         self.postfix = " ".join(f"{k}={v}" for k, v in values.items())
@@ -52,8 +53,10 @@ class LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = self.clock()
-        due = self.n - self.last_n >= max(self.total // 20, 1) or now - self.last_time >= self.every_seconds
-        if (due or self.n >= self.total) and now - self.t0 >= self.delay:
+        due = now - self.last_time >= self.every_seconds
+        if not self.minute_lines_only:
+            due = due or self.n - self.last_n >= max(self.total // 20, 1) or self.n >= self.total
+        if due and now - self.t0 >= self.delay:
             self._line(now)
 
     def _line(self, now: float) -> None:
@@ -73,7 +76,7 @@ class LineProgress:
 
     def close(self) -> None:
         now = self.clock()
-        if self.n != self.last_n and now - self.t0 >= self.delay:
+        if self.n != self.last_n and now - self.t0 >= self.delay and not self.minute_lines_only:
             self._line(now)
 
 

@@ -331,6 +331,14 @@ def test_a_delayed_bar_says_nothing_for_short_work_and_reports_long_work_from_th
     bar.close()
     done = [int(line.split(": ")[1].split("/")[0]) for line in slow.getvalue().splitlines()]
     assert done[0] == 10 and done[-1] == 100 and len(done) == 19, slow.getvalue()
+    now[0] = 0.0
+    nested = io.StringIO()  # a grid cell's bar under the grid's: past its delay, a line a minute, none at the end
+    bar = LineProgress(150, 0, "cell", nested, clock=lambda: now[0], delay=60.0, minute_lines_only=True)
+    for _ in range(150):
+        now[0] += 1.0
+        bar.update(1)
+    bar.close()
+    assert [line.split(" (")[0] for line in nested.getvalue().splitlines()] == ["cell: 60/150", "cell: 120/150"]
 
 
 def test_a_grid_cell_shows_its_steps_only_once_it_lasts_a_minute(accelerator, capsys):
