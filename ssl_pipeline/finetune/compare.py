@@ -100,7 +100,7 @@ def markdown(doc: dict) -> str:
     lines = [f"{metric_name(doc.get('metric', 'accuracy')).capitalize()} (%), mean ± std over seeds; in brackets the gain over `{doc.get('against', 'supervised')}` "
              f"with its 95 % interval "
              f"(paired bootstrap over {doc['bootstrap']['over']}; n.s. = not significant).", "",
-             "| row | " + " | ".join(f"{f * 100:g} % ({n_of[f]} labels)" for f in fracs) + " | label multiplier |",
+             "| row | " + " | ".join(f"{f * 100:g} % ({n_of[f]:,} labels)" for f in fracs) + " | label multiplier |",
              "| --- | " + " | ".join("---" for _ in fracs) + " | --- |"]
     for m in methods:
         vals = []

@@ -480,7 +480,7 @@ def markdown(doc: dict) -> str:
     lines = [f"### Label efficiency — {_title(doc)}", "",
              f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} {metric_name(doc.get('metric', 'accuracy'))} (%), {spread}{interval}; "
              f"encoder `{doc.get('encoder', '')}`{named}.", "",
-             "| method | " + " | ".join(f"{_pct(f)} ({n_of[f]} labels)" for f in fracs) + " |",
+             "| method | " + " | ".join(f"{_pct(f)} ({n_of[f]:,} labels)" for f in fracs) + " |",
              "| --- | " + " | ".join("---" for _ in fracs) + " |"]
     for m in methods:
         vals = []

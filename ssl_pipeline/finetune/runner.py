@@ -360,7 +360,7 @@ def run_finetune(cfg: Config) -> dict:
     done = {(r["method"], r["label_fraction"], r["seed"]) for r in rows}
     todo = [c for c in cells if (c["method"], c["label_fraction"], c["seed"]) not in done]
     accelerator.print(f"finetune: {len(cells)} grid cells ({len(cells) - len(todo)} already done), "
-                      f"{n_train} labeled train / {len(data.test_labels)} {cfg.finetune.evaluate_on} examples, "
+                      f"{n_train:,} labeled train / {len(data.test_labels):,} {cfg.finetune.evaluate_on} examples, "
                       f"{data.num_classes} classes")
 
     ssl = Evaluated(encoder_path, data)
