@@ -8,7 +8,7 @@ import torch
 
 from ssl_pipeline.cli import finetune_main, pretrain_main
 from ssl_pipeline.data.images import TensorImages
-from ssl_pipeline.data.leakage import image_duplicates, normalise_text, text_duplicates
+from ssl_pipeline.data.leakage import _jaccard, _shingles, image_duplicates, normalise_text, text_duplicates
 
 
 def _digits(size=28):
@@ -64,8 +64,7 @@ def test_near_duplicates_just_above_the_threshold_are_found():
         for _ in range(rng.integers(2, 4)):  # two or three words replaced
             words[rng.integers(len(words))] = str(rng.choice(vocab))
         test.append(" ".join(words))
-        a, b = (set(t[i:i + 5] for i in range(len(t) - 4)) for t in (normalise_text(pool[k]), normalise_text(test[-1])))
-        jaccards.append(len(a & b) / len(a | b))
+        jaccards.append(_jaccard(*(_shingles(normalise_text(t)) for t in (pool[k], test[-1]))))
     near = [k for k, j in enumerate(jaccards) if j >= 0.8]
     assert len(near) >= 25 and min(jaccards[k] for k in near) < 0.85  # many pairs close to the threshold
     found = text_duplicates(pool, test)
