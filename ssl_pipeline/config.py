@@ -52,7 +52,7 @@ class DataConfig:
     channels: int = 3  # 1 (grayscale) or 3 (RGB); images are converted to this
     num_samples: int = 1024  # synthetic sources: number of samples
     num_classes: int = 10  # synthetic sources: number of classes
-    image_column: str = "image"  # hf: column holding images
+    image_column: str = "image"  # hf: column holding images (absent: the dataset's one Image column, e.g. CIFAR-10's img)
     text_column: str = "text"  # text sources: column holding the text
     label_column: str = "label"  # labeled sources: column holding the label; rows with an empty label are pretraining-only
     encoding: str = "utf-8"  # text files (csv / jsonl / txt): character encoding, e.g. cp1252 for Excel exports on Windows

@@ -1,5 +1,6 @@
 """Users' own data: folder split layouts, unlabeled pools, own test/validation files, string labels, run-dir
 policy, thread count, --help, embeddings export, encode() and the report's wording. CPU, tiny data made here."""
+import dataclasses
 import json
 import os
 
@@ -1117,6 +1118,33 @@ def test_hf_image_files_with_string_labels(tmp_path):
     assert sorted(test.labels.tolist()) == [0, 0, 1, 1]
     assert len(load_images(d, "pretrain")) == 16
 
+
+
+def test_a_hub_image_column_under_another_name_is_found(tmp_path, capsys):
+    """CIFAR-10 on the hub names its image column `img`: a dataset with one `Image` column is read from it (said
+    once), streamed too; with two image columns the error names the columns instead of guessing."""
+    import datasets
+
+    from ssl_pipeline.data.hub_images import first_images
+    from ssl_pipeline.errors import UserError
+
+    imgs = [Image.new("RGB", (12, 12), (i * 30 % 255, 0, 0)) for i in range(20)]
+    feats = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"])})
+    datasets.Dataset.from_dict({"img": imgs, "label": [i % 2 for i in range(20)]}, features=feats).to_parquet(
+        str(tmp_path / "c.parquet"))
+    d = DataConfig(source="hf", files=[str(tmp_path / "c.parquet")], image_size=8)
+    train, test = load_images(d, "train"), load_images(d, "test")
+    assert len(train) == 16 and len(test) == 4 and train.class_names == ["cat", "dog"]
+    assert tuple(train.dataset[0]["images"].shape) == (3, 8, 8)
+    said = capsys.readouterr().out
+    assert said.count("reading images from its one image column, 'img'") == 1
+    images, labels = first_images(dataclasses.replace(d, streaming=True), 4)
+    assert images["images"].shape == (4, 3, 8, 8) and labels.tolist() == [0, 1, 0, 1]
+    two = datasets.Features({"img": datasets.Image(), "mask": datasets.Image(), "label": datasets.Value("int64")})
+    datasets.Dataset.from_dict({"img": imgs, "mask": imgs, "label": [i % 2 for i in range(20)]},
+                               features=two).to_parquet(str(tmp_path / "two.parquet"))
+    with pytest.raises(UserError, match=r"data.image_column 'image' is not a column of .*\['img', 'mask', 'label'\]"):
+        load_images(DataConfig(source="hf", files=[str(tmp_path / "two.parquet")], image_size=8), "train")
 
 
 def test_unlabeled_hf_images_pretrain_whole_and_have_no_test_split(tmp_path, capsys):

@@ -158,6 +158,26 @@ def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional
     return text_copy_keys([values[i] for i in labeled])
 
 
+def with_image_column(cfg: DataConfig, features) -> DataConfig:
+    """`cfg` with `data.image_column` set to the dataset's one `Image` column when the configured name is not a
+    column (CIFAR-10 on the hub calls it `img`, others `picture` or `photo`): that column is unambiguous, so the run
+    takes it and says so once. Otherwise `cfg` unchanged, and the caller's error lists the columns there are."""
+    import dataclasses
+
+    import datasets
+
+    if not features or cfg.image_column in features:
+        return cfg
+    found = [name for name, feature in features.items() if isinstance(feature, datasets.Image)]
+    if len(found) != 1:
+        return cfg
+    from ..progress import say_once
+
+    say_once(f"data.image_column '{cfg.image_column}' is not a column of {cfg.name or ', '.join(cfg.files or [])}: "
+             f"reading images from its one image column, '{found[0]}' (set data.image_column to choose)")
+    return dataclasses.replace(cfg, image_column=found[0])
+
+
 def no_labels(cfg: DataConfig, dataset, column: str) -> UnlabeledData:
     """labels.no_labels for an HF source (`column`: its text or image column)."""
     return labels.no_labels(cfg.label_column, cfg.name or ", ".join(cfg.files or []), dataset.column_names, column)

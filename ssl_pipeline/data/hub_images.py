@@ -16,9 +16,10 @@ from ..errors import UserError
 
 
 def open_stream(cfg: DataConfig):
-    """The source's train split as a `datasets.IterableDataset` (nothing is downloaded up front)."""
+    """The source's train split as a `datasets.IterableDataset` (nothing is downloaded up front), and `cfg` with the
+    image column it has."""
     from .files import expand_files
-    from .hf import stream_train
+    from .hf import stream_train, with_image_column
 
     where = cfg.name or cfg.files
     if not (cfg.files or cfg.name):
@@ -26,10 +27,11 @@ def open_stream(cfg: DataConfig):
     files = expand_files(list(cfg.files)) if cfg.files else None
     ds = stream_train(cfg.name, files, f"HF dataset {where}", default_format="parquet",
                       reading=(cfg.encoding, cfg.csv_delimiter))
+    cfg = with_image_column(cfg, ds.features)
     columns = ds.column_names  # None when the format does not say before reading
     if columns is not None and cfg.image_column not in columns:
         raise UserError(f"data.image_column '{cfg.image_column}' is not a column of {where} ({columns})")
-    return ds
+    return ds, cfg
 
 
 def _pil(value):
@@ -49,8 +51,9 @@ class StreamedHubImages(torch.utils.data.IterableDataset):
     def __init__(self, cfg: DataConfig, rank: int, world: int, seed: int):
         from datasets.distributed import split_dataset_by_node
 
-        self.cfg, self.seed = cfg, seed
-        self.stream = split_dataset_by_node(open_stream(cfg), rank=rank, world_size=world)
+        stream, self.cfg = open_stream(cfg)
+        self.seed = seed
+        self.stream = split_dataset_by_node(stream, rank=rank, world_size=world)
 
     def __iter__(self):
         from .images import pil_to_tensor
@@ -77,7 +80,8 @@ def first_images(cfg: DataConfig, n: int) -> tuple[dict, torch.Tensor | None]:
     from .labels import encode_labels
 
     images, raw = [], []
-    for example in open_stream(cfg).take(n):
+    stream, cfg = open_stream(cfg)
+    for example in stream.take(n):
         with _pil(example[cfg.image_column]) as img:
             images.append(pil_to_tensor(img, cfg.image_size, cfg.channels))
         raw.append(example.get(cfg.label_column))
