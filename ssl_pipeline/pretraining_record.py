@@ -39,9 +39,11 @@ def summarize(metrics_path: Path, examples: Optional[int], unit: str, init_from:
             first_knn = {"step": r["step"], "accuracy": r["knn_accuracy"]}
         if "eval_loss" in r and (best_eval is None or r["eval_loss"] < best_eval["loss"]):
             best_eval = {"step": r["step"], "loss": r["eval_loss"]}
-    logged = [r for r in rows if "samples_per_sec" in r]  # training rows carry the fractional epoch
-    record = {"steps": rows[-1]["step"] if rows else 0,
-              "epochs": round(float(logged[-1]["epoch"]), 2) if logged else None,
+    logged = [r for r in rows if "samples_per_sec" in r and r.get("step")]  # training rows carry the epoch
+    steps = rows[-1]["step"] if rows else 0
+    # the last logged row may be a few steps before the last step (a run stopped between log steps): scaled up
+    record = {"steps": steps,
+              "epochs": round(float(logged[-1]["epoch"]) * steps / logged[-1]["step"], 2) if logged else None,
               "examples": examples, "unit": unit, "init_from": init_from, "final": final}
     if first_knn is not None:
         record["first_knn"] = first_knn
@@ -68,7 +70,12 @@ def on_plateau(record: dict) -> bool:
     """True when the exported text encoder's held-out MLM loss never left the token-frequency plateau."""
     f = record.get("final", {})
     return ("eval_loss" in f and "eval_token_frequency_loss" in f
-            and f["eval_token_frequency_loss"] - _exported_loss(record) < PLATEAU_MARGIN)
+            and _under_plateau(record, _exported_loss(record)) < PLATEAU_MARGIN)
+
+
+def _under_plateau(record: dict, loss: float) -> float:
+    """Nats by which a held-out MLM loss of the run is below the loss of knowing token frequencies alone."""
+    return record["final"]["eval_token_frequency_loss"] - loss
 
 
 def _exported_loss(record: dict) -> float:
@@ -101,6 +108,10 @@ def describe(record: dict) -> str:
                        + ", so the encoder memorised this corpus instead of learning from context")
             if record.get("encoder_from"):  # the best held-out loss, named just above
                 verdict += f"; the encoder exported is step {record['encoder_from']['step']:,}'s, where it was lowest"
+                if on_plateau(record):  # memorising before it had learned anything: too little text for this model
+                    kept = _under_plateau(record, _exported_loss(record))
+                    verdict += (f", {abs(kept):.2f} nats {'below' if kept >= 0 else 'above'} the token-frequency "
+                                "loss: it began to memorise before it had left that plateau")
         else:
             verdict = " — still on that plateau: the encoder has learned little from context" if on_plateau(record) else ""
         parts.append(f"held-out MLM loss {f['eval_loss']:.2f}, {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'} "

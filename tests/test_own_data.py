@@ -973,6 +973,29 @@ def test_an_mlm_that_memorised_a_small_corpus_is_not_told_to_pretrain_longer(tmp
     assert not memorising(still) and "memorised" not in describe(still)
 
 
+def test_a_tiny_corpus_that_memorised_on_the_plateau_is_said_to_have_learned_nothing_first(tmp_path):
+    """480 UI messages (57 blocks, one step a pass): lowest held-out loss 6.47 at step 90, 0.07 nats under knowing
+    token frequencies (6.54), then memorised and stopped at step 150, 10 steps after the last logged training row.
+    The encoder it kept never left the plateau, and the passes count the steps trained, not those logged."""
+    from ssl_pipeline.pretraining_record import describe, summarize
+
+    rows = [{"step": 90, "epoch": 90.0, "loss": 5.5, "samples_per_sec": 1.0},
+            {"step": 90, "eval_loss": 6.47, "eval_token_frequency_loss": 6.54},
+            {"step": 140, "epoch": 140.0, "loss": 4.3, "samples_per_sec": 1.0},
+            {"step": 150, "eval_loss": 6.82, "eval_token_frequency_loss": 6.54, "stopped_memorising": True}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    record = summarize(tmp_path / "metrics.jsonl", 57, "packed token blocks", None)
+    said = describe({**record, "encoder_from": {"step": 90, "eval_loss": 6.47}})
+    assert said.startswith("pretrained for 150 steps (150.0 passes over 57 packed token blocks; stopped early")
+    assert said.endswith("the encoder exported is step 90's, where it was lowest, 0.07 nats below the "
+                         "token-frequency loss: it began to memorise before it had left that plateau")
+    rows[1]["eval_loss"] = 6.0  # kept 0.54 nats under the plateau: it had learned from context before memorising
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    said = describe({**summarize(tmp_path / "metrics.jsonl", 57, "packed token blocks", None),
+                     "encoder_from": {"step": 90, "eval_loss": 6.0}})
+    assert said.endswith("the encoder exported is step 90's, where it was lowest") and "plateau" not in said
+
+
 def test_pretraining_that_memorised_ends_with_a_note(tmp_path, monkeypatch, capsys):
     """The note comes when the run ends (the user may be about to pretrain longer), from the record it exports."""
     from ssl_pipeline import pretraining_record as PR
