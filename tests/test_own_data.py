@@ -576,6 +576,30 @@ def test_compressed_corpora_are_read_as_they_are(tmp_path):
     assert f"{plain['txt']}.xz is not utf-8 text (byte 0xe9 near offset 3)" in str(err.value)
 
 
+def test_json_files_keeping_their_rows_under_one_key_are_read_as_those_rows(tmp_path, capsys):
+    """`{"data": [{"text": ..., "label": ...}, ...]}` (many exports; SQuAD's layout, with a `version` beside it):
+    `datasets` reads such a file as one row holding the list, so the text column was "not a column ... ['data']".
+    Now the records are the rows, said once; a plain JSON array reads as before, and a file with two lists of
+    records is still an error naming its columns rather than a guess."""
+    rows = [{"text": f"review {i} {'good fine' if i % 2 else 'bad awful'}", "label": "pos" if i % 2 else "neg"}
+            for i in range(20)]
+    (tmp_path / "array.json").write_text(json.dumps(rows))
+    (tmp_path / "export.json").write_text(json.dumps({"version": "1.1", "data": rows}))
+    (tmp_path / "two.json").write_text(json.dumps({"train": rows, "extra": rows}))
+    want = load_texts(load_config("configs/text/mlm_files.yaml", [f"data.files=[{tmp_path / 'array.json'}]"]).data,
+                      "train")
+    cfg = load_config("configs/text/mlm_files.yaml", [f"data.files=[{tmp_path / 'export.json'}]"]).data
+    for split in ("pretrain", "train", "test"):
+        got = load_texts(cfg, split)
+        assert len(got.texts) == {"pretrain": 16, "train": 16, "test": 4}[split]
+    assert load_texts(cfg, "train").texts == want.texts and load_texts(cfg, "train").class_names == ["neg", "pos"]
+    said = capsys.readouterr().out
+    assert said.count("export.json: the rows are the records under the key 'data'") == 1
+    assert "array.json: the rows" not in said
+    with pytest.raises(UserError, match=r"data.text_column 'text' is not a column of .*\['train', 'extra'\]"):
+        load_texts(load_config("configs/text/mlm_files.yaml", [f"data.files=[{tmp_path / 'two.json'}]"]).data, "train")
+
+
 def test_excel_workbooks_with_labels_typed_by_hand(tmp_path):
     """Labeled data often lives in .xlsx sheets: data.source=auto reads them (the first sheet), numbers typed in a
     text column stay text, empty label cells make pretraining-only rows, and two workbooks with one header are

@@ -35,12 +35,32 @@ def load_table(cfg: DataConfig, files: list[str]):
         with _quiet_datasets_errors(), tempfile.TemporaryDirectory() as tmp:  # it logs the failure it then raises;
             if builder == "text" and codecs.lookup(encoding).name != "utf-8":  # the user gets one line, below
                 files = _decompressed(files, tmp)
-            return datasets.load_dataset(builder, data_files=files, split="train", **options)
+            table = datasets.load_dataset(builder, data_files=files, split="train", **options)
+            field = records_field(table, len(files)) if builder == "json" else None
+            if field is None:
+                return table
+            from ..progress import say_once
+
+            say_once(f"{', '.join(os.path.basename(f) for f in files)}: the rows are the records under the key "
+                     f"'{field}', as in {{\"{field}\": [{{...}}, ...]}}: reading those")
+            return datasets.load_dataset(builder, data_files=files, split="train", field=field, **options)
     except Exception as err:  # malformed files surface as many exception types
         wrong = None if builder == "parquet" else undecodable(files, encoding)
         if wrong:
             raise UserError(wrong_encoding(wrong)) from None
         raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
+
+
+def records_field(table, n_files: int) -> Optional[str]:
+    """The key under which JSON files (one object each, not JSON lines) keep their rows: `{"data": [{"text": ...,
+    "label": ...}, ...]}`, SQuAD's layout and many exports'. `datasets` reads such a file as one row whose column
+    holds the whole list; None for a table of rows, or when more than one column holds a list of records."""
+    if len(table) != n_files:
+        return None
+    nested = [name for name, feature in table.features.items()
+              if isinstance(feature[0] if isinstance(feature, list) and feature else getattr(feature, "feature", None),
+                            dict)]  # datasets >= 4: List(feature={...}); older: [{...}] or Sequence(feature={...})
+    return nested[0] if len(nested) == 1 else None
 
 
 BYTE_ORDER_MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
