@@ -199,3 +199,40 @@ def test_data_notes_come_from_the_first_process_only(tmp_path, capsys, monkeypat
     monkeypatch.setenv("RANK", "0")
     load_texts(d, "pretrain")
     assert capsys.readouterr().out.startswith("data.root ")
+
+
+def test_saved_web_pages_and_e_mails_are_read_as_their_text(tmp_path, capsys):
+    """A help desk's export: `.eml` messages (plain, HTML-only, Latin-1 quoted-printable) and saved `.html` pages
+    (a head left open, scripts and styles). They were skipped as "not plain text"; now each document is what a
+    reader sees: subject and body, title and visible text — no tags, headers, scripts or MIME boundaries."""
+    from email.message import EmailMessage
+
+    from ssl_pipeline.data.markup import email_text, html_text
+
+    def message(subject, body, subtype="plain", charset="utf-8"):
+        m = EmailMessage()
+        m["From"], m["To"], m["Subject"] = "a@example.com", "desk@example.com", subject
+        m.set_content(body, subtype=subtype, charset=charset, cte="quoted-printable" if charset != "utf-8" else None)
+        return m.as_bytes()
+
+    page = ("<html><head><title>Refund policy</title><style>p {color: red}</style>"
+            "<script>var x = '<p>not text</p>';</script><body><h1>Refunds</h1><p>Money back&nbsp;within "
+            "<b>30</b> days.</p><ul><li>cards</li><li>vouchers</li></ul></body></html>")
+    assert html_text(page) == "Refund policy\nRefunds\nMoney back within 30 days.\ncards\nvouchers"
+    assert email_text(message("Crash on start", "The app crashes when I open it.")) == \
+        "Crash on start\n\nThe app crashes when I open it."
+    assert email_text(message("Facture", "Montant dû: 12 €", charset="iso-8859-15")) == "Facture\n\nMontant dû: 12 €"
+    assert email_text(message("Invoice", "<html><body><p>Your <i>invoice</i></p></body></html>", "html")) == \
+        "Invoice\n\nYour invoice"
+    root = tmp_path / "desk"
+    for i in range(6):
+        (root / "bugs").mkdir(parents=True, exist_ok=True)
+        (root / "bugs" / f"{i}.eml").write_bytes(message(f"crash {i}", f"the app crashes {WORDS['neg']} {i}"))
+        _doc(root / "billing" / f"{i}.html", f"<html><body><p>invoice {i} refund {WORDS['pos']}</p></body></html>")
+    _doc(root / "billing" / "scan.pdf", "%PDF-1.4")
+    cfg = load_config("configs/text/mlm_files.yaml", [f"data.root={root}"]).data
+    train, test = load_texts(cfg, "train"), load_texts(cfg, "test")
+    assert train.class_names == ["billing", "bugs"] and len(train.texts) + len(test.texts) == 12
+    assert all("<" not in t and "Content-Type" not in t and "From:" not in t for t in train.texts + test.texts)
+    assert any(t.startswith("crash ") and "\n\nthe app crashes" in t for t in train.texts)
+    assert "12 documents in 2 classes (billing, bugs)" in capsys.readouterr().out

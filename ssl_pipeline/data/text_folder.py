@@ -2,7 +2,8 @@
 
 The layout of 20 Newsgroups, IMDB's aclImdb, BBC News and scikit-learn's `load_files`: the class is the first
 sub-folder (`news/sci.space/61042`), with the image folder's split layouts (data/folders.py). Plain-text files are
-read — `.txt`, `.text`, `.md`, `.rst` and files without a suffix (20 Newsgroups' are numbers); anything else
+read — `.txt`, `.text`, `.md`, `.rst` and files without a suffix (20 Newsgroups' are numbers), and saved web pages
+(`.html`) and e-mails (`.eml`) as the text a reader sees (data/markup.py); anything else
 (`labeledBow.feat`, images) is skipped and counted. Two conventions of published corpora are honoured so they run
 as they are: a class folder named `unsup` / `unlabeled` inside train/ (aclImdb's 50,000 unlabeled reviews) is read
 as unlabeled text for pretraining only, and files lying beside class folders (aclImdb's `urls_pos.txt`, a README)
@@ -22,11 +23,12 @@ from ..errors import UnlabeledData, UserError
 from .copies import text_copy_keys
 from .folders import folder_layout, folder_root, names, not_read, scan, summarize
 from .labels import encode_labels
+from .markup import EMAIL_SUFFIXES, HTML_SUFFIXES, email_text, html_text
 from .splits import carve
 from .text import TextSplit
 from .text_files import file_encoding, undecodable, wrong_encoding
 
-DOCUMENT_SUFFIXES = ("", ".txt", ".text", ".md", ".rst")
+DOCUMENT_SUFFIXES = ("", ".txt", ".text", ".md", ".rst", *HTML_SUFFIXES, *EMAIL_SUFFIXES)
 UNLABELED_CLASS_DIRS = ("unsup", "unlabeled", "unlabelled")  # inside train/: pretraining only
 
 _READ: dict[tuple[str, ...], list[str]] = {}  # files -> their texts: a process loads a split up to 3 times
@@ -48,14 +50,23 @@ class _Documents:
     skipped: list[str]  # why files were not read, for the summary line
 
 
+def _read_document(path: str, encoding: str) -> str:
+    """A file's text: e-mails in the charsets they declare, web pages without their markup."""
+    suffix = Path(path).suffix.lower()
+    if suffix in EMAIL_SUFFIXES:
+        return email_text(Path(path).read_bytes())
+    with open(path, encoding=file_encoding(path, encoding)) as f:  # a byte-order mark decides
+        text = f.read()
+    return html_text(text) if suffix in HTML_SUFFIXES else text
+
+
 def _read_texts(files: list[str], encoding: str) -> list[str]:
     key = tuple(files)
     if key not in _READ:
         texts = []
         for path in files:
             try:
-                with open(path, encoding=file_encoding(path, encoding)) as f:  # a byte-order mark decides
-                    texts.append(f.read().strip())
+                texts.append(_read_document(path, encoding).strip())
             except UnicodeDecodeError:
                 raise UserError(wrong_encoding(undecodable([path], file_encoding(path, encoding)))) from None
             except OSError as err:
