@@ -54,7 +54,7 @@ class DataConfig:
     num_classes: int = 10  # synthetic sources: number of classes
     image_column: str = "image"  # hf: column holding images (absent: the dataset's one Image column, e.g. CIFAR-10's img)
     text_column: str = "text"  # text sources: column holding the text
-    label_column: str = "label"  # labeled sources: column holding the label; rows with an empty label are pretraining-only
+    label_column: str = "label"  # labeled sources: column holding the label (hf, absent: the one ClassLabel column); rows with an empty label are pretraining-only
     encoding: str = "utf-8"  # text files (csv / jsonl / txt): character encoding, e.g. cp1252 for Excel exports on Windows
     sheet: Optional[str] = None  # excel (.xlsx): the sheet to read, by name, or 'all' (every sheet, one header); default: the first (the run says when there are more)
     csv_delimiter: str = "auto"  # csv: field separator; auto = guessed from the header line (, ; tab |), tab for .tsv; or one character, or 'tab'

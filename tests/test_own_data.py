@@ -1167,31 +1167,44 @@ def test_hf_image_files_with_string_labels(tmp_path):
 
 
 
-def test_a_hub_image_column_under_another_name_is_found(tmp_path, capsys):
-    """CIFAR-10 on the hub names its image column `img`: a dataset with one `Image` column is read from it (said
-    once), streamed too; with two image columns the error names the columns instead of guessing."""
+def test_hub_image_and_label_columns_under_other_names_are_found(tmp_path, capsys):
+    """Hub datasets name their columns as they like (CIFAR-10: `img`; beans, cats_vs_dogs: `labels`): a dataset with
+    one `Image` / one `ClassLabel` column is read from it (said once), streamed too, texts too. Two columns of the
+    type (an image and its mask; CIFAR-100's fine and coarse labels) are not guessed: the error names the columns."""
     import datasets
 
     from ssl_pipeline.data.hub_images import first_images
-    from ssl_pipeline.errors import UserError
+    from ssl_pipeline.errors import UnlabeledData, UserError
 
     imgs = [Image.new("RGB", (12, 12), (i * 30 % 255, 0, 0)) for i in range(20)]
-    feats = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["cat", "dog"])})
-    datasets.Dataset.from_dict({"img": imgs, "label": [i % 2 for i in range(20)]}, features=feats).to_parquet(
+    pets = datasets.ClassLabel(names=["cat", "dog"])
+    feats = datasets.Features({"img": datasets.Image(), "labels": pets})
+    datasets.Dataset.from_dict({"img": imgs, "labels": [i % 2 for i in range(20)]}, features=feats).to_parquet(
         str(tmp_path / "c.parquet"))
     d = DataConfig(source="hf", files=[str(tmp_path / "c.parquet")], image_size=8)
     train, test = load_images(d, "train"), load_images(d, "test")
     assert len(train) == 16 and len(test) == 4 and train.class_names == ["cat", "dog"]
     assert tuple(train.dataset[0]["images"].shape) == (3, 8, 8)
     said = capsys.readouterr().out
-    assert said.count("reading images from its one image column, 'img'") == 1
+    assert said.count("reading images from its one Image column, 'img'") == 1
+    assert said.count("data.label_column 'label' is not a column of") == 1 and "its one ClassLabel column, 'labels'" in said
     images, labels = first_images(dataclasses.replace(d, streaming=True), 4)
     assert images["images"].shape == (4, 3, 8, 8) and labels.tolist() == [0, 1, 0, 1]
+    texts = datasets.Features({"text": datasets.Value("string"), "labels": pets})
+    datasets.Dataset.from_dict({"text": [f"a {'dog' if i % 2 else 'cat'} story {i}" for i in range(20)],
+                                "labels": [i % 2 for i in range(20)]}, features=texts).to_parquet(str(tmp_path / "t.parquet"))
+    t = load_texts(DataConfig(source="hf", files=[str(tmp_path / "t.parquet")]), "train")
+    assert t.class_names == ["cat", "dog"] and len(t.texts) == 16
     two = datasets.Features({"img": datasets.Image(), "mask": datasets.Image(), "label": datasets.Value("int64")})
     datasets.Dataset.from_dict({"img": imgs, "mask": imgs, "label": [i % 2 for i in range(20)]},
                                features=two).to_parquet(str(tmp_path / "two.parquet"))
     with pytest.raises(UserError, match=r"data.image_column 'image' is not a column of .*\['img', 'mask', 'label'\]"):
         load_images(DataConfig(source="hf", files=[str(tmp_path / "two.parquet")], image_size=8), "train")
+    fine_coarse = datasets.Features({"img": datasets.Image(), "fine_label": pets, "coarse_label": pets})
+    datasets.Dataset.from_dict({"img": imgs, "fine_label": [i % 2 for i in range(20)],
+                                "coarse_label": [0] * 20}, features=fine_coarse).to_parquet(str(tmp_path / "f.parquet"))
+    with pytest.raises(UnlabeledData, match="its columns: img, fine_label, coarse_label"):
+        load_images(DataConfig(source="hf", files=[str(tmp_path / "f.parquet")], image_size=8), "train")
 
 
 def test_unlabeled_hf_images_pretrain_whole_and_have_no_test_split(tmp_path, capsys):

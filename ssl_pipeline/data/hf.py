@@ -83,6 +83,7 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     if "train" not in dsd:
         raise UserError(f"HF dataset {cfg.name} has no train split (splits: {sorted(dsd)})")
     train = dsd["train"]
+    cfg = with_dataset_columns(cfg, train.features)
     if column not in train.column_names:
         raise UserError(f"{column_key} '{column}' is not a column of {cfg.name or cfg.files} ({train.column_names})")
     feature = train.features.get(cfg.label_column)
@@ -158,24 +159,30 @@ def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional
     return text_copy_keys([values[i] for i in labeled])
 
 
-def with_image_column(cfg: DataConfig, features) -> DataConfig:
-    """`cfg` with `data.image_column` set to the dataset's one `Image` column when the configured name is not a
-    column (CIFAR-10 on the hub calls it `img`, others `picture` or `photo`): that column is unambiguous, so the run
-    takes it and says so once. Otherwise `cfg` unchanged, and the caller's error lists the columns there are."""
+def with_dataset_columns(cfg: DataConfig, features) -> DataConfig:
+    """`cfg` with `data.image_column` / `data.label_column` set to the dataset's one `Image` / `ClassLabel` column
+    when the configured name is not a column: hub datasets name them as they like (CIFAR-10: `img`; beans and
+    cats_vs_dogs: `labels`), and a column of that type is unambiguous, so the run takes it and says so once. A
+    missed label column would have made the dataset unlabeled (pretrained on whole, no test split held out).
+    Otherwise `cfg` unchanged: the caller's error or note lists the columns there are."""
     import dataclasses
 
     import datasets
 
-    if not features or cfg.image_column in features:
-        return cfg
-    found = [name for name, feature in features.items() if isinstance(feature, datasets.Image)]
-    if len(found) != 1:
-        return cfg
     from ..progress import say_once
 
-    say_once(f"data.image_column '{cfg.image_column}' is not a column of {cfg.name or ', '.join(cfg.files or [])}: "
-             f"reading images from its one image column, '{found[0]}' (set data.image_column to choose)")
-    return dataclasses.replace(cfg, image_column=found[0])
+    changes = {}
+    for key, kind, what in (("image_column", datasets.Image, "images"),
+                            ("label_column", datasets.ClassLabel, "labels")):
+        name = getattr(cfg, key)
+        if not features or name in features:
+            continue
+        found = [column for column, feature in features.items() if isinstance(feature, kind)]
+        if len(found) == 1:
+            say_once(f"data.{key} '{name}' is not a column of {cfg.name or ', '.join(cfg.files or [])}: reading "
+                     f"{what} from its one {kind.__name__} column, '{found[0]}' (set data.{key} to choose)")
+            changes[key] = found[0]
+    return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
 def no_labels(cfg: DataConfig, dataset, column: str) -> UnlabeledData:

@@ -19,7 +19,7 @@ def open_stream(cfg: DataConfig):
     """The source's train split as a `datasets.IterableDataset` (nothing is downloaded up front), and `cfg` with the
     image column it has."""
     from .files import expand_files
-    from .hf import stream_train, with_image_column
+    from .hf import stream_train, with_dataset_columns
 
     where = cfg.name or cfg.files
     if not (cfg.files or cfg.name):
@@ -27,7 +27,7 @@ def open_stream(cfg: DataConfig):
     files = expand_files(list(cfg.files)) if cfg.files else None
     ds = stream_train(cfg.name, files, f"HF dataset {where}", default_format="parquet",
                       reading=(cfg.encoding, cfg.csv_delimiter))
-    cfg = with_image_column(cfg, ds.features)
+    cfg = with_dataset_columns(cfg, ds.features)
     columns = ds.column_names  # None when the format does not say before reading
     if columns is not None and cfg.image_column not in columns:
         raise UserError(f"data.image_column '{cfg.image_column}' is not a column of {where} ({columns})")

@@ -370,9 +370,9 @@ def load_hf(cfg: DataConfig, split: str) -> Optional[ImageSplit]:
     """A Hugging Face `datasets` hub name, a local directory of split files, or `data.files`, with an image column."""
     import datasets
 
-    from .hf import hf_split, load_dataset_dict, no_labels, with_image_column
+    from .hf import hf_split, load_dataset_dict, no_labels, with_dataset_columns
 
-    cfg = with_image_column(cfg, getattr(load_dataset_dict(cfg).get("train"), "features", None))
+    cfg = with_dataset_columns(cfg, getattr(load_dataset_dict(cfg).get("train"), "features", None))
     part = hf_split(cfg, split, cfg.image_column, "data.image_column", texts=False)
     if part is None:
         return None
