@@ -57,10 +57,14 @@ def records_field(table, n_files: int) -> Optional[str]:
     holds the whole list; None for a table of rows, or when more than one column holds a list of records."""
     if len(table) != n_files:
         return None
-    nested = [name for name, feature in table.features.items()
-              if isinstance(feature[0] if isinstance(feature, list) and feature else getattr(feature, "feature", None),
-                            dict)]  # datasets >= 4: List(feature={...}); older: [{...}] or Sequence(feature={...})
+    nested = [name for name, feature in table.features.items() if _holds_records(feature)]
     return nested[0] if len(nested) == 1 else None
+
+
+def _holds_records(feature) -> bool:
+    """A column type that is a list of records: `List({...})` (datasets >= 4), `[{...}]` or `Sequence({...})`."""
+    inner = feature[0] if isinstance(feature, list) and feature else getattr(feature, "feature", None)
+    return isinstance(inner, dict)
 
 
 BYTE_ORDER_MARKS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
