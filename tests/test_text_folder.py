@@ -236,3 +236,26 @@ def test_saved_web_pages_and_e_mails_are_read_as_their_text(tmp_path, capsys):
     assert all("<" not in t and "Content-Type" not in t and "From:" not in t for t in train.texts + test.texts)
     assert any(t.startswith("crash ") and "\n\nthe app crashes" in t for t in train.texts)
     assert "12 documents in 2 classes (billing, bugs)" in capsys.readouterr().out
+
+
+def test_many_web_pages_are_parsed_in_worker_processes_to_the_same_texts(tmp_path, monkeypatch):
+    """Above MARKUP_PROCESS_THRESHOLD pages and e-mails, parsing (pure Python, ~7 ms a page) runs in spawned worker
+    processes: the same texts in the same order as in one process, and a page in the wrong encoding is still the
+    one-line error naming it."""
+    from ssl_pipeline.data import document_files
+
+    files = []
+    for i in range(40):
+        files.append(tmp_path / f"{i}.html")
+        _doc(files[-1], f"<html><body><h1>page {i}</h1><p>{WORDS['space']} {i}</p><script>x={i}</script></body></html>")
+        files.append(tmp_path / f"{i}.txt")
+        _doc(files[-1], f"plain note {i}")
+    files = [str(f) for f in files]
+    alone = document_files.read_documents(files, "utf-8")
+    monkeypatch.setattr(document_files, "MARKUP_PROCESS_THRESHOLD", 1)
+    assert document_files.read_documents(files, "utf-8") == alone
+    assert alone[0] == ("page 0\norbit rocket moon 0", None) and alone[1] == ("plain note 0", None)
+    _doc(tmp_path / "bad.html", "<p>caf\u00e9</p>", encoding="latin-1")
+    monkeypatch.setattr(text_folder, "_READ", {})
+    with pytest.raises(UserError, match=r"bad.html is not utf-8 text \(byte 0xe9 near offset 6\)"):
+        text_folder._read_texts(files + [str(tmp_path / "bad.html")], "utf-8")

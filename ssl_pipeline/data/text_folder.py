@@ -23,10 +23,10 @@ from ..errors import UnlabeledData, UserError
 from .copies import text_copy_keys
 from .folders import folder_layout, folder_root, names, not_read, scan, summarize
 from .labels import encode_labels
-from .markup import EMAIL_SUFFIXES, HTML_SUFFIXES, email_text, html_text
+from .document_files import read_documents
+from .markup import EMAIL_SUFFIXES, HTML_SUFFIXES
 from .splits import carve
 from .text import TextSplit
-from .text_files import file_encoding, undecodable, wrong_encoding
 
 DOCUMENT_SUFFIXES = ("", ".txt", ".text", ".md", ".rst", *HTML_SUFFIXES, *EMAIL_SUFFIXES)
 UNLABELED_CLASS_DIRS = ("unsup", "unlabeled", "unlabelled")  # inside train/: pretraining only
@@ -50,30 +50,16 @@ class _Documents:
     skipped: list[str]  # why files were not read, for the summary line
 
 
-def _read_document(path: str, encoding: str) -> str:
-    """A file's text: e-mails in the charsets they declare, web pages without their markup."""
-    suffix = Path(path).suffix.lower()
-    if suffix in EMAIL_SUFFIXES:
-        return email_text(Path(path).read_bytes())
-    with open(path, encoding=file_encoding(path, encoding)) as f:  # a byte-order mark decides
-        text = f.read()
-    return html_text(text) if suffix in HTML_SUFFIXES else text
-
-
 def _read_texts(files: list[str], encoding: str) -> list[str]:
     key = tuple(files)
     if key not in _READ:
-        texts = []
-        for path in files:
-            try:
-                texts.append(_read_document(path, encoding).strip())
-            except UnicodeDecodeError:
-                raise UserError(wrong_encoding(undecodable([path], file_encoding(path, encoding)))) from None
-            except OSError as err:
-                raise UserError(f"cannot read the document {path}: {err.strerror or err}") from None
+        read = read_documents(files, encoding)
+        error = next((e for _, e in read if e), None)
+        if error:
+            raise UserError(error)
         if len(_READ) >= 4:
             _READ.clear()
-        _READ[key] = texts
+        _READ[key] = [text for text, _ in read]
     return _READ[key]
 
 
