@@ -3,10 +3,10 @@ as their text (markup.py). Parsing markup is pure Python, so many such files are
 module imports no torch, so spawned workers start in a fraction of a second."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
+from ..threads import job_cores
 from .markup import EMAIL_SUFFIXES, HTML_SUFFIXES, email_text, html_text
 from .text_files import file_encoding, undecodable, wrong_encoding
 
@@ -41,7 +41,7 @@ def read_documents(files: list[str], encoding: str) -> list[tuple[Optional[str],
     """_read_one for every file, in order. Web pages and e-mails are parsed in pure Python (~7 ms a 24 kB page), so
     many of them are parsed in worker processes, one per core (2,905 pages: 19.3 s in one process)."""
     markup = sum(Path(f).suffix.lower() in HTML_SUFFIXES + EMAIL_SUFFIXES for f in files)
-    workers = min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = min(8, job_cores())
     if markup < MARKUP_PROCESS_THRESHOLD or workers < 2:
         return _read_chunk(files, encoding)
     import functools

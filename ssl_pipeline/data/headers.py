@@ -4,8 +4,9 @@ processes for large ones (parsing is CPU work under the GIL; a million headers t
 This module imports no torch, so spawned workers start in well under a second."""
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+from ..threads import job_cores
 
 PROCESS_THRESHOLD = 50_000  # below it, starting worker processes costs more than it saves
 
@@ -30,7 +31,7 @@ def _chunk_ok(paths: list[str]) -> list[bool]:
 
 def readable(files: list[str], workers: int | None = None) -> list[bool]:
     """header_ok for every file, in order."""
-    workers = workers or min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = workers or min(8, job_cores())
     if len(files) < PROCESS_THRESHOLD or workers < 2:
         with ThreadPoolExecutor(max_workers=8) as pool:  # opens wait on I/O (network file systems, cold caches)
             return list(pool.map(header_ok, files, chunksize=256))
