@@ -219,6 +219,9 @@ def test_saved_web_pages_and_e_mails_are_read_as_their_text(tmp_path, capsys):
             "<script>var x = '<p>not text</p>';</script><body><h1>Refunds</h1><p>Money back&nbsp;within "
             "<b>30</b> days.</p><ul><li>cards</li><li>vouchers</li></ul></body></html>")
     assert html_text(page) == "Refund policy\nRefunds\nMoney back within 30 days.\ncards\nvouchers"
+    site = ("<html><head><title>Refunds - Help</title></head><body><nav><a>Home</a><a>Keyboard shortcuts</a></nav>"
+            "<main><h1>Refunds</h1><p>Money back.</p></main><footer>(c) 2026 Shop</footer></body></html>")
+    assert html_text(site) == "Refunds - Help\nRefunds\nMoney back."  # the page's own content, not its frame
     assert email_text(message("Crash on start", "The app crashes when I open it.")) == \
         "Crash on start\n\nThe app crashes when I open it."
     assert email_text(message("Facture", "Montant dû: 12 €", charset="iso-8859-15")) == "Facture\n\nMontant dû: 12 €"

@@ -3,8 +3,9 @@
 Help-desk exports, saved pages and mail clients' "save as" give `.html` and `.eml` files; read as plain text, a
 page is mostly tags, scripts and styles, and an e-mail is headers, MIME boundaries and base64. Python's own
 `html.parser` and `email` do the parsing; what is written here is only which parts count as text (the page's
-title and visible body; the message's subject and its plain-text body, else its HTML body). Hand-written on top of
-the standard library rather than through BeautifulSoup/html2text: they would be new dependencies for ~40 lines.
+title and visible body, or only the body's <main> part when it has one; the message's subject and its plain-text
+body, else its HTML body). Hand-written on top of the standard library rather than through BeautifulSoup/html2text
+or trafilatura: they would be new dependencies for ~60 lines.
 """
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ _BLOCKS = {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5
 class _VisibleText(HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
+        self.title: list[str] = []
+        self.parts: list[str] = []  # the body's visible text
+        self.main: list[str] = []  # the part of it inside <main>
         self.hidden = 0  # depth inside elements whose text is not shown
         self.in_title = False
+        self.in_main = 0
 
     def handle_starttag(self, tag, attrs):
         if tag == "title":
@@ -34,28 +38,43 @@ class _VisibleText(HTMLParser):
             self.hidden = 0
         elif tag in _HIDDEN:
             self.hidden += 1
+        elif tag == "main":
+            self.in_main += 1
         if tag in _BLOCKS:
-            self.parts.append("\n")
+            self._add("\n")
 
     def handle_endtag(self, tag):
         if tag == "title":
             self.in_title = False
         elif tag in _HIDDEN and self.hidden:
             self.hidden -= 1
+        elif tag == "main" and self.in_main:
+            self.in_main -= 1
         if tag in _BLOCKS:
-            self.parts.append("\n")
+            self._add("\n")
 
     def handle_data(self, data):
-        if self.in_title or not self.hidden:
-            self.parts.append(data)
+        if self.in_title:
+            self.title.append(data)
+        elif not self.hidden:
+            self._add(data)
+
+    def _add(self, text: str) -> None:
+        self.parts.append(text)
+        if self.in_main:
+            self.main.append(text)
 
 
 def html_text(page: str) -> str:
-    """The page's title and visible text, one line per block, spaces collapsed."""
+    """The page's title and visible text, one line per block, spaces collapsed. When the page marks its content
+    with <main> (HTML5; documentation generators, blogs and help desks do), only that: the navigation, menus and
+    footers around it are the same on every page, and a classifier reading a document's first `data.max_length`
+    tokens would read them instead (an mdBook page opens with its keyboard help and theme menu)."""
     parser = _VisibleText()
     parser.feed(page)
     parser.close()
-    lines = (re.sub(r"\s+", " ", line).strip() for line in "".join(parser.parts).split("\n"))
+    body = parser.main if "".join(parser.main).strip() else parser.parts
+    lines = (re.sub(r"\s+", " ", line).strip() for line in "".join(parser.title + ["\n"] + body).split("\n"))
     return "\n".join(line for line in lines if line)
 
 
