@@ -430,7 +430,10 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         traceback out of the DataLoader."""
         try:
             for row in self.stream:
-                text = row.get(self.text_column)
+                if self.text_column not in row:  # skipped, every row was: "the stream is empty", a false lead
+                    raise UserError(f"data.text_column '{self.text_column}' is not a column of the streamed corpus "
+                                    f"(its columns: {', '.join(row)})")
+                text = row[self.text_column]
                 if text and text.strip():
                     yield text
         except UnicodeDecodeError as err:
