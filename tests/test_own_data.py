@@ -1190,11 +1190,14 @@ def test_hub_image_and_label_columns_under_other_names_are_found(tmp_path, capsy
     assert said.count("data.label_column 'label' is not a column of") == 1 and "its one ClassLabel column, 'labels'" in said
     images, labels = first_images(dataclasses.replace(d, streaming=True), 4)
     assert images["images"].shape == (4, 3, 8, 8) and labels.tolist() == [0, 1, 0, 1]
-    texts = datasets.Features({"text": datasets.Value("string"), "labels": pets})
-    datasets.Dataset.from_dict({"text": [f"a {'dog' if i % 2 else 'cat'} story {i}" for i in range(20)],
+    capsys.readouterr()
+    texts = datasets.Features({"text": datasets.Value("string"), "photo": datasets.Image(), "labels": pets})
+    datasets.Dataset.from_dict({"text": [f"a {'dog' if i % 2 else 'cat'} story {i}" for i in range(20)], "photo": imgs,
                                 "labels": [i % 2 for i in range(20)]}, features=texts).to_parquet(str(tmp_path / "t.parquet"))
     t = load_texts(DataConfig(source="hf", files=[str(tmp_path / "t.parquet")]), "train")
     assert t.class_names == ["cat", "dog"] and len(t.texts) == 16
+    said = capsys.readouterr().out  # a text method takes the label column, and says nothing of the images
+    assert "one ClassLabel column, 'labels'" in said and "Image column" not in said
     two = datasets.Features({"img": datasets.Image(), "mask": datasets.Image(), "label": datasets.Value("int64")})
     datasets.Dataset.from_dict({"img": imgs, "mask": imgs, "label": [i % 2 for i in range(20)]},
                                features=two).to_parquet(str(tmp_path / "two.parquet"))

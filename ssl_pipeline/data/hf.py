@@ -83,7 +83,7 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     if "train" not in dsd:
         raise UserError(f"HF dataset {cfg.name} has no train split (splits: {sorted(dsd)})")
     train = dsd["train"]
-    cfg = with_dataset_columns(cfg, train.features)
+    cfg = with_dataset_columns(cfg, train.features, images=not texts)
     if column not in train.column_names:
         raise UserError(f"{column_key} '{column}' is not a column of {cfg.name or cfg.files} ({train.column_names})")
     feature = train.features.get(cfg.label_column)
@@ -159,12 +159,13 @@ def _copy_keys(train, column: str, labeled: np.ndarray, texts: bool) -> Optional
     return text_copy_keys([values[i] for i in labeled])
 
 
-def with_dataset_columns(cfg: DataConfig, features) -> DataConfig:
+def with_dataset_columns(cfg: DataConfig, features, images: bool = True) -> DataConfig:
     """`cfg` with `data.image_column` / `data.label_column` set to the dataset's one `Image` / `ClassLabel` column
     when the configured name is not a column: hub datasets name them as they like (CIFAR-10: `img`; beans and
     cats_vs_dogs: `labels`), and a column of that type is unambiguous, so the run takes it and says so once. A
     missed label column would have made the dataset unlabeled (pretrained on whole, no test split held out).
-    Otherwise `cfg` unchanged: the caller's error or note lists the columns there are."""
+    Otherwise `cfg` unchanged: the caller's error or note lists the columns there are. `images`: the caller reads
+    the image column (a text method on a dataset that also has images leaves it alone)."""
     import dataclasses
 
     import datasets
@@ -174,6 +175,8 @@ def with_dataset_columns(cfg: DataConfig, features) -> DataConfig:
     changes = {}
     for key, kind, what in (("image_column", datasets.Image, "images"),
                             ("label_column", datasets.ClassLabel, "labels")):
+        if key == "image_column" and not images:
+            continue
         name = getattr(cfg, key)
         if not features or name in features:
             continue
