@@ -78,6 +78,12 @@ def _under_plateau(record: dict, loss: float) -> float:
     return record["final"]["eval_token_frequency_loss"] - loss
 
 
+def _nats_from_plateau(record: dict, loss: float) -> str:
+    """'0.07 nats below' / '0.28 nats above': where a held-out loss sits against the token-frequency loss."""
+    gap = _under_plateau(record, loss)
+    return f"{abs(gap):.2f} nats {'below' if gap >= 0 else 'above'}"
+
+
 def _exported_loss(record: dict) -> float:
     """The held-out loss of the encoder the run exported: its lowest one's when it kept that (`encoder_from`)."""
     kept = record.get("encoder_from")
@@ -100,7 +106,6 @@ def describe(record: dict) -> str:
              + (f" from {record['init_from']}" if record.get("init_from") else " from random weights")]
     f = record.get("final", {})
     if "eval_loss" in f and "eval_token_frequency_loss" in f:
-        gap = f["eval_token_frequency_loss"] - f["eval_loss"]
         if memorising(record):
             best = record["best_eval"]
             verdict = (f" — it had been {best['loss']:.2f} at step {best['step']:,}: the held-out loss rose while the "
@@ -109,12 +114,11 @@ def describe(record: dict) -> str:
             if record.get("encoder_from"):  # the best held-out loss, named just above
                 verdict += f"; the encoder exported is step {record['encoder_from']['step']:,}'s, where it was lowest"
                 if on_plateau(record):  # memorising before it had learned anything: too little text for this model
-                    kept = _under_plateau(record, _exported_loss(record))
-                    verdict += (f", {abs(kept):.2f} nats {'below' if kept >= 0 else 'above'} the token-frequency "
-                                "loss: it began to memorise before it had left that plateau")
+                    verdict += (f", {_nats_from_plateau(record, _exported_loss(record))} the token-frequency loss: "
+                                "it began to memorise before it had left that plateau")
         else:
             verdict = " — still on that plateau: the encoder has learned little from context" if on_plateau(record) else ""
-        parts.append(f"held-out MLM loss {f['eval_loss']:.2f}, {abs(gap):.2f} nats {'below' if gap >= 0 else 'above'} "
+        parts.append(f"held-out MLM loss {f['eval_loss']:.2f}, {_nats_from_plateau(record, f['eval_loss'])} "
                      f"the {f['eval_token_frequency_loss']:.2f} of knowing token frequencies alone" + verdict)
     if "knn_accuracy" in f:
         first = record.get("first_knn")
