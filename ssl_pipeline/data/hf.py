@@ -83,7 +83,6 @@ def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: b
     if "train" not in dsd:
         raise UserError(f"HF dataset {cfg.name} has no train split (splits: {sorted(dsd)})")
     train = dsd["train"]
-    cfg = with_dataset_columns(cfg, train.features, images=not texts)
     if column not in train.column_names:
         raise UserError(f"{column_key} '{column}' is not a column of {cfg.name or cfg.files} ({train.column_names})")
     feature = train.features.get(cfg.label_column)

@@ -247,8 +247,9 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
 
 
 def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
-    from .hf import hf_split, no_labels
+    from .hf import hf_split, load_dataset_dict, no_labels, with_dataset_columns
 
+    cfg = with_dataset_columns(cfg, getattr(load_dataset_dict(cfg).get("train"), "features", None), images=False)
     part = hf_split(cfg, split, cfg.text_column, "data.text_column")
     if part is None:
         return None
