@@ -18,7 +18,7 @@ HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 EMAIL_SUFFIXES = (".eml",)
 _HIDDEN = {"script", "style", "noscript", "template", "svg", "head"}  # <title> is read although inside <head>
 _BLOCKS = {"p", "div", "br", "li", "tr", "td", "th", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
-           "header", "footer", "blockquote", "pre", "table", "ul", "ol", "dt", "dd", "title", "hr"}
+           "header", "footer", "blockquote", "pre", "table", "ul", "ol", "dt", "dd", "hr"}
 
 
 class _VisibleText(HTMLParser):
