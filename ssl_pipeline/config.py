@@ -53,7 +53,7 @@ class DataConfig:
     num_samples: int = 1024  # synthetic sources: number of samples
     num_classes: int = 10  # synthetic sources: number of classes
     image_column: str = "image"  # hf: column holding images (absent: the dataset's one Image column, e.g. CIFAR-10's img)
-    text_column: str = "text"  # text sources: column holding the text
+    text_column: str | list[str] = "text"  # text sources: column holding the text, or several joined into one text (e.g. [title, body]); the default 'text', absent: the table's one string column besides the label
     label_column: str = "label"  # labeled sources: column holding the label (hf, absent: the one ClassLabel column); rows with an empty label are pretraining-only
     encoding: str = "utf-8"  # text files (csv / jsonl / txt): character encoding, e.g. cp1252 for Excel exports on Windows
     sheet: Optional[str] = None  # excel (.xlsx): the sheet to read, by name, or 'all' (every sheet, one header); default: the first (the run says when there are more)
@@ -283,7 +283,10 @@ def _coerce(key: str, value: Any, t) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0])
+        lists = [a for a in inner if typing.get_origin(a) is list]
+        if isinstance(value, (list, tuple)) and lists:  # `str | list[str]`: a list where one is given
+            return _coerce(key, value, lists[0])
+        return _coerce(key, value, next((a for a in inner if a not in lists), inner[0]))
     if origin is Literal:
         if isinstance(value, bool):  # YAML 1.1 reads `no`/`off`/`yes`/`on` as booleans: map back to what was typed
             spelled = [w for w in (("no", "off", "false") if not value else ("yes", "on", "true")) if w in args]
@@ -640,7 +643,7 @@ def _type_label(t) -> str:
         return " \\| ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)]
-        return f"{_type_label(inner[0])} or null"
+        return " or ".join([_type_label(a) for a in inner] + (["null"] if len(inner) < len(args) else []))
     if origin is list:
         return f"list[{_type_label(args[0])}]"
     return _type_name(t)

@@ -105,7 +105,8 @@ def test_unreadable_test_folder_is_named_by_pretraining(folder, tmp_path, capsys
 
 def test_missing_text_or_label_column(tmp_path, capsys):
     corpus = tmp_path / "c.jsonl"
-    corpus.write_text("".join(json.dumps({"body": f"text {i}", "topic": i % 2}) + "\n" for i in range(50)))
+    corpus.write_text("".join(json.dumps({"subject": f"note {i}", "body": f"text {i}", "topic": i % 2}) + "\n"
+                              for i in range(50)))  # two string columns: which is the text is not guessed
     one_line_error(pretrain_main, TEXT + [f"output_dir={tmp_path / 'o'}", "data.source=jsonl", f"data.files=[{corpus}]"],
            capsys, "data.text_column 'text' is not a column")
     assert not (tmp_path / "o").exists()

@@ -301,24 +301,6 @@ def test_a_streamed_corpus_is_read_in_its_encoding_and_a_wrong_one_is_one_line(t
 
 
 
-def test_a_streamed_corpus_without_the_text_column_names_its_columns(tmp_path):
-    """Rows without data.text_column were skipped one by one, so the run ended in "the stream is empty" (a JSON
-    export with its rows under "data" streams as one row with only that key)."""
-    from ssl_pipeline.config import DataConfig
-    from ssl_pipeline.data.text import StreamingBlocks, stream_texts, train_tokenizer
-    from ssl_pipeline.errors import UserError
-
-    corpus = tmp_path / "reviews.jsonl"
-    corpus.write_text("".join(json.dumps({"review": f"note {i}", "stars": i % 5}) + "\n" for i in range(50)))
-    tok = train_tokenizer([f"note {i}" for i in range(50)], vocab_size=120)
-    stream = stream_texts(DataConfig(source="jsonl", files=[str(corpus)], streaming=True), 0, 1)
-    with pytest.raises(UserError, match=r"^data.text_column 'text' is not a column of the streamed corpus \(its "
-                                        r"columns: review, stars\)$"):
-        next(iter(StreamingBlocks(stream, tok, "text", 16)))
-    stream = stream_texts(DataConfig(source="jsonl", files=[str(corpus)], streaming=True), 0, 1)
-    assert next(iter(StreamingBlocks(stream, tok, "review", 4)))["input_ids"].shape == (4,)
-
-
 def test_a_table_of_texts_says_what_was_read_as_what_in_one_line(tmp_path, capsys):
     """As a folder's summary: texts and classes found, rows without a label (pretraining only), the test carve, and
     rows dropped for an empty text — said once, however often the run loads the table."""

@@ -75,11 +75,13 @@ def _load_dataset_dict(files: Optional[tuple], name: Optional[str], reading: tup
         raise UserError(f"cannot load HF dataset {name or list(files)}: {str(err).splitlines()[0]}") from None
 
 
-def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: bool = True) -> Optional[HFSplit]:
-    """split: pretrain | train | validation | test; None for a validation split the source does not have."""
+def hf_split(cfg: DataConfig, split: str, column: str, column_key: str, texts: bool = True,
+             splits: Optional[dict] = None) -> Optional[HFSplit]:
+    """split: pretrain | train | validation | test; None for a validation split the source does not have.
+    `splits`: the source's splits as the caller prepared them (default: load_dataset_dict's)."""
     from .splits import carve
 
-    dsd = load_dataset_dict(cfg)
+    dsd = load_dataset_dict(cfg) if splits is None else splits
     if "train" not in dsd:
         raise UserError(f"HF dataset {cfg.name} has no train split (splits: {sorted(dsd)})")
     train = dsd["train"]

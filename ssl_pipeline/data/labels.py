@@ -29,10 +29,10 @@ def unlabeled_rows(raw: Optional[Sequence], class_label: bool = False) -> Option
     return missing
 
 
-def no_labels(label_column: str, where: str, columns: list[str], data_column: str, empty: bool = False):
+def no_labels(label_column: str, where: str, columns: list[str], data_column: str | list[str], empty: bool = False):
     """The UnlabeledData error for fine-tuning data that has no `label_column`: the columns it has besides the text
-    or image column `data_column` (the labels are often under another name), or that the column is all empty."""
-    others = [c for c in columns if c != data_column]
+    or image column(s) `data_column` (the labels are often under another name), or that the column is all empty."""
+    others = [c for c in columns if c not in ([data_column] if isinstance(data_column, str) else data_column)]
     hint = (" (every cell of that column is empty)" if empty else
             f" (its columns: {', '.join(columns)}); set data.label_column to the one holding the labels" if others else "")
     return UnlabeledData(f"data.label_column '{label_column}' is not in {where}: it has no labels to fine-tune on{hint}")

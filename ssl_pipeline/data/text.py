@@ -28,6 +28,7 @@ from .files import expand_files, own_split_files, source_of
 from .columns import column_values
 from .copies import text_copy_keys
 from .splits import carve
+from .text_columns import column_named, joined, joined_name, resolve_text_columns, table_strings, wanted_columns
 from .text_files import load_table, wrong_encoding
 from .labels import encode_labels, no_labels, unlabeled_rows
 
@@ -128,34 +129,29 @@ def _load_table(cfg: DataConfig, files: Optional[list[str]] = None):
     return load_table(cfg, files or _corpus_files(cfg))
 
 
-def column_named(columns: list[str], wanted: str) -> Optional[str]:
-    """`wanted`, else the one column that differs from it only in case (a spreadsheet's `Text` / `Label` header);
-    None when there is neither. A missed label column would make the corpus unlabeled: pretrained on whole,
-    test rows included."""
-    if wanted in columns:
-        return wanted
-    folded = [c for c in columns if c.casefold() == wanted.casefold()]
-    return folded[0] if len(folded) == 1 else None
+def _text_columns(table, cfg: DataConfig, what: str) -> list[str]:
+    """The column(s) holding the text (`text` for plain-text files): data/text_columns.py."""
+    if cfg.source == "text":
+        return ["text"]
+    return resolve_text_columns(table_strings(table), cfg.text_column, cfg.label_column, what)
 
 
-def _text_column(table, source: str, text_column: str, what: str) -> str:
-    """The column holding the text (`text` for plain-text files), or an error listing the columns there are."""
-    wanted = "text" if source == "text" else text_column
-    column = column_named(table.column_names, wanted)
-    if column is None:
-        raise UserError(f"data.text_column '{wanted}' is not a column of {what} (columns: {table.column_names})")
-    return column
+def _texts(table, columns: list[str]) -> list[str]:
+    """Each row's text: its one text column's value ("" when missing), or its fields joined."""
+    if len(columns) == 1:
+        return [t if isinstance(t, str) else "" for t in column_values(table, columns[0])]
+    return joined(zip(*(column_values(table, c) for c in columns)))
 
 
 def _read(cfg: DataConfig, files: Optional[list[str]], what: str, say: bool = False):
     """-> (texts, raw labels or None, row ids, number of rows dropped), empty texts dropped. `say`: warn when other
     columns than the text exist but none is data.label_column (the corpus is then pretrained on whole, as unlabeled)."""
     table = _load_table(cfg, files)
-    column = _text_column(table, cfg.source, cfg.text_column, what)
-    texts = [t if isinstance(t, str) else "" for t in column_values(table, column)]
+    columns = _text_columns(table, cfg, what)
+    texts = _texts(table, columns)
     label = None if cfg.source == "text" else column_named(table.column_names, cfg.label_column)
     raw = None if label is None else column_values(table, label)
-    others = [c for c in table.column_names if c != column]
+    others = [c for c in table.column_names if c not in columns]
     if say and label is None and others:
         progress.say_once(f"data.label_column '{cfg.label_column}' is not a column of {what} (columns: "
                           f"{', '.join(table.column_names)}): every row is pretrained on as unlabeled text and no test "
@@ -205,8 +201,7 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
                 _say(cfg, len(texts), [], 0, empty, None)
             return TextSplit(texts, None, [], ids)
         table = _load_table(cfg)  # (datasets' cache: no second read)
-        raise no_labels(cfg.label_column, "the corpus", table.column_names,
-                        _text_column(table, cfg.source, cfg.text_column, "the corpus"),
+        raise no_labels(cfg.label_column, "the corpus", table.column_names, _text_columns(table, cfg, "the corpus"),
                         empty=cfg.source != "text" and column_named(table.column_names, cfg.label_column) is not None)
     labels, names = encode_labels(raw_labels, where="the training data")
     if said:
@@ -242,24 +237,45 @@ def extra_pretrain_texts(cfg: DataConfig) -> list[str]:
     source = source_of(cfg.extra_pretrain_files[0])
     extra = dataclasses.replace(cfg, files=cfg.extra_pretrain_files, root=None, source=source)
     table = _load_table(extra)
-    column = _text_column(table, extra.source, cfg.text_column, "data.extra_pretrain_files")
-    return [t for t in column_values(table, column) if isinstance(t, str) and t.strip()]
+    return [t for t in _texts(table, _text_columns(table, extra, "data.extra_pretrain_files")) if t.strip()]
 
 
 def _load_hf(cfg: DataConfig, split: str) -> Optional[TextSplit]:
     from .hf import hf_split, load_dataset_dict, no_labels, with_dataset_columns
 
-    cfg = with_dataset_columns(cfg, getattr(load_dataset_dict(cfg).get("train"), "features", None), images=False)
-    part = hf_split(cfg, split, cfg.text_column, "data.text_column")
+    splits = load_dataset_dict(cfg)
+    cfg = with_dataset_columns(cfg, getattr(splits.get("train"), "features", None), images=False)
+    splits, column = _with_text_column(splits, cfg)
+    part = hf_split(cfg, split, column, "data.text_column", splits=splits)
     if part is None:
         return None
     if split != "pretrain" and part.labels is None:
-        raise no_labels(cfg, part.dataset, cfg.text_column)
-    texts = [t if isinstance(t, str) else "" for t in column_values(part.dataset, cfg.text_column)]
+        raise no_labels(cfg, part.dataset, column)
+    texts = [t if isinstance(t, str) else "" for t in column_values(part.dataset, column)]
     keep = [i for i, t in enumerate(texts) if t.strip()]
     labels = None if part.labels is None else part.labels[keep]
     return TextSplit([texts[i] for i in keep], labels, part.class_names if labels is not None else [],
                      [part.ids[i] for i in keep])
+
+
+def _with_text_column(splits: dict, cfg: DataConfig) -> tuple[dict, str]:
+    """-> (the dataset's splits, the column holding each text): data.text_column resolved on the train split, and
+    when it names several fields, a column of them joined added to every split (each must have them all)."""
+    if "train" not in splits:
+        return splits, wanted_columns(cfg.text_column)[0]  # hf_split says there is no train split
+    where = cfg.name or ", ".join(cfg.files or [])
+    columns = resolve_text_columns(table_strings(splits["train"]), cfg.text_column, cfg.label_column, where)
+    if len(columns) == 1:
+        return splits, columns[0]
+    name = joined_name(columns)
+    out = {}
+    for split, ds in splits.items():
+        lacking = [c for c in columns if c not in ds.column_names]
+        if lacking:
+            raise UserError(f"the {split} split of {where} has no column '{lacking[0]}' of data.text_column "
+                            f"(its columns: {ds.column_names})")
+        out[split] = ds.add_column(name, joined(zip(*(column_values(ds, c) for c in columns))))
+    return out, name
 
 
 def stream_texts(cfg: DataConfig, rank: int, world_size: int):
@@ -412,9 +428,9 @@ class PackedBlocks(torch.utils.data.Dataset):
 class StreamingBlocks(torch.utils.data.IterableDataset):
     """Packs a (per-process) streaming corpus on the fly, carrying the remainder across documents."""
 
-    def __init__(self, stream, tokenizer, text_column: str, max_length: int):
+    def __init__(self, stream, tokenizer, text_column, max_length: int, label_column: Optional[str] = None):
         self.stream, self.tokenizer = stream, tokenizer
-        self.text_column, self.max_length = text_column, max_length
+        self.text_column, self.max_length, self.label_column = text_column, max_length, label_column
 
     def __iter__(self):
         buf: list[int] = []
@@ -427,15 +443,17 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
                 yield {"input_ids": torch.tensor(block)}  # always a full block: no attention mask needed
 
     def _texts(self):
-        """The stream's non-empty texts. Files are decoded lazily, mid-run: a wrong encoding is one line, not a
-        traceback out of the DataLoader."""
+        """The stream's non-empty texts, data.text_column resolved on its first row (a missing column would skip
+        every row: "the stream is empty", a false lead). Files are decoded lazily, mid-run: a wrong encoding is
+        one line, not a traceback out of the DataLoader."""
+        columns = None
         try:
             for row in self.stream:
-                if self.text_column not in row:  # skipped, every row was: "the stream is empty", a false lead
-                    raise UserError(f"data.text_column '{self.text_column}' is not a column of the streamed corpus "
-                                    f"(its columns: {', '.join(row)})")
-                text = row[self.text_column]
-                if text and text.strip():
+                if columns is None:
+                    columns = resolve_text_columns({k: isinstance(v, str) for k, v in row.items()}, self.text_column,
+                                                   self.label_column, "the streamed corpus")
+                text = row.get(columns[0]) if len(columns) == 1 else joined([tuple(row.get(c) for c in columns)])[0]
+                if isinstance(text, str) and text.strip():
                     yield text
         except UnicodeDecodeError as err:
             raise UserError(wrong_encoding(f"the streamed corpus is not {err.encoding} text (byte "

@@ -121,7 +121,7 @@ class TextTask(Task):
         else:
             self.eval_data = None
             stream = stream_texts(d, accelerator.process_index, accelerator.num_processes)
-            self.data = StreamingBlocks(stream, self.tokenizer, d.text_column, L)
+            self.data = StreamingBlocks(stream, self.tokenizer, d.text_column, L, d.label_column)
         if self.init_model is not None and self.init_model.config.vocab_size < self.vocab_size:
             raise UserError(f"model.init_from {cfg.model.init_from}: its tokenizer has {self.vocab_size} tokens "
                             f"but the model only {self.init_model.config.vocab_size} embeddings")
