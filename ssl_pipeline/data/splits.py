@@ -26,10 +26,9 @@ def carve(labels: np.ndarray, split: str, cfg: DataConfig, names: Optional[list[
           copies: Optional[Sequence[Hashable]] = None) -> np.ndarray:
     """Indices of `split` in a seeded, stratified train/test carve of a source that has no test split.
 
-    `copies`: a key per example (data/copies.py); copies are held out only together (with_copies_together), so the
+    `copies`: a key per example (data/copies.py); copies are held out only together (held_out_together), so the
     test split holds no copy of a training example. Data without copies carves as without keys."""
-    test_idx = stratified_holdout(labels, cfg.test_fraction, cfg.split_seed, names, TEST_CARVE)
-    in_test = with_copies_together(test_idx, len(labels), copies)
+    in_test = held_out_together(labels, cfg.test_fraction, cfg.split_seed, names, TEST_CARVE, copies)
     return np.flatnonzero(~in_test if split == "train" else in_test)
 
 
@@ -62,6 +61,56 @@ def stratified_holdout(labels: Optional[np.ndarray], fraction: float, seed: int,
                             f"{high:g}, or give your own {split} split ({own})")
     _, held_out = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
     return held_out
+
+
+def held_out_together(labels: Optional[np.ndarray], fraction: float, seed: int, names: Optional[list[str]],
+                      carve_kind: tuple[str, str, str], copies: Optional[Sequence[Hashable]]) -> np.ndarray:
+    """(n,) bool: held out or not, in a stratified split (stratified_holdout) where copies stay on one side.
+
+    Copies are usually few: the examples' split with those that straddle it kept for training (with_copies_together)
+    — the carve the data had before copies were looked for, less a few held-out examples. When that keeps less
+    than half of the held-out examples (short texts that repeat: ticket subjects, product names, retweets), whole
+    groups of copies are split instead (by_groups), else the held-out split was near empty or empty."""
+    held = stratified_holdout(labels, fraction, seed, names, carve_kind)
+    n = len(labels) if labels is not None else 0
+    side = with_copies_together(held, n, copies)
+    if copies is None or 2 * int(side.sum()) >= len(held):
+        return side
+    ids: dict = {}
+    group = np.fromiter((ids.setdefault(key, len(ids)) for key in copies), dtype=np.int64, count=n)
+    folds = max(2, round(1 / fraction))
+    if len(ids) >= folds:
+        side = by_groups(labels, group, folds, seed, carve_kind[0])
+    if not side.any():
+        split, _, own = carve_kind
+        raise UserError(f"the carved {split} split is empty: the {n:,} examples are copies of only {len(ids):,} "
+                        f"distinct ones, held out only together (a copy of a training example would score memory); "
+                        f"give your own {split} split ({own})")
+    return side
+
+
+def by_groups(labels: Optional[np.ndarray], group: np.ndarray, folds: int, seed: int, split: str) -> np.ndarray:
+    """(n,) bool: held out or not, whole groups of copies (`group`: an id per example) at a time: one fold of
+    sklearn's StratifiedGroupKFold (`folds` = round(1 / fraction), shuffled by `seed`: 20 % for 0.2), whose folds
+    keep the classes' proportions as near as whole groups allow. A class left with no training example (all of it
+    one group) keeps every example for training. Said once: how many examples repeat, what the split holds."""
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    from ..progress import say_once
+
+    n, distinct = len(group), int(group.max()) + 1
+    y = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels)
+    with warnings.catch_warnings():  # "the least populated class has only k members": a class of few groups
+        warnings.simplefilter("ignore", UserWarning)
+        _, held = next(StratifiedGroupKFold(folds, shuffle=True, random_state=seed).split(np.zeros(n), y, group))
+    side = np.zeros(n, dtype=bool)
+    side[held] = True
+    side &= np.isin(y, np.unique(y[~side]))
+    say_once(f"{n - distinct:,} of the {n:,} examples repeat another one ({distinct:,} distinct): the {split} split is "
+             f"carved from whole groups of copies, {int(side.sum()):,} examples ({side.mean():.0%})")
+    return side
 
 
 def with_copies_together(held_out: np.ndarray, n: int, copies: Optional[Sequence[Hashable]]) -> np.ndarray:

@@ -317,12 +317,11 @@ class ValidationView:
     """
 
     def __init__(self, data, fraction: float, seed: int):
-        from ..data.splits import VALIDATION_CARVE, stratified_holdout, with_copies_together
+        from ..data.splits import VALIDATION_CARVE, held_out_together
 
         self.data = data
-        n = len(data.train_labels)
-        val = stratified_holdout(np.asarray(data.train_labels), fraction, seed + 1, data.class_names, VALIDATION_CARVE)
-        held_out = with_copies_together(val, n, data.train_copy_keys())  # no copy of a fitted example is scored
+        held_out = held_out_together(np.asarray(data.train_labels), fraction, seed + 1, data.class_names,
+                                     VALIDATION_CARVE, data.train_copy_keys())  # no copy of a fitted example is scored
         self.fit_idx, self.val_idx = np.flatnonzero(~held_out), np.flatnonzero(held_out)
         self.train_labels = data.train_labels[self.fit_idx]
         self.test_labels = data.train_labels[self.val_idx]
