@@ -59,12 +59,19 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
         arr = np.asarray(raw, dtype=np.int64)
         if len(arr) and arr.min() < 0:
             raise UserError(f"{where} has a negative label ({int(arr.min())}); labels must be 0..K-1 or names")
-        found = [str(i) for i in range(int(arr.max()) + 1)] if len(arr) else []
         if names is None:
-            return arr, found
-        if len(found) > len(names):
-            raise UserError(f"{where} has label {int(arr.max())}, but the train split has only {len(names)} classes")
-        return arr, names
+            present = np.unique(arr)
+            if np.array_equal(present, np.arange(len(present))):  # class ids 0..K-1
+                return arr, [str(i) for i in range(len(present))]
+            # values, not ids (star ratings 1-5, years): the classes are the values present, in order; as ids they
+            # made "6 classes (0, 1, 2, 3, 4, 5)" with an empty class 0, or 2,011 classes for three years
+        elif not all(_natural(n)[0] == 0 for n in names):  # ids of named classes (a ClassLabel train split, a
+            if len(arr) and arr.max() >= len(names):        # test table of plain ids)
+                raise UserError(f"{where} has label {int(arr.max())}, but the train split has only {len(names)} "
+                                "classes")
+            return arr, names
+    if names is None and not feature_names and all(isinstance(v, (int, float, np.number)) for v in raw):
+        _refuse_quantities(raw, where)
     text = [str(v).strip() for v in raw]  # "pos " typed in a spreadsheet is the class "pos", not a second one
     if names is None and feature_names:  # the ClassLabel's order (the dataset's own ids), classes present only
         present = set(text)
@@ -78,6 +85,18 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
         raise UserError(f"{where} has class '{unknown[0]}' that the train split does not have "
                         f"(train classes: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''})")
     return np.asarray([index[t] for t in text], dtype=np.int64), names
+
+
+def _refuse_quantities(values: list, where: str) -> None:
+    """A one-line error for a numeric label column that measures rather than names: many distinct values (over 50)
+    with a median of fewer than 3 examples each — prices, scores, ages. As classes they failed the test carve with
+    "class '3.71' has only 1 example", which named the symptom, not the column's kind."""
+    distinct, counts = np.unique(np.asarray(values, dtype=np.float64), return_counts=True)
+    if len(distinct) > 50 and np.median(counts) < 3:
+        shown = ", ".join(f"{v:g}" for v in distinct[:: max(1, len(distinct) // 3)][:3])
+        raise UserError(f"{where} has {len(distinct):,} distinct numeric labels for {len(values):,} examples (e.g. "
+                        f"{shown}): a quantity to predict (regression), not classes; fine-tuning here trains a "
+                        "classifier: bin the values into classes, or set data.label_column to a column of classes")
 
 
 def _say_case_twins(names: list[str], where: str) -> None:
