@@ -508,6 +508,29 @@ def test_labels_typed_by_hand_are_one_class_per_spelling(tmp_path, capsys):
     assert said.count("note: the training data has classes 'Meh' and 'meh', which differ only in case") == 1, said
 
 
+def test_numeric_labels_are_values_unless_they_are_class_ids_and_quantities_are_named(tmp_path, capsys):
+    """Star ratings 1-5 were class ids: "6 classes (0, 1, 2, 3, 4, 5)" with an empty class 0 (three years made
+    2,011 classes). Integer labels are ids only when they are 0..K-1; otherwise the classes are the values present,
+    each split encoded by value. A column of measurements (many distinct numbers, a few rows each) is named as
+    such, not failed at the carve with "class '3.71' has only 1 example"."""
+    rows = [{"text": f"review {i} " + "good " * (i % 5), "stars": 1 + i % 5} for i in range(100)]
+    d = DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "stars.jsonl", rows))], label_column="stars",
+                   test_files=[str(_jsonl(tmp_path / "test.jsonl", rows[:10]))])
+    progress._SAID.clear()
+    train, test = load_texts(d, "train"), load_texts(d, "test")
+    assert train.class_names == ["1", "2", "3", "4", "5"] and sorted(set(train.labels.tolist())) == [0, 1, 2, 3, 4]
+    assert test.labels.tolist() == [i % 5 for i in range(10)]
+    assert "100 texts in 5 classes (1, 2, 3, 4, 5)" in capsys.readouterr().out
+    ids = [{"text": f"note {i}", "label": i % 3} for i in range(30)]
+    assert load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "ids.jsonl", ids))]), "train"
+                      ).class_names == ["0", "1", "2"]
+    prices = [{"text": f"flat {i}", "price": 1000 + 37 * i} for i in range(120)]
+    with pytest.raises(UserError, match=r"^the training data has 120 distinct numeric labels for 120 examples \(e.g. "
+                                        r"1000, .*\): a quantity to predict \(regression\), not classes"):
+        load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "prices.jsonl", prices))],
+                              label_column="price"), "train")
+
+
 def test_multi_label_rows_are_refused_not_read_as_new_classes(tmp_path):
     """A JSON-lines label ["bug", "ui"] became the class "['bug', 'ui']"; several labels per example are named."""
     rows = [{"text": f"issue {i}", "label": ["bug", "ui"] if i % 3 == 0 else ["bug"]} for i in range(20)]
@@ -706,6 +729,10 @@ def test_string_label_names_reach_errors(tmp_path, capsys):
         load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "one.jsonl", [_review(i, "pos") for i in range(9)]
                                                                + [_review(9, "neg")]))]), "train")
     assert "class 'neg' has only 1 example" in str(err.value)
+    tail = [_review(i, "pos") for i in range(20)] + [_review(20 + i, f"queue {i}") for i in range(7)]
+    with pytest.raises(UserError, match=r"^7 classes have only 1 example each \(e.g. 'queue 0', 'queue 1', 'queue 2'\): "
+                                        r"too few .*, or leave out or merge those classes"):  # a long tail, counted
+        load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "tail.jsonl", tail))]), "train")
     rows = [_review(i, "pos") for i in range(30)] + [_review(98, "neg"), _review(99, "neg")]
     train = _jsonl(tmp_path / "t.jsonl", rows)
     out = tmp_path / "o"
@@ -738,7 +765,8 @@ def test_many_small_classes_get_a_carve_error_naming_the_key_not_a_traceback(tmp
     capsys.readouterr()
     one_line_error(finetune_main, base + ["finetune.evaluate_on=validation"], capsys,
            "class 'neg' has only 1 example: too few to carve a validation split from (need 2 per class); give your own "
-           "validation split (data.validation_files / a val/ folder) or more examples")
+           "validation split (data.validation_files / a val/ folder), more examples, or leave out or merge that class "
+           "(e.g. into one 'other' class)")
 
 
 # --------------------------------------------------------------------------------------- run dir policy

@@ -49,10 +49,12 @@ def stratified_holdout(labels: Optional[np.ndarray], fraction: float, seed: int,
     if stratify is not None:
         present, counts = np.unique(labels, return_counts=True)
         if counts.min() < 2:
-            c = int(present[counts.argmin()])
-            name = names[c] if names and c < len(names) else str(c)
-            raise UserError(f"class '{name}' has only 1 example: too few to carve a {split} split from (need 2 per "
-                            f"class); give your own {split} split ({own}) or more examples")
+            single = [names[c] if names and c < len(names) else str(c) for c in present[counts < 2].tolist()]
+            which = (f"class '{single[0]}' has only 1 example" if len(single) == 1 else  # a long tail, counted
+                     f"{len(single)} classes have only 1 example each (e.g. {', '.join(repr(n) for n in single[:3])})")
+            raise UserError(f"{which}: too few to carve a {split} split from (need 2 per class); give "
+                            f"your own {split} split ({own}), more examples, or leave out or merge "
+                            f"{'that class' if len(single) == 1 else 'those classes'} (e.g. into one 'other' class)")
         held = math.ceil(fraction * n)  # sklearn's rounding
         if held < len(present) or n - held < len(present):
             low, high = math.ceil(100 * len(present) / n) / 100, math.floor(100 * (1 - len(present) / n)) / 100
