@@ -65,8 +65,8 @@ def encode_labels(raw: Sequence, names: Optional[list[str]] = None, where: str =
                 return arr, [str(i) for i in range(len(present))]
             # values, not ids (star ratings 1-5, years): the classes are the values present, in order; as ids they
             # made "6 classes (0, 1, 2, 3, 4, 5)" with an empty class 0, or 2,011 classes for three years
-        elif not all(_natural(n)[0] == 0 for n in names):  # ids of named classes (a ClassLabel train split, a
-            if len(arr) and arr.max() >= len(names):        # test table of plain ids)
+        elif not all(n.lstrip("-").isdigit() for n in names):  # ids of named classes (a ClassLabel train split,
+            if len(arr) and arr.max() >= len(names):                # a test table of plain ids)
                 raise UserError(f"{where} has label {int(arr.max())}, but the train split has only {len(names)} "
                                 "classes")
             return arr, names

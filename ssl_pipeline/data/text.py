@@ -274,7 +274,7 @@ def _with_text_column(splits: dict, cfg: DataConfig) -> tuple[dict, str]:
         if lacking:
             raise UserError(f"the {split} split of {where} has no column '{lacking[0]}' of data.text_column "
                             f"(its columns: {ds.column_names})")
-        out[split] = ds.add_column(name, joined(zip(*(column_values(ds, c) for c in columns))))
+        out[split] = ds.add_column(name, _texts(ds, columns))
     return out, name
 
 
