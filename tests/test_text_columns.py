@@ -21,7 +21,7 @@ def _tickets(path, n=30, body=lambda i: f"the {QUEUES[i % 3]} page fails on step
             writer.writerow([i, f"ticket {i} about {QUEUES[i % 3]}", body(i), QUEUES[i % 3]])
 
 
-def test_several_fields_are_joined_into_each_text_in_every_split(tmp_path):
+def test_several_fields_are_joined_into_each_text_in_every_split(tmp_path, capsys):
     """Tickets keep their text in a subject and a body: data.text_column=[subject,body] reads both (the header's
     case as for one column), one line each, an empty field left out; the carve and pretraining see the joined
     texts, so the test rows stay out of pretraining."""
@@ -30,7 +30,9 @@ def test_several_fields_are_joined_into_each_text_in_every_split(tmp_path):
     cfg = load_config("configs/text/mlm_files.yaml", [f"data.files=[{path}]", "data.text_column=[subject,body]",
                                                       "data.label_column=queue"]).data
     assert cfg.text_column == ["subject", "body"]
+    progress._SAID.clear()
     train, test, pre = (load_texts(cfg, s) for s in ("train", "test", "pretrain"))
+    assert "data.files tickets.csv: 30 texts (subject + body) in 3 classes" in capsys.readouterr().out
     assert len(train) + len(test) == 30 and train.class_names == list(sorted(QUEUES))
     every = dict(zip(train.ids + test.ids, train.texts + test.texts))
     assert every[0] == "ticket 0 about billing\nthe billing page fails on step 0"

@@ -223,8 +223,11 @@ def load_texts(cfg: DataConfig, split: str) -> Optional[TextSplit]:
 
 def _say(cfg: DataConfig, n_texts: int, classes: list[str], unlabeled: int, empty: int, carve_fraction) -> None:
     """A table's one line, as a folder's: rows read as texts, the classes of its label column, rows without a label
-    (pretraining only), the test carve, and rows dropped for an empty text."""
-    folders.summarize_rows(f"data.files {folders.names(_corpus_files(cfg))}", n_texts, "texts", classes, unlabeled,
+    (pretraining only), the test carve, and rows dropped for an empty text. Texts joined from several fields say
+    which (the user sees the join was made, and in what order)."""
+    fields = wanted_columns(cfg.text_column)
+    unit = f"texts ({' + '.join(fields)})" if len(fields) > 1 else "texts"
+    folders.summarize_rows(f"data.files {folders.names(_corpus_files(cfg))}", n_texts, unit, classes, unlabeled,
                            carve_fraction, empty, f"with no {cfg.label_column}")
 
 
