@@ -75,17 +75,17 @@ def held_out_together(labels: Optional[np.ndarray], fraction: float, seed: int, 
     groups of copies are split instead (by_groups), else the held-out split was near empty or empty."""
     held = stratified_holdout(labels, fraction, seed, names, carve_kind)
     n = len(labels) if labels is not None else 0
-    side = with_copies_together(held, n, copies)
-    if copies is None or 2 * int(side.sum()) >= len(held):
+    group = None if copies is None else copy_groups(copies)
+    side = with_copies_together(held, n, group)
+    if group is None or 2 * int(side.sum()) >= len(held):
         return side
-    ids: dict = {}
-    group = np.fromiter((ids.setdefault(key, len(ids)) for key in copies), dtype=np.int64, count=n)
+    distinct = int(group.max()) + 1
     folds = max(2, round(1 / fraction))
-    if len(ids) >= folds:
+    if distinct >= folds:
         side = by_groups(labels, group, folds, seed, carve_kind[0])
     if not side.any():
         split, _, own = carve_kind
-        raise UserError(f"the carved {split} split is empty: the {n:,} examples are copies of only {len(ids):,} "
+        raise UserError(f"the carved {split} split is empty: the {n:,} examples are copies of only {distinct:,} "
                         f"distinct ones, held out only together (a copy of a training example would score memory); "
                         f"give your own {split} split ({own})")
     return side
@@ -102,7 +102,7 @@ def by_groups(labels: Optional[np.ndarray], group: np.ndarray, folds: int, seed:
 
     from ..progress import say_once
 
-    n, distinct = len(group), int(group.max()) + 1
+    n, distinct = len(group), int(group.max()) + 1  # ids 0 .. distinct-1 (copy_groups)
     y = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels)
     with warnings.catch_warnings():  # "the least populated class has only k members": a class of few groups
         warnings.simplefilter("ignore", UserWarning)
@@ -115,16 +115,20 @@ def by_groups(labels: Optional[np.ndarray], group: np.ndarray, folds: int, seed:
     return side
 
 
-def with_copies_together(held_out: np.ndarray, n: int, copies: Optional[Sequence[Hashable]]) -> np.ndarray:
-    """(n,) bool: held out or not. An example is held out only when every example with its copy key is: copies
-    that the stratified split put on both sides all stay on the training side, so no class loses its training
-    examples to a group of copies (the held-out split shrinks by those copies instead)."""
+def copy_groups(copies: Sequence[Hashable]) -> np.ndarray:
+    """(n,) int64: one id per copy key, numbered 0, 1, ... as first met (data/copies.py's keys)."""
+    ids: dict = {}
+    return np.fromiter((ids.setdefault(key, len(ids)) for key in copies), dtype=np.int64, count=len(copies))
+
+
+def with_copies_together(held_out: np.ndarray, n: int, group: Optional[np.ndarray]) -> np.ndarray:
+    """(n,) bool: held out or not. An example is held out only when every example of its copy group (copy_groups)
+    is: copies that the stratified split put on both sides all stay on the training side, so no class loses its
+    training examples to a group of copies (the held-out split shrinks by those copies instead)."""
     side = np.zeros(n, dtype=bool)
     side[held_out] = True
-    if copies is None:
+    if group is None:
         return side
-    ids: dict = {}
-    group = np.fromiter((ids.setdefault(key, len(ids)) for key in copies), dtype=np.int64, count=n)
-    all_out = np.ones(len(ids), dtype=bool)
+    all_out = np.ones(int(group.max()) + 1 if n else 0, dtype=bool)
     np.logical_and.at(all_out, group, side)
     return all_out[group]
