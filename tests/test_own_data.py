@@ -733,6 +733,17 @@ def test_string_label_names_reach_errors(tmp_path, capsys):
     with pytest.raises(UserError, match=r"^7 classes have only 1 example each \(e.g. 'queue 0', 'queue 1', 'queue 2'\): "
                                         r"too few .*, or leave out or merge those classes"):  # a long tail, counted
         load_texts(DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "tail.jsonl", tail))]), "train")
+    # the same tail beside two classes: trained on, the test split carved from the two, said once (not an error)
+    tail.insert(0, _review(40, "neg")), tail.extend(_review(41 + i, "neg") for i in range(9))
+    cfg = DataConfig(source="jsonl", files=[str(_jsonl(tmp_path / "tail2.jsonl", tail))])
+    capsys.readouterr()
+    train, test = load_texts(cfg, "train"), load_texts(cfg, "test")
+    assert "note: 7 classes have only 1 example each (e.g. 'queue 0', 'queue 1', 'queue 2'): trained on, but not in the " \
+           "test split (a class needs 2 examples to be carved); the test split scores the other 2 classes" in capsys.readouterr().out
+    assert len(train) + len(test) == 37 and len(test) == 6  # 20 % of the 30 carvable
+    assert sorted({train.class_names[i] for i in test.labels.tolist()}) == ["neg", "pos"]
+    assert {f"queue {i}" for i in range(7)} <= {train.class_names[i] for i in train.labels.tolist()}
+    assert len(load_texts(cfg, "pretrain")) == 31  # the test texts are not pretrained on
     rows = [_review(i, "pos") for i in range(30)] + [_review(98, "neg"), _review(99, "neg")]
     train = _jsonl(tmp_path / "t.jsonl", rows)
     out = tmp_path / "o"

@@ -38,9 +38,10 @@ VALIDATION_CARVE = ("validation", "finetune.validation_fraction", "data.validati
 
 def stratified_holdout(labels: Optional[np.ndarray], fraction: float, seed: int, names: Optional[list[str]],
                        carve_kind: tuple[str, str, str]) -> np.ndarray:
-    """Held-out indices of a seeded split stratified by `labels` (sklearn's). What sklearn refuses with a ValueError
-    (a class of one example; fewer held-out or remaining examples than classes: many small classes) is a one-line
-    error naming the key to change. `carve_kind`: (split, its fraction key, where a user's own split goes)."""
+    """Held-out indices of a seeded split stratified by `labels` (sklearn's). A class of one example cannot be split:
+    it stays for training (lone_classes_trained_on). What sklearn refuses with a ValueError (fewer held-out or
+    remaining examples than classes: many small classes) is a one-line error naming the key to change.
+    `carve_kind`: (split, its fraction key, where a user's own split goes)."""
     from sklearn.model_selection import train_test_split
 
     split, key, own = carve_kind
@@ -49,12 +50,8 @@ def stratified_holdout(labels: Optional[np.ndarray], fraction: float, seed: int,
     if stratify is not None:
         present, counts = np.unique(labels, return_counts=True)
         if counts.min() < 2:
-            single = [names[c] if names and c < len(names) else str(c) for c in present[counts < 2].tolist()]
-            which = (f"class '{single[0]}' has only 1 example" if len(single) == 1 else  # a long tail, counted
-                     f"{len(single)} classes have only 1 example each (e.g. {', '.join(repr(n) for n in single[:3])})")
-            raise UserError(f"{which}: too few to carve a {split} split from (need 2 per class); give "
-                            f"your own {split} split ({own}), more examples, or leave out or merge "
-                            f"{'that class' if len(single) == 1 else 'those classes'} (e.g. into one 'other' class)")
+            rest = lone_classes_trained_on(labels, present[counts < 2], names, carve_kind)
+            return rest[stratified_holdout(labels[rest], fraction, seed, names, carve_kind)]
         held = math.ceil(fraction * n)  # sklearn's rounding
         if held < len(present) or n - held < len(present):
             low, high = math.ceil(100 * len(present) / n) / 100, math.floor(100 * (1 - len(present) / n)) / 100
@@ -63,6 +60,29 @@ def stratified_holdout(labels: Optional[np.ndarray], fraction: float, seed: int,
                             f"{high:g}, or give your own {split} split ({own})")
     _, held_out = train_test_split(np.arange(n), test_size=fraction, random_state=seed, stratify=stratify)
     return held_out
+
+
+def lone_classes_trained_on(labels: np.ndarray, lone: np.ndarray, names: Optional[list[str]],
+                            carve_kind: tuple[str, str, str]) -> np.ndarray:
+    """Indices of the examples whose class can be carved, when the classes `lone` have one example each. A long tail
+    of one-example classes (a queue used once, a typo in a label) stays for training and is said once; the split is
+    carved from the other classes. Before, the run stopped until the user merged or deleted those rows by hand.
+    A one-line error when fewer than two classes would be left to score (one class scores nothing but a guess)."""
+    from ..progress import say_once
+
+    split, _, own = carve_kind
+    single = [names[c] if names and c < len(names) else str(c) for c in lone.tolist()]
+    which = (f"class '{single[0]}' has only 1 example" if len(single) == 1 else
+             f"{len(single)} classes have only 1 example each (e.g. {', '.join(repr(n) for n in single[:3])})")
+    rest = np.flatnonzero(~np.isin(labels, lone))
+    if len(np.unique(labels[rest])) < 2:
+        raise UserError(f"{which}: too few to carve a {split} split from (need 2 per class); give "
+                        f"your own {split} split ({own}), more examples, or leave out or merge "
+                        f"{'that class' if len(single) == 1 else 'those classes'} (e.g. into one 'other' class)")
+    say_once(f"note: {which}: trained on, but not in the {split} split (a class needs 2 examples to be carved); "
+             f"the {split} split scores the other {len(np.unique(labels[rest])):,} classes",
+             key=("lone classes", split, tuple(single)))
+    return rest
 
 
 def held_out_together(labels: Optional[np.ndarray], fraction: float, seed: int, names: Optional[list[str]],

@@ -27,7 +27,7 @@ def per_class_counts(labels: np.ndarray, num_classes: int, fraction: float | Non
         if len(short):
             c = short[0]
             raise UserError(f"finetune.labels_per_class={per_class} but class {_name(c, names)} has only "
-                            f"{counts[c]} training examples")
+                            f"{_examples(counts[c])}")
         return k
     k = np.rint(counts * fraction).astype(int)
     k = np.minimum(np.maximum(k, 0), counts)
@@ -38,7 +38,7 @@ def per_class_counts(labels: np.ndarray, num_classes: int, fraction: float | Non
         c = empty[np.argmin(counts[empty])]
         # the smallest fraction that works: one label per class in all (every rare class then gets its one)
         enough = math.ceil(num_classes / max(counts.sum(), 1) * 10_000) / 10_000
-        raise EmptyClassError(f"label fraction {fraction} leaves class {_name(c, names)} ({counts[c]} training examples) "
+        raise EmptyClassError(f"label fraction {fraction} leaves class {_name(c, names)} ({_examples(counts[c])}) "
                               f"with no labels: {fraction * counts.sum():.1f} labels for {num_classes} classes; use a "
                               f"fraction >= {enough:.4f} (one label per class) or finetune.labels_per_class")
     return k
@@ -48,6 +48,10 @@ def one_label_classes(counts: np.ndarray, fraction: float) -> np.ndarray:
     """Classes whose share of a label fraction rounds to no label: given one (when the budget holds at least one
     label per class) or the fraction is skipped."""
     return np.flatnonzero(np.rint(counts * fraction) < 1)
+
+
+def _examples(count: int) -> str:
+    return f"{count} training example{'' if count == 1 else 's'}"
 
 
 def _name(c: int, names) -> str:
