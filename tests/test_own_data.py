@@ -226,6 +226,29 @@ def test_unreadable_folder_is_named(tmp_path, monkeypatch):
         load_images(DataConfig(source="folder", root=str(tmp_path / "pool")), "train")
 
 
+def test_images_over_pillows_bomb_limit_are_read_and_the_limit_is_named(tmp_path, monkeypatch):
+    """A 180-megapixel scan is past Pillow's decompression-bomb guard (an error over 179 MP, meant for files from
+    strangers) and was refused as "not a readable image". The user's own large images are read (up to
+    image_formats.MAX_MEGAPIXELS); larger ones are refused with their size, and the decoder refuses them too."""
+    from ssl_pipeline.data import image_formats
+    from ssl_pipeline.data.images import pil_to_tensor
+
+    _images(tmp_path / "scans", ["a", "b"], n=3)
+    huge = tmp_path / "scans" / "b" / "huge.png"
+    Image.new("1", (18_000, 10_000), 1).save(huge)  # 22 kB on disk
+    cfg = DataConfig(source="folder", root=str(tmp_path / "scans"), image_size=8, channels=1)
+    monkeypatch.setattr(image_formats, "MAX_MEGAPIXELS", 100)
+    with pytest.raises(UserError, match=r"^not a readable image: .*huge.png \(18,000 x 10,000 pixels \(180 megapixels\), "
+                                        r"more than the 100 read: shrink it or cut it into tiles\); remove it or set "):
+        load_images(cfg, "pretrain")
+    with pytest.raises(ValueError, match="it is 18,000 x 10,000 pixels"):
+        pil_to_tensor(str(huge), 8, 1)
+    monkeypatch.setattr(image_formats, "MAX_MEGAPIXELS", 500)
+    pool = load_images(cfg, "pretrain")
+    assert str(huge) in pool.ids
+    assert pil_to_tensor(str(huge), 8, 1).float().mean() == 255  # white, decoded and shrunk
+
+
 def test_folder_test_class_unknown_to_train_is_named(tmp_path):
     root = tmp_path / "r"
     _images(root / "train", ["circle", "square"], n=2)

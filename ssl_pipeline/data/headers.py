@@ -12,17 +12,22 @@ PROCESS_THRESHOLD = 50_000  # below it, starting worker processes costs more tha
 
 
 def header_ok(path: str) -> bool:
+    return why_unreadable(path) is None
+
+
+def why_unreadable(path: str) -> str | None:
+    """None for a file whose header Pillow parses (and of a size that is read: image_formats.too_large), else why
+    not, in a few words for the error line (`cannot identify image file`, a truncated header, too many pixels)."""
     from PIL import Image
 
-    from .image_formats import register_decoders
+    from .image_formats import register_decoders, too_large
 
     register_decoders()  # in spawned workers too: HEIC files are images there as well
     try:
         with Image.open(path) as img:  # parses the header, not the pixels
-            img.size
-        return True
-    except Exception:
-        return False
+            return too_large(img.size)
+    except Exception as err:
+        return str(err).replace(repr(path), "").replace(path, "").strip(" :") or type(err).__name__
 
 
 def _chunk_ok(paths: list[str]) -> list[bool]:

@@ -18,13 +18,19 @@ _RASTER = (".png", ".apng", ".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".heic", "
 # drawings Pillow cannot rasterise (it only writes EPS through Ghostscript): named apart, so a folder of icons or
 # clip art is not reported as "no images" without the reason
 _VECTOR = (".svg", ".svgz", ".eps", ".ai", ".emf", ".wmf")
+# The most pixels an image may have to be read (header check and decode alike). Pillow's own guard against
+# decompression bombs (an error over 179 megapixels, a warning over 89) is meant for files from strangers; here the
+# files are the user's, and panoramas, aerial tiles and scans are that large (a 20000 x 10000 scan was refused as
+# "not a readable image"). Read up to 500 megapixels: ~1.5 GB decoded in RGB, one image per decoding thread.
+MAX_MEGAPIXELS = 500
 _registered = False
 _lock = threading.Lock()
 _suffixes: Optional[tuple[str, ...]] = None
 
 
 def register_decoders() -> None:
-    """pillow-heif's HEIC/HEIF opener (phone photos), once per process; a no-op where the package is missing.
+    """pillow-heif's HEIC/HEIF opener (phone photos), once per process; a no-op where the package is missing. Also
+    hands Pillow's pixel limit over to `too_large` (MAX_MEGAPIXELS), which every opener of this package asks.
     Thread-safe: the header check and the decoder call it from pools of threads, and a thread that saw the flag set
     before the opener was registered would find a HEIC file unreadable."""
     global _registered
@@ -33,6 +39,9 @@ def register_decoders() -> None:
     with _lock:
         if _registered:
             return
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None  # too_large() checks instead, with a limit for the user's own files
         try:
             from pillow_heif import register_heif_opener
         except ImportError:
@@ -40,6 +49,15 @@ def register_decoders() -> None:
         else:
             register_heif_opener()
         _registered = True
+
+
+def too_large(size: tuple[int, int]) -> Optional[str]:
+    """Why an image of `size` (width, height; from its header, before any pixel is decoded) is not read, or None."""
+    width, height = size
+    if width * height <= MAX_MEGAPIXELS * 1_000_000:
+        return None
+    return (f"{width:,} x {height:,} pixels ({width * height / 1e6:,.0f} megapixels), more than the {MAX_MEGAPIXELS} "
+            "read: shrink it or cut it into tiles")
 
 
 def image_extensions() -> tuple[str, ...]:

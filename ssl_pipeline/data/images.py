@@ -28,7 +28,7 @@ from ..errors import UnlabeledData, UserError
 from ..progress import say
 from .copies import file_copy_keys, pixel_copy_keys
 from .folders import folder_layout, folder_root, list_files, not_read, scan, summarize
-from .image_formats import image_extensions, is_image, register_decoders, vector_drawings
+from .image_formats import image_extensions, is_image, register_decoders, too_large, vector_drawings
 from .labels import encode_labels
 from .splits import carve
 
@@ -86,20 +86,39 @@ def pil_to_tensor(img, image_size: int, channels: int) -> torch.Tensor:
     if isinstance(img, (str, io.BytesIO)):
         register_decoders()  # HEIC bytes can arrive here before any file was listed (shards, HF, a fresh worker)
         with Image.open(img) as f:
+            _refuse_too_large(f)
             if f.format in ("JPEG", "MPO", "HEIF"):  # JPEG: the decoder scales by 1/2, 1/4 or 1/8 while staying
                 # >= the target size (a 12 MP photo for 32 px decodes 6-7x faster); HEIF (pillow-heif): the file's
                 # embedded thumbnail when it is at least that size (an iPhone photo's 320x240 one: ~25x faster)
                 f.draft(f.mode, (image_size, image_size))
             f.load()  # while the file is open; to_8bit below reads the pixels
             img = f
-    elif not isinstance(img, Image.Image):
+    elif isinstance(img, Image.Image):
+        _refuse_too_large(img)  # opened elsewhere (hub_images), maybe not decoded yet
+    else:
         img = Image.fromarray(np.asarray(img))
     img = to_8bit(img, channels)
     if img.size != (image_size, image_size):
+        factors = [min(_EXACT_REDUCE, side // (3 * image_size)) for side in img.size]
+        if max(factors) == _EXACT_REDUCE:  # resize's own box reduction would use a larger, imprecise factor
+            img = img.reduce((max(1, factors[0]), max(1, factors[1])))
         img = img.resize((image_size, image_size), Image.BILINEAR, reducing_gap=3.0)  # a box reduction first when far larger
     arr = np.asarray(img, dtype=np.uint8)
     arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
     return torch.from_numpy(arr.copy())
+
+
+# Pillow's reduce() (the box reduction resize runs first when reducing_gap is set) loses precision past a factor of
+# 256 on an axis: a white 18,000 x 10,000 scan came out 251 at 8 px, 214 reduced by 2,250 at once
+_EXACT_REDUCE = 256
+
+
+def _refuse_too_large(img) -> None:
+    """Before the pixels are decoded: the header check refuses such files in folders, but shards and hub datasets
+    reach the decoder without one. DecodedImages names the file."""
+    reason = too_large(img.size)
+    if reason:
+        raise ValueError(f"it is {reason}")
 
 
 _INTEGER_GREY = ("I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -331,7 +350,7 @@ def _carve_folder(train_files: list[str], train_labels, split: str, cfg: DataCon
 
 def _check_readable(files, labels, skip_corrupt: bool, split: str):
     """Refuses (or, with data.skip_corrupt, drops and counts) files that are not readable images of `split`."""
-    from .headers import readable
+    from .headers import readable, why_unreadable
 
     unknown = [f for f in files if f not in _READABLE]
     verdict = dict(zip(unknown, readable(unknown)))
@@ -340,7 +359,8 @@ def _check_readable(files, labels, skip_corrupt: bool, split: str):
     bad = [f for f, good in zip(files, ok) if not good]
     if bad and not skip_corrupt:
         them = "it" if len(bad) == 1 else "them"
-        raise UserError(f"not a readable image: {bad[0]}{_and_more(bad)}; remove {them} or set data.skip_corrupt=true")
+        raise UserError(f"not a readable image: {bad[0]} ({why_unreadable(bad[0])}){_and_more(bad)}; remove {them} or "
+                        "set data.skip_corrupt=true")
     if bad:
         say(f"data.skip_corrupt: skipped {len(bad)} unreadable image(s) of the {len(files)} {split} images, "
             f"e.g. {bad[0]}")
