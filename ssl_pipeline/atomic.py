@@ -2,17 +2,66 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import UserError
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def out_of_space(err: BaseException, path: str | os.PathLike) -> bool:
+    """Whether a write to `path` failed for want of disk space. Libraries do not always keep the errno: torch's zip
+    writer reports a short write as `RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 82624
+    vs 82512`, so a disk left with less than 1 MiB free after the failure counts too."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in NO_SPACE:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return free_bytes(path) < 1 << 20
+
+
+def free_bytes(path: str | os.PathLike) -> float:
+    """Space free for writing on the disk holding `path` (its nearest existing folder); infinite when unknown."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return float("inf")
+
+
+def no_space(path: str | os.PathLike, what: str) -> UserError:
+    free = free_bytes(path)
+    return UserError(f"no space left on the disk holding {path} while writing {what} ({free / 2**20:,.1f} MiB free): "
+                     "free some space, or set output_dir to another disk, and run the same command again (finished "
+                     "work is kept: the last complete checkpoint, cells and exports)")
+
+
+@contextlib.contextmanager
+def space_checked(path: str | os.PathLike, what: str):
+    """A write that fails for want of disk space is a one-line UserError naming the disk (not torch's or the OS's
+    traceback); any other failure is raised as it is."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as err:
+        if out_of_space(err, path):
+            raise no_space(path, what) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -23,7 +72,8 @@ def atomic_dir(target: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the result should be as readable as any new directory
     try:
-        yield tmp
+        with space_checked(target, str(target.name)):
+            yield tmp
         if target.exists():
             old = target.parent / f".old-{target.name}-{os.getpid()}"
             os.replace(target, old)
@@ -44,7 +94,7 @@ def _replaced(path: str | os.PathLike, mode: str):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
+        with space_checked(path, path.name), os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

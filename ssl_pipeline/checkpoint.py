@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .atomic import write_json
+from .atomic import space_checked, write_json
 
 STATE_FILE = "trainer_state.json"
 TASK_STATE_FILE = "task_state.pt"  # Task.state_dict(): what a task keeps beyond Accelerate's objects
@@ -48,13 +48,18 @@ def save(accelerator, ckpt_dir: Path, state: dict, keep: int, extra: Optional[di
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp), safe_serialization=False)  # tied MLM weights round-trip as-is
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        if extra:
-            import torch
+    try:
+        with space_checked(ckpt_dir, f"checkpoint {final.name}"):
+            accelerator.save_state(str(tmp), safe_serialization=False)  # tied MLM weights round-trip as-is
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process and extra:
+                import torch
 
-            torch.save(extra, tmp / TASK_STATE_FILE)
+                torch.save(extra, tmp / TASK_STATE_FILE)
+    except Exception:
+        shutil.rmtree(tmp, ignore_errors=True)  # half a checkpoint: the space it holds is what the user lacks
+        raise
+    if accelerator.is_main_process:
         write_json(tmp / STATE_FILE, state)
         if final.exists():
             shutil.rmtree(final)

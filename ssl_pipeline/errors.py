@@ -5,6 +5,7 @@ into `error: <message>` on stderr and exit code 2, before any output file is wri
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -38,6 +39,14 @@ def exit_on_user_error(fn):
         except UserError as err:
             message = str(err).replace("\n", " ")
             print(f"error: {message}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USER_ERROR)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # a disk that filled outside the atomic writes (atomic.space_checked): the log, a cache, a dataset's
+            where = f" writing {err.filename}" if err.filename else ""
+            print(f"error: no space left on the disk{where} ({os.strerror(err.errno)}): free some space and run the "
+                  "same command again (finished work is kept)", file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
         except Interrupted as stop:
             _ignore_further_signals()
