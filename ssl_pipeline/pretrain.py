@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .config import Config, flatten
 from .engine import TrainPlan, make_accelerator, scaled_lr, start_trackers, train
-from .run_dir import check_pretrain_dir, clear_pretrain_dir, mark_complete
+from .run_dir import check_pretrain_dir, check_writable, clear_pretrain_dir, mark_complete
 
 
 def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
@@ -23,6 +23,7 @@ def run_pretrain(cfg: Config, step_hooks: tuple = ()) -> dict:
               "(a run stopped early for memorising: pretrain.early_stopping_patience=0), "
               "or use another output_dir.", flush=True)
         return {}
+    check_writable(output_dir)  # before the data is read: a run that cannot save fails in seconds, not at step 500
     resume = state == "resume"
     accelerator = make_accelerator(cfg, cfg.pretrain.gradient_accumulation_steps, output_dir, cfg.pretrain.log_with)
     set_seed(cfg.seed)

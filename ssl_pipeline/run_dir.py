@@ -59,6 +59,24 @@ def listed_changes(changes: list[tuple[str, object, object]], limit: int = 5) ->
     return listed + (f" and {len(changes) - limit} more" if len(changes) > limit else "")
 
 
+def check_writable(output_dir: Path) -> None:
+    """A one-line error, before any data is read, when `output_dir` cannot be made or written: a file where a folder
+    should be (`output_dir=runs/x` with a file `runs`), a read-only disk, a folder of someone else's. It was a
+    `NotADirectoryError` traceback from the first mkdir (or, on a resumed run, from the first checkpoint)."""
+    import os
+
+    path = output_dir.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent  # the nearest part that exists: output_dir itself or a folder to create it in
+    if not path.is_dir():
+        raise UserError(f"output_dir {output_dir} cannot be made: {path} is a file, not a folder; set output_dir "
+                        "to a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        why = "on a read-only disk" if os.statvfs(path).f_flag & os.ST_RDONLY else "not writable by this user"
+        raise UserError(f"output_dir {output_dir} cannot be written: {path} is {why}; set output_dir to a folder you "
+                        "can write")
+
+
 def check_pretrain_dir(output_dir: Path, cfg) -> str:
     """'fresh', 'resume' or 'complete' for this output_dir; refuses runs that would replace or mix with another."""
     existing = existing_run(output_dir)

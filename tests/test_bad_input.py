@@ -226,3 +226,20 @@ def test_an_archive_as_data_root_says_to_extract_it(tmp_path, capsys):
                                    "pretrain.mixed_precision=no"],  # in-process: the suite's accelerator state
                    capsys, f"data.root {archive} is an archive, not a folder: extract it")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_output_dir_that_cannot_be_written_is_named_before_any_data_is_read(tmp_path, capsys, monkeypatch):
+    """`output_dir=runs/x` where `runs` is a file was a NotADirectoryError traceback from the first mkdir."""
+    (tmp_path / "runs").write_text("a file, not a folder")
+    bad = f"output_dir={tmp_path / 'runs' / 'x'}"
+    for main in (pretrain_main, finetune_main):
+        one_line_error(main, VISION + [bad], capsys,
+                       f"output_dir {tmp_path / 'runs' / 'x'} cannot be made: {tmp_path / 'runs'} is a file, not a folder")
+    import os
+
+    real = os.access  # as for a folder of another user's (root may write anywhere, so this is simulated)
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path) else real(p, mode))
+    one_line_error(pretrain_main, VISION + [f"output_dir={tmp_path / 'new'}"], capsys,
+                   f"output_dir {tmp_path / 'new'} cannot be written: {tmp_path} is not writable by this user; set "
+                   "output_dir to a folder you can write")
+    assert not (tmp_path / "new").exists()

@@ -18,7 +18,7 @@ from ..data.leakage import NO_TEST_SPLIT
 from ..errors import UserError
 from ..export import read_spec, resolve_encoder_path
 from ..progress import say_once
-from ..run_dir import changed_keys, listed_changes
+from ..run_dir import changed_keys, check_writable, listed_changes
 from ..tasks import modality_of
 from . import methods as M
 from .base import base_encoder_dir
@@ -295,6 +295,7 @@ def run_finetune(cfg: Config) -> dict:
     from ..engine import make_accelerator
 
     output_dir = Path(cfg.output_dir)
+    check_writable(output_dir)  # the reports and cells go there: said before any encoder or data is read
     encoder_path = resolve_encoder_path(cfg)
     spec = read_spec(encoder_path)
     want = modality_of(cfg.task)
