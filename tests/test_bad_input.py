@@ -218,13 +218,13 @@ def test_real_process_has_no_traceback(tmp_path):
 def test_an_archive_as_data_root_says_to_extract_it(tmp_path, capsys):
     """Datasets arrive as photos.zip / docs.tar.gz; pointed at one, the image folder said 'does not exist or is not
     a directory' (it exists) and a text config 'cannot tell the format'."""
-    for name in ("photos.zip", "docs.tar.gz"):
+    for name, tool in (("photos.zip", "unzip"), ("docs.tar.gz", "tar xf")):  # the command for that kind
         archive = tmp_path / name
         archive.write_bytes(b"PK\x03\x04")
         for config in ("configs/vision/simclr_folder.yaml", "configs/text/mlm_files.yaml"):
             one_line_error(pretrain_main, ["--config", config, f"data.root={archive}", f"output_dir={tmp_path / 'run'}",
                                    "pretrain.mixed_precision=no"],  # in-process: the suite's accelerator state
-                   capsys, f"data.root {archive} is an archive, not a folder: extract it")
+                   capsys, f"data.root {archive} is an archive, not a folder: extract it (`{tool} {name}`)")
     assert not (tmp_path / "run").exists()
 
 

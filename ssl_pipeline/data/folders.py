@@ -82,8 +82,11 @@ def folder_root(root: Optional[str], what: str) -> Path:
         raise UserError(f"data.root must name the folder of {what} for data.source=folder")
     path = Path(root).expanduser()
     if path.is_file() and path.name.lower().endswith(ARCHIVES):
-        raise UserError(f"data.root {path} is an archive, not a folder: extract it (e.g. `unzip {path.name}` or "
-                        f"`tar xf {path.name}`) and set data.root to the extracted folder")
+        name = path.name.lower()
+        tool = "unzip" if name.endswith(".zip") else "7z x" if name.endswith(".7z") else "unrar x" if name.endswith(
+            ".rar") else "tar xf"
+        raise UserError(f"data.root {path} is an archive, not a folder: extract it (`{tool} {path.name}`) and set "
+                        "data.root to the extracted folder")
     if not path.is_dir():
         raise UserError(f"data.root does not exist or is not a directory: {path}")
     return path
