@@ -58,6 +58,7 @@ class DataConfig:
     encoding: str = "utf-8"  # text files (csv / jsonl / txt): character encoding, e.g. cp1252 for Excel exports on Windows
     sheet: Optional[str] = None  # excel (.xlsx): the sheet to read, by name, or 'all' (every sheet, one header); default: the first (the run says when there are more)
     csv_delimiter: str = "auto"  # csv: field separator; auto = guessed from the header line (, ; tab |), tab for .tsv; or one character, or 'tab'
+    csv_columns: Optional[list[str]] = None  # csv/tsv without a header row (its first line is data): names for its columns, in order, e.g. [label,title,text]
     max_length: int = 128  # text: tokens per packed block
     streaming: bool = False  # hf (text or images): stream the dataset as it trains, each process reading its own part (needs pretrain.max_steps)
     shuffle_buffer: int = 2000  # webdataset and streamed hf images: images held in each reader's shuffle buffer
@@ -542,6 +543,10 @@ def validate(cfg: Config) -> None:
     _check_task_fits_source(cfg)
     if cfg.data.channels not in (1, 3):
         raise UserError(f"config key 'data.channels' must be 1 or 3, got {cfg.data.channels}")
+    names = cfg.data.csv_columns
+    if names is not None and (not names or len(set(names)) < len(names) or not all(str(n).strip() for n in names)):
+        raise UserError(f"config key 'data.csv_columns' must name each column of the file once, in order, e.g. "
+                        f"[label,title,text]; got {names}")
     if cfg.data.csv_delimiter not in ("auto", "tab") and len(cfg.data.csv_delimiter) != 1:
         raise UserError(f"config key 'data.csv_delimiter' must be 'auto', 'tab' or one character, got {cfg.data.csv_delimiter!r}")
     try:

@@ -118,3 +118,38 @@ def test_a_stream_joins_fields_and_finds_its_one_text_column(tmp_path):
     one.write_text("".join(json.dumps({"review": f"note {i}", "stars": i % 5}) + "\n" for i in range(50)))
     s = DataConfig(source="jsonl", files=[str(one)], streaming=True)
     assert next(iter(StreamingBlocks(stream_texts(s, 0, 1), tok, s.text_column, 4)))["input_ids"].shape == (4,)
+
+
+def test_a_csv_without_a_header_row_is_named_and_read_with_csv_columns(tmp_path):
+    """AG News and many exports have no header row: its first row was read as the column names, and the error
+    listed them as the columns ('2', 'Headline 0', …); a two-column file lost its first text to the header."""
+    from ssl_pipeline.data.text import load_texts
+
+    news = tmp_path / "ag.csv"
+    news.write_text("".join(f'"{1 + i % 3}","Headline {i}","story {i} about {("markets", "sport", "chips")[i % 3]}"\n'
+                            for i in range(30)))
+    with pytest.raises(UserError, match=r"^.*ag.csv seems to have no header row: its first row \('1', 'Headline 0', "
+                                        r"'story 0 about markets'\) looks like data, not column names; name its 3 "
+                                        r"columns with data.csv_columns, in order \(e.g. data.csv_columns=\[label,title,text\]\)"):
+        load_texts(DataConfig(source="csv", files=[str(news)]), "train")
+    cfg = DataConfig(source="csv", files=[str(news)], csv_columns=["label", "title", "text"], text_column=["title", "text"])
+    train, test = load_texts(cfg, "train"), load_texts(cfg, "test")
+    assert len(train) + len(test) == 30 and train.class_names == ["1", "2", "3"]  # the first row is data
+    assert "Headline 0\nstory 0 about markets" in train.texts + test.texts
+    with pytest.raises(UserError, match=r"data.csv_columns names 2 columns \(label, text\) but .*ag.csv has 3 fields in "
+                                        r"its first row"):  # pandas would have made the first field an index
+        load_texts(DataConfig(source="csv", files=[str(news)], csv_columns=["label", "text"]), "train")
+    pairs = tmp_path / "pairs.csv"  # two columns, the label name recurring as a value
+    pairs.write_text("".join(f"review number {i},{('pos', 'neg')[i % 2]}\n" for i in range(20)))
+    with pytest.raises(UserError, match=r"pairs.csv seems to have no header row.*data.csv_columns=\[label,text\]"):
+        load_texts(DataConfig(source="csv", files=[str(pairs)]), "train")
+    named = DataConfig(source="csv", files=[str(pairs)], csv_columns=["text", "label"])
+    assert len(load_texts(named, "pretrain")) + len(load_texts(named, "test")) == 20  # the first row is a text
+    headed = tmp_path / "reviews.csv"  # a header whose text column is not called text: read as before
+    headed.write_text("review,category\n" + "".join(f"review number {i},{('pos', 'neg')[i % 2]}\n" for i in range(20)))
+    headed_cfg = DataConfig(source="csv", files=[str(headed)], label_column="category")
+    assert len(load_texts(headed_cfg, "pretrain")) + len(load_texts(headed_cfg, "test")) == 20
+    lines = tmp_path / "x.jsonl"
+    lines.write_text('{"text": "a", "label": "b"}\n')
+    with pytest.raises(UserError, match="data.csv_columns names the columns of csv/tsv files without a header row"):
+        load_texts(DataConfig(source="jsonl", files=[str(lines)], csv_columns=["a"]), "train")

@@ -39,7 +39,7 @@ def load_dataset_dict(cfg: DataConfig) -> dict:
     if (cfg.test_files or cfg.validation_files) and not cfg.files:
         raise UserError("data.test_files / data.validation_files go with data.files (a table of the training rows); "
                         f"the HF dataset {cfg.name} brings its own splits")
-    reading = (cfg.encoding, cfg.csv_delimiter, cfg.sheet)
+    reading = (cfg.encoding, cfg.csv_delimiter, cfg.sheet, tuple(cfg.csv_columns) if cfg.csv_columns else None)
     splits = dict(_load_dataset_dict(tuple(cfg.files) if cfg.files else None, cfg.name, reading))
     own = own_split_files(cfg, expand_files(list(cfg.files))) if cfg.files else {}
     for split, files in own.items():  # a user's own test (validation) table: scored, never carved nor pretrained on
@@ -49,7 +49,7 @@ def load_dataset_dict(cfg: DataConfig) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _load_dataset_dict(files: Optional[tuple], name: Optional[str], reading: tuple) -> dict:
-    """`reading`: (data.encoding, data.csv_delimiter, data.sheet) for `files`, read as the text sources read theirs (one
+    """`reading`: (data.encoding, data.csv_delimiter, data.sheet, data.csv_columns) for `files`, read as the text sources read theirs (one
     reader: delimiter guess, byte-order marks, compression, Excel) — a semicolon-separated table of image paths
     too."""
     import datasets
@@ -61,7 +61,7 @@ def _load_dataset_dict(files: Optional[tuple], name: Optional[str], reading: tup
             files = expand_files(list(files))
             source = source_of(files[0], default="parquet")
             return {"train": load_table(DataConfig(source=source, encoding=reading[0], csv_delimiter=reading[1],
-                                                   sheet=reading[2]),
+                                                   sheet=reading[2], csv_columns=reading[3] and list(reading[3])),
                                         files)}
         if not name:
             raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
@@ -195,10 +195,10 @@ def no_labels(cfg: DataConfig, dataset, column: str) -> UnlabeledData:
 
 
 def stream_train(name: Optional[str], files: Optional[list[str]], where: str, default_format: str = "text",
-                 reading: tuple[str, str] = ("utf-8", "auto")):
+                 reading: tuple = ("utf-8", "auto", None)):
     """The train split of hub dataset `name`, or of `files`, as a streaming `datasets.IterableDataset` (nothing is
     downloaded up front); a one-line error naming `where` when it cannot be opened. Text and image streams both.
-    `reading`: (data.encoding, data.csv_delimiter) for `files`, honoured as the in-memory reader honours them (a
+    `reading`: (data.encoding, data.csv_delimiter, data.csv_columns) for `files`, honoured as the in-memory reader honours them (a
     streamed cp1252 corpus was decoded as UTF-8)."""
     import datasets
 

@@ -26,7 +26,7 @@ def open_stream(cfg: DataConfig):
         raise UserError("data.name (a hub dataset or a local directory) or data.files must be set for data.source=hf")
     files = expand_files(list(cfg.files)) if cfg.files else None
     ds = stream_train(cfg.name, files, f"HF dataset {where}", default_format="parquet",
-                      reading=(cfg.encoding, cfg.csv_delimiter))
+                      reading=(cfg.encoding, cfg.csv_delimiter, cfg.csv_columns))
     cfg = with_dataset_columns(cfg, ds.features)
     columns = ds.column_names  # None when the format does not say before reading
     if columns is not None and cfg.image_column not in columns:

@@ -288,7 +288,7 @@ def stream_texts(cfg: DataConfig, rank: int, world_size: int):
     from .hf import stream_train
 
     ds = stream_train(cfg.name, None if cfg.name else _corpus_files(cfg), str(cfg.name or cfg.files),
-                      reading=(cfg.encoding, cfg.csv_delimiter))
+                      reading=(cfg.encoding, cfg.csv_delimiter, cfg.csv_columns))
     return split_dataset_by_node(ds, rank=rank, world_size=world_size)
 
 

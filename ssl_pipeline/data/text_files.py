@@ -29,7 +29,7 @@ def load_table(cfg: DataConfig, files: list[str]):
     builder = BUILDER_OF_SOURCE[cfg.source]
     if builder == "excel":
         return read_excel(files, cfg.sheet)
-    options = reader_options(builder, files, cfg.encoding, cfg.csv_delimiter)
+    options = reader_options(builder, files, cfg.encoding, cfg.csv_delimiter, cfg.csv_columns)
     encoding = options.get("encoding")
     try:
         with _quiet_datasets_errors(), tempfile.TemporaryDirectory() as tmp:  # it logs the failure it then raises;
@@ -37,6 +37,8 @@ def load_table(cfg: DataConfig, files: list[str]):
                 files = _decompressed(files, tmp)
             table = datasets.load_dataset(builder, data_files=files, split="train", **options)
             field = records_field(table, len(files)) if builder == "json" else None
+            if builder == "csv" and not cfg.csv_columns:
+                _refuse_data_as_header(table, cfg, files[0])
             if field is None:
                 return table
             from ..progress import say_once
@@ -44,6 +46,8 @@ def load_table(cfg: DataConfig, files: list[str]):
             say_once(f"{', '.join(os.path.basename(f) for f in files)}: the rows are the records under the key "
                      f"'{field}', as in {{\"{field}\": [{{...}}, ...]}}: reading those")
             return datasets.load_dataset(builder, data_files=files, split="train", field=field, **options)
+    except UserError:
+        raise
     except Exception as err:  # malformed files surface as many exception types
         wrong = None if builder == "parquet" else undecodable(files, encoding)
         if wrong:
@@ -166,15 +170,78 @@ def _decompressed(files: list[str], tmp: str) -> list[str]:
     return plain
 
 
-def reader_options(builder: str, files: list[str], encoding: str, delimiter: str) -> dict:
-    """The `datasets` builder's keyword arguments for `files` (data.encoding, data.csv_delimiter): one answer for
-    the in-memory and the streaming reader."""
+def reader_options(builder: str, files: list[str], encoding: str, delimiter: str,
+                   columns: Optional[list[str]] = None) -> dict:
+    """The `datasets` builder's keyword arguments for `files` (data.encoding, data.csv_delimiter, data.csv_columns):
+    one answer for the in-memory and the streaming reader."""
+    if columns and builder != "csv":
+        raise UserError(f"data.csv_columns names the columns of csv/tsv files without a header row; {files[0]} is read "
+                        f"as {builder}, whose columns have names: leave data.csv_columns unset")
     if builder == "parquet":
         return {}
     options = {"encoding": files_encoding(files, encoding)}
     if builder == "csv":
         options["sep"] = csv_delimiter(files, encoding, delimiter)
+        if columns:
+            for path in files:
+                _check_field_count(path, options["sep"], file_encoding(path, encoding), list(columns))
+            options["column_names"] = list(columns)  # pandas' `names`: the first line is then a row of data
     return options
+
+
+def _first_row(path: str, delimiter: str, encoding: str) -> list[str]:
+    import csv
+
+    with io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="") as f:
+        return next(csv.reader(f, delimiter=delimiter), [])
+
+
+def _check_field_count(path: str, delimiter: str, encoding: str, columns: list[str]) -> None:
+    """data.csv_columns must name every field: with fewer names pandas silently makes the first fields an index and
+    shifts the rest (labels read as texts)."""
+    row = _first_row(path, delimiter, encoding)
+    if len(row) != len(columns):
+        shown = ", ".join(repr(v[:30]) for v in row[:4]) + (", ..." if len(row) > 4 else "")
+        raise UserError(f"data.csv_columns names {len(columns)} columns ({', '.join(columns)}) but {path} has "
+                        f"{len(row)} fields in its first row ({shown}): name each of them, in order")
+
+
+def _refuse_data_as_header(table, cfg: DataConfig, path: str) -> None:
+    """A csv file without a header row (AG News, many exports: `"3","Wall St. Bears ...","Reuters - ..."`) has its
+    first row read as the column names, which then look like data. When a column the run wants is missing and the
+    names look so (a number, a value their column holds again, a sentence), that is a one-line error saying how to
+    name the columns; before, the error listed the first row as the columns, or the first text was silently
+    taken for a header."""
+    from .text_columns import column_named, wanted_columns
+
+    names = table.column_names
+    wanted = wanted_columns(cfg.text_column) + [cfg.label_column]
+    if all(column_named(names, w) for w in wanted):
+        return
+    first = table.select(range(min(len(table), 1000))) if len(table) else table
+    looks = [n for n in names if _looks_like_data(n, first[n])]
+    if not looks:
+        return
+    example = ",".join(["label", "text"] if len(names) == 2 else
+                       ["label", "title", "text"] + [f"extra{i}" for i in range(1, len(names) - 2)]
+                       if len(names) >= 3 else ["text"])
+    shown = ", ".join(repr(n[:40]) for n in names[:4]) + (", ..." if len(names) > 4 else "")
+    raise UserError(f"{path} seems to have no header row: its first row ({shown}) looks like data, not column "
+                    f"names; name its {len(names)} columns with data.csv_columns, in order (e.g. "
+                    f"data.csv_columns=[{example}]), and point data.text_column / data.label_column at them")
+
+
+def _looks_like_data(name: str, values: list) -> bool:
+    """A column name that is a number, that its column holds again as a value, or that is a sentence (5+ words)."""
+    stripped = name.strip()
+    try:
+        float(stripped)
+        return True
+    except ValueError:
+        pass
+    if len(stripped.split()) >= 5:
+        return True
+    return any(isinstance(v, str) and v.strip() == stripped for v in values)
 
 
 def csv_delimiter(files: list[str], encoding: str, delimiter: str) -> str:
