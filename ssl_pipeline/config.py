@@ -438,6 +438,26 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return cfg
 
 
+def _folder_source(folder: str) -> str:
+    """The format of a folder named in data.files (every file below it is read): that of its tables when they are of
+    one format; else a one-line error offering a glob or data.root. It was "cannot tell the format of FOLDER from its
+    suffix". Plain-text files alone are not guessed: one text per line (data.files) or one per file (data.root)."""
+    from .data.files import expand_files, source_of
+
+    files = [f for f in expand_files([folder]) if not any(part.startswith(".") for part in Path(f).parts)]
+    suffix = {"csv": "csv", "jsonl": "jsonl", "parquet": "parquet", "excel": "xlsx", "text": "txt"}
+    kinds = sorted({source_of(f, default="") or Path(f).suffix.lower() or "no suffix" for f in files},
+                   key=lambda k: (k not in suffix, k))  # formats read first, then the other suffixes
+    if len(kinds) == 1 and kinds[0] in ("csv", "jsonl", "parquet", "excel"):
+        return kinds[0]
+    table = next((k for k in kinds if k in suffix), None)
+    what = "one text per line of its .txt files" if table == "text" else f"its {table} tables"
+    glob = f"data.files=[{folder.rstrip('/')}/*.{suffix[table]}] to read {what}, or " if table else ""
+    raise UserError(f"data.files names a folder, {folder}, holding {len(files):,} files of "
+                    f"{'several kinds' if len(kinds) > 1 else 'one kind'} ({', '.join(kinds[:6])}): set {glob}"
+                    f"data.root={folder} (and no data.files) to read it as a folder of documents, one text per file")
+
+
 def source_from_suffix(data: DataConfig) -> str:
     """data.source=auto: the file format every pattern of data.files names by its suffix (`*.csv` too), so one
     starting config reads .csv, .tsv, .jsonl/.json, .parquet and .txt files as they are."""
@@ -452,7 +472,7 @@ def source_from_suffix(data: DataConfig) -> str:
     if not patterns:
         raise UserError("data.source=auto reads the format from the suffix of data.files, and none are given: "
                         "set data.files=[...], data.root=FOLDER (a folder of documents) or data.source")
-    found = {p: source_of(p, default="") for p in patterns}
+    found = {p: _folder_source(p) if Path(p).expanduser().is_dir() else source_of(p, default="") for p in patterns}
     unknown = [p for p, s in found.items() if not s]
     if unknown and not data.files and unknown[0].lower().endswith(ARCHIVES):
         folder_root(data.root, "documents")  # an archive (`docs.zip`) is named as one

@@ -100,7 +100,8 @@ def test_unreadable_test_folder_is_named_by_pretraining(folder, tmp_path, capsys
                             "pretrain.batch_size=4", "data.channels=3"])
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("duplicates between")]
     assert line == [f"duplicates between pretraining and test data: not checked (the test split cannot be read: not a "
-                    f"readable image: {root / 'test' / 'dog' / 'broken.png'}; remove it or set data.skip_corrupt=true)"]
+                    f"readable image: {root / 'test' / 'dog' / 'broken.png'} (cannot identify image file); remove it "
+                    "or set data.skip_corrupt=true)"]
 
 
 def test_missing_text_or_label_column(tmp_path, capsys):
@@ -243,3 +244,22 @@ def test_an_output_dir_that_cannot_be_written_is_named_before_any_data_is_read(t
                    f"output_dir {tmp_path / 'new'} cannot be written: {tmp_path} is not writable by this user; set "
                    "output_dir to a folder you can write")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_folder_named_in_data_files_is_read_by_the_format_of_its_tables_or_named(tmp_path, capsys):
+    """data.files=[exports/] was "cannot tell the format of exports from its suffix"."""
+    from ssl_pipeline.config import load_config
+
+    tables = tmp_path / "exports"
+    tables.mkdir()
+    for name in ("a.csv", "b.csv"):
+        (tables / name).write_text("text,label\n" + "".join(f"row {i} of {name},{i % 2}\n" for i in range(10)))
+    assert load_config("configs/text/mlm_files.yaml", [f"data.files=[{tables}]"]).data.source == "csv"
+    (tables / "notes.md").write_text("# how these were made")
+    (tables / "run").mkdir()
+    (tables / "run" / "metrics.jsonl").write_text("{}\n")
+    one_line_error(pretrain_main, ["--config", "configs/text/mlm_files.yaml", f"data.files=[{tables}]",
+                                   f"output_dir={tmp_path / 'o'}"], capsys,
+                   f"data.files names a folder, {tables}, holding 4 files of several kinds (csv, jsonl, .md): set "
+                   f"data.files=[{tables}/*.csv] to read its csv tables, or data.root={tables} (and no data.files) to "
+                   "read it as a folder of documents, one text per file")

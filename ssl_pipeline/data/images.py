@@ -359,8 +359,9 @@ def _check_readable(files, labels, skip_corrupt: bool, split: str):
     bad = [f for f, good in zip(files, ok) if not good]
     if bad and not skip_corrupt:
         them = "it" if len(bad) == 1 else "them"
-        raise UserError(f"not a readable image: {bad[0]} ({why_unreadable(bad[0])}){_and_more(bad)}; remove {them} or "
-                        "set data.skip_corrupt=true")
+        why = "" if os.path.islink(bad[0]) and not os.path.exists(bad[0]) else f" ({why_unreadable(bad[0])})"
+        raise UserError(f"not a readable image: {bad[0]}{why}{_and_more(bad)}; remove {them} or set "
+                        "data.skip_corrupt=true")  # a broken link is named so by _and_more
     if bad:
         say(f"data.skip_corrupt: skipped {len(bad)} unreadable image(s) of the {len(files)} {split} images, "
             f"e.g. {bad[0]}")
