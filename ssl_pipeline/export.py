@@ -55,7 +55,15 @@ def resolve_encoder_path(cfg) -> Path:
     if cfg.finetune.encoder is None and not path.exists():
         raise UserError(f"no pretrained encoder at {path}: run `pretrain` with this config first, "
                         "or set finetune.encoder=PATH to an exported encoder")
-    return path
+    if cfg.finetune.encoder is not None and not (path.expanduser() / SPEC_FILE).is_file():
+        # a hub id (bert-base-uncased), a save_pretrained folder or a timm file: what users would otherwise fine-tune
+        ref = cfg.finetune.encoder
+        what = "does not exist" if not path.expanduser().exists() else f"is not an encoder exported by pretrain (no {SPEC_FILE})"
+        raise UserError(f"finetune.encoder {ref} {what}. For a public or local checkpoint (a hub id, a save_pretrained "
+                        f"folder, a timm name or file): pretrain from it, model.init_from={ref}, and fine-tuning scores "
+                        f"it too (rows base_probe, base_finetune); or give it as finetune.base_encoder={ref} beside "
+                        "the encoder pretrained here")
+    return path.expanduser()
 
 
 def read_spec(path) -> dict:

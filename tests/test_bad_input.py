@@ -126,7 +126,15 @@ def test_missing_label_column_in_finetune(tmp_path, capsys):
 
 def test_encoder_missing_or_other_modality(vision_encoder, tmp_path, capsys):
     one_line_error(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={tmp_path / 'none'}"], capsys,
-           "encoder path does not exist")
+           f"finetune.encoder {tmp_path / 'none'} does not exist. For a public or local checkpoint")
+    checkpoint = tmp_path / "bert"  # a save_pretrained folder: pointed at model.init_from / finetune.base_encoder
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    one_line_error(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={checkpoint}"], capsys,
+           f"finetune.encoder {checkpoint} is not an encoder exported by pretrain (no ssl_encoder.json). For a public "
+           f"or local checkpoint (a hub id, a save_pretrained folder, a timm name or file): pretrain from it, "
+           f"model.init_from={checkpoint}, and fine-tuning scores it too (rows base_probe, base_finetune); or give it "
+           f"as finetune.base_encoder={checkpoint} beside the encoder pretrained here")
     one_line_error(finetune_main, TEXT + [f"output_dir={tmp_path / 'o'}", f"finetune.encoder={vision_encoder}"], capsys,
            "is a vision encoder but task=mlm needs a text encoder")
     assert not (tmp_path / "o").exists()
