@@ -153,3 +153,24 @@ def test_a_csv_without_a_header_row_is_named_and_read_with_csv_columns(tmp_path)
     lines.write_text('{"text": "a", "label": "b"}\n')
     with pytest.raises(UserError, match="data.csv_columns names the columns of csv/tsv files without a header row"):
         load_texts(DataConfig(source="jsonl", files=[str(lines)], csv_columns=["a"]), "train")
+
+
+def test_nested_json_fields_are_columns_named_by_their_path(tmp_path, capsys):
+    """Exports nest fields (`{"content": {"title": …}, "annotation": {"label": …}}`): the objects were the columns
+    and no data.text_column could reach the text."""
+    from ssl_pipeline.data.text import load_texts
+
+    rows = tmp_path / "n.jsonl"
+    rows.write_text("".join(json.dumps({"id": i, "content": {"title": f"title {i}", "body": f"body {i} on {q}"},
+                                        "annotation": {"label": q, "by": "a1"}}) + "\n"
+                            for i, q in enumerate(QUEUES * 10)))
+    progress._SAID.clear()
+    with pytest.raises(UserError, match=r"columns: \['id', 'content.title', 'content.body', 'annotation.label', "
+                                        r"'annotation.by'\]"):
+        load_texts(DataConfig(source="jsonl", files=[str(rows)]), "train")
+    assert ("n.jsonl: nested fields are read as columns named by their path (content.title, content.body, "
+            "annotation.label, annotation.by); data.text_column and data.label_column can name them") in capsys.readouterr().out
+    cfg = DataConfig(source="jsonl", files=[str(rows)], text_column=["content.title", "content.body"],
+                     label_column="annotation.label")
+    train = load_texts(cfg, "train")
+    assert train.class_names == list(QUEUES) and "title 0\nbody 0 on billing" in train.texts + load_texts(cfg, "test").texts

@@ -40,12 +40,12 @@ def load_table(cfg: DataConfig, files: list[str]):
             if builder == "csv" and not cfg.csv_columns:
                 _refuse_data_as_header(table, cfg, files[0])
             if field is None:
-                return table
+                return flat(table, files)
             from ..progress import say_once
 
             say_once(f"{', '.join(os.path.basename(f) for f in files)}: the rows are the records under the key "
                      f"'{field}', as in {{\"{field}\": [{{...}}, ...]}}: reading those")
-            return datasets.load_dataset(builder, data_files=files, split="train", field=field, **options)
+            return flat(datasets.load_dataset(builder, data_files=files, split="train", field=field, **options), files)
     except UserError:
         raise
     except Exception as err:  # malformed files surface as many exception types
@@ -53,6 +53,22 @@ def load_table(cfg: DataConfig, files: list[str]):
         if wrong:
             raise UserError(wrong_encoding(wrong)) from None
         raise UserError(f"cannot read {cfg.source} corpus {files[0]}: {str(err).splitlines()[0]}") from None
+
+
+def flat(table, files: list[str]):
+    """Nested JSON fields as columns named by their path: `{"content": {"title": …}, "annotation": {"label": …}}`
+    gives `content.title` and `annotation.label` (datasets' flatten), which data.text_column / data.label_column can
+    name; said once with the names. Before, the nested objects were the columns and no key could reach the text."""
+    if not any(isinstance(feature, dict) for feature in table.features.values()):
+        return table
+    from ..progress import say_once
+
+    table = table.flatten()
+    nested = [c for c in table.column_names if "." in c]
+    say_once(f"{', '.join(os.path.basename(f) for f in files)}: nested fields are read as columns named by their path "
+             f"({', '.join(nested[:6])}{', ...' if len(nested) > 6 else ''}); data.text_column and data.label_column "
+             "can name them")
+    return table
 
 
 def records_field(table, n_files: int) -> Optional[str]:
