@@ -32,13 +32,18 @@ def out_of_space(err: BaseException, path: str | os.PathLike) -> bool:
     return free_bytes(path) < 1 << 20
 
 
-def free_bytes(path: str | os.PathLike) -> float:
-    """Space free for writing on the disk holding `path` (its nearest existing folder); infinite when unknown."""
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """`path` itself when it exists, else the nearest of its parents that does (where it would be created)."""
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
+    return path
+
+
+def free_bytes(path: str | os.PathLike) -> float:
+    """Space free for writing on the disk holding `path` (its nearest existing folder); infinite when unknown."""
     try:
-        return shutil.disk_usage(path).free
+        return shutil.disk_usage(nearest_existing(path)).free
     except OSError:
         return float("inf")
 

@@ -43,7 +43,7 @@ def exit_on_user_error(fn):
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            # a disk that filled outside the atomic writes (atomic.space_checked): the log, a cache, a dataset's
+            # a disk that filled outside the atomic writes (atomic.space_checked): the log, a dataset's cache
             where = f" writing {err.filename}" if err.filename else ""
             print(f"error: no space left on the disk{where} ({os.strerror(err.errno)}): free some space and run the "
                   "same command again (finished work is kept)", file=sys.stderr, flush=True)

@@ -65,9 +65,9 @@ def check_writable(output_dir: Path) -> None:
     `NotADirectoryError` traceback from the first mkdir (or, on a resumed run, from the first checkpoint)."""
     import os
 
-    path = output_dir.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent  # the nearest part that exists: output_dir itself or a folder to create it in
+    from .atomic import nearest_existing
+
+    path = nearest_existing(output_dir)  # output_dir itself, or the folder it would be created in
     if not path.is_dir():
         raise UserError(f"output_dir {output_dir} cannot be made: {path} is a file, not a folder; set output_dir "
                         "to a folder")

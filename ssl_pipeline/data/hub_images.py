@@ -42,6 +42,9 @@ def _pil(value):
         return value
     if isinstance(value, dict):
         value = value.get("bytes") or open(value["path"], "rb").read()
+    from .image_formats import register_decoders
+
+    register_decoders()  # HEIC bytes, and the pixel limit of image_formats.too_large rather than Pillow's
     return Image.open(io.BytesIO(value))
 
 

@@ -238,9 +238,8 @@ def _refuse_data_as_header(table, cfg: DataConfig, path: str) -> None:
     looks = [n for n in names if _looks_like_data(n, first[n])]
     if not looks:
         return
-    example = ",".join(["label", "text"] if len(names) == 2 else
-                       ["label", "title", "text"] + [f"extra{i}" for i in range(1, len(names) - 2)]
-                       if len(names) >= 3 else ["text"])
+    example = ",".join({1: ["text"], 2: ["label", "text"]}.get(
+        len(names), ["label", "title", "text"] + [f"extra{i}" for i in range(1, len(names) - 2)]))
     shown = ", ".join(repr(n[:40]) for n in names[:4]) + (", ..." if len(names) > 4 else "")
     raise UserError(f"{path} seems to have no header row: its first row ({shown}) looks like data, not column "
                     f"names; name its {len(names)} columns with data.csv_columns, in order (e.g. "
