@@ -35,7 +35,7 @@ SECTIONS = tuple(sorted({e.settings for e in EVALUATORS if e.settings}))
 # finetune and data keys added after reports were written, at the value that behaves as before they existed: left out of the
 # fingerprint there, so those reports stay resumable. Only reports without a stored `recipe` need this (written before
 # it existed); newer ones are compared key by key, where a key the report lacks counts at its default.
-ADDED_KEYS = {"finetune": {"distill_teacher": "finetune"}, "data": {"sheet": None}}
+ADDED_KEYS = {"finetune": {"distill_teacher": "finetune"}, "data": {"sheet": None, "csv_columns": None}}
 # rows of a method written before it had its own settings, and what they were made with (method, modality) -> settings
 LEGACY_ROW_SETTINGS = {("classic", "text"): {"classic": {"text_features": "words"}}}
 # keys the results do not depend on: what the grid covers, and what the encoder's weights already identify
