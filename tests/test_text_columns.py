@@ -174,3 +174,17 @@ def test_nested_json_fields_are_columns_named_by_their_path(tmp_path, capsys):
                      label_column="annotation.label")
     train = load_texts(cfg, "train")
     assert train.class_names == list(QUEUES) and "title 0\nbody 0 on billing" in train.texts + load_texts(cfg, "test").texts
+
+
+def test_image_cells_stored_as_bytes_and_path_are_not_flattened():
+    """A JSON table of image cells ({"image": {"path": ...}, ...}) keeps its image column whole: image tables read
+    {bytes, path} cells as images (flattening made them `image.path`, and data.image_column missed them)."""
+    import datasets
+
+    from ssl_pipeline.data.text_files import flat
+
+    cells = datasets.Dataset.from_list([{"image": {"bytes": None, "path": f"img/{i}.png"}, "meta": {"label": "cat"}}
+                                        for i in range(3)])
+    assert flat(cells, ["t.json"]).column_names == ["image", "meta"]
+    nested = datasets.Dataset.from_list([{"meta": {"label": "cat", "text": "a cat"}}])
+    assert flat(nested, ["t.json"]).column_names == ["meta.label", "meta.text"]

@@ -40,7 +40,7 @@ def load_table(cfg: DataConfig, files: list[str]):
             if builder == "csv" and not cfg.csv_columns:
                 _refuse_data_as_header(table, cfg, files[0])
             if field is None:
-                return flat(table, files)
+                return flat(table, files) if builder == "json" else table  # parquet's structs ({bytes, path}) are images
             from ..progress import say_once
 
             say_once(f"{', '.join(os.path.basename(f) for f in files)}: the rows are the records under the key "
@@ -58,8 +58,10 @@ def load_table(cfg: DataConfig, files: list[str]):
 def flat(table, files: list[str]):
     """Nested JSON fields as columns named by their path: `{"content": {"title": …}, "annotation": {"label": …}}`
     gives `content.title` and `annotation.label` (datasets' flatten), which data.text_column / data.label_column can
-    name; said once with the names. Before, the nested objects were the columns and no key could reach the text."""
-    if not any(isinstance(feature, dict) for feature in table.features.values()):
+    name; said once with the names. Before, the nested objects were the columns and no key could reach the text.
+    A struct of {bytes, path} is an image cell (image tables read it whole), so such tables are left as they are."""
+    structs = [feature for feature in table.features.values() if isinstance(feature, dict)]
+    if not structs or any(set(feature) <= {"bytes", "path"} for feature in structs):
         return table
     from ..progress import say_once
 
