@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+from .errors import NO_SPACE, UserError
 
 
 def _umask() -> int:

@@ -21,6 +21,7 @@ class UnlabeledData(UserError):
 
 
 EXIT_USER_ERROR = 2
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: a one-line error (atomic.space_checked too)
 
 
 def exit_on_user_error(fn):
@@ -41,7 +42,7 @@ def exit_on_user_error(fn):
             print(f"error: {message}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
         except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            if err.errno not in NO_SPACE:
                 raise
             # a disk that filled outside the atomic writes (atomic.space_checked): the log, a dataset's cache
             where = f" writing {err.filename}" if err.filename else ""

@@ -359,7 +359,7 @@ def _check_readable(files, labels, skip_corrupt: bool, split: str):
     bad = [f for f, good in zip(files, ok) if not good]
     if bad and not skip_corrupt:
         them = "it" if len(bad) == 1 else "them"
-        why = "" if os.path.islink(bad[0]) and not os.path.exists(bad[0]) else f" ({why_unreadable(bad[0])})"
+        why = "" if _broken_link(bad[0]) else f" ({why_unreadable(bad[0])})"
         raise UserError(f"not a readable image: {bad[0]}{why}{_and_more(bad)}; remove {them} or set "
                         "data.skip_corrupt=true")  # a broken link is named so by _and_more
     if bad:
@@ -372,11 +372,15 @@ def _check_readable(files, labels, skip_corrupt: bool, split: str):
     return files, labels
 
 
+def _broken_link(path: str) -> bool:
+    return os.path.islink(path) and not os.path.exists(path)
+
+
 def _and_more(bad: list[str]) -> str:
     """' (and N more …)' for the error line, saying which are symbolic links to files that are not there (what a
     copied icon theme or a moved dataset leaves), since those look like images in a listing."""
     more = [f"and {len(bad) - 1} more"] if len(bad) > 1 else []
-    links = [f for f in bad if os.path.islink(f) and not os.path.exists(f)]
+    links = [f for f in bad if _broken_link(f)]
     if links and len(bad) == 1:
         more.append(f"a broken symbolic link to {os.readlink(links[0])}")
     elif links:

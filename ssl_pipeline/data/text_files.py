@@ -207,10 +207,15 @@ def reader_options(builder: str, files: list[str], encoding: str, delimiter: str
     return options
 
 
+def _text(path: str, encoding: str):
+    """The (decompressed) file as text for a look at its first line; undecodable bytes replaced, newlines kept."""
+    return io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="")
+
+
 def _first_row(path: str, delimiter: str, encoding: str) -> list[str]:
     import csv
 
-    with io.TextIOWrapper(open_bytes(path), encoding=encoding, errors="replace", newline="") as f:
+    with _text(path, encoding) as f:
         return next(csv.reader(f, delimiter=delimiter), [])
 
 
@@ -267,8 +272,7 @@ def csv_delimiter(files: list[str], encoding: str, delimiter: str) -> str:
         return "\t" if delimiter == "tab" else delimiter
     if all(format_suffix(f) == ".tsv" for f in files):
         return "\t"
-    with io.TextIOWrapper(open_bytes(files[0]), encoding=file_encoding(files[0], encoding), errors="replace",
-                          newline="") as f:
+    with _text(files[0], file_encoding(files[0], encoding)) as f:
         header = f.readline()
     counts = {d: header.count(d) for d in DELIMITERS}
     best = max(counts, key=counts.get)
