@@ -49,12 +49,13 @@ def add_to_spec(path, key: str, value) -> None:
     write_json(Path(path) / SPEC_FILE, spec)
 
 
-def resolve_encoder_path(cfg) -> Path:
-    """finetune.encoder, or the run's own export; a missing default export means pretraining has not run."""
+def resolve_encoder_path(cfg, also: str = "") -> Path:
+    """finetune.encoder, or the run's own export; a missing default export means pretraining has not run (`also`:
+    another way out the caller knows of, added to that error)."""
     path = Path(cfg.finetune.encoder or Path(cfg.output_dir) / "encoder")
     if cfg.finetune.encoder is None and not path.exists():
         raise UserError(f"no pretrained encoder at {path}: run `pretrain` with this config first, "
-                        "or set finetune.encoder=PATH to an exported encoder")
+                        f"or set finetune.encoder=PATH to an exported encoder{also}")
     if cfg.finetune.encoder is not None and not (path.expanduser() / SPEC_FILE).is_file():
         # a hub id (bert-base-uncased), a save_pretrained folder or a timm file: what users would otherwise fine-tune
         ref = cfg.finetune.encoder

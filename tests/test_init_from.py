@@ -7,7 +7,7 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import read_metrics, run_stages
+from conftest import one_line_error, read_metrics, run_stages
 from ssl_pipeline.cli import finetune_main, pretrain_main
 from ssl_pipeline.config import load_config
 from ssl_pipeline.engine import make_accelerator
@@ -155,6 +155,51 @@ def test_finetune_reports_the_best_baseline_including_the_checkpoint(digits_enco
     assert base_rows == {(r["label_fraction"], r["seed"]): r["accuracy"] for r in d["rows"]}
     md = (out / "label_efficiency.md").read_text()
     assert "best baseline" in md and "base_probe" in md
+
+
+def test_the_checkpoint_is_scored_alone_before_pretraining_then_beside_the_ssl_rows(tmp_path, capsys):
+    """What the user would otherwise get, measured before paying for pretraining: with no encoder yet and only
+    baseline rows asked for, the grid scores the checkpoint alone, into OUTPUT_DIR/baselines/."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "ckpt.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("test_resnet").state_dict().items()}, str(ckpt))
+    out = tmp_path / "run"
+    args = DIGITS + [f"output_dir={out}", "model.backbone=test_resnet", f"model.init_from={ckpt}"] + FT
+    one_line_error(finetune_main, args, capsys, 'score the starting checkpoint alone first: '
+                                                '"finetune.methods=[base_finetune,base_probe,supervised]"')
+    finetune_main(args + ["finetune.methods=[base_probe,base_finetune,supervised]"])
+    said = capsys.readouterr().out
+    assert f"no encoder pretrained here yet: scoring the starting checkpoint {ckpt}" in said
+    pilot = json.loads((out / "baselines" / "label_efficiency.json").read_text())
+    assert pilot["baselines_only"] and pilot["encoder"] == str(out / "base_encoder")
+    assert {r["method"] for r in pilot["rows"]} == {"base_probe", "base_finetune", "supervised"}
+    assert "what it was pretrained on is not known here" in pilot["test_duplicates_in_pretraining"]["reason"]
+    assert not (out / "encoder").exists() and not (out / "label_efficiency.json").exists()
+    assert "No SSL encoder yet: the starting checkpoint" in (out / "baselines" / "label_efficiency.md").read_text()
+    # then pretraining in the same output_dir, and the full report: the checkpoint's rows are the pilot's, to the digit
+    pretrain_main(args)
+    finetune_main(args + ["finetune.methods=[finetune,base_probe,supervised]"])
+    full = json.loads((out / "label_efficiency.json").read_text())
+    assert not full["baselines_only"] and {r["method"] for r in full["rows"]} == {"finetune", "base_probe", "supervised"}
+    before = {(r["method"], r["label_fraction"], r["seed"]): r["accuracy"] for r in pilot["rows"]}
+    for row in full["rows"]:
+        if row["method"] in ("base_probe", "supervised"):  # supervised: the same architecture, subsets and seeds
+            assert row["accuracy"] == before[(row["method"], row["label_fraction"], row["seed"])], row["method"]
+
+
+def test_a_text_checkpoint_alone_reads_the_texts_through_its_own_tokenizer(tiny_bert, tmp_path):
+    from transformers import AutoTokenizer
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(TEXT_YAML)
+    out = tmp_path / "run"
+    finetune_main(["--config", str(cfg_file), f"model.init_from={tiny_bert}", f"output_dir={out}",
+                   "finetune.methods=[base_probe,supervised,classic]"])
+    doc = json.loads((out / "baselines" / "label_efficiency.json").read_text())
+    assert doc["baselines_only"] and {r["method"] for r in doc["rows"]} == {"base_probe", "supervised", "classic"}
+    exported = AutoTokenizer.from_pretrained(out / "base_encoder")
+    assert exported.get_vocab() == AutoTokenizer.from_pretrained(tiny_bert).get_vocab()
+    assert not (out / "cache").exists() or not list((out / "cache").glob("tokenizer-*"))  # none trained
 
 
 def test_base_rows_need_a_checkpoint():

@@ -14,6 +14,8 @@ from ..config import Config, base_encoder_ref
 from ..errors import UserError
 from ..export import SPEC_FILE, save_text_encoder, save_vision_encoder
 
+STARTING_CHECKPOINT = "none (starting checkpoint)"  # the `pretext` of a checkpoint exported as is
+
 
 def base_encoder_dir(cfg: Config, output_dir: Path, modality: str, accelerator) -> Path:
     ref = base_encoder_ref(cfg)
@@ -37,12 +39,12 @@ def base_encoder_dir(cfg: Config, output_dir: Path, modality: str, accelerator) 
             check_image_size(backbone, cfg.data.channels, cfg.data.image_size)
             as_init = dataclasses.replace(as_init, model=dataclasses.replace(as_init.model, backbone=name,
                                                                               small_stem=small_stem))
-            save_vision_encoder(backbone, target, as_init, pretext="none (starting checkpoint)")
+            save_vision_encoder(backbone, target, as_init, pretext=STARTING_CHECKPOINT)
         else:
             from ..models.init import text_init
 
             model, tokenizer = text_init(as_init)
-            save_text_encoder(model, tokenizer, target, as_init, pretext="none (starting checkpoint)")
+            save_text_encoder(model, tokenizer, target, as_init, pretext=STARTING_CHECKPOINT)
         accelerator.print(f"base encoder {ref} exported to {target} for the base_* rows")
     accelerator.wait_for_everyone()
     return target

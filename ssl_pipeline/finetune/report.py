@@ -464,6 +464,14 @@ def console_summary(doc: dict) -> list[str]:
     return [line.replace("**", "").replace("`", "") for line in lines]
 
 
+def _alone_note(doc: dict) -> list[str]:
+    if not doc.get("baselines_only"):
+        return []
+    return [f"No SSL encoder yet: the starting checkpoint `{doc.get('base_encoder')}` and the baselines alone — what "
+            "you would get without pretraining. Pretrain with this config, then run `finetune` again: its report (one "
+            "folder up) puts the SSL rows beside these, on the same subsets and seeds.", ""]
+
+
 def markdown(doc: dict) -> str:
     summary = doc["summary"]
     fracs = sorted({s["label_fraction"] for s in summary})
@@ -480,6 +488,7 @@ def markdown(doc: dict) -> str:
     lines = [f"### Label efficiency — {_title(doc)}", "",
              f"{'Validation' if doc.get('evaluated_on') == 'validation' else 'Test'} {metric_name(doc.get('metric', 'accuracy'))} (%), {spread}{interval}; "
              f"encoder `{doc.get('encoder', '')}`{named}.", "",
+             *_alone_note(doc),
              "| method | " + " | ".join(f"{_pct(f)} ({n_of[f]:,} labels)" for f in fracs) + " |",
              "| --- | " + " | ".join("---" for _ in fracs) + " |"]
     for m in methods:

@@ -21,7 +21,7 @@ from ..progress import say_once
 from ..run_dir import changed_keys, check_writable, listed_changes
 from ..tasks import modality_of
 from . import methods as M
-from .base import base_encoder_dir
+from .base import STARTING_CHECKPOINT, base_encoder_dir
 from .cell_runs import CellRuns
 from .choice import validation_ranking
 from .evaluators import BASE_METHODS, BY_NAME, DISTILL_METHODS, EVALUATORS
@@ -242,6 +242,8 @@ def _leakage(spec: dict, data, cfg: Config) -> dict:
     if cfg.finetune.evaluate_on != "test":
         return {"checked": False, "reason": "this report scores a validation split (part of the pretraining pool, "
                                             "labels unused there)"}
+    if not record and spec.get("pretext") == STARTING_CHECKPOINT:
+        return {"checked": False, "reason": "a starting checkpoint: what it was pretrained on is not known here"}
     if not record:
         return {"checked": False, "reason": "the encoder was not pretrained by this version of ssl_pipeline"}
     if record.get("checked") and record.get("test_fingerprint") != data.test_fingerprint():
@@ -296,23 +298,30 @@ def run_finetune(cfg: Config) -> dict:
 
     output_dir = Path(cfg.output_dir)
     check_writable(output_dir)  # the reports and cells go there: said before any encoder or data is read
-    encoder_path = resolve_encoder_path(cfg)
-    spec = read_spec(encoder_path)
+    methods = methods_for(cfg)
+    alone = checkpoint_alone(cfg, methods)
     want = modality_of(cfg.task)
-    if spec["modality"] != want:
-        raise UserError(f"encoder {encoder_path} is a {spec['modality']} encoder but task={cfg.task} needs a {want} "
-                        "encoder (set task to match, or point finetune.encoder at the right export)")
+    if not alone:
+        encoder_path = resolve_encoder_path(cfg, also=(f', or score the starting checkpoint alone first: '
+                                                       f'"finetune.methods=[{",".join(ALONE_EXAMPLE)}]"'
+                                                       if base_encoder_ref(cfg) else ""))
+        _check_modality(read_spec(encoder_path), encoder_path, cfg.task, want)
     report_dir = output_dir if cfg.finetune.evaluate_on == "test" else output_dir / "validation"
+    report_dir = report_dir / "baselines" if alone else report_dir
     if cfg.finetune.log_with:
         report_dir.mkdir(parents=True, exist_ok=True)
     accelerator = make_accelerator(cfg, log_dir=report_dir if cfg.finetune.log_with else None,
                                    log_with=tuple(cfg.finetune.log_with), stage="finetune")
+    if alone:  # the checkpoint is the encoder the grid reads its inputs through (image size, tokenizer)
+        encoder_path = base_encoder_dir(cfg, output_dir, want, accelerator)
+        accelerator.print(f"no encoder pretrained here yet: scoring the starting checkpoint {base_encoder_ref(cfg)} "
+                          f"and the baselines alone ({', '.join(methods)}), into {report_dir}")
+    spec = read_spec(encoder_path)
     data = labeled_data(cfg, spec, encoder_path)
     n_train = len(data.train_labels)
 
     # validate every request before any training: impossible subsets fail fast
     cells, too_small, lifted = [], [], []
-    methods = methods_for(cfg)
     if "distill_small" in methods:  # a student that cannot be built fails now, not after the first teacher trained
         data.student_encoder(cfg.finetune.student, encoder_path)
     for kind, value, lr_scale in _requests(cfg):
@@ -346,8 +355,9 @@ def run_finetune(cfg: Config) -> dict:
               "num_classes": data.num_classes, "base_encoder": base_encoder_ref(cfg),
               "test_duplicates_in_pretraining": _leakage(spec, data, cfg),
               "pretraining": spec.get("pretraining"),  # what the encoder's pretraining did (pretraining_record.py)
-              "skipped_label_fractions": [str(err) for err in too_small], "label_fraction_notes": lifted}
-    if cfg.finetune.evaluate_on == "test":
+              "skipped_label_fractions": [str(err) for err in too_small], "label_fraction_notes": lifted,
+              "baselines_only": alone}
+    if cfg.finetune.evaluate_on == "test" and not alone:
         ranking = validation_ranking(output_dir / "validation" / "label_efficiency.json", header["encoder_sha1"],
                                      cfg.finetune.metric, lambda method: row_settings(cfg, method))
         if ranking:
@@ -368,10 +378,14 @@ def run_finetune(cfg: Config) -> dict:
     ssl.features = _features(ssl, cfg, accelerator, want, [c["method"] for c in todo], base=False)
     base = None
     if any(c["method"] in BASE_METHODS for c in todo):
-        base_path = base_encoder_dir(cfg, output_dir, want, accelerator)
-        base = Evaluated(base_path, labeled_data(cfg, read_spec(base_path), base_path))
-        if not np.array_equal(base.data.train_labels, data.train_labels):
-            raise UserError("the base encoder's view of the data differs from the SSL encoder's (labels out of order)")
+        if alone:  # no SSL row reads `ssl` (its features stayed None): the checkpoint's data serves both kinds of row
+            base = ssl
+        else:
+            base_path = base_encoder_dir(cfg, output_dir, want, accelerator)
+            base = Evaluated(base_path, labeled_data(cfg, read_spec(base_path), base_path))
+            if not np.array_equal(base.data.train_labels, data.train_labels):
+                raise UserError("the base encoder's view of the data differs from the SSL encoder's (labels out of "
+                                "order)")
         base.features = _features(base, cfg, accelerator, want, [c["method"] for c in todo], base=True)
 
     from ..interrupt import RememberedCtrlC
@@ -478,6 +492,23 @@ def _features(on: Evaluated, cfg: Config, accelerator, modality: str, todo: list
                      f"the {cfg.finetune.evaluate_on} split"))
     del enc
     return feats
+
+
+ALONE_EXAMPLE = ("base_finetune", "base_probe", "supervised")  # the rows the missing-encoder error suggests
+
+
+def checkpoint_alone(cfg: Config, methods: list[str]) -> bool:
+    """No encoder pretrained here yet, a starting checkpoint known and only baseline rows asked for: the grid scores
+    the checkpoint (and `supervised`, `classic`) alone — what the user would otherwise get, measured before paying
+    for pretraining. Its report goes to OUTPUT_DIR/baselines/, apart from the full one pretraining leads to."""
+    pretrained = cfg.finetune.encoder is not None or (Path(cfg.output_dir) / "encoder").exists()
+    return not pretrained and bool(base_encoder_ref(cfg)) and all(BY_NAME[m].role == "baseline" for m in methods)
+
+
+def _check_modality(spec: dict, encoder_path: Path, task: str, want: str) -> None:
+    if spec["modality"] != want:
+        raise UserError(f"encoder {encoder_path} is a {spec['modality']} encoder but task={task} needs a {want} "
+                        "encoder (set task to match, or point finetune.encoder at the right export)")
 
 
 def methods_for(cfg: Config) -> list[str]:
