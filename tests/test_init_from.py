@@ -170,6 +170,7 @@ def test_the_checkpoint_is_scored_alone_before_pretraining_then_beside_the_ssl_r
     finetune_main(args + ["finetune.methods=[base_probe,base_finetune,supervised]"])
     said = capsys.readouterr().out
     assert f"no encoder pretrained here yet: scoring the starting checkpoint {ckpt}" in said
+    assert "without pretraining, the best at 10 % labels (" in said  # the pilot's answer, where the user watched
     pilot = json.loads((out / "baselines" / "label_efficiency.json").read_text())
     assert pilot["baselines_only"] and pilot["encoder"] == str(out / "base_encoder")
     assert {r["method"] for r in pilot["rows"]} == {"base_probe", "base_finetune", "supervised"}

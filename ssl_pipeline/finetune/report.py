@@ -458,10 +458,25 @@ def console_summary(doc: dict) -> list[str]:
     """The report's answer as the run's last lines — gain over `supervised` per label budget, the label multiplier
     and the findings — so the question the grid was run for is answered where the user watched it run."""
     lines = [f"  gain over supervised at {_gain_line(g)}" for g in doc.get("gain_over_supervised", [])]
+    lines += [f"  {line}" for line in _best_without_pretraining(doc)]
     if doc.get("label_multiplier"):
         lines.append(f"  label multiplier: {_multiplier_sentence(doc['label_multiplier'])}")
     lines += [f"  {f}" for f in doc.get("findings", [])]
     return [line.replace("**", "").replace("`", "") for line in lines]
+
+
+def _best_without_pretraining(doc: dict) -> list[str]:
+    """A report of the baselines alone (no SSL encoder yet): its answer, the strongest row at each label budget."""
+    if not doc.get("baselines_only"):
+        return []
+    scratch = {s["label_fraction"]: s["mean"] for s in doc["summary"] if s["method"] == "supervised"}
+    lines = []
+    for b in doc.get("best_baseline", []):
+        frac = b["label_fraction"]
+        than = f" (supervised {100 * scratch[frac]:.1f} %)" if b["method"] != "supervised" and frac in scratch else ""
+        lines.append(f"without pretraining, the best at {_pct(frac)} labels ({b['n_labels']:,}): {b['method']} "
+                     f"{100 * b['accuracy']:.1f} %{than}")
+    return lines
 
 
 def _alone_note(doc: dict) -> list[str]:
@@ -469,7 +484,8 @@ def _alone_note(doc: dict) -> list[str]:
         return []
     return [f"No SSL encoder yet: the starting checkpoint `{doc.get('base_encoder')}` and the baselines alone — what "
             "you would get without pretraining. Pretrain with this config, then run `finetune` again: its report (one "
-            "folder up) puts the SSL rows beside these, on the same subsets and seeds.", ""]
+            "folder up) puts the SSL rows beside these, on the same subsets and seeds.", "",
+            *[f"- {line[0].upper()}{line[1:]}." for line in _best_without_pretraining(doc)], ""]
 
 
 def markdown(doc: dict) -> str:
