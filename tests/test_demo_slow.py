@@ -16,6 +16,6 @@ def test_demo_writes_both_reports(tmp_path):
     readme = (tmp_path / "README.md").read_text()
     for modality in ("vision", "text"):
         doc = json.loads((tmp_path / modality / "label_efficiency.json").read_text())
-        assert len(doc["rows"]) == 5 * 3 * 3
+        assert len(doc["rows"]) == 6 * 3 * 3
         assert f"{modality}/label_efficiency.png" in readme
     assert "Traceback" not in proc.stderr

@@ -57,7 +57,9 @@ def test_text_pretrain_then_finetune(tmp_path):
                    "model.vocab_size=1000", *SMALL_TEXT_MODEL])  # in-process (the CLI's own run is the fine-tune below)
     run_stage("finetune", ["--config", "configs/text/mlm_embedded.yaml", f"output_dir={out}", *SMALL_TEXT_MODEL,
                            *FT_FAST])
-    doc = _check_outputs(out, "mlm", 5)
+    doc = _check_outputs(out, "mlm", 6)
+    # the default rows include the encoder together with TF-IDF, compared with TF-IDF alone at every budget
+    assert [(g["method"], g["baseline"]) for g in doc["gain_of_combined"]] == [("probe_classic", "classic")] * 2
     # the encoder carries what its pretraining did, and the report repeats it
     record = json.loads((out / "encoder" / "ssl_encoder.json").read_text())["pretraining"]
     assert record["steps"] == 5 and record["unit"] == "packed token blocks" and record["examples"] > 0

@@ -134,11 +134,12 @@ def test_finetune_reports_the_best_baseline_including_the_checkpoint(digits_enco
     writes, real_write = [], runner.write_report
     monkeypatch.setattr(runner, "write_report", lambda *a, **k: writes.append(1) or real_write(*a, **k))
     finetune_main(args + FT)
-    assert len(plots) == 1  # 14 cells of seconds each: the tables after every cell, the plot once, at the end
-    assert len(writes) == 14  # once per cell: the last cell's report is the final one, not written twice
+    assert len(plots) == 1  # 16 cells of seconds each: the tables after every cell, the plot once, at the end
+    assert len(writes) == 16  # once per cell: the last cell's report is the final one, not written twice
     doc = json.loads((out / "label_efficiency.json").read_text())
     methods = {r["method"] for r in doc["rows"]}
-    assert methods == {"linear_probe", "finetune", "knn", "supervised", "classic", "base_probe", "base_finetune"}
+    assert methods == {"linear_probe", "finetune", "knn", "supervised", "classic", "probe_classic", "base_probe",
+                       "base_finetune"}
     by = {(s["method"], s["label_fraction"]): s["mean"] for s in doc["summary"]}
     for b in doc["best_baseline"]:
         contenders = [by[(m, b["label_fraction"])] for m in ("supervised", "classic", "base_probe", "base_finetune")]

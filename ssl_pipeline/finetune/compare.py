@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError, exit_on_user_error
-from .evaluators import BASELINES
+from .evaluators import BASELINES, COMBINED
 from .report import label_multiplier, metric_name, scored_rows, summarize
 from .significance import Bootstrap
 
@@ -55,6 +55,11 @@ def merged_rows(docs: list[dict], names: list[str] | None = None) -> list[dict]:
     return rows + list(baselines.values())
 
 
+def _is_ssl(name: str) -> bool:
+    """A merged row of an SSL method (`dino:finetune`, `mlm:knn (run_a)`), not a baseline or a combined row."""
+    return name not in BASELINES and name.split(":", 1)[-1].split(" (")[0] not in COMBINED
+
+
 def comparison(docs: list[dict], names: list[str] | None = None, against: str = "supervised",
                metric: str = "accuracy") -> dict:
     """`against`: the row every other row's gain is measured from (paired, same subsets and test examples).
@@ -73,15 +78,16 @@ def comparison(docs: list[dict], names: list[str] | None = None, against: str = 
     reference = {s["label_fraction"]: s for s in summary if s["method"] == against}
     gains = []
     for s in summary:
-        # against supervised: the SSL rows (baselines are not compared with each other); against a row: all others
-        compared = s["method"] not in BASELINES if against == "supervised" else s["method"] != against
+        # against supervised: the SSL rows (baselines are not compared with each other, and a combined row is half a
+        # baseline: `--against classic` measures it); against a row: all others
+        compared = _is_ssl(s["method"]) if against == "supervised" else s["method"] != against
         ref = reference.get(s["label_fraction"])
         if compared and ref is not None:
             gains.append({"method": s["method"], "label_fraction": s["label_fraction"], "gain": s["mean"] - ref["mean"],
                           **boot.difference(s["method"], against, s["label_fraction"])})
     multipliers = {}
     sup_rows = [s for s in summary if s["method"] == "supervised"]
-    for m in dict.fromkeys(s["method"] for s in summary if s["method"] not in BASELINES):
+    for m in dict.fromkeys(s["method"] for s in summary if _is_ssl(s["method"])):
         own = [{**s, "method": "finetune"} for s in summary if s["method"] == m]  # one SSL row vs supervised
         lm = label_multiplier(own + sup_rows)
         multipliers[m] = lm["text"] if lm else "–"

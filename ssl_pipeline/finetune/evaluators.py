@@ -11,8 +11,9 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Evaluator:
     name: str
-    role: str  # "ssl": scores the pretrained encoder; "baseline": what the user would otherwise use
-    protocol: str  # finetune | linear_probe | knn | supervised | classic (see runner.run_cell)
+    role: str  # "ssl": scores the pretrained encoder; "baseline": what the user would otherwise use; "combined":
+    #            the encoder together with a baseline, compared with that baseline alone (never headlined as SSL)
+    protocol: str  # finetune | linear_probe | knn | supervised | classic | probe_classic (see runner.run_cell)
     default: bool = True  # in finetune.methods unless the user lists them
     needs_base: bool = False  # scores the starting checkpoint (finetune.base_encoder / model.init_from)
     derived: bool = False  # written by another row's cell (its int8 copy), not requested in finetune.methods
@@ -48,11 +49,17 @@ EVALUATORS = (  # report order
     Evaluator("supervised", "baseline", "supervised", about="the same architecture from random weights"),
     Evaluator("classic", "baseline", "classic", settings="classic", settings_modality="text",
               about="scikit-learn logistic regression on pixels / TF-IDF of words and character n-grams"),
+    Evaluator("probe_classic", "combined", "probe_classic", embeddings="frozen", settings="classic",
+              settings_modality="text",
+              about="linear_probe and classic together (their log-probabilities summed): what the encoder adds to the "
+                    "baseline the user would otherwise use, compared with classic alone"),
 )
 BY_NAME = {e.name: e for e in EVALUATORS}
 ORDER = tuple(e.name for e in EVALUATORS)
 SSL_METHODS = tuple(e.name for e in EVALUATORS if e.role == "ssl")
 BASELINES = tuple(e.name for e in EVALUATORS if e.role == "baseline")
+# combined row -> (the baseline it is compared with, the SSL row it combines it with)
+COMBINED = {e.name: ("classic", "linear_probe") for e in EVALUATORS if e.role == "combined"}
 BASE_METHODS = tuple(e.name for e in EVALUATORS if e.needs_base)
 DEFAULT_METHODS = tuple(e.name for e in EVALUATORS if e.default)
 DISTILL_METHODS = ("distill", "distill_small")

@@ -220,6 +220,10 @@ class LinearProbe:
     def predict(self, feats: torch.Tensor) -> np.ndarray:
         return self.clf.predict(((feats - self.mean) / self.std).numpy())
 
+    def log_proba(self, feats: torch.Tensor) -> np.ndarray:
+        """log p(class | embedding), one column per class of the labeled subset (`clf.classes_`)."""
+        return self.clf.predict_log_proba(((feats - self.mean) / self.std).numpy())
+
     def as_head(self) -> nn.Linear:
         """The probe as an nn.Linear on raw embeddings (standardisation folded in), to start fine-tuning from.
 
@@ -249,6 +253,17 @@ def mlp_probe(train_feats, train_labels, test_feats, num_classes, ft, accelerato
     trained = train_classifier(model, FeatureSet(train_feats, torch.as_tensor(train_labels)), ft, accelerator, seed)
     dummy = torch.zeros(len(test_feats), dtype=torch.long)
     return predict(trained, FeatureSet(test_feats, dummy), accelerator, ft.probe_batch_size)
+
+
+def product_of_experts(probe: LinearProbe, test_feats: torch.Tensor, classic, classic_inputs) -> np.ndarray:
+    """The class with the largest sum of the probe's and the classic model's log-probabilities (both fitted on the
+    same labeled subset, so on the same classes). A product of experts: no weight to tune, which a few labels could
+    not choose, and no scale between TF-IDF and embeddings, as one model on both feature sets would need (README
+    "What the encoder adds to classic" measured the options)."""
+    if not np.array_equal(probe.clf.classes_, classic.classes_):
+        raise ValueError("the probe and the classic model were fitted on different classes")
+    log_p = probe.log_proba(test_feats) + classic.predict_log_proba(classic_inputs)
+    return probe.clf.classes_[log_p.argmax(1)]
 
 
 def knn(train_feats, train_labels, test_feats, k: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from ..atomic import write_json, write_text
 from ..progress import duration
 
-from .evaluators import BASELINES, SSL_METHODS
+from .evaluators import BASELINES, COMBINED, SSL_METHODS
 from .evaluators import ORDER as METHOD_ORDER
 from .significance import LEVEL, Bootstrap, balanced_weights, multiplier_interval, unpack_correct, unpack_labels
 
@@ -137,6 +137,28 @@ def gains(summary: list[dict], boot: Bootstrap | None = None, choice: dict | Non
     return out
 
 
+def gains_of_combined(summary: list[dict], boot: Bootstrap | None = None) -> list[dict]:
+    """Each combined row (the encoder together with a baseline: probe_classic) minus that baseline alone, per label
+    fraction, with its interval: what the encoder adds to what the user would otherwise use; and minus the SSL row
+    alone (`over_ssl`): what the baseline adds to the encoder (it can take away: pixels beside a good probe). Kept
+    out of the SSL headline and multipliers, whose gains over `supervised` would then be partly the baseline's."""
+    at = {(s["method"], s["label_fraction"]): s for s in summary}
+    out = []
+    for s in summary:
+        baseline, ssl = COMBINED.get(s["method"], (None, None))
+        partner, alone = at.get((baseline, s["label_fraction"])), at.get((ssl, s["label_fraction"]))
+        if partner:
+            g = {"method": s["method"], "label_fraction": s["label_fraction"], "accuracy": s["mean"],
+                 "baseline": baseline, "baseline_accuracy": partner["mean"], "gain": s["mean"] - partner["mean"]}
+            if boot is not None:
+                g.update(boot.difference(s["method"], baseline, s["label_fraction"]))
+            if alone:
+                g["over_ssl"] = {"method": ssl, "accuracy": alone["mean"], "gain": s["mean"] - alone["mean"],
+                                 **(boot.difference(s["method"], ssl, s["label_fraction"]) if boot else {})}
+            out.append(g)
+    return out
+
+
 def significance(summary: list[dict], boot: Bootstrap) -> list[dict]:
     """Every SSL method against `supervised` at every fraction: gain, 95 % interval, verdict, per-seed differences."""
     out = []
@@ -206,7 +228,7 @@ def findings(summary: list[dict], pretraining: dict | None = None, modality: str
             no_saving = no_saving or (scarce and not _reached(classic, most))
             out.append(f"classic beats every SSL method at {_pct(frac)}: {100 * classic['mean']:.1f} % vs "
                        f"{100 * best['mean']:.1f} % for {best['method']}"
-                       + _unsure(boot, best["method"], "classic", frac))
+                       + _unsure(boot, best["method"], "classic", frac) + _added_to(at, "classic", boot))
         base = max((at[m] for m in ("base_probe", "base_finetune") if m in at), key=lambda s: s["mean"], default=None)
         if base and base["mean"] >= best["mean"]:
             out.append(f"no label saving over the starting checkpoint at {_pct(frac)}: {base['method']} "
@@ -242,6 +264,21 @@ def _unsure(boot: Bootstrap | None, method: str, baseline: str, frac: float) -> 
     return f" (not significant: the 95 % interval of {baseline} minus {method} is {-hi:+.1f} to {-lo:+.1f} points)"
 
 
+def _added_to(at: dict, baseline: str, boot: Bootstrap | None) -> str:
+    """'; but together with it the encoder adds …' when a combined row with `baseline` was scored at this fraction:
+    SSL can lose to TF-IDF alone and still improve it."""
+    combined = next((at[m] for m, (b, _) in COMBINED.items() if b == baseline and m in at), None)
+    if combined is None:
+        return ""
+    gain = 100 * (combined["mean"] - at[baseline]["mean"])
+    diff = boot.difference(combined["method"], baseline, combined["label_fraction"]) if boot is not None else {}
+    if diff and not diff["significant"]:
+        return f"; together with it ({combined['method']}) the encoder adds nothing significant ({gain:+.1f} points)"
+    if gain <= 0:
+        return f"; together with it ({combined['method']}) the encoder adds nothing ({gain:+.1f} points)"
+    return f"; but together with it the encoder adds {gain:+.1f} points ({combined['method']} {100 * combined['mean']:.1f} %)"
+
+
 def students(rows: list[dict]) -> dict:
     """Per distilled row: parameters, size on disk and CPU throughput (median over its cells), next to the
     teacher's parameter count — the deployment side of the trade-off."""
@@ -274,6 +311,7 @@ def write_report(output_dir: Path, header: dict, rows: list[dict], plot: bool = 
            "gain_over_best_baseline": gains_over_best_baseline(summary, boot, choice),
            "label_multiplier_vs_best_baseline": _with_interval(label_multiplier(summary, "best", choice), summary,
                                                                boot, "best", choice),
+           "gain_of_combined": gains_of_combined(summary, boot),
            "significance": significance(summary, boot), "students": students(rows),
            "findings": (findings(summary, header.get("pretraining"), header.get("modality", ""), boot)
                         + imbalance(header) + truncation(header) + small_scored_split(header))}
@@ -449,6 +487,17 @@ def _gain_line(g: dict) -> str:
             f"{100 * g['gain']:+.1f} points{_gain_ci(g)}")
 
 
+def _combined_line(g: dict) -> str:
+    line = (f"{_pct(g['label_fraction'])} labels: {g['method']} {100 * g['accuracy']:.1f} % vs {g['baseline']} "
+            f"{100 * g['baseline_accuracy']:.1f} % → {100 * g['gain']:+.1f} points{_gain_ci(g)}")
+    alone = g.get("over_ssl")
+    if alone:
+        verdict = ", not significant" if alone.get("significant") is False else ""
+        line += (f"; against {alone['method']} alone ({100 * alone['accuracy']:.1f} %) {100 * alone['gain']:+.1f}"
+                 f"{verdict}")
+    return line
+
+
 def _multiplier_sentence(lm: dict) -> str:
     return (f"`supervised` needs **{lm['text']}** the labels to match {lm['ssl_method']} with {lm['n_labels']} labels "
             f"({100 * lm['ssl_accuracy']:.1f} %), interpolated on a log scale{_multiplier_ci(lm)}")
@@ -458,6 +507,7 @@ def console_summary(doc: dict) -> list[str]:
     """The report's answer as the run's last lines — gain over `supervised` per label budget, the label multiplier
     and the findings — so the question the grid was run for is answered where the user watched it run."""
     lines = [f"  gain over supervised at {_gain_line(g)}" for g in doc.get("gain_over_supervised", [])]
+    lines += [f"  added to {g['baseline']} at {_combined_line(g)}" for g in doc.get("gain_of_combined", [])]
     lines += [f"  {line}" for line in _best_without_pretraining(doc)]
     if doc.get("label_multiplier"):
         lines.append(f"  label multiplier: {_multiplier_sentence(doc['label_multiplier'])}")
@@ -525,6 +575,10 @@ def markdown(doc: dict) -> str:
         if lmb:
             lines += ["", f"Label multiplier vs the best baseline: **{lmb['text']}** the labels to match "
                           f"{lmb['ssl_method']} with {lmb['n_labels']} labels{_multiplier_ci(lmb)}."]
+    if doc.get("gain_of_combined"):
+        lines += ["", "What the encoder adds to the baseline the user would otherwise use (the combined row minus that "
+                      "baseline alone; not counted as an SSL row above):", ""]
+        lines += [f"- {_combined_line(g)}" for g in doc["gain_of_combined"]]
     lines += _choice_note(doc)
     if doc.get("findings"):
         lines += [""] + [f"- **{f[0].upper()}{f[1:]}.**" for f in doc["findings"]]
@@ -590,7 +644,7 @@ def _plot(path: Path, summary: list[dict], title: str, validation: bool = False,
         if not pts:
             continue
         n, mean, std = (np.array(v) for v in zip(*pts))
-        style = "--" if m in BASELINES else "-"
+        style = "--" if m in BASELINES else "-." if m in COMBINED else "-"
         seeds = min(s["seeds"] for s in summary if s["method"] == m)
         ax.plot(n, 100 * mean, style, marker="o", label=legend_label(m, seeds, significance))
         if seeds > 1:

@@ -274,7 +274,7 @@ def cell_work(cell: dict, n_train: int, cfg: Config, accelerator) -> int:
         return round(FIXMATCH_EXAMPLE_COST * trained(n_train, epochs=ft.fixmatch.epochs, capped=False))
     if protocol in DISTILL_METHODS:  # the teacher (a finetune cell), then the student's passes over the pool
         return trained(n) + trained(n_train, epochs=ft.distill_epochs, capped=False)
-    return n if protocol == "classic" else max(1, n // 10)
+    return n if protocol in ("classic", "probe_classic") else max(1, n // 10)
 
 
 def _one_label_note(data, fraction: float, n_labels: int) -> list[str]:
@@ -465,7 +465,7 @@ class Evaluated:
     def __init__(self, path: Path, data):
         self.path, self.data = path, data
         self.features = None
-        self.probes: dict = {}  # one converged probe per labeled subset, shared by the probe and the LP-FT head
+        self.probes: dict = {}  # the latest labeled subset's probe and classic model, shared by the rows on it
         self.models: dict = {}  # the latest subset's fixmatch model: its row and a distilled student's teacher
 
 
@@ -520,13 +520,32 @@ def methods_for(cfg: Config) -> list[str]:
     return methods
 
 
+def per_subset(cache: dict, kind: str, idx, make):
+    """What a labeled subset alone determines, made once and shared by the rows on it (`kind`: its converged probe,
+    its classic model). Subsets change cell by cell in grid order: only the latest subset's are kept."""
+    key = subset_digest(idx)
+    if cache.get("subset") != key:
+        cache.clear()
+        cache["subset"] = key
+    if kind not in cache:
+        cache[kind] = make()
+    return cache[kind]
+
+
 def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
     """The converged linear probe of a labeled subset, shared by the probe row and every LP-FT head on it."""
-    key = subset_digest(idx)  # the subset alone determines the probe
-    if key not in probes:
-        probes.clear()  # subsets change cell by cell in grid order: keep only the latest
-        probes[key] = M.LinearProbe(features[0][idx], data.train_labels[idx], data.num_classes, ft.probe_c)
-    return probes[key]
+    return per_subset(probes, "probe", idx, lambda: M.LinearProbe(features[0][idx], data.train_labels[idx],
+                                                                  data.num_classes, ft.probe_c))
+
+
+def subset_classic(idx, data, probes: dict):
+    """The classic model fitted on a labeled subset, shared by the classic row and probe_classic."""
+    def fitted():
+        model = data.classic_model()
+        fit_saying_once(model, data.classic_inputs("train", idx), data.train_labels[idx])
+        return model
+
+    return per_subset(probes, "classic", idx, fitted)
 
 
 def fit_saying_once(model, x, y) -> None:
@@ -560,9 +579,10 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
         return subset_probe(idx, data, features, ft, probes)
 
     if method == "classic":
-        model = data.classic_model()
-        fit_saying_once(model, data.classic_inputs("train", idx), labels)
-        return model.predict(data.classic_inputs("test", test_idx))
+        return subset_classic(idx, data, probes).predict(data.classic_inputs("test", test_idx))
+    if method == "probe_classic":
+        return M.product_of_experts(probe(), features[1], subset_classic(idx, data, probes),
+                                    data.classic_inputs("test", test_idx))
     if method == "knn":
         return M.knn(features[0][idx], labels, features[1], ft.knn_k)
     if method == "linear_probe":
