@@ -86,14 +86,57 @@ def test_the_grid_fits_a_subsets_classic_model_once_for_both_rows():
         return run_cell(method, subset, data, data.features, cfg, None, None, 0, 1.0, probes=cache)
 
     classic = cell("classic")
+    assert data.fits == 1
     combined = cell("probe_classic")
-    assert data.fits == 1  # the classic row's model serves probe_classic on the same subset
+    assert data.fits == 1 + M.EXPERT_FOLDS  # the classic row's model serves it; the folds choose the weights
     probe = M.LinearProbe(data.features[0][idx], data.train_labels[idx], 3, cfg.finetune.probe_c)
     fitted = LogisticRegression(max_iter=500).fit(data.x[idx], data.train_labels[idx])
     assert np.array_equal(classic, fitted.predict(data.x[200:]))
-    assert np.array_equal(combined, M.product_of_experts(probe, data.features[1], fitted, data.x[200:]))
+    weights = M.expert_weights(data.train_labels[idx], [_oof_probe(data, idx, cfg), _oof_classic(data, idx)], seed=0)
+    assert np.array_equal(combined, M.product_of_experts(probe, data.features[1], fitted, data.x[200:], weights))
     cell("probe_classic", idx[1:])  # another subset: its own model
-    assert data.fits == 2
+    assert data.fits == 2 + 2 * M.EXPERT_FOLDS
+
+
+def _oof_probe(data, idx, cfg):
+    def expert(fit, held):
+        p = M.LinearProbe(data.features[0][idx[fit]], data.train_labels[idx[fit]], 3, cfg.finetune.probe_c)
+        return p.clf.classes_, p.log_proba(data.features[0][idx[held]])
+    return expert
+
+
+def _oof_classic(data, idx):
+    def expert(fit, held):
+        m = LogisticRegression(max_iter=500).fit(data.x[idx[fit]], data.train_labels[idx[fit]])
+        return m.classes_, m.predict_log_proba(data.x[idx[held]])
+    return expert
+
+
+def _expert(y, informative: bool, rng):
+    """An expert whose log-probabilities point at the true class (informative), or at random classes, confidently."""
+    def expert(fit, held):
+        guess = y[held] if informative else rng.integers(0, 3, len(held))
+        log_p = np.full((len(held), 3), np.log(0.05))
+        log_p[np.arange(len(held)), guess] = np.log(0.9)
+        return np.arange(3), log_p
+    return expert
+
+
+def test_expert_weights_damp_a_confident_expert_that_is_wrong():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 10)
+    low, high = min(M.EXPERT_WEIGHTS), max(M.EXPERT_WEIGHTS)
+    assert M.expert_weights(y, [_expert(y, True, rng), _expert(y, False, rng)], seed=0) == (high, low)
+    assert M.expert_weights(y, [_expert(y, False, rng), _expert(y, True, rng)], seed=0) == (low, high)
+    # two experts reading independent views of the label: both are kept
+    labels, emb, x = _two_views(seed=2, n=90)
+    data = SimpleNamespace(features=(emb, None), train_labels=labels, x=x)
+    cfg = load_config("configs/vision/simclr_digits.yaml")
+    idx = np.arange(90)
+    w = M.expert_weights(labels, [_oof_probe(data, idx, cfg), _oof_classic(data, idx)], seed=0)
+    assert w[0] > 0 and w[1] > 0
+    # one label per class: nothing can be held out to weigh them by, so they count equally
+    assert M.expert_weights(np.arange(3), [_expert(y, True, rng), _expert(y, False, rng)], seed=0) == (1.0, 1.0)
 
 
 def test_text_rows_carry_the_classic_settings_they_were_made_with():

@@ -1,7 +1,8 @@
 """How the `probe_classic` row should put the SSL encoder and the `classic` baseline together, on the validation carve
 (`finetune.evaluate_on=validation`; the test split is never read): the class probabilities averaged, their logs
-summed (a product of experts: the default), or one logistic regression on both feature sets with the embeddings
-scaled by a (fixed, or to the classic features' mean row norm: "eqnorm"). 3 seeds per label fraction, class-balanced
+summed (a product of experts), the same with the two weights chosen by 3-fold cross-validation on the labeled subset
+(`methods.expert_weights`: the default), or one logistic regression on both feature sets with the embeddings scaled
+by a (fixed, or to the classic features' mean row norm: "eqnorm"). 3 seeds per label fraction, class-balanced
 subsets as the grid draws them; validation accuracy (%), mean ± std.
 
 usage: python docs/diagnostics/combine_classic.py CONFIG ENCODER_DIR FRACTIONS [key=value ...]
@@ -53,7 +54,18 @@ def main() -> None:
             p_probe, p_classic = probe.clf.predict_proba(((val_feats - probe.mean) / probe.std).numpy()), \
                 classic.predict_proba(val_inputs)
             out = {"linear_probe": p_probe, "classic": p_classic, "average": (p_probe + p_classic) / 2,
-                   "log-sum (default)": np.log(p_probe + 1e-12) + np.log(p_classic + 1e-12)}
+                   "log-sum": np.log(p_probe + 1e-12) + np.log(p_classic + 1e-12)}
+
+            def probe_expert(fit, held):
+                p = M.LinearProbe(train_feats[idx[fit]], y[fit], data.num_classes, cfg.finetune.probe_c)
+                return p.clf.classes_, p.log_proba(train_feats[idx[held]])
+
+            def classic_expert(fit, held):
+                c = data.classic_model().fit(data.classic_inputs("train", idx[fit]), y[fit])
+                return c.classes_, c.predict_log_proba(data.classic_inputs("train", idx[held]))
+
+            wp, wc = M.expert_weights(y, [probe_expert, classic_expert], seed)
+            out["weighted (default)"] = wp * np.log(p_probe + 1e-12) + wc * np.log(p_classic + 1e-12)
             features = classic[:-1]  # the classic pipeline without its logistic regression
             x_train, x_val = features.transform(data.classic_inputs("train", idx)), features.transform(val_inputs)
             z_train = ((train_feats[idx] - probe.mean) / probe.std).numpy()

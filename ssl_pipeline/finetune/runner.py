@@ -274,7 +274,9 @@ def cell_work(cell: dict, n_train: int, cfg: Config, accelerator) -> int:
         return round(FIXMATCH_EXAMPLE_COST * trained(n_train, epochs=ft.fixmatch.epochs, capped=False))
     if protocol in DISTILL_METHODS:  # the teacher (a finetune cell), then the student's passes over the pool
         return trained(n) + trained(n_train, epochs=ft.distill_epochs, capped=False)
-    return n if protocol in ("classic", "probe_classic") else max(1, n // 10)
+    if protocol == "probe_classic":  # the subset's probe and classic model, then both again on each of 3 folds
+        return 3 * n
+    return n if protocol == "classic" else max(1, n // 10)
 
 
 def _one_label_note(data, fraction: float, n_labels: int) -> list[str]:
@@ -548,6 +550,18 @@ def subset_classic(idx, data, probes: dict):
     return per_subset(probes, "classic", idx, fitted)
 
 
+def _probe_out_of_fold(idx, data, features, ft, fit, held):
+    """The probe fitted on part of a labeled subset (`fit`, positions in `idx`): its log-probabilities of the rest."""
+    p = M.LinearProbe(features[0][idx[fit]], data.train_labels[idx[fit]], data.num_classes, ft.probe_c)
+    return p.clf.classes_, p.log_proba(features[0][idx[held]])
+
+
+def _classic_out_of_fold(idx, data, fit, held):
+    model = data.classic_model()
+    fit_saying_once(model, data.classic_inputs("train", idx[fit]), data.train_labels[idx[fit]])
+    return model.classes_, model.predict_log_proba(data.classic_inputs("train", idx[held]))
+
+
 def fit_saying_once(model, x, y) -> None:
     """model.fit, with scikit-learn's multi-line ConvergenceWarning (repeated for every cell of the grid, between
     the progress lines) said once, in one line; other warnings pass through."""
@@ -581,8 +595,10 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
     if method == "classic":
         return subset_classic(idx, data, probes).predict(data.classic_inputs("test", test_idx))
     if method == "probe_classic":
+        weights = M.expert_weights(labels, [lambda fit, held: _probe_out_of_fold(idx, data, features, ft, fit, held),
+                                            lambda fit, held: _classic_out_of_fold(idx, data, fit, held)], seed)
         return M.product_of_experts(probe(), features[1], subset_classic(idx, data, probes),
-                                    data.classic_inputs("test", test_idx))
+                                    data.classic_inputs("test", test_idx), weights)
     if method == "knn":
         return M.knn(features[0][idx], labels, features[1], ft.knn_k)
     if method == "linear_probe":
