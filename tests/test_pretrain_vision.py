@@ -72,17 +72,18 @@ def test_export_loads_with_load_encoder_and_timm(vision_run):
 
 
 def test_vision_pretrain_then_finetune_two_processes(vision_run, capsys):
-    doc = _check_outputs(vision_run, "simclr", 5)  # the 2-process grid of the fixture's launch
+    doc = _check_outputs(vision_run, "simclr", 6)  # the 2-process grid of the fixture's launch
     # a re-run finds every cell done and trains nothing
     before = (vision_run / "label_efficiency.json").read_text()
     capsys.readouterr()
     finetune_main([*DIGITS, f"output_dir={vision_run}", *FT_FAST])  # in-process
     said = capsys.readouterr().out
-    assert "(20 already done)" in said
+    assert "(24 already done)" in said
     # the report's answer closes the run's output, without markdown
     summary = said.split("label-efficiency report: ")[1].splitlines()[1:]
     assert summary[0].startswith("  gain over supervised at 5 % labels: ") and " points" in summary[0]
     assert any(line.startswith("  label multiplier: supervised needs ") for line in summary)
+    assert any(line.startswith("  added to classic at 5 % labels: probe_classic ") for line in summary)
     assert not any("**" in line or "`" in line for line in summary)
     assert json.loads((vision_run / "label_efficiency.json").read_text())["rows"] == json.loads(before)["rows"]
     assert doc["n_test"] == 360
