@@ -51,8 +51,9 @@ EVALUATORS = (  # report order
               about="scikit-learn logistic regression on pixels / TF-IDF of words and character n-grams"),
     Evaluator("probe_classic", "combined", "probe_classic", embeddings="frozen", settings="classic",
               settings_modality="text",
-              about="linear_probe and classic together (their log-probabilities summed): what the encoder adds to the "
-                    "baseline the user would otherwise use, compared with classic alone"),
+              about="linear_probe and classic together (their log-probabilities, weighted by cross-validation on "
+                    "the subset): what the encoder adds to the baseline the user would otherwise use, compared with "
+                    "classic alone"),
 )
 BY_NAME = {e.name: e for e in EVALUATORS}
 ORDER = tuple(e.name for e in EVALUATORS)

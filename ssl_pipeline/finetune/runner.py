@@ -540,14 +540,16 @@ def subset_probe(idx, data, features, ft, probes: dict) -> M.LinearProbe:
                                                                   data.num_classes, ft.probe_c))
 
 
+def fitted_classic(data, idx):
+    """The classic model fitted on the train examples `idx`."""
+    model = data.classic_model()
+    fit_saying_once(model, data.classic_inputs("train", idx), data.train_labels[idx])
+    return model
+
+
 def subset_classic(idx, data, probes: dict):
     """The classic model fitted on a labeled subset, shared by the classic row and probe_classic."""
-    def fitted():
-        model = data.classic_model()
-        fit_saying_once(model, data.classic_inputs("train", idx), data.train_labels[idx])
-        return model
-
-    return per_subset(probes, "classic", idx, fitted)
+    return per_subset(probes, "classic", idx, lambda: fitted_classic(data, idx))
 
 
 def _probe_out_of_fold(idx, data, features, ft, fit, held):
@@ -557,8 +559,7 @@ def _probe_out_of_fold(idx, data, features, ft, fit, held):
 
 
 def _classic_out_of_fold(idx, data, fit, held):
-    model = data.classic_model()
-    fit_saying_once(model, data.classic_inputs("train", idx[fit]), data.train_labels[idx[fit]])
+    model = fitted_classic(data, idx[fit])
     return model.classes_, model.predict_log_proba(data.classic_inputs("train", idx[held]))
 
 
