@@ -23,6 +23,7 @@ from ssl_pipeline.engine import make_accelerator
 from ssl_pipeline.export import load_encoder, read_spec
 from ssl_pipeline.finetune import methods as M
 from ssl_pipeline.finetune.labeled import labeled_data
+from ssl_pipeline.finetune.runner import classic_out_of_fold, fitted_classic, probe_out_of_fold
 from ssl_pipeline.finetune.subsets import balanced_subset
 
 
@@ -50,21 +51,15 @@ def main() -> None:
             idx = balanced_subset(data.train_labels, data.num_classes, seed, fraction=fraction)
             y = data.train_labels[idx]
             probe = M.LinearProbe(train_feats[idx], y, data.num_classes, cfg.finetune.probe_c)
-            classic = data.classic_model().fit(data.classic_inputs("train", idx), y)
+            classic = fitted_classic(data, idx)
             p_probe, p_classic = probe.clf.predict_proba(((val_feats - probe.mean) / probe.std).numpy()), \
                 classic.predict_proba(val_inputs)
             out = {"linear_probe": p_probe, "classic": p_classic, "average": (p_probe + p_classic) / 2,
                    "log-sum": np.log(p_probe + 1e-12) + np.log(p_classic + 1e-12)}
 
-            def probe_expert(fit, held):
-                p = M.LinearProbe(train_feats[idx[fit]], y[fit], data.num_classes, cfg.finetune.probe_c)
-                return p.clf.classes_, p.log_proba(train_feats[idx[held]])
-
-            def classic_expert(fit, held):
-                c = data.classic_model().fit(data.classic_inputs("train", idx[fit]), y[fit])
-                return c.classes_, c.predict_log_proba(data.classic_inputs("train", idx[held]))
-
-            wp, wc = M.expert_weights(y, [probe_expert, classic_expert], seed)
+            feats = (train_feats, val_feats)
+            wp, wc = M.expert_weights(y, [lambda fit, held: probe_out_of_fold(idx, data, feats, cfg.finetune, fit, held),
+                                          lambda fit, held: classic_out_of_fold(idx, data, fit, held)], seed)
             out["weighted (default)"] = wp * np.log(p_probe + 1e-12) + wc * np.log(p_classic + 1e-12)
             features = classic[:-1]  # the classic pipeline without its logistic regression
             x_train, x_val = features.transform(data.classic_inputs("train", idx)), features.transform(val_inputs)

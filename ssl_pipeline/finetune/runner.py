@@ -552,13 +552,13 @@ def subset_classic(idx, data, probes: dict):
     return per_subset(probes, "classic", idx, lambda: fitted_classic(data, idx))
 
 
-def _probe_out_of_fold(idx, data, features, ft, fit, held):
+def probe_out_of_fold(idx, data, features, ft, fit, held):
     """The probe fitted on part of a labeled subset (`fit`, positions in `idx`): its log-probabilities of the rest."""
     p = M.LinearProbe(features[0][idx[fit]], data.train_labels[idx[fit]], data.num_classes, ft.probe_c)
     return p.clf.classes_, p.log_proba(features[0][idx[held]])
 
 
-def _classic_out_of_fold(idx, data, fit, held):
+def classic_out_of_fold(idx, data, fit, held):
     model = fitted_classic(data, idx[fit])
     return model.classes_, model.predict_log_proba(data.classic_inputs("train", idx[held]))
 
@@ -596,8 +596,8 @@ def run_cell(method: str, idx: np.ndarray, data, features, cfg: Config, accelera
     if method == "classic":
         return subset_classic(idx, data, probes).predict(data.classic_inputs("test", test_idx))
     if method == "probe_classic":
-        weights = M.expert_weights(labels, [lambda fit, held: _probe_out_of_fold(idx, data, features, ft, fit, held),
-                                            lambda fit, held: _classic_out_of_fold(idx, data, fit, held)], seed)
+        weights = M.expert_weights(labels, [lambda fit, held: probe_out_of_fold(idx, data, features, ft, fit, held),
+                                            lambda fit, held: classic_out_of_fold(idx, data, fit, held)], seed)
         return M.product_of_experts(probe(), features[1], subset_classic(idx, data, probes),
                                     data.classic_inputs("test", test_idx), weights)
     if method == "knn":
